@@ -1,0 +1,230 @@
+"""A typed client for UMA's OptimisticOracleV3 and the UMA contracts it consults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.contract import Contract
+from web3.logs import DISCARD
+from web3.types import TxReceipt
+
+from attest.chain.artifacts import shipped
+from attest.chain.tx import Sender
+from attest.errors import ChainError
+
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+NUMERICAL_TRUE = 10**18  # the only oracle price that resolves an assertion as true
+
+
+def to_bytes32(text: str) -> bytes:
+    """An UMA identifier such as ASSERT_TRUTH2 as the right-padded bytes32 the contracts use."""
+    raw = text.encode("ascii")
+    if len(raw) > 32:
+        raise ValueError(f"identifier {text!r} is longer than 32 bytes")
+    return raw.ljust(32, b"\0")
+
+
+def from_bytes32(value: bytes) -> str:
+    return bytes(value).rstrip(b"\0").decode("ascii", errors="replace")
+
+
+@dataclass(frozen=True)
+class Assertion:
+    """`OptimisticOracleV3.getAssertion` with the escalation-manager settings flattened."""
+
+    assertion_id: bytes
+    asserter: str
+    asserting_caller: str
+    escalation_manager: str
+    assertion_time: int
+    settled: bool
+    currency: str
+    expiration_time: int
+    settlement_resolution: bool
+    domain_id: bytes
+    identifier: bytes
+    bond: int
+    callback_recipient: str
+    disputer: str
+
+    @property
+    def exists(self) -> bool:
+        return self.asserter != ZERO_ADDRESS
+
+    @property
+    def disputed(self) -> bool:
+        return self.disputer != ZERO_ADDRESS
+
+
+@dataclass(frozen=True)
+class AssertionMade:
+    assertion_id: bytes
+    domain_id: bytes
+    claim: bytes
+    asserter: str
+    callback_recipient: str
+    escalation_manager: str
+    caller: str
+    expiration_time: int
+    currency: str
+    bond: int
+    identifier: bytes
+    tx_hash: bytes
+    log_index: int
+    block_number: int
+
+
+class OptimisticOracleV3:
+    def __init__(self, w3: Web3, address: str) -> None:
+        self.w3 = w3
+        self.contract: Contract = w3.eth.contract(
+            address=Web3.to_checksum_address(address), abi=shipped("OptimisticOracleV3").abi
+        )
+
+    @property
+    def address(self) -> str:
+        return str(self.contract.address)
+
+    # -- reads -----------------------------------------------------------------------------------------
+    def get_assertion(self, assertion_id: bytes) -> Assertion:
+        em, asserter, time, settled, currency, expiration, resolution, domain, ident, bond, cb, disputer = (
+            self.contract.functions.getAssertion(assertion_id).call()
+        )
+        return Assertion(
+            assertion_id=bytes(assertion_id),
+            asserter=asserter,
+            asserting_caller=em[3],
+            escalation_manager=em[4],
+            assertion_time=time,
+            settled=settled,
+            currency=currency,
+            expiration_time=expiration,
+            settlement_resolution=resolution,
+            domain_id=bytes(domain),
+            identifier=bytes(ident),
+            bond=bond,
+            callback_recipient=cb,
+            disputer=disputer,
+        )
+
+    def minimum_bond(self, currency: str) -> int:
+        return int(self.contract.functions.getMinimumBond(Web3.to_checksum_address(currency)).call())
+
+    def default_currency(self) -> str:
+        return str(self.contract.functions.defaultCurrency().call())
+
+    def burned_bond_percentage(self) -> int:
+        return int(self.contract.functions.burnedBondPercentage().call())
+
+    def _finder_lookup(self, name: str, abi_name: str) -> Contract:
+        finder = self.w3.eth.contract(
+            address=self.contract.functions.finder().call(), abi=shipped("Finder").abi
+        )
+        address = finder.functions.getImplementationAddress(to_bytes32(name)).call()
+        return self.w3.eth.contract(address=address, abi=shipped(abi_name).abi)
+
+    def is_identifier_supported(self, identifier: str) -> bool:
+        """Asks UMA's IdentifierWhitelist itself, not the oracle's cache (which may be stale)."""
+        whitelist = self._finder_lookup("IdentifierWhitelist", "IdentifierWhitelist")
+        return bool(whitelist.functions.isIdentifierSupported(to_bytes32(identifier)).call())
+
+    def is_currency_whitelisted(self, currency: str) -> bool:
+        whitelist = self._finder_lookup("CollateralWhitelist", "AddressWhitelist")
+        return bool(whitelist.functions.isOnWhitelist(Web3.to_checksum_address(currency)).call())
+
+    def cache_is_stale(self, identifier: str, currency: str) -> bool:
+        """True when OOv3's cache of UMA's whitelists and final fee is out of date: `syncUmaParams` fixes it.
+
+        An entry that is not cached yet is not stale: `assertTruth` looks it up and caches it itself.
+        """
+        currency = Web3.to_checksum_address(currency)
+        if self.contract.functions.cachedIdentifiers(to_bytes32(identifier)).call():
+            if not self.is_identifier_supported(identifier):
+                return True
+        cached_whitelisted, cached_fee = self.contract.functions.cachedCurrencies(currency).call()
+        if not cached_whitelisted:
+            return False
+        if not self.is_currency_whitelisted(currency):
+            return True
+        return int(cached_fee) != self.final_fee(currency)
+
+    def final_fee(self, currency: str) -> int:
+        store = self._finder_lookup("Store", "Store")
+        (fee,) = store.functions.computeFinalFee(Web3.to_checksum_address(currency)).call()
+        return int(fee)
+
+    # -- writes ----------------------------------------------------------------------------------------
+    def assert_truth(
+        self,
+        sender: Sender,
+        *,
+        claim: bytes,
+        asserter: str,
+        callback_recipient: str,
+        liveness: int,
+        currency: str,
+        bond: int,
+        identifier: str,
+        domain_id: bytes,
+        escalation_manager: str = ZERO_ADDRESS,
+    ) -> tuple[AssertionMade, TxReceipt]:
+        """Assert `claim`; the bond is pulled from the sender, who must have approved it."""
+        call = self.contract.functions.assertTruth(
+            claim,
+            Web3.to_checksum_address(asserter),
+            Web3.to_checksum_address(callback_recipient),
+            Web3.to_checksum_address(escalation_manager),
+            liveness,
+            Web3.to_checksum_address(currency),
+            bond,
+            to_bytes32(identifier),
+            domain_id,
+        )
+        receipt = sender.transact(call, "assertTruth")
+        made = self.assertions_made(receipt)
+        if len(made) != 1:
+            raise ChainError(f"assertTruth receipt holds {len(made)} AssertionMade events")
+        return made[0], receipt
+
+    def dispute(self, sender: Sender, assertion_id: bytes, disputer: str) -> TxReceipt:
+        call = self.contract.functions.disputeAssertion(assertion_id, Web3.to_checksum_address(disputer))
+        return sender.transact(call, "disputeAssertion")
+
+    def settle(self, sender: Sender, assertion_id: bytes) -> TxReceipt:
+        return sender.transact(self.contract.functions.settleAssertion(assertion_id), "settleAssertion")
+
+    def sync_uma_params(self, sender: Sender, identifier: str, currency: str) -> TxReceipt:
+        call = self.contract.functions.syncUmaParams(to_bytes32(identifier), Web3.to_checksum_address(currency))
+        return sender.transact(call, "syncUmaParams")
+
+    # -- events ----------------------------------------------------------------------------------------
+    def assertions_made(self, receipt: TxReceipt) -> list[AssertionMade]:
+        events = self.contract.events.AssertionMade().process_receipt(receipt, errors=DISCARD)
+        return [_assertion_made(e) for e in events]
+
+    def assertions_made_between(self, from_block: int, to_block: int) -> list[AssertionMade]:
+        events = self.contract.events.AssertionMade().get_logs(from_block=from_block, to_block=to_block)
+        return [_assertion_made(e) for e in events]
+
+
+def _assertion_made(event: Any) -> AssertionMade:
+    a = event["args"]
+    return AssertionMade(
+        assertion_id=bytes(a["assertionId"]),
+        domain_id=bytes(a["domainId"]),
+        claim=bytes(a["claim"]),
+        asserter=a["asserter"],
+        callback_recipient=a["callbackRecipient"],
+        escalation_manager=a["escalationManager"],
+        caller=a["caller"],
+        expiration_time=int(a["expirationTime"]),
+        currency=a["currency"],
+        bond=int(a["bond"]),
+        identifier=bytes(a["identifier"]),
+        tx_hash=bytes(HexBytes(event["transactionHash"])),
+        log_index=int(event["logIndex"]),
+        block_number=int(event["blockNumber"]),
+    )

@@ -1,0 +1,88 @@
+"""Sending transactions: every one is checked with a static call and a balance check before it is signed.
+
+Keys stay in memory as eth-account `LocalAccount`s and are never printed; nodes never hold them unlocked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractConstructor, ContractFunction
+from web3.exceptions import ContractLogicError, TimeExhausted
+from web3.types import TxReceipt
+
+from attest.chain.artifacts import Artifact
+from attest.errors import ChainError, TransactionRejected
+
+RECEIPT_TIMEOUT_S = 120.0
+
+
+def revert_reason(err: ContractLogicError, abi: list[dict[str, Any]] | None = None) -> str:
+    """The revert string, or a custom error decoded against the contract's ABI (`NotOracle(0xabc…)`)."""
+    data = err.data if isinstance(err.data, str) else None
+    if data and data.startswith("0x") and len(data) >= 10:
+        for entry in abi or ():
+            if entry.get("type") != "error":
+                continue
+            types = [i["type"] for i in entry.get("inputs", [])]
+            signature = f"{entry['name']}({','.join(types)})"
+            if Web3.keccak(text=signature)[:4].hex() == data[2:10]:
+                args = abi_decode(types, bytes.fromhex(data[10:]))
+                shown = (Web3.to_checksum_address(a) if t == "address" else a for t, a in zip(types, args))
+                return f"{entry['name']}({', '.join(str(a) for a in shown)})"
+    message = getattr(err, "message", None) or str(err)
+    return message.removeprefix("execution reverted: ").removeprefix("execution reverted") or "reverted"
+
+
+class Sender:
+    """Signs with one local account and sends to one node; raises `TransactionRejected` instead of reverting."""
+
+    def __init__(self, w3: Web3, account: LocalAccount) -> None:
+        self.w3 = w3
+        self.account = account
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+    def transact(self, call: ContractFunction | ContractConstructor, action: str) -> TxReceipt:
+        """Static-call `call`, check the gas money, sign, send and wait for the receipt."""
+        try:
+            # Estimating gas executes the call against the latest state: this is the static call.
+            tx: dict[str, Any] = dict(call.build_transaction({"from": self.address}))
+        except ContractLogicError as err:
+            raise TransactionRejected(action, revert_reason(err, getattr(call, "contract_abi", None))) from None
+        tx["nonce"] = self.w3.eth.get_transaction_count(self.address, "pending")
+        tx["chainId"] = self.w3.eth.chain_id
+        self._check_gas_money(tx, action)
+        signed = self.account.sign_transaction(tx)
+        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        try:
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
+        except TimeExhausted:
+            raise ChainError(
+                f"{action}: transaction {tx_hash.to_0x_hex()} was sent but not mined within "
+                f"{RECEIPT_TIMEOUT_S:.0f}s; check it before sending again"
+            ) from None
+        if receipt["status"] != 1:
+            raise ChainError(f"{action}: transaction {tx_hash.to_0x_hex()} reverted on chain")
+        return receipt
+
+    def deploy(self, artifact: Artifact, *args: Any) -> Contract:
+        factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+        receipt = self.transact(factory.constructor(*args), f"deploy {artifact.name}")
+        return self.w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
+
+    def _check_gas_money(self, tx: dict[str, Any], action: str) -> None:
+        price = tx.get("maxFeePerGas") or tx.get("gasPrice") or 0
+        needed = int(tx["gas"]) * int(price) + int(tx.get("value", 0))
+        balance = self.w3.eth.get_balance(self.address)
+        if balance < needed:
+            raise ChainError(
+                f"{action}: account {self.address} has {Web3.from_wei(balance, 'ether')} of the native token "
+                f"but needs {Web3.from_wei(needed, 'ether')} for gas; fund it and retry"
+            )

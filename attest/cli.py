@@ -1,0 +1,131 @@
+"""The `attest` command line. Thin: parses options, calls the library, prints. Expected failures
+(`AttestError`) become one line on stderr and exit code 1; anything else is a bug and keeps its traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from datetime import datetime, timezone
+
+import click
+
+from attest import __version__
+from attest.devnet import DEFAULT_PORT, DEV_ACCOUNTS, Devnet, Status, dev_account
+from attest.errors import AttestError
+from attest.networks import NETWORKS, Network, get_network
+
+
+@click.group()
+@click.version_option(__version__, prog_name="attest")
+def cli() -> None:
+    """Accountable LLM answers: signed records on IPFS, asserted through UMA's Optimistic Oracle V3."""
+
+
+# -- devnet -----------------------------------------------------------------------------------------------
+@cli.group()
+def devnet() -> None:
+    """The local chain: anvil with the real UMA contracts and our AttestationRegistry."""
+
+
+@devnet.command("up")
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
+def devnet_up(port: int) -> None:
+    """Start the devnet (deploying on first start) and print its status."""
+    status, already = Devnet().up(port)
+    click.echo("devnet already running" if already else "devnet started")
+    _print_status(status)
+
+
+@devnet.command("down")
+def devnet_down() -> None:
+    """Stop the devnet; its chain is kept for the next `up`."""
+    click.echo("devnet stopped; chain state kept" if Devnet().down() else "devnet was not running")
+
+
+@devnet.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def devnet_status(as_json: bool) -> None:
+    """Addresses, block number, chain time and whether the node is alive."""
+    status = Devnet().status()
+    if as_json:
+        click.echo(json.dumps(asdict(status), indent=2))
+    else:
+        _print_status(status)
+
+
+@devnet.command("reset")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def devnet_reset(yes: bool) -> None:
+    """Stop the devnet and delete its chain and deployment."""
+    if not yes:
+        click.confirm("Delete the devnet chain, its contracts and every assertion on it?", abort=True)
+    Devnet().reset()
+    click.echo("devnet reset; `attest devnet up` starts a fresh chain")
+
+
+def _print_status(status: Status) -> None:
+    if status.running:
+        assert status.chain_time is not None
+        chain_time = datetime.fromtimestamp(status.chain_time, tz=timezone.utc)
+        click.echo(f"node:        alive at {status.rpc_url} (pid {status.pid}), chain id 31337")
+        click.echo(f"block:       {status.block_number}")
+        click.echo(
+            f"chain time:  {chain_time:%Y-%m-%d %H:%M:%S} UTC ({chain_time.astimezone():%Y-%m-%d %H:%M:%S %Z} local)"
+        )
+    else:
+        click.echo("node:        not running (`attest devnet up` starts it)")
+    deployment = status.deployment
+    if deployment is None:
+        click.echo("contracts:   not deployed yet")
+        return
+    click.echo(f"deployed:    block {deployment.block_number} by {deployment.deployer}")
+    for name, address in deployment.contract_addresses().items():
+        click.echo(f"  {name:<22} {address}")
+    click.echo(f"dev accounts: {DEV_ACCOUNTS} funded with ETH and bond tokens, e.g. {dev_account(1).address}")
+
+
+# -- networks ---------------------------------------------------------------------------------------------
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def networks(ctx: click.Context) -> None:
+    """The UMA networks llm-attest knows."""
+    if ctx.invoked_subcommand is None:
+        for network in NETWORKS:
+            click.echo(
+                f"{network.name:<13} {network.chain_id:>9}  {network.oracle_kind.value:<5} "
+                f"{network.oov3 or '(devnet deployment)'}"
+            )
+
+
+@networks.command("show")
+@click.argument("network")
+def networks_show(network: str) -> None:
+    """One network by name or chain id."""
+    _print_network(get_network(network))
+
+
+def _print_network(network: Network) -> None:
+    click.echo(f"name:        {network.name}")
+    click.echo(f"chain id:    {network.chain_id}")
+    click.echo(f"OOv3:        {network.oov3 or 'from the devnet deployment (attest devnet status)'}")
+    click.echo(f"oracle:      {network.oracle_kind.value}")
+    click.echo(f"identifier:  {network.default_identifier}")
+    click.echo(f"oracle UI:   {network.ui_note()}")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except AttestError as err:
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)

@@ -1,0 +1,308 @@
+"""The local devnet: anvil from node_modules with the real UMA stack and our registry deployed once.
+
+Everything lives in `<ATTEST_HOME>/devnet/`: anvil's persisted chain (`state.json`, written by anvil itself
+on exit and every few seconds), the deployed addresses (`deployment.json`), the running node (`node.json`)
+and its log. `up` after `down` reloads the same chain: same addresses, same assertions, later time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from attest.chain.deploy import Deployment, StackParams, deploy_stack
+from attest.chain.tx import Sender
+from attest.errors import CorruptState, DevnetError, PortBusy
+from attest.networks import LOCAL_CHAIN_ID
+from attest.paths import anvil_executable, attest_home
+
+# anvil's well-known dev mnemonic: these keys are public, for the local chain only.
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+DEV_ACCOUNTS = 10
+DEFAULT_PORT = 8545
+HOST = "127.0.0.1"
+STATE_INTERVAL_S = 2
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 15.0
+
+
+def dev_account(index: int) -> LocalAccount:
+    Account.enable_unaudited_hdwallet_features()
+    return Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    pid: int
+    port: int
+    started_at: float
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Status:
+    running: bool
+    rpc_url: str | None
+    pid: int | None
+    block_number: int | None
+    chain_time: int | None
+    deployment: Deployment | None
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child (possible when we spawned it in this process) counts as dead.
+    with contextlib.suppress(FileNotFoundError):
+        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+            return False
+    return True
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return True
+    return False
+
+
+def _web3(url: str, timeout: float = 3.0) -> Web3:
+    return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
+
+
+class Devnet:
+    def __init__(self, home: Path | None = None) -> None:
+        self.dir = (home or attest_home()) / "devnet"
+        self.state_file = self.dir / "state.json"
+        self.deployment_file = self.dir / "deployment.json"
+        self.node_file = self.dir / "node.json"
+        self.log_file = self.dir / "anvil.log"
+
+    # -- files -----------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """One `up`/`down`/`reset` at a time per home, so two shells cannot start two nodes on one state."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def node(self) -> NodeInfo | None:
+        if not self.node_file.exists():
+            return None
+        try:
+            return NodeInfo(**json.loads(self.node_file.read_text()))
+        except (ValueError, TypeError):
+            raise CorruptState(
+                f"{self.node_file} is corrupt; stop any anvil you started by hand, delete the file and retry"
+            ) from None
+
+    def deployment(self) -> Deployment | None:
+        if not self.deployment_file.exists():
+            return None
+        try:
+            return Deployment.from_json(self.deployment_file.read_text())
+        except (ValueError, TypeError):
+            raise CorruptState(
+                f"{self.deployment_file} is corrupt; `attest devnet reset` starts a fresh chain"
+            ) from None
+
+    def _check_state_file(self) -> None:
+        if not self.state_file.exists():
+            if self.deployment_file.exists():
+                raise CorruptState(
+                    f"{self.deployment_file} exists but the chain state {self.state_file} is gone; "
+                    "`attest devnet reset` starts a fresh chain"
+                )
+            return
+        try:
+            with open(self.state_file) as f:
+                state = json.load(f)
+            if not isinstance(state, dict) or "accounts" not in state:
+                raise ValueError("no accounts")
+        except (ValueError, UnicodeDecodeError):
+            raise CorruptState(
+                f"chain state {self.state_file} is corrupt; `attest devnet reset` discards it and starts fresh"
+            ) from None
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def running_node(self) -> NodeInfo | None:
+        """The node we started, if it is still alive; a stale node.json (crashed anvil) is removed."""
+        node = self.node()
+        if node is None:
+            return None
+        if _pid_alive(node.pid):
+            return node
+        self.node_file.unlink(missing_ok=True)
+        return None
+
+    def up(self, port: int = DEFAULT_PORT) -> tuple[Status, bool]:
+        """Start the node (and deploy on first start). Returns the status and whether it was already up."""
+        with self._lock():
+            node = self.running_node()
+            if node is not None:
+                return self._status(node), True
+            anvil = anvil_executable()
+            self._check_state_file()
+            deployment = self.deployment()
+            if _port_in_use(port):
+                raise PortBusy(self._describe_port_owner(port))
+            node = self._start(anvil, port)
+            try:
+                w3 = _web3(node.rpc_url)
+                if deployment is None:
+                    deployment = self._deploy(w3)
+                else:
+                    self._verify(w3, deployment)
+            except BaseException:
+                # Nothing half-made stays behind: kill without letting anvil dump, drop what it wrote.
+                self._kill(node, signal.SIGKILL)
+                if not self.deployment_file.exists():
+                    self.state_file.unlink(missing_ok=True)
+                raise
+            return self._status(node), False
+
+    def down(self) -> bool:
+        """Stop the node, letting anvil write its state. Returns False when it was not running."""
+        with self._lock():
+            node = self.running_node()
+            if node is None:
+                return False
+            self._kill(node, signal.SIGTERM)
+            return True
+
+    def reset(self) -> None:
+        """Stop the node and forget the chain and its deployment."""
+        self.down()
+        with self._lock():
+            for path in (self.state_file, self.deployment_file, self.log_file):
+                path.unlink(missing_ok=True)
+
+    def status(self) -> Status:
+        node = self.running_node()
+        if node is None:
+            return Status(False, None, None, None, None, self.deployment())
+        return self._status(node)
+
+    def web3(self) -> Web3:
+        node = self.running_node()
+        if node is None:
+            raise DevnetError("the devnet is not running; start it with `attest devnet up`")
+        return _web3(node.rpc_url)
+
+    # -- internals -------------------------------------------------------------------------------------
+    def _start(self, anvil: Path, port: int) -> NodeInfo:
+        cmd = [
+            str(anvil),
+            "--host", HOST,
+            "--port", str(port),
+            "--chain-id", str(LOCAL_CHAIN_ID),
+            "--mnemonic", DEV_MNEMONIC,
+            "--accounts", str(DEV_ACCOUNTS),
+            "--state", str(self.state_file),
+            "--state-interval", str(STATE_INTERVAL_S),
+        ]
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        node = NodeInfo(pid=proc.pid, port=port, started_at=time.time())
+        deadline = time.monotonic() + START_TIMEOUT_S
+        w3 = _web3(node.rpc_url, timeout=1.0)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise DevnetError(
+                    f"anvil exited with code {proc.returncode} at start; see {self.log_file}"
+                    + self._log_tail()
+                )
+            with contextlib.suppress(Exception):
+                if w3.eth.chain_id == LOCAL_CHAIN_ID:
+                    _atomic_write(self.node_file, json.dumps(asdict(node)))
+                    return node
+            time.sleep(0.1)
+        self._kill(node, signal.SIGKILL)
+        raise DevnetError(f"anvil did not answer on {node.rpc_url} within {START_TIMEOUT_S:.0f}s; see {self.log_file}")
+
+    def _kill(self, node: NodeInfo, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(node.pid, sig)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _pid_alive(node.pid) and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(node.pid, os.WNOHANG)
+            time.sleep(0.05)
+        if _pid_alive(node.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(node.pid, signal.SIGKILL)
+        self.node_file.unlink(missing_ok=True)
+
+    def _deploy(self, w3: Web3) -> Deployment:
+        accounts = tuple(dev_account(i).address for i in range(DEV_ACCOUNTS))
+        deployment = deploy_stack(Sender(w3, dev_account(0)), StackParams(), mint_to=accounts)
+        _atomic_write(self.deployment_file, deployment.to_json())
+        return deployment
+
+    def _verify(self, w3: Web3, deployment: Deployment) -> None:
+        genesis = w3.eth.get_block(0)["hash"].to_0x_hex()
+        if genesis != deployment.genesis_hash or not w3.eth.get_code(deployment.registry):
+            raise CorruptState(
+                f"the chain in {self.state_file} does not hold the contracts in {self.deployment_file}; "
+                "`attest devnet reset` starts a fresh chain"
+            )
+
+    def _status(self, node: NodeInfo) -> Status:
+        w3 = _web3(node.rpc_url)
+        try:
+            block = w3.eth.get_block("latest")
+        except Exception:
+            return Status(False, node.rpc_url, node.pid, None, None, self.deployment())
+        return Status(True, node.rpc_url, node.pid, int(block["number"]), int(block["timestamp"]), self.deployment())
+
+    def _describe_port_owner(self, port: int) -> str:
+        url = f"http://{HOST}:{port}"
+        try:
+            w3 = _web3(url, timeout=2.0)
+            client = w3.client_version
+            chain_id = w3.eth.chain_id
+            owner = f"another Ethereum node ({client}, chain id {chain_id})"
+        except Exception:
+            owner = "a process that is not our devnet"
+        return f"port {port} on {HOST} is held by {owner}; stop it or pick another port with --port"
+
+    def _log_tail(self, lines: int = 5) -> str:
+        with contextlib.suppress(OSError):
+            tail = self.log_file.read_text(errors="replace").strip().splitlines()[-lines:]
+            if tail:
+                return ": " + " | ".join(tail)
+        return ""

@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: AGPL-3.0-or-later
+pragma solidity ^0.8.20;
+
+import {IOptimisticOracleV3, IOptimisticOracleV3CallbackRecipient} from "./interfaces/IOptimisticOracleV3.sol";
+
+/// @title AttestationRegistry
+/// @notice On-chain outcome of llm-attest attestations. An asserter calls OptimisticOracleV3.assertTruth
+/// directly, naming this contract as `callbackRecipient` and the record digest as `domainId`; the registry
+/// learns of the assertion only through OOv3's callbacks, so asserting costs nothing extra here.
+/// @dev A `domainId` is either one record digest or (later) the Merkle root of a batch of digests; the
+/// registry is agnostic: it attests whatever bytes32 the assertion carried.
+///
+/// Anyone can name this registry as callback recipient, so an assertion only counts as an attestation when
+/// watchers could really have disputed it before the DVM: no escalation manager (which could arbitrate or
+/// block disputes itself) and a liveness of at least `minLiveness`. Anything else resolves to Rejected.
+contract AttestationRegistry is IOptimisticOracleV3CallbackRecipient {
+    enum Status {
+        None, // not an assertion made with this registry as callback recipient
+        Pending, // asserted, within liveness, not disputed
+        Disputed, // disputed, waiting for the oracle
+        Attested, // resolved true
+        Rejected // resolved false, or not eligible
+    }
+
+    struct Attestation {
+        bytes32 digest;
+        address asserter;
+        Status status;
+        uint64 expirationTime;
+    }
+
+    IOptimisticOracleV3 public immutable oracle;
+    uint64 public immutable minLiveness;
+
+    /// Status once the registry has heard of the assertion (at dispute or resolution). Before that an
+    /// assertion is Pending, read live from the oracle, so the asserter's transaction writes nothing here.
+    mapping(bytes32 assertionId => Status) private _status;
+    /// The first assertion that attested a digest.
+    mapping(bytes32 digest => bytes32 assertionId) public attestedBy;
+
+    event AttestationDisputed(bytes32 indexed assertionId, bytes32 indexed digest, address indexed asserter);
+    event AttestationResolved(
+        bytes32 indexed assertionId,
+        bytes32 indexed digest,
+        address indexed asserter,
+        Status status
+    );
+    /// An assertion that resolved true but does not count (escalation manager, or too short a liveness).
+    event AttestationIneligible(bytes32 indexed assertionId, bytes32 indexed digest, string reason);
+
+    error NotOracle(address caller);
+    error ZeroOracle();
+
+    constructor(IOptimisticOracleV3 oracle_, uint64 minLiveness_) {
+        if (address(oracle_) == address(0)) revert ZeroOracle();
+        oracle = oracle_;
+        minLiveness = minLiveness_;
+    }
+
+    modifier onlyOracle() {
+        if (msg.sender != address(oracle)) revert NotOracle(msg.sender);
+        _;
+    }
+
+    /// @dev Must not revert once the caller is the oracle: a reverting recipient would block settlement.
+    function assertionDisputedCallback(bytes32 assertionId) external onlyOracle {
+        IOptimisticOracleV3.Assertion memory a = oracle.getAssertion(assertionId);
+        _status[assertionId] = Status.Disputed;
+        emit AttestationDisputed(assertionId, a.domainId, a.asserter);
+    }
+
+    /// @dev Must not revert once the caller is the oracle: a reverting recipient would block settlement.
+    function assertionResolvedCallback(bytes32 assertionId, bool assertedTruthfully) external onlyOracle {
+        IOptimisticOracleV3.Assertion memory a = oracle.getAssertion(assertionId);
+        Status status = Status.Rejected;
+        if (assertedTruthfully) {
+            string memory reason = _ineligibility(a);
+            if (bytes(reason).length == 0) {
+                status = Status.Attested;
+                if (attestedBy[a.domainId] == bytes32(0)) attestedBy[a.domainId] = assertionId;
+            } else {
+                emit AttestationIneligible(assertionId, a.domainId, reason);
+            }
+        }
+        _status[assertionId] = status;
+        emit AttestationResolved(assertionId, a.domainId, a.asserter, status);
+    }
+
+    /// @notice True once some eligible assertion carrying `digest` resolved true.
+    function isAttested(bytes32 digest) external view returns (bool) {
+        return attestedBy[digest] != bytes32(0);
+    }
+
+    /// @notice The digest, asserter, status and expiration of an assertion made with this registry.
+    function attestationOf(bytes32 assertionId) external view returns (Attestation memory) {
+        IOptimisticOracleV3.Assertion memory a = oracle.getAssertion(assertionId);
+        if (a.asserter == address(0) || a.callbackRecipient != address(this)) {
+            return Attestation(bytes32(0), address(0), Status.None, 0);
+        }
+        Status status = _status[assertionId];
+        if (status == Status.None) status = a.disputer == address(0) ? Status.Pending : Status.Disputed;
+        return Attestation(a.domainId, a.asserter, status, a.expirationTime);
+    }
+
+    function _ineligibility(IOptimisticOracleV3.Assertion memory a) private view returns (string memory) {
+        if (a.escalationManagerSettings.escalationManager != address(0)) return "escalation manager";
+        if (a.expirationTime - a.assertionTime < minLiveness) return "liveness below minimum";
+        return "";
+    }
+}

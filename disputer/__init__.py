@@ -1,0 +1,1 @@
+"""The disputer: watches llm-attest assertions, judges them and disputes wrong ones (built on `attest`)."""
