@@ -7,13 +7,24 @@ import json
 import sys
 from dataclasses import asdict
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import click
 
 from attest import __version__
-from attest.devnet import DEFAULT_PORT, DEV_ACCOUNTS, Devnet, Status, dev_account
 from attest.errors import AttestError
-from attest.networks import NETWORKS, Network, get_network
+from attest.networks import DEVNET_PORT, NETWORKS, Network, get_network
+
+if TYPE_CHECKING:
+    from attest.devnet import Devnet, Status
+
+# The chain stack (web3, eth-account) loads only for commands that use it: `attest --help` stays instant.
+
+
+def _devnet() -> "Devnet":
+    from attest.devnet import Devnet
+
+    return Devnet()
 
 
 @click.group()
@@ -29,10 +40,12 @@ def devnet() -> None:
 
 
 @devnet.command("up")
-@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=DEVNET_PORT, show_default=True, envvar="ATTEST_DEVNET_PORT"
+)
 def devnet_up(port: int) -> None:
     """Start the devnet (deploying on first start) and print its status."""
-    status, already = Devnet().up(port)
+    status, already = _devnet().up(port)
     click.echo("devnet already running" if already else "devnet started")
     _print_status(status)
 
@@ -40,14 +53,14 @@ def devnet_up(port: int) -> None:
 @devnet.command("down")
 def devnet_down() -> None:
     """Stop the devnet; its chain is kept for the next `up`."""
-    click.echo("devnet stopped; chain state kept" if Devnet().down() else "devnet was not running")
+    click.echo("devnet stopped; chain state kept" if _devnet().down() else "devnet was not running")
 
 
 @devnet.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def devnet_status(as_json: bool) -> None:
     """Addresses, block number, chain time and whether the node is alive."""
-    status = Devnet().status()
+    status = _devnet().status()
     if as_json:
         click.echo(json.dumps(asdict(status), indent=2))
     else:
@@ -60,11 +73,13 @@ def devnet_reset(yes: bool) -> None:
     """Stop the devnet and delete its chain and deployment."""
     if not yes:
         click.confirm("Delete the devnet chain, its contracts and every assertion on it?", abort=True)
-    Devnet().reset()
+    _devnet().reset()
     click.echo("devnet reset; `attest devnet up` starts a fresh chain")
 
 
-def _print_status(status: Status) -> None:
+def _print_status(status: "Status") -> None:
+    from attest.devnet import DEV_ACCOUNTS, dev_account
+
     if status.running:
         assert status.chain_time is not None
         chain_time = datetime.fromtimestamp(status.chain_time, tz=timezone.utc)

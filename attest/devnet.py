@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gzip
 import json
 import os
 import signal
@@ -26,13 +27,12 @@ from web3 import Web3
 from attest.chain.deploy import Deployment, StackParams, deploy_stack
 from attest.chain.tx import Sender
 from attest.errors import CorruptState, DevnetError, PortBusy
-from attest.networks import LOCAL_CHAIN_ID
+from attest.networks import DEVNET_PORT, LOCAL_CHAIN_ID
 from attest.paths import anvil_executable, attest_home
 
 # anvil's well-known dev mnemonic: these keys are public, for the local chain only.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 DEV_ACCOUNTS = 10
-DEFAULT_PORT = 8545
 HOST = "127.0.0.1"
 STATE_INTERVAL_S = 2
 START_TIMEOUT_S = 15.0
@@ -167,7 +167,7 @@ class Devnet:
         self.node_file.unlink(missing_ok=True)
         return None
 
-    def up(self, port: int = DEFAULT_PORT) -> tuple[Status, bool]:
+    def up(self, port: int = DEVNET_PORT) -> tuple[Status, bool]:
         """Start the node (and deploy on first start). Returns the status and whether it was already up."""
         with self._lock():
             node = self.running_node()
@@ -185,6 +185,7 @@ class Devnet:
                     deployment = self._deploy(w3)
                 else:
                     self._verify(w3, deployment)
+                    self._resume_clock(w3)
             except BaseException:
                 # Nothing half-made stays behind: kill without letting anvil dump, drop what it wrote.
                 self._kill(node, signal.SIGKILL)
@@ -199,6 +200,8 @@ class Devnet:
             node = self.running_node()
             if node is None:
                 return False
+            with contextlib.suppress(Exception):  # a wedged node still gets stopped; anvil dumps on exit too
+                self._save_state(_web3(node.rpc_url))
             self._kill(node, signal.SIGTERM)
             return True
 
@@ -270,8 +273,18 @@ class Devnet:
     def _deploy(self, w3: Web3) -> Deployment:
         accounts = tuple(dev_account(i).address for i in range(DEV_ACCOUNTS))
         deployment = deploy_stack(Sender(w3, dev_account(0)), StackParams(), mint_to=accounts)
+        # State first: a crash between the two writes leaves a chain without a deployment file, which the
+        # next `up` simply deploys to again, never a deployment file pointing at contracts that are gone.
+        self._save_state(w3)
         _atomic_write(self.deployment_file, deployment.to_json())
         return deployment
+
+    def _save_state(self, w3: Web3) -> None:
+        """Write the chain to `state.json` now and atomically (anvil's own dumps run on a timer and on exit)."""
+        dumped = w3.provider.make_request("anvil_dumpState", [])  # type: ignore[arg-type]
+        if "result" not in dumped:
+            raise DevnetError(f"anvil could not dump its state: {dumped.get('error')}")
+        _atomic_write(self.state_file, gzip.decompress(bytes.fromhex(dumped["result"][2:])).decode())
 
     def _verify(self, w3: Web3, deployment: Deployment) -> None:
         genesis = w3.eth.get_block(0)["hash"].to_0x_hex()
@@ -280,6 +293,14 @@ class Devnet:
                 f"the chain in {self.state_file} does not hold the contracts in {self.deployment_file}; "
                 "`attest devnet reset` starts a fresh chain"
             )
+
+    @staticmethod
+    def _resume_clock(w3: Web3) -> None:
+        """anvil does not persist a time offset (`evm_increaseTime`, used to skip liveness), so a reloaded
+        chain would stamp new blocks with the wall clock, before its last block. Re-apply the offset."""
+        ahead = int(w3.eth.get_block("latest")["timestamp"]) - int(time.time())
+        if ahead >= 0:
+            w3.provider.make_request("evm_increaseTime", [ahead + 1])  # type: ignore[arg-type]
 
     def _status(self, node: NodeInfo) -> Status:
         w3 = _web3(node.rpc_url)

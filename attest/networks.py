@@ -22,6 +22,7 @@ class OracleKind(str, Enum):
 
 ASSERT_TRUTH2 = "ASSERT_TRUTH2"
 LOCAL_CHAIN_ID = 31337
+DEVNET_PORT = 8545  # the local devnet's default RPC port (anvil's own default)
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,18 @@ Keys stay in memory as eth-account `LocalAccount`s and are never printed; nodes 
 
 from __future__ import annotations
 
+import time
+from functools import cached_property
 from typing import Any
+
+from hexbytes import HexBytes
 
 from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractConstructor, ContractFunction
-from web3.exceptions import ContractLogicError, TimeExhausted
+from web3.exceptions import ContractLogicError, TransactionNotFound
 from web3.types import TxReceipt
 
 from attest.chain.artifacts import Artifact
@@ -57,20 +61,34 @@ class Sender:
         except ContractLogicError as err:
             raise TransactionRejected(action, revert_reason(err, getattr(call, "contract_abi", None))) from None
         tx["nonce"] = self.w3.eth.get_transaction_count(self.address, "pending")
-        tx["chainId"] = self.w3.eth.chain_id
+        tx["chainId"] = self.chain_id
         self._check_gas_money(tx, action)
         signed = self.account.sign_transaction(tx)
         tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        try:
-            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
-        except TimeExhausted:
-            raise ChainError(
-                f"{action}: transaction {tx_hash.to_0x_hex()} was sent but not mined within "
-                f"{RECEIPT_TIMEOUT_S:.0f}s; check it before sending again"
-            ) from None
+        receipt = self._wait_for_receipt(tx_hash, action)
         if receipt["status"] != 1:
             raise ChainError(f"{action}: transaction {tx_hash.to_0x_hex()} reverted on chain")
         return receipt
+
+    @cached_property
+    def chain_id(self) -> int:
+        return int(self.w3.eth.chain_id)
+
+    def _wait_for_receipt(self, tx_hash: HexBytes, action: str) -> TxReceipt:
+        """Poll quickly at first (an automining devnet answers at once), then back off to spare the RPC."""
+        delay, deadline = 0.005, time.monotonic() + RECEIPT_TIMEOUT_S
+        while True:
+            try:
+                return self.w3.eth.get_transaction_receipt(tx_hash)
+            except TransactionNotFound:
+                pass
+            if time.monotonic() > deadline:
+                raise ChainError(
+                    f"{action}: transaction {tx_hash.to_0x_hex()} was sent but not mined within "
+                    f"{RECEIPT_TIMEOUT_S:.0f}s; check it before sending again"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     def deploy(self, artifact: Artifact, *args: Any) -> Contract:
         factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)

@@ -269,3 +269,15 @@ def test_whitelists_are_read_from_uma_and_a_stale_oracle_cache_is_detected(stack
     )
     stack.deployer.transact(whitelist.functions.removeSupportedIdentifier(to_bytes32("ASSERT_TRUTH2")), "remove")
     assert stack.oov3.cache_is_stale("ASSERT_TRUTH2", currency)
+
+
+def test_a_sender_without_gas_money_is_refused_before_signing(stack: Stack) -> None:
+    from eth_account import Account
+
+    from attest.chain.tx import Sender
+    from attest.errors import ChainError
+
+    broke = Sender(stack.w3, Account.create())
+    with pytest.raises(ChainError, match="needs .* for gas; fund it"):
+        broke.transact(stack.currency.functions.approve(stack.oov3.address, 1), "approve")
+    assert stack.w3.eth.get_transaction_count(broke.address) == 0
