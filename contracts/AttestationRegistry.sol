@@ -32,10 +32,9 @@ contract AttestationRegistry is IOptimisticOracleV3CallbackRecipient {
     IOptimisticOracleV3 public immutable oracle;
     uint64 public immutable minLiveness;
 
-    /// Status once the registry has heard of the assertion (at dispute or resolution). Before that an
-    /// assertion is Pending, read live from the oracle, so the asserter's transaction writes nothing here.
-    mapping(bytes32 assertionId => Status) private _status;
-    /// The first assertion that attested a digest.
+    /// The first assertion that attested a digest: the registry's only storage. Everything else about an
+    /// assertion (digest, asserter, dispute, resolution) is already stored by the oracle, immutably; the
+    /// registry reads it there instead of paying to store it twice (see docs/benchmarks.md).
     mapping(bytes32 digest => bytes32 assertionId) public attestedBy;
 
     event AttestationDisputed(bytes32 indexed assertionId, bytes32 indexed digest, address indexed asserter);
@@ -65,7 +64,6 @@ contract AttestationRegistry is IOptimisticOracleV3CallbackRecipient {
     /// @dev Must not revert once the caller is the oracle: a reverting recipient would block settlement.
     function assertionDisputedCallback(bytes32 assertionId) external onlyOracle {
         IOptimisticOracleV3.Assertion memory a = oracle.getAssertion(assertionId);
-        _status[assertionId] = Status.Disputed;
         emit AttestationDisputed(assertionId, a.domainId, a.asserter);
     }
 
@@ -82,7 +80,6 @@ contract AttestationRegistry is IOptimisticOracleV3CallbackRecipient {
                 emit AttestationIneligible(assertionId, a.domainId, reason);
             }
         }
-        _status[assertionId] = status;
         emit AttestationResolved(assertionId, a.domainId, a.asserter, status);
     }
 
@@ -97,8 +94,10 @@ contract AttestationRegistry is IOptimisticOracleV3CallbackRecipient {
         if (a.asserter == address(0) || a.callbackRecipient != address(this)) {
             return Attestation(bytes32(0), address(0), Status.None, 0);
         }
-        Status status = _status[assertionId];
-        if (status == Status.None) status = a.disputer == address(0) ? Status.Pending : Status.Disputed;
+        Status status;
+        if (!a.settled) status = a.disputer == address(0) ? Status.Pending : Status.Disputed;
+        else if (a.settlementResolution && bytes(_ineligibility(a)).length == 0) status = Status.Attested;
+        else status = Status.Rejected;
         return Attestation(a.domainId, a.asserter, status, a.expirationTime);
     }
 

@@ -1,0 +1,22 @@
+"""Run every benchmark: `python -m bench [--quick] [--write]` (`--write` updates docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import gas
+from bench.common import write_report
+
+
+def main(argv: list[str]) -> None:
+    quick = "--quick" in argv
+    tables = gas.run(quick=quick)
+    for table in tables:
+        print(table.markdown())
+    if "--write" in argv:
+        write_report(tables)
+        print("wrote docs/benchmarks.md")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,102 @@
+"""Shared bench plumbing: a throwaway devnet, table printing, and the docs/benchmarks.md writer."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from web3 import Web3
+
+from attest.chain.artifacts import Artifact
+from attest.chain.deploy import Deployment
+from attest.devnet import Devnet
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    headers: tuple[str, ...]
+    rows: list[tuple[str, ...]]
+    notes: str = ""
+
+    def markdown(self) -> str:
+        lines = [f"### {self.title}", "", "| " + " | ".join(self.headers) + " |"]
+        lines.append("|" + "|".join("---" for _ in self.headers) + "|")
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        if self.notes:
+            lines += ["", self.notes]
+        return "\n".join(lines) + "\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def throwaway_devnet() -> Iterator[tuple[Web3, Deployment]]:
+    """A fresh devnet (anvil + UMA stack + registry) in a temporary home, stopped afterwards."""
+    with tempfile.TemporaryDirectory(prefix="attest-bench-") as home:
+        devnet = Devnet(Path(home))
+        status, _ = devnet.up(_free_port())
+        try:
+            assert status.deployment is not None
+            yield devnet.web3(), status.deployment
+        finally:
+            devnet.down()
+
+
+def compile_solidity(path: Path, contract: str) -> Artifact:
+    """Compile one bench-only contract with the project's solc shim (npm solcjs)."""
+    source = {
+        "language": "Solidity",
+        "sources": {path.name: {"content": path.read_text()}},
+        "settings": {
+            "optimizer": {"enabled": True, "runs": 200},
+            "evmVersion": "cancun",
+            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}},
+        },
+    }
+    out = subprocess.run(
+        ["node", str(ROOT / "scripts" / "solc-shim.cjs"), "--standard-json"],
+        input=json.dumps(source), capture_output=True, text=True, check=True,
+    )
+    result = json.loads(out.stdout)
+    errors = [e for e in result.get("errors", []) if e["severity"] == "error"]
+    if errors:
+        raise RuntimeError(errors[0]["formattedMessage"])
+    compiled = result["contracts"][path.name][contract]
+    return Artifact(contract, compiled["abi"], "0x" + compiled["evm"]["bytecode"]["object"])
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with_model = Path("/proc/cpuinfo")
+    if with_model.exists():
+        for line in with_model.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+def write_report(tables: list[Table], path: Path = ROOT / "docs" / "benchmarks.md") -> None:
+    header = (
+        "# Benchmarks\n\n"
+        "Written by `make bench` (`python -m bench --write`); every anchor is measured in the same run.\n\n"
+        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n- machine: {machine()}\n\n"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + "\n".join(t.markdown() for t in tables))
