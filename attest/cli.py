@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import click
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # The chain stack (web3, eth-account) loads only for commands that use it: `attest --help` stays instant.
 
 
-def _devnet() -> "Devnet":
+def _devnet() -> Devnet:
     from attest.devnet import Devnet
 
     return Devnet()
@@ -77,12 +77,12 @@ def devnet_reset(yes: bool) -> None:
     click.echo("devnet reset; `attest devnet up` starts a fresh chain")
 
 
-def _print_status(status: "Status") -> None:
+def _print_status(status: Status) -> None:
     from attest.devnet import DEV_ACCOUNTS, dev_account
 
     if status.running:
         assert status.chain_time is not None
-        chain_time = datetime.fromtimestamp(status.chain_time, tz=timezone.utc)
+        chain_time = datetime.fromtimestamp(status.chain_time, tz=UTC)
         click.echo(f"node:        alive at {status.rpc_url} (pid {status.pid}), chain id 31337")
         click.echo(f"block:       {status.block_number}")
         click.echo(
@@ -135,7 +135,11 @@ def main() -> None:
     except AttestError as err:
         click.echo(f"Error: {err}", err=True)
         sys.exit(1)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as err:
+        # click turns Ctrl-C into Abort; keep the shell's convention for an interrupt (128 + SIGINT).
+        if isinstance(err.__context__, KeyboardInterrupt):
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
         click.echo("Aborted.", err=True)
         sys.exit(1)
     except click.ClickException as err:

@@ -41,7 +41,8 @@ STOP_TIMEOUT_S = 15.0
 
 def dev_account(index: int) -> LocalAccount:
     Account.enable_unaudited_hdwallet_features()
-    return Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    account: LocalAccount = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    return account
 
 
 @dataclass(frozen=True)
@@ -228,13 +229,20 @@ class Devnet:
     def _start(self, anvil: Path, port: int) -> NodeInfo:
         cmd = [
             str(anvil),
-            "--host", HOST,
-            "--port", str(port),
-            "--chain-id", str(LOCAL_CHAIN_ID),
-            "--mnemonic", DEV_MNEMONIC,
-            "--accounts", str(DEV_ACCOUNTS),
-            "--state", str(self.state_file),
-            "--state-interval", str(STATE_INTERVAL_S),
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--chain-id",
+            str(LOCAL_CHAIN_ID),
+            "--mnemonic",
+            DEV_MNEMONIC,
+            "--accounts",
+            str(DEV_ACCOUNTS),
+            "--state",
+            str(self.state_file),
+            "--state-interval",
+            str(STATE_INTERVAL_S),
         ]
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(
@@ -246,8 +254,7 @@ class Devnet:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise DevnetError(
-                    f"anvil exited with code {proc.returncode} at start; see {self.log_file}"
-                    + self._log_tail()
+                    f"anvil exited with code {proc.returncode} at start; see {self.log_file}" + self._log_tail()
                 )
             with contextlib.suppress(Exception):
                 if w3.eth.chain_id == LOCAL_CHAIN_ID:
@@ -288,7 +295,7 @@ class Devnet:
 
     def _verify(self, w3: Web3, deployment: Deployment) -> None:
         genesis = w3.eth.get_block(0)["hash"].to_0x_hex()
-        if genesis != deployment.genesis_hash or not w3.eth.get_code(deployment.registry):
+        if genesis != deployment.genesis_hash or not w3.eth.get_code(Web3.to_checksum_address(deployment.registry)):
             raise CorruptState(
                 f"the chain in {self.state_file} does not hold the contracts in {self.deployment_file}; "
                 "`attest devnet reset` starts a fresh chain"

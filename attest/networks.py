@@ -7,12 +7,12 @@ is read from the oracle's `defaultCurrency()` on chain rather than copied here, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from attest.errors import UnknownNetwork
 
 
-class OracleKind(str, Enum):
+class OracleKind(StrEnum):
     """Who answers a disputed assertion's price request."""
 
     MOCK = "mock"  # MockOracleAncillary: anyone pushes the price (local devnet and UMA testnets)
@@ -75,9 +75,7 @@ def by_chain_id(chain_id: int) -> Network:
     try:
         return _BY_CHAIN_ID[chain_id]
     except KeyError:
-        raise UnknownNetwork(
-            f"chain id {chain_id} is not in the network registry; use one of: {_known()}"
-        ) from None
+        raise UnknownNetwork(f"chain id {chain_id} is not in the network registry; use one of: {_known()}") from None
 
 
 def get_network(name_or_chain_id: str | int) -> Network:

@@ -8,10 +8,10 @@ import platform
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from web3 import Web3
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 class Table:
     title: str
     headers: tuple[str, ...]
-    rows: list[tuple[str, ...]]
+    rows: Sequence[tuple[str, ...]]
     notes: str = ""
 
     def markdown(self) -> str:
@@ -71,7 +71,10 @@ def compile_solidity(path: Path, contract: str) -> Artifact:
     }
     out = subprocess.run(
         ["node", str(ROOT / "scripts" / "solc-shim.cjs"), "--standard-json"],
-        input=json.dumps(source), capture_output=True, text=True, check=True,
+        input=json.dumps(source),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     result = json.loads(out.stdout)
     errors = [e for e in result.get("errors", []) if e["severity"] == "error"]
@@ -83,20 +86,21 @@ def compile_solidity(path: Path, contract: str) -> Artifact:
 
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
-    with_model = Path("/proc/cpuinfo")
-    if with_model.exists():
-        for line in with_model.read_text().splitlines():
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {system}"
 
 
 def write_report(tables: list[Table], path: Path = ROOT / "docs" / "benchmarks.md") -> None:
     header = (
         "# Benchmarks\n\n"
         "Written by `make bench` (`python -m bench --write`); every anchor is measured in the same run.\n\n"
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n- machine: {machine()}\n\n"
+        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n- machine: {machine()}\n\n"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + "\n".join(t.markdown() for t in tables))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from web3 import Web3
 
@@ -42,8 +41,12 @@ class GasBench:
         self.asserter = Sender(w3, dev_account(1))
         self.disputer = Sender(w3, dev_account(2))
         self.settler = Sender(w3, dev_account(3))
-        self.currency = w3.eth.contract(address=deployment.currency, abi=uma("TestnetERC20").abi)
-        self.oracle = w3.eth.contract(address=deployment.oracle, abi=uma("MockOracleAncillary").abi)
+        self.currency = w3.eth.contract(
+            address=Web3.to_checksum_address(deployment.currency), abi=uma("TestnetERC20").abi
+        )
+        self.oracle = w3.eth.contract(
+            address=Web3.to_checksum_address(deployment.oracle), abi=uma("MockOracleAncillary").abi
+        )
         self.bond = self.oov3.minimum_bond(deployment.currency)
         wrapper_artifact = compile_solidity(ROOT / "bench" / "contracts" / "WrapperRegistry.sol", "WrapperRegistry")
         self.wrapper = Sender(w3, dev_account(0)).deploy(
@@ -58,8 +61,15 @@ class GasBench:
 
     def assert_direct(self, callback: str, domain: bytes, claim: bytes = CLAIM) -> tuple[int, bytes]:
         made, receipt = self.oov3.assert_truth(
-            self.asserter, claim=claim, asserter=self.asserter.address, callback_recipient=callback,
-            liveness=LIVENESS, currency=self.d.currency, bond=self.bond, identifier="ASSERT_TRUTH2", domain_id=domain,
+            self.asserter,
+            claim=claim,
+            asserter=self.asserter.address,
+            callback_recipient=callback,
+            liveness=LIVENESS,
+            currency=self.d.currency,
+            bond=self.bond,
+            identifier="ASSERT_TRUTH2",
+            domain_id=domain,
         )
         return int(receipt["gasUsed"]), made.assertion_id
 
@@ -104,19 +114,26 @@ def run(quick: bool = False) -> list[Table]:
             ("bare assertTruth (no callback, no domainId)", bare),
             ("bare + domainId = digest", bench.isolated(lambda: bench.assert_direct(ZERO_ADDRESS, DIGEST)[0])),
             ("bare + callbackRecipient = registry", bench.isolated(lambda: bench.assert_direct(registry, zero)[0])),
-            ("**ours: direct to OOv3** (registry callback, digest domainId)",
-             bench.isolated(lambda: bench.assert_direct(registry, DIGEST)[0])),
-            ("wrapper contract (pulls bond, asserts, records Pending)",
-             bench.isolated(lambda: bench.assert_wrapped()[0])),
+            (
+                "**ours: direct to OOv3** (registry callback, digest domainId)",
+                bench.isolated(lambda: bench.assert_direct(registry, DIGEST)[0]),
+            ),
+            (
+                "wrapper contract (pulls bond, asserts, records Pending)",
+                bench.isolated(lambda: bench.assert_wrapped()[0]),
+            ),
         ]
         same_args = variants[3][1]
-        assert_rows = [
-            (name, f"{gas:,}", f"{gas / bare:.3f}x", f"{gas / same_args:.3f}x") for name, gas in variants
-        ]
+        assert_rows = [(name, f"{gas:,}", f"{gas / bare:.3f}x", f"{gas / same_args:.3f}x") for name, gas in variants]
 
         def life(fn: Callable[[], tuple[int, bytes]], disputed: bool) -> tuple[int, int]:
             result: list[tuple[int, int]] = []
-            bench.isolated(lambda: result.append(bench.lifecycle(fn, disputed)) or 0)
+
+            def measure() -> int:
+                result.append(bench.lifecycle(fn, disputed))
+                return 0
+
+            bench.isolated(measure)
             return result[0]
 
         ours_fn = lambda: bench.assert_direct(registry, DIGEST)  # noqa: E731
@@ -128,8 +145,12 @@ def run(quick: bool = False) -> list[Table]:
         lifecycle_rows = [
             ("settle, undisputed", f"{ours_settle:,}", f"{bare_settle:,}", f"{ours_settle / bare_settle:.3f}x"),
             ("disputeAssertion", f"{ours_dispute:,}", f"{bare_dispute:,}", f"{ours_dispute / bare_dispute:.3f}x"),
-            ("settle, disputed (oracle said true)", f"{ours_settle_disputed:,}", f"{bare_settle_disputed:,}",
-             f"{ours_settle_disputed / bare_settle_disputed:.3f}x"),
+            (
+                "settle, disputed (oracle said true)",
+                f"{ours_settle_disputed:,}",
+                f"{bare_settle_disputed:,}",
+                f"{ours_settle_disputed / bare_settle_disputed:.3f}x",
+            ),
         ]
     return [
         Table(

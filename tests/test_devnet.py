@@ -89,9 +89,15 @@ def test_up_restart_finds_the_same_deployment_assertions_and_later_time(cli: Cli
     currency = w3.eth.contract(address=deployment["currency"], abi=uma("TestnetERC20").abi)
     asserter.transact(currency.functions.approve(oov3.address, bond), "approve")
     made, _ = oov3.assert_truth(
-        asserter, claim=b"devnet restart test", asserter=asserter.address,
-        callback_recipient=deployment["registry"], liveness=3600, currency=deployment["currency"], bond=bond,
-        identifier="ASSERT_TRUTH2", domain_id=b"\x01" * 32,
+        asserter,
+        claim=b"devnet restart test",
+        asserter=asserter.address,
+        callback_recipient=deployment["registry"],
+        liveness=3600,
+        currency=deployment["currency"],
+        bond=bond,
+        identifier="ASSERT_TRUTH2",
+        domain_id=b"\x01" * 32,
     )
     w3.provider.make_request("evm_increaseTime", [86400])
     w3.provider.make_request("evm_mine", [])
@@ -139,6 +145,30 @@ def test_a_crashed_node_is_detected_and_restarted_on_the_same_chain(cli: Cli) ->
     assert cli.status()["deployment"] == status["deployment"]
 
 
+def test_ctrl_c_during_first_deployment_leaves_nothing_behind(cli: Cli) -> None:
+    proc = subprocess.Popen(
+        [ATTEST, "devnet", "up", "--port", str(cli.port)],
+        env=cli.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    node_file = cli.home / "devnet" / "node.json"
+    deadline = time.monotonic() + 30
+    while not node_file.exists() and time.monotonic() < deadline:  # anvil is up; deployment is under way
+        time.sleep(0.005)
+    anvil_pid = json.loads(node_file.read_text())["pid"]
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Interrupted" in stderr and "Traceback" not in stderr
+    assert cli.files() == set()
+    with pytest.raises(ProcessLookupError):
+        os.kill(anvil_pid, 0)
+    cli.up()  # and the next start is a clean first start
+    assert cli.status()["deployment"] is not None
+
+
 def test_missing_npm_toolchain_is_one_clear_error(cli: Cli, tmp_path: Path) -> None:
     empty = tmp_path / "no-node-modules"
     empty.mkdir()
@@ -159,7 +189,8 @@ def test_a_port_held_by_another_program_is_refused(cli: Cli) -> None:
 def test_a_foreign_ethereum_node_on_the_port_is_named(cli: Cli) -> None:
     foreign = subprocess.Popen(
         [str(anvil_executable()), "--port", str(cli.port), "--chain-id", "1", "--silent"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{cli.port}"))

@@ -25,7 +25,10 @@ def test_lookup_by_name_or_chain_id(key: str | int) -> None:
 
 def test_testnets_resolve_through_the_mock_oracle_and_mainnets_through_the_dvm() -> None:
     assert {n.name for n in NETWORKS if n.oracle_kind is OracleKind.MOCK} == {
-        "local", "sepolia", "amoy", "base-sepolia",
+        "local",
+        "sepolia",
+        "amoy",
+        "base-sepolia",
     }
     assert get_network("ethereum").oracle_kind is OracleKind.DVM
     assert {get_network(n).oracle_kind for n in ("polygon", "base", "arbitrum", "optimism")} == {OracleKind.SPOKE}

@@ -51,7 +51,7 @@ class Deployment:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "Deployment":
+    def from_json(cls, text: str) -> Deployment:
         return cls(**json.loads(text))
 
     def contract_addresses(self) -> dict[str, str]:

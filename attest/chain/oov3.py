@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +78,31 @@ class AssertionMade:
     block_number: int
 
 
+@dataclass(frozen=True)
+class AssertionDisputed:
+    assertion_id: bytes
+    caller: str
+    disputer: str
+    tx_hash: bytes
+    log_index: int
+    block_number: int
+
+
+@dataclass(frozen=True)
+class AssertionSettled:
+    assertion_id: bytes
+    bond_recipient: str
+    disputed: bool
+    settlement_resolution: bool
+    settle_caller: str
+    tx_hash: bytes
+    log_index: int
+    block_number: int
+
+
+OracleEvent = AssertionMade | AssertionDisputed | AssertionSettled
+
+
 class OptimisticOracleV3:
     def __init__(self, w3: Web3, address: str) -> None:
         self.w3 = w3
@@ -120,11 +146,9 @@ class OptimisticOracleV3:
         return int(self.contract.functions.burnedBondPercentage().call())
 
     def _finder_lookup(self, name: str, abi_name: str) -> Contract:
-        finder = self.w3.eth.contract(
-            address=self.contract.functions.finder().call(), abi=shipped("Finder").abi
-        )
+        finder = self.w3.eth.contract(address=self.contract.functions.finder().call(), abi=shipped("Finder").abi)
         address = finder.functions.getImplementationAddress(to_bytes32(name)).call()
-        return self.w3.eth.contract(address=address, abi=shipped(abi_name).abi)
+        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=shipped(abi_name).abi)
 
     def is_identifier_supported(self, identifier: str) -> bool:
         """Asks UMA's IdentifierWhitelist itself, not the oracle's cache (which may be stale)."""
@@ -141,9 +165,9 @@ class OptimisticOracleV3:
         An entry that is not cached yet is not stale: `assertTruth` looks it up and caches it itself.
         """
         currency = Web3.to_checksum_address(currency)
-        if self.contract.functions.cachedIdentifiers(to_bytes32(identifier)).call():
-            if not self.is_identifier_supported(identifier):
-                return True
+        cached_identifier = self.contract.functions.cachedIdentifiers(to_bytes32(identifier)).call()
+        if cached_identifier and not self.is_identifier_supported(identifier):
+            return True
         cached_whitelisted, cached_fee = self.contract.functions.cachedCurrencies(currency).call()
         if not cached_whitelisted:
             return False
@@ -205,9 +229,58 @@ class OptimisticOracleV3:
         events = self.contract.events.AssertionMade().process_receipt(receipt, errors=DISCARD)
         return [_assertion_made(e) for e in events]
 
-    def assertions_made_between(self, from_block: int, to_block: int) -> list[AssertionMade]:
-        events = self.contract.events.AssertionMade().get_logs(from_block=from_block, to_block=to_block)
-        return [_assertion_made(e) for e in events]
+    def events_between(self, from_block: int, to_block: int) -> list[OracleEvent]:
+        """AssertionMade, AssertionDisputed and AssertionSettled logs in one `eth_getLogs`, in chain order."""
+        kinds: dict[str, tuple[Any, Callable[[Any], OracleEvent]]] = {
+            self._topic("AssertionMade"): (self.contract.events.AssertionMade(), _assertion_made),
+            self._topic("AssertionDisputed"): (self.contract.events.AssertionDisputed(), _assertion_disputed),
+            self._topic("AssertionSettled"): (self.contract.events.AssertionSettled(), _assertion_settled),
+        }
+        logs = self.w3.eth.get_logs(
+            {
+                "address": self.contract.address,
+                "fromBlock": from_block,
+                "toBlock": to_block,
+                "topics": [list(kinds)],
+            }
+        )
+        decoded: list[OracleEvent] = []
+        for log in sorted(logs, key=lambda entry: (entry["blockNumber"], entry["logIndex"])):
+            event, convert = kinds[HexBytes(log["topics"][0]).to_0x_hex()]
+            decoded.append(convert(event.process_log(log)))
+        return decoded
+
+    def _topic(self, name: str) -> str:
+        abi = next(e for e in shipped("OptimisticOracleV3").abi if e["type"] == "event" and e["name"] == name)
+        types = ",".join(str(i["type"]) for i in abi["inputs"])
+        return Web3.keccak(text=f"{name}({types})").to_0x_hex()
+
+
+def _position(event: Any) -> dict[str, Any]:
+    return {
+        "tx_hash": bytes(HexBytes(event["transactionHash"])),
+        "log_index": int(event["logIndex"]),
+        "block_number": int(event["blockNumber"]),
+    }
+
+
+def _assertion_disputed(event: Any) -> AssertionDisputed:
+    a = event["args"]
+    return AssertionDisputed(
+        assertion_id=bytes(a["assertionId"]), caller=a["caller"], disputer=a["disputer"], **_position(event)
+    )
+
+
+def _assertion_settled(event: Any) -> AssertionSettled:
+    a = event["args"]
+    return AssertionSettled(
+        assertion_id=bytes(a["assertionId"]),
+        bond_recipient=a["bondRecipient"],
+        disputed=bool(a["disputed"]),
+        settlement_resolution=bool(a["settlementResolution"]),
+        settle_caller=a["settleCaller"],
+        **_position(event),
+    )
 
 
 def _assertion_made(event: Any) -> AssertionMade:
@@ -224,7 +297,5 @@ def _assertion_made(event: Any) -> AssertionMade:
         currency=a["currency"],
         bond=int(a["bond"]),
         identifier=bytes(a["identifier"]),
-        tx_hash=bytes(HexBytes(event["transactionHash"])),
-        log_index=int(event["logIndex"]),
-        block_number=int(event["blockNumber"]),
+        **_position(event),
     )

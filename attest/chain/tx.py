@@ -9,10 +9,10 @@ import time
 from functools import cached_property
 from typing import Any
 
-from hexbytes import HexBytes
-
-from eth_abi import decode as abi_decode
+from eth_abi.abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractConstructor, ContractFunction
@@ -36,7 +36,7 @@ def revert_reason(err: ContractLogicError, abi: list[dict[str, Any]] | None = No
             signature = f"{entry['name']}({','.join(types)})"
             if Web3.keccak(text=signature)[:4].hex() == data[2:10]:
                 args = abi_decode(types, bytes.fromhex(data[10:]))
-                shown = (Web3.to_checksum_address(a) if t == "address" else a for t, a in zip(types, args))
+                shown = (Web3.to_checksum_address(a) if t == "address" else a for t, a in zip(types, args, strict=True))
                 return f"{entry['name']}({', '.join(str(a) for a in shown)})"
     message = getattr(err, "message", None) or str(err)
     return message.removeprefix("execution reverted: ").removeprefix("execution reverted") or "reverted"
@@ -50,7 +50,7 @@ class Sender:
         self.account = account
 
     @property
-    def address(self) -> str:
+    def address(self) -> ChecksumAddress:
         return self.account.address
 
     def transact(self, call: ContractFunction | ContractConstructor, action: str) -> TxReceipt:
@@ -93,7 +93,10 @@ class Sender:
     def deploy(self, artifact: Artifact, *args: Any) -> Contract:
         factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
         receipt = self.transact(factory.constructor(*args), f"deploy {artifact.name}")
-        return self.w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
+        address = receipt["contractAddress"]
+        if address is None:
+            raise ChainError(f"deploy {artifact.name}: the receipt names no contract address")
+        return self.w3.eth.contract(address=address, abi=artifact.abi)
 
     def _check_gas_money(self, tx: dict[str, Any], action: str) -> None:
         price = tx.get("maxFeePerGas") or tx.get("gasPrice") or 0

@@ -63,6 +63,14 @@ def stack(dev_keys: list[LocalAccount]) -> Stack:
     currency = w3.eth.contract(address=deployment.currency, abi=uma("TestnetERC20").abi)
     oracle = w3.eth.contract(address=deployment.oracle, abi=uma("MockOracleAncillary").abi)
     return Stack(
-        w3, deployment, OptimisticOracleV3(w3, deployment.oov3), registry, currency, oracle,
-        deployer, asserter, disputer, stranger,
+        w3,
+        deployment,
+        OptimisticOracleV3(w3, deployment.oov3),
+        registry,
+        currency,
+        oracle,
+        deployer,
+        asserter,
+        disputer,
+        stranger,
     )

@@ -190,7 +190,10 @@ def test_callbacks_never_block_settlement(stack: Stack) -> None:
     assert bytes(stack.registry.functions.attestedBy(digest).call()) == second.assertion_id
     assert stack.registry.functions.isAttested(digest).call()
     assert [attestation(stack, m.assertion_id)[2] for m in (first, second, zero, rejected)] == [
-        ATTESTED, ATTESTED, ATTESTED, REJECTED,
+        ATTESTED,
+        ATTESTED,
+        ATTESTED,
+        REJECTED,
     ]
 
 
@@ -201,8 +204,14 @@ def test_attestation_of_unknown_or_foreign_assertions_is_empty(stack: Stack) -> 
     bond = stack.oov3.minimum_bond(stack.deployment.currency)
     stack.approve(stack.asserter, bond)
     foreign, _ = stack.oov3.assert_truth(
-        stack.asserter, claim=CLAIM, asserter=stack.asserter.address, callback_recipient=ZERO_ADDRESS,
-        liveness=LIVENESS, currency=stack.deployment.currency, bond=bond, identifier="ASSERT_TRUTH2",
+        stack.asserter,
+        claim=CLAIM,
+        asserter=stack.asserter.address,
+        callback_recipient=ZERO_ADDRESS,
+        liveness=LIVENESS,
+        currency=stack.deployment.currency,
+        bond=bond,
+        identifier="ASSERT_TRUTH2",
         domain_id=digest_of("foreign"),
     )
     assert attestation(stack, foreign.assertion_id)[2] == 0
@@ -225,8 +234,17 @@ def test_assertion_made_event_decodes_what_was_sent(stack: Stack) -> None:
     expected = Web3.keccak(
         encode(
             ["bytes", "uint256", "uint64", "uint64", "address", "address", "address", "bytes32", "address"],
-            [CLAIM, made.bond, assertion.assertion_time, LIVENESS, made.currency, made.callback_recipient,
-             ZERO_ADDRESS, made.identifier, made.caller],
+            [
+                CLAIM,
+                made.bond,
+                assertion.assertion_time,
+                LIVENESS,
+                made.currency,
+                made.callback_recipient,
+                ZERO_ADDRESS,
+                made.identifier,
+                made.caller,
+            ],
         )
     )
     assert bytes(expected) == made.assertion_id
@@ -238,9 +256,15 @@ def test_bond_below_minimum_is_refused_before_sending(stack: Stack) -> None:
     nonce = stack.w3.eth.get_transaction_count(stack.asserter.address)
     with pytest.raises(TransactionRejected, match="Bond amount too low"):
         stack.oov3.assert_truth(
-            stack.asserter, claim=CLAIM, asserter=stack.asserter.address,
-            callback_recipient=stack.registry.address, liveness=LIVENESS, currency=stack.deployment.currency,
-            bond=minimum - 1, identifier="ASSERT_TRUTH2", domain_id=digest_of("low bond"),
+            stack.asserter,
+            claim=CLAIM,
+            asserter=stack.asserter.address,
+            callback_recipient=stack.registry.address,
+            liveness=LIVENESS,
+            currency=stack.deployment.currency,
+            bond=minimum - 1,
+            identifier="ASSERT_TRUTH2",
+            domain_id=digest_of("low bond"),
         )
     assert stack.w3.eth.get_transaction_count(stack.asserter.address) == nonce  # nothing was sent
 
@@ -264,9 +288,7 @@ def test_whitelists_are_read_from_uma_and_a_stale_oracle_cache_is_detected(stack
     assert not stack.oov3.cache_is_stale("ASSERT_TRUTH2", currency)
     assert stack.oov3.minimum_bond(currency) == 2 * new_fee
 
-    whitelist = stack.w3.eth.contract(
-        address=stack.deployment.identifier_whitelist, abi=uma("IdentifierWhitelist").abi
-    )
+    whitelist = stack.w3.eth.contract(address=stack.deployment.identifier_whitelist, abi=uma("IdentifierWhitelist").abi)
     stack.deployer.transact(whitelist.functions.removeSupportedIdentifier(to_bytes32("ASSERT_TRUTH2")), "remove")
     assert stack.oov3.cache_is_stale("ASSERT_TRUTH2", currency)
 
@@ -278,6 +300,48 @@ def test_a_sender_without_gas_money_is_refused_before_signing(stack: Stack) -> N
     from attest.errors import ChainError
 
     broke = Sender(stack.w3, Account.create())
-    with pytest.raises(ChainError, match="needs .* for gas; fund it"):
+    with pytest.raises(ChainError, match=r"needs .* for gas; fund it"):
         broke.transact(stack.currency.functions.approve(stack.oov3.address, 1), "approve")
     assert stack.w3.eth.get_transaction_count(broke.address) == 0
+
+
+def test_oracle_events_are_decoded_in_chain_order(stack: Stack) -> None:
+    from attest.chain.oov3 import AssertionDisputed, AssertionSettled
+
+    start = stack.w3.eth.block_number + 1
+    honest = make_assertion(stack, digest_of("events honest"), claim=CLAIM + b" honest")
+    wrong = make_assertion(stack, digest_of("events wrong"), claim=CLAIM + b" wrong")
+    dispute(stack, wrong)
+    push_price(stack, wrong, 0)
+    stack.warp(LIVENESS)
+    stack.oov3.settle(stack.stranger, wrong.assertion_id)
+    stack.oov3.settle(stack.stranger, honest.assertion_id)
+
+    events = stack.oov3.events_between(start, stack.w3.eth.block_number)
+    assert [type(e).__name__ for e in events] == [
+        "AssertionMade",
+        "AssertionMade",
+        "AssertionDisputed",
+        "AssertionSettled",
+        "AssertionSettled",
+    ]
+    assert events[0] == honest and events[1] == wrong
+    disputed, settled_wrong, settled_honest = events[2:]
+    assert isinstance(disputed, AssertionDisputed)
+    assert (disputed.assertion_id, disputed.disputer, disputed.caller) == (
+        wrong.assertion_id,
+        stack.disputer.address,
+        stack.disputer.address,
+    )
+    assert isinstance(settled_wrong, AssertionSettled) and isinstance(settled_honest, AssertionSettled)
+    assert (settled_wrong.disputed, settled_wrong.settlement_resolution, settled_wrong.bond_recipient) == (
+        True,
+        False,
+        stack.disputer.address,
+    )
+    assert (settled_honest.disputed, settled_honest.settlement_resolution, settled_honest.bond_recipient) == (
+        False,
+        True,
+        stack.asserter.address,
+    )
+    assert [e.block_number for e in events] == sorted(e.block_number for e in events)
