@@ -158,7 +158,12 @@ def run(quick: bool = False) -> list[Table]:
             ("path", "gas", "vs bare minimal", "vs bare, same arguments"),
             assert_rows,
             f"Claim: {len(CLAIM)} bytes, the shape `attest ask` sends. Bond: the minimum (2 x final fee). "
-            "The approve is a separate, one-off transaction (standing allowance) and is not counted.",
+            "The approve is a separate, one-off transaction (standing allowance) and is not counted. "
+            "Ours is a bare `assertTruth` with the registry as callback recipient and the digest as domainId, "
+            "so against the same arguments it costs exactly 1.000x: the registry runs no code while asserting. "
+            "Against a call that sets neither, OOv3 itself spends about 20k gas per extra non-zero storage slot "
+            "(callbackRecipient, domainId); any design that gets callbacks and puts the digest on chain pays "
+            "that. The wrapper pays it too, plus a second bond transfer and its own storage.",
         ),
         Table(
             "Gas after the assertion: who pays for the registry's callbacks",
