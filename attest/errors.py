@@ -42,3 +42,55 @@ class TransactionRejected(ChainError):
         super().__init__(f"{action} would revert: {reason}. Nothing was sent.")
         self.action = action
         self.reason = reason
+
+
+# -- records ---------------------------------------------------------------------------------------------
+class RecordError(AttestError, ValueError):
+    """An attestation record that fails the schema, its size limit, or its signature."""
+
+
+class UnsupportedSchema(RecordError):
+    """A record whose `schema` version this release cannot read."""
+
+
+class OversizeRecord(RecordError):
+    """A record over the configured size limit (on write or on read)."""
+
+
+class BadSignature(RecordError):
+    """A record signature that does not recover to the record's asserter."""
+
+
+# -- content addressing and stores -----------------------------------------------------------------------
+class InvalidCid(AttestError, ValueError):
+    """A string or bytes that is not a CID we can read."""
+
+
+class CarError(AttestError, ValueError):
+    """A CAR file that is truncated, corrupt, or holds blocks that do not match their CIDs."""
+
+
+class StoreError(AttestError):
+    """A content store (local, Kubo RPC, pinning service, gateway) failed."""
+
+
+class NotFound(StoreError, LookupError):
+    """A CID that no source could provide within the time allowed."""
+
+    def __init__(self, cid: str, where: str, timeout_s: float | None = None) -> None:
+        waited = f" within {timeout_s:g}s" if timeout_s is not None else ""
+        super().__init__(f"{cid} was not found at {where}{waited}; check the CID or pin it where it can be fetched")
+        self.cid = cid
+        self.where = where
+
+
+class TamperedContent(StoreError):
+    """Bytes that do not hash to the CID they were requested by."""
+
+    def __init__(self, cid: str, source: str, detail: str = "") -> None:
+        extra = f" ({detail})" if detail else ""
+        super().__init__(
+            f"{source} returned bytes that do not match {cid}{extra}; nothing was kept. Use another source."
+        )
+        self.cid = cid
+        self.source = source
