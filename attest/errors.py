@@ -94,3 +94,7 @@ class TamperedContent(StoreError):
         )
         self.cid = cid
         self.source = source
+
+
+class ConfigError(AttestError):
+    """A configuration file or value that cannot be used."""

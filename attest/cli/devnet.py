@@ -1,24 +1,18 @@
-"""The `attest` command line. Thin: parses options, calls the library, prints. Expected failures
-(`AttestError`) become one line on stderr and exit code 1; anything else is a bug and keeps its traceback."""
+"""`attest devnet`: the local chain (anvil with the real UMA contracts and our AttestationRegistry)."""
 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import click
 
-from attest import __version__
-from attest.errors import AttestError
-from attest.networks import DEVNET_PORT, NETWORKS, Network, get_network
+from attest.networks import DEVNET_PORT
 
 if TYPE_CHECKING:
     from attest.devnet import Devnet, Status
-
-# The chain stack (web3, eth-account) loads only for commands that use it: `attest --help` stays instant.
 
 
 def _devnet() -> Devnet:
@@ -28,13 +22,6 @@ def _devnet() -> Devnet:
 
 
 @click.group()
-@click.version_option(__version__, prog_name="attest")
-def cli() -> None:
-    """Accountable LLM answers: signed records on IPFS, asserted through UMA's Optimistic Oracle V3."""
-
-
-# -- devnet -----------------------------------------------------------------------------------------------
-@cli.group()
 def devnet() -> None:
     """The local chain: anvil with the real UMA contracts and our AttestationRegistry."""
 
@@ -98,53 +85,3 @@ def _print_status(status: Status) -> None:
     for name, address in deployment.contract_addresses().items():
         click.echo(f"  {name:<22} {address}")
     click.echo(f"dev accounts: {DEV_ACCOUNTS} funded with ETH and bond tokens, e.g. {dev_account(1).address}")
-
-
-# -- networks ---------------------------------------------------------------------------------------------
-@cli.group(invoke_without_command=True)
-@click.pass_context
-def networks(ctx: click.Context) -> None:
-    """The UMA networks llm-attest knows."""
-    if ctx.invoked_subcommand is None:
-        for network in NETWORKS:
-            click.echo(
-                f"{network.name:<13} {network.chain_id:>9}  {network.oracle_kind.value:<5} "
-                f"{network.oov3 or '(devnet deployment)'}"
-            )
-
-
-@networks.command("show")
-@click.argument("network")
-def networks_show(network: str) -> None:
-    """One network by name or chain id."""
-    _print_network(get_network(network))
-
-
-def _print_network(network: Network) -> None:
-    click.echo(f"name:        {network.name}")
-    click.echo(f"chain id:    {network.chain_id}")
-    click.echo(f"OOv3:        {network.oov3 or 'from the devnet deployment (attest devnet status)'}")
-    click.echo(f"oracle:      {network.oracle_kind.value}")
-    click.echo(f"identifier:  {network.default_identifier}")
-    click.echo(f"oracle UI:   {network.ui_note()}")
-
-
-def main() -> None:
-    try:
-        cli.main(standalone_mode=False)
-    except AttestError as err:
-        click.echo(f"Error: {err}", err=True)
-        sys.exit(1)
-    except click.exceptions.Abort as err:
-        # click turns Ctrl-C into Abort; keep the shell's convention for an interrupt (128 + SIGINT).
-        if isinstance(err.__context__, KeyboardInterrupt):
-            click.echo("Interrupted.", err=True)
-            sys.exit(130)
-        click.echo("Aborted.", err=True)
-        sys.exit(1)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)

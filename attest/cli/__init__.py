@@ -1,0 +1,50 @@
+"""The `attest` command line. Thin: parses options, calls the library, prints. Expected failures
+(`AttestError`) become one line on stderr and exit code 1; anything else is a bug and keeps its traceback.
+
+Each command group lives in its own module; the chain and IPFS stacks load only for the commands that use
+them, so `attest --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from attest import __version__
+from attest.cli.devnet import devnet
+from attest.cli.ipfs import ipfs
+from attest.cli.networks import networks
+from attest.errors import AttestError
+
+
+@click.group()
+@click.version_option(__version__, prog_name="attest")
+def cli() -> None:
+    """Accountable LLM answers: signed records on IPFS, asserted through UMA's Optimistic Oracle V3."""
+
+
+cli.add_command(devnet)
+cli.add_command(networks)
+cli.add_command(ipfs)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except AttestError as err:
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort as err:
+        # click turns Ctrl-C into Abort; keep the shell's convention for an interrupt (128 + SIGINT).
+        if isinstance(err.__context__, KeyboardInterrupt):
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)

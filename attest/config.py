@@ -1,0 +1,102 @@
+"""User configuration: `$ATTEST_HOME/config.toml` (or `ATTEST_CONFIG`), then environment overrides.
+
+Secrets never live in the file: a pinning service names the environment variable that holds its token.
+
+    [ipfs]
+    cid_version = 1
+    timeout_s = 30
+    kubo_api = "/ip4/127.0.0.1/tcp/5001/http"      # a Kubo (or js-ipfs) RPC API to pin to and read from
+    gateways = ["https://trustless-gateway.link"]   # read-only, every block verified
+
+    [[ipfs.pinning]]
+    name = "pinata"
+    endpoint = "https://api.pinata.cloud/psa"
+    token_env = "PINATA_TOKEN"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from attest.errors import ConfigError
+from attest.paths import attest_home
+
+
+class _Strict(BaseModel):
+    # TOML already types its values; lax mode only widens them (int → float, array → tuple).
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PinningRemote(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+    endpoint: str
+    token_env: str = Field(default="ATTEST_PINNING_TOKEN", pattern=r"^[A-Z_][A-Z0-9_]*$")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    def token(self) -> str:
+        token = os.environ.get(self.token_env, "")
+        if not token:
+            raise ConfigError(
+                f"pinning service {self.name!r} needs its token in the environment variable {self.token_env}"
+            )
+        return token
+
+
+class IpfsConfig(_Strict):
+    cid_version: Literal[0, 1] = 1
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    kubo_api: str | None = None
+    gateways: tuple[str, ...] = ()
+    pinning: tuple[PinningRemote, ...] = ()
+
+    @field_validator("gateways")
+    @classmethod
+    def _gateway_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if not url.startswith(("https://", "http://")):
+                raise ValueError(f"gateway {url!r} must be an http(s) URL")
+        return tuple(url.rstrip("/") for url in value)
+
+
+class Config(_Strict):
+    ipfs: IpfsConfig = IpfsConfig()
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("ATTEST_CONFIG") or attest_home() / "config.toml")
+
+
+def load_config(path: Path | None = None) -> Config:
+    """The file (absent means defaults), then `ATTEST_IPFS_API` and `ATTEST_IPFS_GATEWAYS` (comma-separated)."""
+    path = path or config_path()
+    data: dict[str, object] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path} is not valid TOML ({err}); fix or remove it") from None
+    ipfs = data.get("ipfs", {})
+    if isinstance(ipfs, dict):
+        overrides: dict[str, object] = {}
+        if api := os.environ.get("ATTEST_IPFS_API"):
+            overrides["kubo_api"] = api
+        if gateways := os.environ.get("ATTEST_IPFS_GATEWAYS"):
+            overrides["gateways"] = [g.strip() for g in gateways.split(",") if g.strip()]
+        data = {**data, "ipfs": {**ipfs, **overrides}}
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: {where}: {first['msg']}; fix the file (see `attest config --help`)") from None

@@ -1,0 +1,59 @@
+"""The stores a configuration names, and the two things done across them: pin everywhere, read from anywhere.
+
+Pinning reports every remote's result (one failing remote does not hide the others). Reading tries the
+local store first, then each reader in order; a source that returns tampered bytes is skipped, and if no
+source has good bytes the error says which sources were tampered with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from attest.config import IpfsConfig
+from attest.errors import NotFound, StoreError, TamperedContent
+from attest.ipfs.cid import CID
+from attest.ipfs.store import ContentStore, PinResult
+
+
+@dataclass(frozen=True)
+class Remotes:
+    pinners: tuple[ContentStore, ...]  # where `pin` goes: a Kubo node, pinning services
+    readers: tuple[ContentStore, ...]  # where `get` may read: a Kubo node, gateways
+
+    @classmethod
+    def from_config(cls, config: IpfsConfig) -> Remotes:
+        from attest.ipfs.gateway import Gateway
+        from attest.ipfs.kubo import KuboStore
+        from attest.ipfs.pinning import PinningService
+
+        kubo = [KuboStore(config.kubo_api, timeout_s=config.timeout_s)] if config.kubo_api else []
+        services = [PinningService(r.endpoint, r.token(), timeout_s=config.timeout_s) for r in config.pinning]
+        gateways = [Gateway(url, timeout_s=config.timeout_s) for url in config.gateways]
+        return cls(pinners=(*kubo, *services), readers=(*kubo, *gateways))
+
+
+def pin_everywhere(cid: CID, stores: Sequence[ContentStore]) -> list[PinResult]:
+    results = []
+    for store in stores:
+        try:
+            results.append(store.pin(cid))
+        except StoreError as err:
+            results.append(PinResult(store.name, str(cid), ok=False, status="failed", detail=str(err)))
+    return results
+
+
+def read_anywhere(cid: CID, sources: Sequence[ContentStore], *, timeout_s: float) -> tuple[bytes, str]:
+    """The verified bytes of `cid` and the name of the source that gave them."""
+    tampered: list[str] = []
+    missing: list[str] = []
+    for source in sources:
+        try:
+            return source.get(cid, timeout_s=timeout_s), source.name
+        except TamperedContent:
+            tampered.append(source.name)
+        except StoreError:
+            missing.append(source.name)
+    if tampered:
+        raise TamperedContent(str(cid), ", ".join(tampered), "no other source had good bytes")
+    raise NotFound(str(cid), ", ".join(missing) or "no configured source", timeout_s)

@@ -1,0 +1,119 @@
+"""Bytes ⇄ record at the trust boundary: size limit first, strict UTF-8 and JSON, schema, then signature.
+
+Reading accepts any JSON layout (whitespace, key order) because the digest is always taken over the record
+re-canonicalized; writing always produces the canonical bytes. Either way a record that fails any check
+raises a RecordError subclass and no bytes come out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+from attest.errors import OversizeRecord, RecordError
+from attest.record.canonical import record_bytes
+from attest.record.model import AttestationRecord, validate_record
+from attest.record.signing import verify_record
+
+DEFAULT_MAX_BYTES = 1_048_576
+MAX_BYTES_ENV = "ATTEST_RECORD_MAX_BYTES"
+# A v1 record nests 4 levels deep. The bound matters: py_ecc (imported with web3) raises the recursion limit to
+# 100000, so json.loads on deeply nested input overflows the C stack and kills the process instead of raising.
+MAX_JSON_DEPTH = 32
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def max_record_bytes(max_bytes: int | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """The size limit: `max_bytes` if given, else $ATTEST_RECORD_MAX_BYTES, else 1 MiB."""
+    if max_bytes is not None:
+        return _positive(max_bytes, "max_bytes")
+    raw = (os.environ if environ is None else environ).get(MAX_BYTES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_BYTES
+    try:
+        return _positive(int(raw), MAX_BYTES_ENV)
+    except ValueError:
+        raise RecordError(f"{MAX_BYTES_ENV} must be a whole number of bytes, such as 1048576") from None
+
+
+def _positive(limit: int, name: str) -> int:
+    if limit <= 0:
+        raise RecordError(f"{name} must be a positive number of bytes, got {limit}")
+    return limit
+
+
+def check_size(size: int, limit: int, action: str) -> None:
+    if size > limit:
+        raise OversizeRecord(
+            f"record is {size:,} bytes, over the {limit:,}-byte limit, so it was not {action}; "
+            f"shorten the answer or context, or raise {MAX_BYTES_ENV}"
+        )
+
+
+def decode_record(data: bytes, *, max_bytes: int | None = None) -> AttestationRecord:
+    """A validated, signature-checked record from untrusted bytes."""
+    # The size check comes first so an oversize input is never decoded or parsed.
+    check_size(len(data), max_record_bytes(max_bytes), "read")
+    record = validate_record(parse_json(decode_utf8(data)))
+    verify_record(record)
+    return record
+
+
+def encode_record(record: AttestationRecord, *, max_bytes: int | None = None) -> bytes:
+    """The canonical bytes to pin, only for a record signed by its asserter and within the size limit."""
+    verify_record(record)
+    data = record_bytes(record)
+    check_size(len(data), max_record_bytes(max_bytes), "written")
+    return data
+
+
+def decode_utf8(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RecordError(
+            f"record is not valid UTF-8 (bad byte at offset {err.start}); a record is UTF-8 JSON"
+        ) from None
+
+
+def parse_json(text: str) -> object:
+    """JSON text to plain data, refusing duplicate keys and the non-JSON constants NaN and Infinity."""
+    check_depth(text)
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
+    except RecordError:
+        raise
+    except RecursionError:
+        raise RecordError("record JSON is nested too deeply to be a record") from None
+    except ValueError as err:  # JSONDecodeError, and integers past Python's digit limit
+        raise RecordError(f"record is not valid JSON: {err}") from None
+
+
+def check_depth(text: str, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON nested deeper than `limit` without recursing; strings are skipped whole."""
+    depth = 0
+    for match in _STRING_OR_BRACKET.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > limit:
+                raise RecordError(f"record JSON is nested more than {limit} levels deep; a record is not")
+        elif token in ("]", "}"):
+            depth -= 1
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A repeated key would let two readers see two different records in the same bytes.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise RecordError(f"record JSON repeats the key {json.dumps(key)[:80]}; each key may appear once")
+        result[key] = value
+    return result
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise RecordError(f"record JSON contains {name}, which is not JSON; numbers must be finite")
