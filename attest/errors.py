@@ -98,3 +98,7 @@ class TamperedContent(StoreError):
 
 class ConfigError(AttestError):
     """A configuration file or value that cannot be used."""
+
+
+class MalformedBlock(StoreError, ValueError):
+    """A block that matches its CID but does not decode as the dag-pb / UnixFS it claims to be."""

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tracemalloc
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -190,7 +191,8 @@ def test_memory_stays_flat_for_1gb(version: int) -> None:
     seen: list[int] = []
     tracemalloc.start()
     try:
-        root = import_stream(Zeros(1 << 30), cid_version=version, on_block=lambda c, b: seen.append(len(b)))
+        big: BinaryIO = Zeros(1 << 30)  # type: ignore[assignment]
+        root = import_stream(big, cid_version=version, on_block=lambda c, b: seen.append(len(b)))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -245,9 +247,12 @@ def test_well_hashed_but_inconsistent_dags_are_refused() -> None:
     root, store = _dag(bytes(CHUNK_SIZE) + b"tail", 1)
     node = dagpb.decode_node(store[root])
     fs = dagpb.decode_unixfs(node.data or b"")
-    lying = _replace_root(node, dagpb.UnixFSData(dagpb.T_FILE, None, fs.filesize, (CHUNK_SIZE, 5)), store)
+    lying = _replace_root(node, dagpb.UnixFSData(dagpb.T_FILE, None, CHUNK_SIZE + 5, (CHUNK_SIZE, 5)), store)
     with pytest.raises(StoreError, match="parent says 5"):
         b"".join(export(lying, store.__getitem__, source="s"))
+    wrong_total = _replace_root(node, dagpb.UnixFSData(dagpb.T_FILE, None, 7, fs.blocksizes), store)
+    with pytest.raises(StoreError, match="declares 7 bytes"):
+        b"".join(export(wrong_total, store.__getitem__, source="s"))
     short = _replace_root(node, dagpb.UnixFSData(dagpb.T_FILE, None, fs.filesize, (CHUNK_SIZE,)), store)
     with pytest.raises(StoreError, match="block sizes"):
         b"".join(export(short, store.__getitem__, source="s"))

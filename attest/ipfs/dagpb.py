@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from attest.errors import StoreError
+from attest.errors import MalformedBlock
 from attest.ipfs.cid import CID, DAG_PB, RAW, decode_cid_prefix, decode_varint, encode_varint
 
 # UnixFS Data.Type
@@ -117,14 +117,14 @@ def _fields(buf: bytes | memoryview, what: str) -> list[tuple[int, int, int | me
             else:
                 raise ValueError(f"unsupported wire type {wire}")
     except ValueError as err:
-        raise StoreError(f"not a valid {what} protobuf: {err}") from None
+        raise MalformedBlock(f"not a valid {what} protobuf: {err}") from None
     return out
 
 
 def decode_link(buf: bytes | memoryview) -> PBLink:
     fields = _fields(buf, "dag-pb link")
     if [f for f, _, _ in fields] not in ([1], [1, 2], [1, 3], [1, 2, 3]):
-        raise StoreError("a dag-pb link must hold Hash, then optional Name and Tsize, each once")
+        raise MalformedBlock("a dag-pb link must hold Hash, then optional Name and Tsize, each once")
     cid: CID | None = None
     name, tsize = "", 0
     for field, wire, value in fields:
@@ -132,19 +132,19 @@ def decode_link(buf: bytes | memoryview) -> PBLink:
             try:
                 parsed, end = decode_cid_prefix(value)
             except ValueError as err:
-                raise StoreError(f"a dag-pb link has a bad Hash: {err}") from None
+                raise MalformedBlock(f"a dag-pb link has a bad Hash: {err}") from None
             if end != len(value):
-                raise StoreError("a dag-pb link Hash has trailing bytes")
+                raise MalformedBlock("a dag-pb link Hash has trailing bytes")
             cid = parsed
         elif field == 2 and isinstance(value, memoryview):
             try:
                 name = bytes(value).decode("utf-8")
             except UnicodeDecodeError:
-                raise StoreError("a dag-pb link Name is not UTF-8") from None
+                raise MalformedBlock("a dag-pb link Name is not UTF-8") from None
         elif field == 3 and isinstance(value, int):
             tsize = value
         else:
-            raise StoreError(f"dag-pb link field {field} has wire type {wire}")
+            raise MalformedBlock(f"dag-pb link field {field} has wire type {wire}")
     assert cid is not None  # field 1 is always present (checked above)
     return PBLink(cid, tsize, name)
 
@@ -154,13 +154,13 @@ def decode_node(block: bytes | memoryview) -> PBNode:
     data: bytes | None = None
     for field, _, value in _fields(block, "dag-pb"):
         if not isinstance(value, memoryview):
-            raise StoreError(f"dag-pb field {field} must be length-delimited")
+            raise MalformedBlock(f"dag-pb field {field} must be length-delimited")
         if field == 2 and data is None:
             links.append(decode_link(value))
         elif field == 1 and data is None:
             data = bytes(value)
         else:
-            raise StoreError("a dag-pb node holds Links, then at most one Data, and nothing else")
+            raise MalformedBlock("a dag-pb node holds Links, then at most one Data, and nothing else")
     return PBNode(tuple(links), data)
 
 
@@ -185,13 +185,13 @@ def decode_unixfs(buf: bytes | memoryview) -> UnixFSData:
                     size, pos = decode_varint(value, pos)
                     blocksizes.append(size)
             except ValueError as err:
-                raise StoreError(f"bad packed UnixFS blocksizes: {err}") from None
+                raise MalformedBlock(f"bad packed UnixFS blocksizes: {err}") from None
         elif (field in (5, 6) and wire == _VARINT) or (field in (7, 8) and wire in (_VARINT, _LEN)):
             continue  # hashType, fanout (directories), mode, mtime: metadata a file's bytes do not depend on
         else:
-            raise StoreError(f"UnixFS field {field} has an unexpected wire type {wire}")
+            raise MalformedBlock(f"UnixFS field {field} has an unexpected wire type {wire}")
     if kind is None:
-        raise StoreError("a UnixFS Data message without a Type")
+        raise MalformedBlock("a UnixFS Data message without a Type")
     return UnixFSData(kind, data, filesize, tuple(blocksizes))
 
 
@@ -200,5 +200,5 @@ def links(block: bytes | memoryview, codec: int = DAG_PB) -> list[CID]:
     if codec == RAW:
         return []
     if codec != DAG_PB:
-        raise StoreError(f"codec 0x{codec:x} is not dag-pb or raw; only UnixFS content is supported")
+        raise MalformedBlock(f"codec 0x{codec:x} is not dag-pb or raw; only UnixFS content is supported")
     return [link.cid for link in decode_node(block).links]

@@ -89,8 +89,11 @@ class LocalStore:
         Blocks are staged under `tmp/` while the whole CAR is read and verified and each root's DAG is checked
         to be complete; only then are they moved into the store (roots last). A bad CAR leaves nothing behind.
         """
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix="car-", dir=self.tmp_dir))
+        try:
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix="car-", dir=self.tmp_dir))
+        except OSError as err:
+            raise StoreError(f"cannot stage the CAR in {self.tmp_dir}: {err.strerror}; check the disk") from None
         try:
             roots, blocks = read_car(inp)
             staged: dict[str, Path] = {}

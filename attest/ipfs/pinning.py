@@ -402,7 +402,7 @@ class PinningService:
 
     def _scrub(self, text: str) -> str:
         printable = "".join(ch if ch.isprintable() else " " for ch in text)
-        return printable.replace(self._token, "[token]")
+        return printable
 
 
 def _retry_after(headers: http.client.HTTPMessage) -> float | None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from attest.errors import StoreError, TamperedContent
+from attest.errors import MalformedBlock, TamperedContent
 from attest.ipfs.cid import CID, DAG_PB, RAW
 from attest.ipfs.dagpb import (
     T_FILE,
@@ -180,19 +180,19 @@ def export(root: CID, get_block: Callable[[CID], bytes], *, source: str) -> Iter
                 yield block
             continue
         if cid.codec != DAG_PB:
-            raise StoreError(f"{cid} has codec 0x{cid.codec:x}, not dag-pb or raw: it is not a UnixFS file")
+            raise MalformedBlock(f"{cid} has codec 0x{cid.codec:x}, not dag-pb or raw: it is not a UnixFS file")
         node = decode_node(block)
         if node.data is None:
-            raise StoreError(f"{cid} is a dag-pb node without UnixFS data, not a file")
+            raise MalformedBlock(f"{cid} is a dag-pb node without UnixFS data, not a file")
         fs = decode_unixfs(node.data)
         if fs.type not in (T_FILE, T_RAW):
-            raise StoreError(f"{cid} is a UnixFS {fs.type_name}, not a file; pass the CID of a file")
+            raise MalformedBlock(f"{cid} is a UnixFS {fs.type_name}, not a file; pass the CID of a file")
         if len(fs.blocksizes) != len(node.links):
-            raise StoreError(f"{cid} lists {len(fs.blocksizes)} block sizes for {len(node.links)} links")
+            raise MalformedBlock(f"{cid} lists {len(fs.blocksizes)} block sizes for {len(node.links)} links")
         own = fs.data or b""
         size = len(own) + sum(fs.blocksizes)
         if fs.filesize is not None and fs.filesize != size:
-            raise StoreError(f"{cid} declares {fs.filesize} bytes but its data and blocks hold {size}")
+            raise MalformedBlock(f"{cid} declares {fs.filesize} bytes but its data and blocks hold {size}")
         _check_size(cid, root, expected, size)
         if own:
             yield own
@@ -202,4 +202,4 @@ def export(root: CID, get_block: Callable[[CID], bytes], *, source: str) -> Iter
 
 def _check_size(cid: CID, root: CID, expected: int | None, actual: int) -> None:
     if expected is not None and expected != actual:
-        raise StoreError(f"{cid} in {root} holds {actual} bytes where its parent says {expected}")
+        raise MalformedBlock(f"{cid} in {root} holds {actual} bytes where its parent says {expected}")
