@@ -6,6 +6,7 @@ rewrites its answers: the daemon itself cannot be made to serve a block under th
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -330,6 +331,52 @@ def test_a_node_that_chunks_differently_is_refused_on_put(daemon: JsIpfsDaemon) 
 
     assert other in str(caught.value)
     assert str(cid_of(HELLO)) in str(caught.value)
+
+
+class DrippingNode:
+    """A fake API at the network edge whose block/get sends one byte every 0.2s and never finishes."""
+
+    def __enter__(self) -> DrippingNode:
+        stop = self.stop = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    while not stop.wait(0.2):
+                        self.wfile.write(b"1\r\nx\r\n")
+                        self.wfile.flush()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_a_node_that_drips_bytes_cannot_stretch_the_deadline() -> None:
+    cid = cid_of(HELLO)
+    with DrippingNode() as node:
+        store = KuboStore(node.url, timeout_s=10)
+        started = time.monotonic()
+        with pytest.raises(NotFound) as caught:
+            store.get(cid, timeout_s=1.5)
+
+    assert time.monotonic() - started < 1.5 + SOCKET_GRACE_S + MARGIN_S
+    assert caught.value.cid == str(cid)
 
 
 # -- no daemon --------------------------------------------------------------------------------------------

@@ -159,6 +159,9 @@ class KuboStore:
                     data += chunk
                     if len(data) > MAX_BLOCK_BYTES:
                         raise StoreError(f"{self.name} sent over {MAX_BLOCK_BYTES} bytes for block {cid}")
+                    # Each read has its own socket timeout; a node dripping bytes must not stretch the deadline.
+                    if time.monotonic() > deadline + SOCKET_GRACE_S:
+                        raise NotFound(str(root), where, budget)
         except _FAILURES as err:
             raise self._failed("block/get", err, budget, cid=str(root), where=where) from None
         return bytes(data)
