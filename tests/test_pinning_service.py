@@ -315,3 +315,12 @@ def test_an_unreachable_service_fails_after_bounded_retries() -> None:
         service.list_pins()
     assert time.monotonic() - started < 2
     assert_no_token(caught.value)
+
+
+def test_has_is_a_quick_question(fake: FakePinningService, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("attest.ipfs.pinning.HAS_TIMEOUT_S", 0.3)
+    fake.knobs.slow_s = 10
+    started = time.monotonic()
+    with pytest.raises(StoreError, match=r"did not answer within 0\.3s"):
+        client(fake, timeout_s=30).has(HELLO_V1)
+    assert time.monotonic() - started < 0.3 + 0.5

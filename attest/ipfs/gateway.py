@@ -198,7 +198,7 @@ class Gateway:
             chunks: list[bytes] = []
             size = 0
             while True:
-                sock.settimeout(5)
+                sock.settimeout(left())
                 chunk = response.read1(65536)
                 if not chunk:
                     break
@@ -206,7 +206,7 @@ class Gateway:
                 if size > max_bytes:
                     raise _TooLarge
                 chunks.append(chunk)
-            if False:  # http.client's read1 does not notice a body shorter than Content-Length
+            if response.length:  # http.client's read1 does not notice a body shorter than Content-Length
                 raise _ShortBody
             return 200, b"".join(chunks)
         except TimeoutError:

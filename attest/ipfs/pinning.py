@@ -28,6 +28,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from attest.errors import NotFound, StoreError
 from attest.ipfs.store import DEFAULT_TIMEOUT_S, PinResult
+from attest.ipfs.unixfs import cid_of
 
 if TYPE_CHECKING:
     from attest.ipfs.cid import CID
@@ -122,8 +123,6 @@ class PinningService:
     # -- ContentStore --------------------------------------------------------------------------------------
     def put(self, data: bytes, *, cid_version: int = 1) -> CID:
         """Compute the CID locally and ask for a pin without waiting for it; the bytes must be on IPFS."""
-        from attest.ipfs.unixfs import cid_of
-
         cid = cid_of(data, cid_version=cid_version)
         self._find_or_create(str(cid), self._deadline(self.timeout_s))
         return cid
@@ -144,9 +143,15 @@ class PinningService:
         return self._result(str(cid), current)
 
     def has(self, cid: CID) -> bool:
-        """True when a pin of `cid` with status "pinned" exists on this account."""
-        deadline = self._deadline(min(self.timeout_s, HAS_TIMEOUT_S))
-        return bool(self._list(deadline, cid=str(cid), statuses=("pinned",), limit=1))
+        """True when a pin of `cid` with status "pinned" exists on this account.
+
+        A service that cannot say within `HAS_TIMEOUT_S` raises `StoreError`: "unknown" is not "no".
+        """
+        budget = min(self.timeout_s, HAS_TIMEOUT_S)
+        try:
+            return bool(self._list(self._deadline(budget), cid=str(cid), statuses=("pinned",), limit=1))
+        except _OutOfTime:
+            raise StoreError(f"{self.name} did not answer within {budget:g}s; try again later") from None
 
     # -- the rest of the API ---------------------------------------------------------------------------------
     def list_pins(
@@ -273,11 +278,14 @@ class PinningService:
         self, method: str, target: str, payload: bytes | None, deadline: float
     ) -> tuple[int, http.client.HTTPMessage, bytes]:
         """One request and its whole response, all within `deadline` (a slow-dripping server cannot stretch it)."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise _OutOfTime(f"{self.name} did not answer within {self.timeout_s:g}s; try again later")
+
+        def left() -> float:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            return remaining
+
         conn_type = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        conn = conn_type(self._host, self._port, timeout=remaining)
         headers = {
             "Authorization": f"Bearer {self._token}",
             "Accept": "application/json",
@@ -285,18 +293,18 @@ class PinningService:
         }
         if payload is not None:
             headers["Content-Type"] = "application/json"
+        conn: http.client.HTTPConnection | None = None
         try:
+            conn = conn_type(self._host, self._port, timeout=left())
             conn.connect()
             sock = conn.sock  # kept: http.client drops its reference once the response owns the socket
             conn.request(method, target, body=payload, headers=headers)
+            sock.settimeout(left())
             response = conn.getresponse()
             chunks: list[bytes] = []
             size = 0
             while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError
-                sock.settimeout(left)
+                sock.settimeout(left())
                 chunk = response.read1(65536)
                 if not chunk:
                     break
@@ -304,13 +312,16 @@ class PinningService:
                 if size > _MAX_RESPONSE_BYTES:
                     raise self._malformed(f"a response over {_MAX_RESPONSE_BYTES} bytes")
                 chunks.append(chunk)
+            if response.length:  # read1 does not notice a body cut shorter than its Content-Length
+                raise _Transient(f"{self.name} closed the connection in the middle of a response")
             return response.status, response.headers, b"".join(chunks)
         except TimeoutError:
             raise _OutOfTime(f"{self.name} did not answer within {self.timeout_s:g}s; try again later") from None
         except (OSError, http.client.HTTPException) as err:
             raise _Transient(f"cannot reach {self.name} ({type(err).__name__}: {self._scrub(str(err))})") from None
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     def _interpret(
         self, status: int, headers: http.client.HTTPMessage, data: bytes, *, not_found: str | None, json_body: bool
@@ -402,7 +413,7 @@ class PinningService:
 
     def _scrub(self, text: str) -> str:
         printable = "".join(ch if ch.isprintable() else " " for ch in text)
-        return printable
+        return printable.replace(self._token, "[token]")
 
 
 def _retry_after(headers: http.client.HTTPMessage) -> float | None:
