@@ -13,7 +13,6 @@ import gzip
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,13 +26,13 @@ from web3 import Web3
 from attest.chain.deploy import Deployment, StackParams, deploy_stack
 from attest.chain.tx import Sender
 from attest.errors import CorruptState, DevnetError, PortBusy
+from attest.localnet import HOST, port_in_use
 from attest.networks import DEVNET_PORT, LOCAL_CHAIN_ID
 from attest.paths import anvil_executable, attest_home
 
 # anvil's well-known dev mnemonic: these keys are public, for the local chain only.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 DEV_ACCOUNTS = 10
-HOST = "127.0.0.1"
 STATE_INTERVAL_S = 2
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 15.0
@@ -86,16 +85,6 @@ def _pid_alive(pid: int) -> bool:
         if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
             return False
     return True
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return True
-    return False
 
 
 def _web3(url: str, timeout: float = 3.0) -> Web3:
@@ -177,7 +166,7 @@ class Devnet:
             anvil = anvil_executable()
             self._check_state_file()
             deployment = self.deployment()
-            if _port_in_use(port):
+            if port_in_use(port):
                 raise PortBusy(self._describe_port_owner(port))
             node = self._start(anvil, port)
             try:

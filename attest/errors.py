@@ -70,6 +70,14 @@ class CarError(AttestError, ValueError):
     """A CAR file that is truncated, corrupt, or holds blocks that do not match their CIDs."""
 
 
+class CarBlockMismatch(CarError):
+    """A CAR section whose bytes do not hash to the CID it is filed under."""
+
+    def __init__(self, message: str, cid: str) -> None:
+        super().__init__(message)
+        self.cid = cid
+
+
 class StoreError(AttestError):
     """A content store (local, Kubo RPC, pinning service, gateway) failed."""
 

@@ -134,6 +134,7 @@ class PinningKnobs:
     retry_after: str | None = None  # the Retry-After header sent with those errors
     error_after_create: int | None = None  # create the pin, then answer this status: a response lost in transit
     malformed: bool = False  # answer every authorised request with 200 and a body that is not JSON
+    raw_body: bytes | None = None  # answer every authorised request with 200 and exactly these bytes as JSON
     slow_s: float = 0.0  # wait this long before answering anything
 
 
@@ -202,6 +203,9 @@ class FakePinningService(_FakeServer):
             return
         if self.knobs.malformed:
             h.reply(200, b"<html>maintenance</html>", "text/html")
+            return
+        if self.knobs.raw_body is not None:
+            h.reply(200, self.knobs.raw_body, "application/json")
             return
         url = urlsplit(h.path)
         if not url.path.startswith(self.BASE + "/pins"):

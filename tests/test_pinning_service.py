@@ -294,6 +294,14 @@ def test_malformed_json_is_a_store_error(fake: FakePinningService) -> None:
         client(fake).pin(HELLO_V1)
 
 
+def test_hostile_deeply_nested_json_is_refused_without_parsing(fake: FakePinningService) -> None:
+    import eth_account  # noqa: F401  # loads py_ecc, which raises the recursion limit: the dangerous setting
+
+    fake.knobs.raw_body = b"[" * 200_000 + b"]" * 200_000
+    with pytest.raises(StoreError, match="nested more than 16 levels deep"):
+        client(fake).list_pins()
+
+
 def test_wrong_endpoint_path_says_what_the_endpoint_should_be(fake: FakePinningService) -> None:
     service = PinningService(f"http://127.0.0.1:{fake.port}/not-psa", TOKEN, timeout_s=5)
     with pytest.raises(StoreError, match=r"no pinning API at /not-psa .*the endpoint should be the API base URL"):

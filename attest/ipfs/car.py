@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-from attest.errors import CarError
+from attest.errors import CarBlockMismatch, CarError
 from attest.ipfs.cid import CID, decode_cid_prefix, encode_varint
 
 CAR_VERSION = 1
@@ -180,6 +180,8 @@ def _sections(inp: BinaryIO) -> Iterator[tuple[CID, bytes]]:
             raise CarError(f"section {index} does not start with a valid CID ({err})") from None
         block = section[start:]
         if not cid.verify(block):
-            raise CarError(f"block {cid} (section {index}) does not match its CID; the CAR file is corrupt or tampered")
+            raise CarBlockMismatch(
+                f"block {cid} (section {index}) does not match its CID; the CAR file is corrupt or tampered", str(cid)
+            )
         yield cid, block
         index += 1

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import http.client
 import io
-import re
 import time
 from typing import Literal
 from urllib.parse import urlsplit
 
-from attest.errors import CarError, NotFound, StoreError, TamperedContent
+from attest.errors import CarBlockMismatch, CarError, NotFound, StoreError, TamperedContent
+from attest.ipfs._http import BodyTooLarge, ShortBody, read_body
 from attest.ipfs.car import read_car
 from attest.ipfs.cid import CID
 from attest.ipfs.store import DEFAULT_TIMEOUT_S, PinResult
@@ -33,15 +33,6 @@ MAX_BLOCK_BYTES = 2 * 1024 * 1024  # the largest block IPFS moves around (bitswa
 MAX_CAR_BYTES = 1024 * 1024 * 1024
 _RETRY_STATUSES = (429, 502, 503)  # busy or a flaky upstream: worth another try while the deadline allows
 _GONE_STATUSES = (404, 410, 504)  # 504: the gateway could not retrieve it in its own time
-_CAR_MISMATCH = re.compile(r"block (\S+) \(section \d+\) does not match its CID")
-
-
-class _ShortBody(Exception):
-    """The connection closed before the promised Content-Length arrived."""
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class Gateway:
@@ -124,9 +115,9 @@ class Gateway:
     def _raw_block(self, cid: CID, deadline: float, budget: float) -> bytes:
         try:
             block = self._fetch(cid, "raw", deadline, budget, MAX_BLOCK_BYTES)
-        except _TooLarge:
+        except BodyTooLarge:
             raise TamperedContent(str(cid), self.url, f"a block of more than {MAX_BLOCK_BYTES} bytes") from None
-        except _ShortBody:
+        except ShortBody:
             raise StoreError(f"{self.url} closed the connection in the middle of block {cid}; try again") from None
         # Checked here as well as in `export`: nothing from a block is decoded before it is known to be good.
         if not cid.verify(block):
@@ -136,22 +127,20 @@ class Gateway:
     def _car_blocks(self, root: CID, deadline: float, budget: float) -> dict[CID, bytes]:
         try:
             body = self._fetch(root, "car", deadline, budget, self.max_car_bytes)
-        except _TooLarge:
+        except BodyTooLarge:
             raise StoreError(
                 f"the CAR of {root} from {self.url} is over {self.max_car_bytes} bytes; "
                 "raise max_car_bytes or read it with mode='raw'"
             ) from None
-        except _ShortBody:
+        except ShortBody:
             raise CarError(f"the CAR of {root} from {self.url} was cut short in transit; try again") from None
         try:
             _roots, sections = read_car(io.BytesIO(body))
             return dict(sections)
+        except CarBlockMismatch as err:
+            # From a gateway a block that fails its hash is tampering, reported like every other source does.
+            raise TamperedContent(err.cid, self.url, f"in the CAR of {root}") from None
         except CarError as err:
-            # read_car reports a block that fails its hash as a CarError naming it; from a gateway that is
-            # tampering, and says so like every other source does.
-            mismatch = _CAR_MISMATCH.match(str(err))
-            if mismatch:
-                raise TamperedContent(mismatch[1], self.url, f"in the CAR of {root}") from None
             raise CarError(f"the CAR of {root} from {self.url}: {err}") from None
 
     def _fetch(self, cid: CID, fmt: Literal["raw", "car"], deadline: float, budget: float, max_bytes: int) -> bytes:
@@ -195,24 +184,9 @@ class Gateway:
             response = conn.getresponse()
             if response.status != 200:
                 return response.status, b""
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                sock.settimeout(left())
-                chunk = response.read1(65536)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > max_bytes:
-                    raise _TooLarge
-                chunks.append(chunk)
-            if response.length:  # http.client's read1 does not notice a body shorter than Content-Length
-                raise _ShortBody
-            return 200, b"".join(chunks)
+            return 200, read_body(response, sock, left, max_bytes)
         except TimeoutError:
             raise NotFound(str(cid), self.url, budget) from None
-        except http.client.IncompleteRead:
-            raise _ShortBody from None
         except (OSError, http.client.HTTPException) as err:
             raise StoreError(f"cannot reach {self.url} ({type(err).__name__}: {err}); check the gateway URL") from None
         finally:

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -21,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from attest.errors import StoreError, ToolchainMissing
+from attest.localnet import HOST, port_in_use
 from attest.paths import node_package
 
-HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 READY_LINE = "Daemon is ready"  # printed by ipfs-cli once the API and the gateway listen
@@ -46,16 +45,6 @@ def _offline_config(config: dict[str, Any], api_port: int, gateway_port: int) ->
     config["Discovery"] = {"MDNS": {"Enabled": False}, "webRTCStar": {"Enabled": False}}
     config.setdefault("Pubsub", {})["Enabled"] = False
     return config
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return True
-    return False
 
 
 class JsIpfsDaemon:
@@ -87,7 +76,7 @@ class JsIpfsDaemon:
         cmd, env = self._command(), self._env()
         # js-ipfs does not exit when a port is taken: it logs EADDRINUSE and lingers, so check first.
         for port in (self.api_port, self.gateway_port):
-            if _port_in_use(port):
+            if port_in_use(port):
                 raise StoreError(f"port {port} on {HOST} is in use; stop what holds it or pick another port")
         if self._repo_locked():
             raise StoreError(self._locked_message())

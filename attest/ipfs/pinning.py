@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from attest.errors import NotFound, StoreError
+from attest.ipfs._http import BodyTooLarge, ShortBody, read_body
 from attest.ipfs.store import DEFAULT_TIMEOUT_S, PinResult
 from attest.ipfs.unixfs import cid_of
+from attest.jsonsafe import nested_deeper_than
 
 if TYPE_CHECKING:
     from attest.ipfs.cid import CID
@@ -37,6 +39,7 @@ STATUSES = ("queued", "pinning", "pinned", "failed")
 _LIVE = ("queued", "pinning", "pinned")
 MAX_LIST_LIMIT = 1000  # the spec's maximum page size
 HAS_TIMEOUT_S = 10.0  # `has` must answer quickly; it is a hint, `pin` is the authority
+_MAX_JSON_DEPTH = 16  # a PinStatus list nests 4 deep; see attest.jsonsafe for why the bound matters
 _MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # a 1000-pin page is ~1 MB; anything far larger is a broken server
 _MAX_RETRY_AFTER_S = 30.0
 _QUOTE_CHARS = 200
@@ -301,20 +304,13 @@ class PinningService:
             conn.request(method, target, body=payload, headers=headers)
             sock.settimeout(left())
             response = conn.getresponse()
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                sock.settimeout(left())
-                chunk = response.read1(65536)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > _MAX_RESPONSE_BYTES:
-                    raise self._malformed(f"a response over {_MAX_RESPONSE_BYTES} bytes")
-                chunks.append(chunk)
-            if response.length:  # read1 does not notice a body cut shorter than its Content-Length
-                raise _Transient(f"{self.name} closed the connection in the middle of a response")
-            return response.status, response.headers, b"".join(chunks)
+            try:
+                body = read_body(response, sock, left, _MAX_RESPONSE_BYTES)
+            except BodyTooLarge:
+                raise self._malformed(f"a response over {_MAX_RESPONSE_BYTES} bytes") from None
+            except ShortBody:
+                raise _Transient(f"{self.name} closed the connection in the middle of a response") from None
+            return response.status, response.headers, body
         except TimeoutError:
             raise _OutOfTime(f"{self.name} did not answer within {self.timeout_s:g}s; try again later") from None
         except (OSError, http.client.HTTPException) as err:
@@ -330,7 +326,10 @@ class PinningService:
             if not json_body:
                 return {}
             try:
-                parsed = json.loads(data)
+                text = data.decode("utf-8")
+                if nested_deeper_than(text, _MAX_JSON_DEPTH):
+                    raise self._malformed(f"JSON nested more than {_MAX_JSON_DEPTH} levels deep")
+                parsed = json.loads(text)
             except (UnicodeDecodeError, json.JSONDecodeError):
                 raise self._malformed("a body that is not JSON") from None
             if not isinstance(parsed, dict):
@@ -404,7 +403,10 @@ class PinningService:
     def _service_says(self, data: bytes) -> str:
         """The spec's `{"error": {"reason", "details"}}`, quoted safely, or "" when the body is not that."""
         try:
-            error = json.loads(data).get("error")
+            text = data.decode("utf-8")
+            if nested_deeper_than(text, _MAX_JSON_DEPTH):
+                return ""
+            error = json.loads(text).get("error")
             parts = [error.get("reason"), error.get("details")]
         except (ValueError, AttributeError):
             return ""

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from attest.config import IpfsConfig
-from attest.errors import NotFound, StoreError, TamperedContent
+from attest.errors import CarError, NotFound, StoreError, TamperedContent
 from attest.ipfs.cid import CID
 from attest.ipfs.store import ContentStore, PinResult
 
@@ -28,7 +28,10 @@ class Remotes:
         from attest.ipfs.pinning import PinningService
 
         kubo = [KuboStore(config.kubo_api, timeout_s=config.timeout_s)] if config.kubo_api else []
-        services = [PinningService(r.endpoint, r.token(), timeout_s=config.timeout_s) for r in config.pinning]
+        services = [
+            PinningService(r.endpoint, r.token(), timeout_s=config.timeout_s, token_env=r.token_env)
+            for r in config.pinning
+        ]
         gateways = [Gateway(url, timeout_s=config.timeout_s) for url in config.gateways]
         return cls(pinners=(*kubo, *services), readers=(*kubo, *gateways))
 
@@ -50,7 +53,7 @@ def read_anywhere(cid: CID, sources: Sequence[ContentStore], *, timeout_s: float
     for source in sources:
         try:
             return source.get(cid, timeout_s=timeout_s), source.name
-        except TamperedContent:
+        except (TamperedContent, CarError):  # a corrupt CAR is bad bytes from that source too
             tampered.append(source.name)
         except StoreError:
             missing.append(source.name)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from attest.errors import OversizeRecord, RecordError
+from attest.jsonsafe import nested_deeper_than
 from attest.record.canonical import record_bytes
 from attest.record.model import AttestationRecord, validate_record
 from attest.record.signing import verify_record
@@ -23,7 +23,6 @@ MAX_BYTES_ENV = "ATTEST_RECORD_MAX_BYTES"
 # A v1 record nests 4 levels deep. The bound matters: py_ecc (imported with web3) raises the recursion limit to
 # 100000, so json.loads on deeply nested input overflows the C stack and kills the process instead of raising.
 MAX_JSON_DEPTH = 32
-_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 
 
 def max_record_bytes(max_bytes: int | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -93,16 +92,9 @@ def parse_json(text: str) -> object:
 
 
 def check_depth(text: str, limit: int = MAX_JSON_DEPTH) -> None:
-    """Refuse JSON nested deeper than `limit` without recursing; strings are skipped whole."""
-    depth = 0
-    for match in _STRING_OR_BRACKET.finditer(text):
-        token = match.group()
-        if token in ("[", "{"):
-            depth += 1
-            if depth > limit:
-                raise RecordError(f"record JSON is nested more than {limit} levels deep; a record is not")
-        elif token in ("]", "}"):
-            depth -= 1
+    """Refuse JSON nested deeper than `limit` (see attest.jsonsafe for why it matters)."""
+    if nested_deeper_than(text, limit):
+        raise RecordError(f"record JSON is nested more than {limit} levels deep; a record is not")
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -1,0 +1,18 @@
+"""Loopback helpers shared by the processes llm-attest starts (anvil, the js-ipfs daemon)."""
+
+from __future__ import annotations
+
+import socket
+
+HOST = "127.0.0.1"
+
+
+def port_in_use(port: int, host: str = HOST) -> bool:
+    """True when something holds `port`: binding it (as the daemon would) fails."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
