@@ -16,3 +16,10 @@ def port_in_use(port: int, host: str = HOST) -> bool:
         except OSError:
             return True
     return False
+
+
+def free_port(host: str = HOST) -> int:
+    """A port nothing holds right now (the OS picks it), for processes started on loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -19,6 +18,7 @@ from web3 import Web3
 from attest.chain.artifacts import Artifact
 from attest.chain.deploy import Deployment
 from attest.devnet import Devnet
+from attest.localnet import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,18 +39,12 @@ class Table:
         return "\n".join(lines) + "\n"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def throwaway_devnet() -> Iterator[tuple[Web3, Deployment]]:
     """A fresh devnet (anvil + UMA stack + registry) in a temporary home, stopped afterwards."""
     with tempfile.TemporaryDirectory(prefix="attest-bench-") as home:
         devnet = Devnet(Path(home))
-        status, _ = devnet.up(_free_port())
+        status, _ = devnet.up(free_port())
         try:
             assert status.deployment is not None
             yield devnet.web3(), status.deployment

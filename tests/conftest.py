@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +12,8 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from attest.devnet import DEV_MNEMONIC
+from attest.ipfs.jsipfs import JsIpfsDaemon
+from attest.localnet import free_port
 
 Account.enable_unaudited_hdwallet_features()
 
@@ -29,3 +33,25 @@ def attest_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
 
 def checksum(address: str) -> str:
     return Web3.to_checksum_address(address)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JsIpfsDaemon]:
+    node = JsIpfsDaemon(tmp_path_factory.mktemp("jsipfs") / "repo", free_port(), free_port())
+    node.start(timeout_s=90)
+    pid = node.pid
+    assert pid is not None
+    yield node
+    node.stop()
+    # Teardown checks `stop`: the daemon's process is gone and its API no longer answers.
+    assert not _pid_alive(pid)
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", node.api_port), timeout=2):
+        pass

@@ -20,17 +20,12 @@ from attest.chain.artifacts import uma
 from attest.chain.oov3 import OptimisticOracleV3
 from attest.chain.tx import Sender
 from attest.devnet import dev_account
+from attest.localnet import free_port
 from attest.paths import anvil_executable
 
 pytestmark = pytest.mark.integration
 
 ATTEST = str(Path(sys.executable).with_name("attest"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Cli:

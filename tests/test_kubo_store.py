@@ -12,10 +12,9 @@ import io
 import json
 import os
 import random
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,40 +29,13 @@ from attest.ipfs.jsipfs import JsIpfsDaemon
 from attest.ipfs.kubo import HAS_TIMEOUT_S, SOCKET_GRACE_S, KuboStore, parse_api
 from attest.ipfs.store import ContentStore
 from attest.ipfs.unixfs import cid_of, import_bytes
+from attest.localnet import free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'strict' parameter is no longer needed:FutureWarning")
 
 MB = 1_000_000
 MARGIN_S = 1.0  # scheduling slack on top of a timeout
 HELLO = b"hello world\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-@pytest.fixture(scope="session")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JsIpfsDaemon]:
-    node = JsIpfsDaemon(tmp_path_factory.mktemp("jsipfs") / "repo", free_port(), free_port())
-    node.start(timeout_s=90)
-    pid = node.pid
-    assert pid is not None
-    yield node
-    node.stop()
-    # Teardown checks `stop`: the daemon's process is gone and its API no longer answers.
-    assert not pid_alive(pid)
-    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", node.api_port), timeout=2):
-        pass
 
 
 @pytest.fixture

@@ -98,17 +98,22 @@ def car_import(file: BinaryIO) -> None:
 @ipfs.command("pin")
 @click.argument("cid")
 def ipfs_pin(cid: str) -> None:
-    """Pin CID to every configured remote (Kubo node, pinning services); one line per remote."""
+    """Pin CID to every configured remote (Kubo node, pinning services); one line per remote.
+
+    The bytes come from the local store, or from a configured reader, verified, before anything is sent.
+    """
     from attest.errors import StoreError
-    from attest.ipfs.remotes import Remotes, pin_everywhere
+    from attest.ipfs.remotes import Remotes, read_anywhere, replicate
 
     parsed = _cid(cid)
-    pinners = Remotes.from_config(_config()).pinners
-    if not pinners:
+    config = _config()
+    remotes = Remotes.from_config(config)
+    if not remotes.pinners:
         raise StoreError(
             "no remote to pin to: set kubo_api or add an [[ipfs.pinning]] service in config.toml (or ATTEST_IPFS_API)"
         )
-    results = pin_everywhere(parsed, pinners)
+    data, _source = read_anywhere(parsed, (_local(), *remotes.readers), timeout_s=config.timeout_s)
+    results = replicate(parsed, data, remotes.pinners)
     for result in results:
         line = f"{result.status:<8} {result.store}"
         click.echo(f"{line}  {result.detail}" if result.detail else line)

@@ -1,6 +1,6 @@
 """The stores a configuration names, and the two things done across them: pin everywhere, read from anywhere.
 
-Pinning reports every remote's result (one failing remote does not hide the others). Reading tries the
+Replication reports every remote's result (one failing remote does not hide the others). Reading tries the
 local store first, then each reader in order; a source that returns tampered bytes is skipped, and if no
 source has good bytes the error says which sources were tampered with.
 """
@@ -36,10 +36,18 @@ class Remotes:
         return cls(pinners=(*kubo, *services), readers=(*kubo, *gateways))
 
 
-def pin_everywhere(cid: CID, stores: Sequence[ContentStore]) -> list[PinResult]:
+def replicate(cid: CID, data: bytes, pinners: Sequence[ContentStore]) -> list[PinResult]:
+    """Hand every pinner the file and ask it to keep it: one result per pinner, failures included.
+
+    A node (Kubo) receives the bytes; a pinning service receives the CID and fetches the bytes over IPFS.
+    A pinner that computes another CID for the same bytes chunks differently and is reported as failed.
+    """
     results = []
-    for store in stores:
+    for store in pinners:
         try:
+            stored = store.put(data, cid_version=cid.version)
+            if stored != cid:
+                raise StoreError(f"{store.name} computed {stored} for the bytes of {cid}; it chunks differently")
             results.append(store.pin(cid))
         except StoreError as err:
             results.append(PinResult(store.name, str(cid), ok=False, status="failed", detail=str(err)))
