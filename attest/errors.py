@@ -110,3 +110,45 @@ class ConfigError(AttestError):
 
 class MalformedBlock(StoreError, ValueError):
     """A block that matches its CID but does not decode as the dag-pb / UnixFS it claims to be."""
+
+
+# -- knowledge base --------------------------------------------------------------------------------------
+class KbError(AttestError):
+    """The knowledge base cannot ingest, find or read something."""
+
+
+class IngestError(KbError):
+    """A document that cannot be ingested (binary, empty, undecodable, not found); the KB is left as it was."""
+
+
+# -- prompts and models ----------------------------------------------------------------------------------
+class PromptError(AttestError, LookupError):
+    """An unknown prompt template or version."""
+
+
+class ModelError(AttestError):
+    """A model provider failed; the message says whether to retry, fix a key, or pick another model."""
+
+
+class UnknownProvider(ModelError, LookupError):
+    """A provider name llm-attest does not know."""
+
+
+class MissingKey(ModelError):
+    """No API key is configured for a provider that needs one."""
+
+
+class RejectedKey(ModelError):
+    """The provider refused the API key (401/403)."""
+
+
+class RateLimited(ModelError):
+    """The provider kept answering 429 after the bounded retries."""
+
+
+class ProviderUnavailable(ModelError):
+    """The provider kept failing (5xx, timeouts, connection errors) after the bounded retries."""
+
+
+class QueryTooLong(ModelError):
+    """A query (with its context) that does not fit the model's budget."""
