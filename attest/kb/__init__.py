@@ -1,0 +1,41 @@
+"""The knowledge base: documents chunked by headings, ranked by BM25, named by a pinned corpus manifest."""
+
+from attest.kb.chunking import (
+    CHUNKER,
+    Chunk,
+    ChunkParams,
+    ParsedDocument,
+    chunk_html,
+    chunk_markdown,
+    chunk_text,
+    html_to_text,
+    parse_document,
+)
+from attest.kb.store import (
+    MANIFEST_SCHEMA,
+    SCHEMA_VERSION,
+    AddResult,
+    DocumentInfo,
+    KbStats,
+    KnowledgeBase,
+    fts_query,
+)
+
+__all__ = [
+    "CHUNKER",
+    "MANIFEST_SCHEMA",
+    "SCHEMA_VERSION",
+    "AddResult",
+    "Chunk",
+    "ChunkParams",
+    "DocumentInfo",
+    "KbStats",
+    "KnowledgeBase",
+    "ParsedDocument",
+    "chunk_html",
+    "chunk_markdown",
+    "chunk_text",
+    "fts_query",
+    "html_to_text",
+    "parse_document",
+]

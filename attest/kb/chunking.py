@@ -1,0 +1,504 @@
+"""Documents to cited chunks, without I/O: decode, outline (headings, code fences, front matter), split.
+
+A chunk is always an exact slice of the document's normalized text (UTF-8 decoded, newlines as `\\n`), so
+`text == document[start:end]` and a citation can be checked against the document. Sections start at headings
+and carry the path of headings above them; a section longer than `max_chars` is split at the best boundary
+available (blank line, line, sentence, word), never inside a fenced code block while another choice exists,
+and the next piece starts `overlap_chars` earlier so a fact cut at a boundary is whole in one of the two.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import re
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import PurePosixPath
+from typing import ClassVar
+
+from attest.errors import IngestError, KbError
+
+# Bumped whenever the same text and parameters would give different chunks: it goes into the corpus manifest.
+CHUNKER = "attest.kb/heading-aware-v1"
+
+MARKDOWN = "text/markdown"
+PLAIN = "text/plain"
+HTML = "text/html"
+MEDIA_TYPES = (MARKDOWN, PLAIN, HTML)
+SUFFIXES = {
+    ".md": MARKDOWN,
+    ".markdown": MARKDOWN,
+    ".txt": PLAIN,
+    ".text": PLAIN,
+    ".html": HTML,
+    ".htm": HTML,
+    ".xhtml": HTML,
+}
+
+
+@dataclass(frozen=True)
+class ChunkParams:
+    max_chars: int = 1500
+    overlap_chars: int = 200
+
+    def __post_init__(self) -> None:
+        if self.max_chars < 100:
+            raise KbError(f"max_chars must be at least 100 (got {self.max_chars})")
+        if not 0 <= self.overlap_chars < self.max_chars // 2:
+            raise KbError(f"overlap_chars must be between 0 and max_chars/2 (got {self.overlap_chars})")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int  # position within the document, from 0
+    text: str  # exactly document_text[start:end]
+    start: int
+    end: int
+    heading_path: tuple[str, ...]
+    sha256: str  # of `text` encoded as UTF-8
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    media_type: str
+    title: str
+    text: str  # the normalized text every chunk's offsets point into
+    chunks: tuple[Chunk, ...]
+
+
+# -- decoding ------------------------------------------------------------------------------------------------
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+
+
+def normalize(text: str) -> str:
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def decode(data: bytes, name: str) -> str:
+    """UTF-8 (or UTF-16 with a byte order mark) text, or an IngestError saying what the bytes are instead."""
+    if not data.strip():
+        raise IngestError(f"{name} is empty; there is nothing to ingest")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise IngestError(f"{name} starts like UTF-16 but does not decode as it; save it as UTF-8") from None
+    else:
+        if b"\x00" in data:
+            raise IngestError(
+                f"{name} is binary (it contains NUL bytes); only Markdown, plain text and HTML can be ingested"
+            )
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise IngestError(
+                f"{name} is not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+                "convert it first, e.g. `iconv -f latin1 -t utf-8`"
+            ) from None
+    text = normalize(text)
+    if len(_CONTROL.findall(text[:65536])) > 8:
+        raise IngestError(f"{name} is binary (it is full of control characters); only text can be ingested")
+    if not text.strip():
+        raise IngestError(f"{name} is empty; there is nothing to ingest")
+    return text
+
+
+def media_type_for(name: str) -> str | None:
+    return SUFFIXES.get(PurePosixPath(name).suffix.lower())
+
+
+def sniff(text: str) -> str:
+    head = text.lstrip()[:256].lower()
+    if head.startswith(("<!doctype html", "<html")):
+        return HTML
+    if text.startswith("---\n") or re.search(r"^#{1,6}[ \t]", text, re.MULTILINE):
+        return MARKDOWN
+    return PLAIN
+
+
+def parse_document(data: bytes, name: str, media_type: str | None, params: ChunkParams) -> ParsedDocument:
+    """Decode and chunk one document; `name` only names it in errors and guides the media type."""
+    text = decode(data, name)
+    kind = media_type.split(";")[0].strip().lower() if media_type else (media_type_for(name) or sniff(text))
+    if kind == MARKDOWN:
+        outline = markdown_outline(text)
+    elif kind == PLAIN:
+        outline = _Outline(text, title=_first_line(text))
+    elif kind == HTML:
+        outline = html_outline(text)
+    else:
+        raise IngestError(f"{name}: media type {kind!r} is not supported; use one of {', '.join(MEDIA_TYPES)}")
+    chunks = _chunk_outline(outline, params)
+    if not chunks:
+        raise IngestError(f"{name} has no text to ingest")
+    return ParsedDocument(kind, outline.title, outline.text, tuple(chunks))
+
+
+# -- outlines ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Heading:
+    start: int  # where the heading's (first) line starts
+    body: int  # where the text after the heading starts
+    level: int
+    title: str
+
+
+@dataclass
+class _Outline:
+    text: str
+    title: str = ""
+    headings: list[_Heading] = field(default_factory=list)
+    fences: list[tuple[int, int]] = field(default_factory=list)  # code blocks no split should cut, sorted
+    prelude: tuple[int, int] | None = None  # front matter, its own chunk
+    body_start: int = 0
+
+
+_ATX = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*\n?")
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
+_SETEXT = re.compile(r" {0,3}(={2,}|-{2,})[ \t]*\n?")
+_NOT_PARAGRAPH = re.compile(r" {0,3}(?:[-*+>|]|\d+[.)]|<|    )")
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:200]
+    return ""
+
+
+_FRONT_KEY = re.compile(r"[\w-]+[ \t]*:")
+_FRONT_END = re.compile(r"^(?:---|\.\.\.)[ \t]*$\n?", re.MULTILINE)
+
+
+def _front_matter(text: str) -> tuple[dict[str, str], tuple[int, int], int] | None:
+    """YAML front matter's top-level `key: value` pairs, its inner span, and where the body starts."""
+    if not text.startswith("---\n") or not _FRONT_KEY.match(text, 4):
+        return None
+    match = _FRONT_END.search(text, 4)
+    if match is None:
+        return None
+    inner = (4, match.start())
+    fields: dict[str, str] = {}
+    for line in text[inner[0] : inner[1]].splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key and not key[0].isspace():
+            fields[key.strip().lower()] = value.strip().strip("'\"")
+    return fields, inner, match.end()
+
+
+def markdown_outline(text: str) -> _Outline:
+    outline = _Outline(text)
+    front = _front_matter(text)
+    if front is not None:
+        fields, outline.prelude, outline.body_start = front
+        outline.title = fields.get("title", "")
+    pos = outline.body_start
+    fence: tuple[str, int, int] | None = None  # (char, length, start) of the open fence
+    prev_blank, prev_text_start = True, -1
+    while pos < len(text):
+        nl = text.find("\n", pos)
+        end = len(text) if nl < 0 else nl + 1
+        line = text[pos:end]
+        if fence is not None:
+            closing = _FENCE.match(line)
+            if (
+                closing
+                and closing.group(1)[0] == fence[0]
+                and len(closing.group(1)) >= fence[1]
+                and not line[closing.end() :].strip()
+            ):
+                outline.fences.append((fence[2], end))
+                fence = None
+            pos = end
+            continue
+        opening = _FENCE.match(line)
+        if opening and not (opening.group(1)[0] == "`" and "`" in line[opening.end() :]):
+            fence = (opening.group(1)[0], len(opening.group(1)), pos)
+            prev_blank, prev_text_start = True, -1
+            pos = end
+            continue
+        atx = _ATX.fullmatch(line)
+        setext = _SETEXT.fullmatch(line)
+        if atx:
+            outline.headings.append(_Heading(pos, end, len(atx.group(1)), (atx.group(2) or "").strip()))
+            prev_blank, prev_text_start = True, -1
+        elif setext and prev_text_start >= 0:
+            title = text[prev_text_start:pos].strip()
+            outline.headings.append(_Heading(prev_text_start, end, 1 if setext.group(1)[0] == "=" else 2, title))
+            prev_blank, prev_text_start = True, -1
+        else:
+            blank = not line.strip()
+            # A setext underline only counts under a one-line paragraph that cannot be a list, quote or table.
+            starts_paragraph = not blank and prev_blank and not _NOT_PARAGRAPH.match(line)
+            prev_text_start = pos if starts_paragraph else -1
+            prev_blank = blank
+        pos = end
+    if fence is not None:  # an unclosed fence runs to the end, as CommonMark renders it
+        outline.fences.append((fence[2], len(text)))
+    if not outline.title:
+        outline.title = next((h.title for h in outline.headings if h.level == 1), "")
+    return outline
+
+
+class _HtmlToText(HTMLParser):
+    """Readable text with headings on lines of their own (recorded for the outline) and <pre> kept verbatim."""
+
+    _SKIP = frozenset({"script", "style", "noscript", "template", "svg", "iframe", "object", "canvas"})
+    _BLOCK = frozenset(
+        {
+            "p", "div", "section", "article", "main", "header", "footer", "nav", "aside", "blockquote", "ul",
+            "ol", "dl", "table", "figure", "form", "fieldset", "details", "summary", "hr", "address",
+        }
+    )  # fmt: skip
+    _LINE = frozenset({"br", "li", "tr", "dt", "dd", "figcaption", "caption"})
+    _HEADINGS: ClassVar[dict[str, int]] = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.size = 0
+        self.headings: list[_Heading] = []
+        self.fences: list[tuple[int, int]] = []
+        self.title = ""
+        self._skip = 0
+        self._in_title = False
+        self._pre = 0
+        self._pre_start = 0
+        self._heading: tuple[int, list[str]] | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def _emit(self, text: str) -> None:
+        if text:
+            self.parts.append(text)
+            self.size += len(text)
+
+    def _ends_with_space(self) -> bool:
+        return not self.parts or self.parts[-1].endswith((" ", "\n"))
+
+    def _break(self, blank: bool) -> None:
+        """End the current line (and leave a blank line after it when `blank`), dropping trailing spaces."""
+        while self.parts and self.parts[-1].endswith(" "):
+            last = self.parts.pop()
+            self.size -= len(last)
+            self._emit(last.rstrip(" "))
+        if not self.parts:
+            return
+        tail = "".join(self.parts[-2:])[-2:]
+        have = 2 if tail == "\n\n" else 1 if tail.endswith("\n") else 0
+        self._emit("\n" * ((2 if blank else 1) - have))
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self._skip += 1
+        elif tag == "title":
+            self._in_title = True
+        elif tag in self._HEADINGS:
+            self._break(True)
+            self._heading = (self._HEADINGS[tag], [])
+        elif tag == "pre":
+            if not self._pre:
+                self._break(True)
+                self._pre_start = self.size
+            self._pre += 1
+        elif tag in self._BLOCK:
+            self._break(True)
+        elif tag in self._LINE:
+            self._break(False)
+            if tag == "li":
+                self._emit("- ")
+        elif tag in ("td", "th") and not self._ends_with_space():
+            self._emit(" ")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._LINE or tag == "hr":
+            self._break(tag == "hr")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP:
+            self._skip = max(0, self._skip - 1)
+        elif tag == "title":
+            self._in_title = False
+        elif tag in self._HEADINGS and self._heading is not None:
+            level, words = self._heading
+            self._heading = None
+            title = " ".join("".join(words).split())
+            if title:
+                start = self.size
+                self._emit(title + "\n\n")
+                self.headings.append(_Heading(start, self.size, level, title))
+        elif tag == "pre" and self._pre:
+            self._pre -= 1
+            if not self._pre:
+                if self.parts and not self.parts[-1].endswith("\n"):
+                    self._emit("\n")
+                self.fences.append((self._pre_start, self.size))
+                self._break(True)
+        elif tag in self._BLOCK:
+            self._break(True)
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+        elif self._skip:
+            return
+        elif self._heading is not None:
+            self._heading[1].append(data)
+        elif self._pre:
+            self._emit(normalize(data))
+        else:
+            words = " ".join(data.split())
+            lead = " " if data[:1].isspace() and not self._ends_with_space() else ""
+            trail = " " if words and data[-1:].isspace() else ""
+            self._emit(lead + words + trail)
+
+
+def html_outline(html: str) -> _Outline:
+    parser = _HtmlToText()
+    parser.feed(html)
+    parser.close()
+    text = parser.text.rstrip()
+    title = " ".join(parser.title.split()) or next((h.title for h in parser.headings if h.level == 1), "")
+    fences = [(start, min(end, len(text))) for start, end in parser.fences]
+    return _Outline(text, title=title, headings=parser.headings, fences=fences)
+
+
+# -- sections and splitting ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Section:
+    start: int
+    end: int
+    path: tuple[str, ...]
+
+
+def _sections(outline: _Outline) -> list[_Section]:
+    text = outline.text
+    root = (outline.title,) if outline.title else ()
+    sections: list[_Section] = []
+    if outline.prelude is not None:
+        sections.append(_Section(*outline.prelude, root))
+    bounds = [h.start for h in outline.headings] + [len(text)]
+    if outline.body_start < bounds[0]:
+        sections.append(_Section(outline.body_start, bounds[0], root))
+    stack: list[tuple[int, str]] = []
+    carried: int | None = None  # start of an empty parent heading, glued to its first child
+    for i, heading in enumerate(outline.headings):
+        while stack and stack[-1][0] >= heading.level:
+            stack.pop()
+        if stack or heading.title != outline.title:  # a top heading repeating the title adds nothing
+            stack.append((heading.level, heading.title))
+        path = root + tuple(title for _, title in stack if title)
+        end = bounds[i + 1]
+        start = heading.start if carried is None else carried
+        nxt = outline.headings[i + 1] if i + 1 < len(outline.headings) else None
+        if not text[heading.body : end].strip():
+            carried = start if nxt is not None and nxt.level > heading.level else None
+            continue
+        carried = None
+        sections.append(_Section(start, end, path))
+    return sections
+
+
+class _Splitter:
+    def __init__(self, text: str, fences: list[tuple[int, int]], params: ChunkParams) -> None:
+        self.text = text
+        self.fence_starts = [s for s, _ in fences]
+        self.fences = fences
+        self.max = params.max_chars
+        self.overlap = params.overlap_chars
+        self.min_piece = max(params.max_chars // 4, params.overlap_chars + 1)
+
+    def in_fence(self, pos: int) -> bool:
+        i = bisect.bisect_left(self.fence_starts, pos) - 1
+        return i >= 0 and self.fences[i][0] < pos < self.fences[i][1]
+
+    def split(self, start: int, end: int) -> list[tuple[int, int]]:
+        text = self.text
+        pieces: list[tuple[int, int]] = []
+        s = _skip_space(text, start, end)
+        while s < end:
+            e = _strip_end(text, s, end)
+            if e - s <= self.max:
+                pieces.append((s, e))
+                break
+            cut = self.best_cut(s, s + self.max)
+            pieces.append((s, _strip_end(text, s, cut)))
+            s = _skip_space(text, self.overlap_start(s, cut), end)
+        return pieces
+
+    def best_cut(self, s: int, limit: int) -> int:
+        """The end of the next piece, in (s, limit]: the last good boundary after the first quarter."""
+        text, lo = self.text, s + self.min_piece
+        for sep, outside in (("\n\n", True), ("\n", True), ("\n", False)):
+            i = text.rfind(sep, lo, limit)
+            while i >= 0 and outside and self.in_fence(i + 1):
+                i = text.rfind(sep, lo, i)
+            if i >= 0:
+                return i + 1
+        sentence = max(text.rfind(mark, lo, limit) for mark in (". ", "? ", "! ", "; "))
+        if sentence >= 0:
+            return sentence + 1
+        space = max(text.rfind(" ", lo, limit), text.rfind("\t", lo, limit))
+        return space if space > s else limit
+
+    def overlap_start(self, s: int, cut: int) -> int:
+        """Where the next piece starts: `overlap` before the cut, moved forward to a line, sentence or word."""
+        if not self.overlap:
+            return cut
+        text, target = self.text, max(cut - self.overlap, s + 1)
+        line = text.find("\n", target - 1, cut - 1)
+        if line >= 0:
+            return line + 1
+        sentence = [i for i in (text.find(m, target - 1, cut - 1) for m in (". ", "? ", "! ", "; ")) if i >= 0]
+        if sentence:
+            return min(sentence) + 2
+        space = text.find(" ", target - 1, cut - 1)
+        return space + 1 if space >= 0 else target
+
+
+def _skip_space(text: str, pos: int, end: int) -> int:
+    while pos < end and text[pos].isspace():
+        pos += 1
+    return pos
+
+
+def _strip_end(text: str, start: int, end: int) -> int:
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return end
+
+
+def _chunk_outline(outline: _Outline, params: ChunkParams) -> list[Chunk]:
+    splitter = _Splitter(outline.text, outline.fences, params)
+    chunks: list[Chunk] = []
+    for section in _sections(outline):
+        for start, end in splitter.split(section.start, section.end):
+            piece = outline.text[start:end]
+            digest = hashlib.sha256(piece.encode("utf-8")).hexdigest()
+            chunks.append(Chunk(len(chunks), piece, start, end, section.path, digest))
+    return chunks
+
+
+# -- the public shortcuts ------------------------------------------------------------------------------------
+def chunk_markdown(text: str, params: ChunkParams | None = None) -> list[Chunk]:
+    """Heading-aware chunks of Markdown; offsets point into `normalize(text)`."""
+    return _chunk_outline(markdown_outline(normalize(text)), params or ChunkParams())
+
+
+def chunk_text(text: str, params: ChunkParams | None = None) -> list[Chunk]:
+    """Chunks of plain text, split at paragraphs, lines, sentences or words; offsets into `normalize(text)`."""
+    return _chunk_outline(_Outline(normalize(text)), params or ChunkParams())
+
+
+def html_to_text(html: str) -> tuple[str, str]:
+    """The readable text of an HTML page and its title; headings stay on lines of their own."""
+    outline = html_outline(normalize(html))
+    return outline.text, outline.title
+
+
+def chunk_html(html: str, params: ChunkParams | None = None) -> list[Chunk]:
+    """Chunks of an HTML page's text (see `html_to_text`), with its h1…h6 as heading paths."""
+    return _chunk_outline(html_outline(normalize(html)), params or ChunkParams())

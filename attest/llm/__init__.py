@@ -1,0 +1,44 @@
+"""Model providers behind one interface: OpenAI (and OpenAI-compatible servers), Anthropic, and the offline
+extractive provider. Each answer carries the metadata a record needs (`model_metadata_for_record`)."""
+
+from attest.llm.base import (
+    Answer,
+    GenerationParams,
+    ModelMetadata,
+    Provider,
+    RetryPolicy,
+    SdkInfo,
+    SentParams,
+    Usage,
+    citations_in,
+    model_metadata_for_record,
+)
+from attest.llm.registry import (
+    DEFAULT_MODELS,
+    PROVIDERS,
+    Budgeted,
+    check_budget,
+    default_provider,
+    default_provider_name,
+    get_provider,
+)
+
+__all__ = [
+    "DEFAULT_MODELS",
+    "PROVIDERS",
+    "Answer",
+    "Budgeted",
+    "GenerationParams",
+    "ModelMetadata",
+    "Provider",
+    "RetryPolicy",
+    "SdkInfo",
+    "SentParams",
+    "Usage",
+    "check_budget",
+    "citations_in",
+    "default_provider",
+    "default_provider_name",
+    "get_provider",
+    "model_metadata_for_record",
+]
