@@ -26,7 +26,7 @@ from web3 import Web3
 from attest.chain.deploy import Deployment, StackParams, deploy_stack
 from attest.chain.tx import Sender
 from attest.errors import CorruptState, DevnetError, PortBusy
-from attest.localnet import HOST, port_in_use
+from attest.localnet import HOST, log_tail, port_in_use
 from attest.networks import DEVNET_PORT, LOCAL_CHAIN_ID
 from attest.paths import anvil_executable, attest_home
 
@@ -243,7 +243,7 @@ class Devnet:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise DevnetError(
-                    f"anvil exited with code {proc.returncode} at start; see {self.log_file}" + self._log_tail()
+                    f"anvil exited with code {proc.returncode} at start; see {self.log_file}" + log_tail(self.log_file)
                 )
             with contextlib.suppress(Exception):
                 if w3.eth.chain_id == LOCAL_CHAIN_ID:
@@ -316,10 +316,3 @@ class Devnet:
         except Exception:
             owner = "a process that is not our devnet"
         return f"port {port} on {HOST} is held by {owner}; stop it or pick another port with --port"
-
-    def _log_tail(self, lines: int = 5) -> str:
-        with contextlib.suppress(OSError):
-            tail = self.log_file.read_text(errors="replace").strip().splitlines()[-lines:]
-            if tail:
-                return ": " + " | ".join(tail)
-        return ""

@@ -1,8 +1,10 @@
-"""Loopback helpers shared by the processes llm-attest starts (anvil, the js-ipfs daemon)."""
+"""Helpers shared by the local processes llm-attest starts (anvil, the js-ipfs daemon): ports and logs."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from pathlib import Path
 
 HOST = "127.0.0.1"
 
@@ -23,3 +25,12 @@ def free_port(host: str = HOST) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 5) -> str:
+    """ ": last | lines | of a log", for an error about a process that failed to start, or "" when none."""
+    with contextlib.suppress(OSError):
+        tail = path.read_text(errors="replace").strip().splitlines()[-lines:]
+        if tail:
+            return ": " + " | ".join(tail)
+    return ""

@@ -8,7 +8,20 @@ from __future__ import annotations
 
 import http.client
 import socket
+import time
 from collections.abc import Callable
+
+
+def time_left(deadline: float) -> Callable[[], float]:
+    """A `left()` for `read_body`: seconds until the `time.monotonic()` deadline, TimeoutError once past it."""
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        return remaining
+
+    return left
 
 
 class BodyTooLarge(Exception):

@@ -20,7 +20,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from attest.errors import CarBlockMismatch, CarError, NotFound, StoreError, TamperedContent
-from attest.ipfs._http import BodyTooLarge, ShortBody, read_body
+from attest.ipfs._http import BodyTooLarge, ShortBody, read_body, time_left
 from attest.ipfs.car import read_car
 from attest.ipfs.cid import CID
 from attest.ipfs.store import DEFAULT_TIMEOUT_S, PinResult
@@ -165,11 +165,7 @@ class Gateway:
     ) -> tuple[int, bytes]:
         """(status, body) of one GET, every socket wait cut to what is left of `deadline`."""
 
-        def left() -> float:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            return remaining
+        left = time_left(deadline)
 
         conn_type = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
         try:

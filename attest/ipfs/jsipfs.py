@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from attest.errors import StoreError, ToolchainMissing
-from attest.localnet import HOST, port_in_use
+from attest.localnet import HOST, log_tail, port_in_use
 from attest.paths import node_package
 
 START_TIMEOUT_S = 60.0
@@ -168,7 +168,7 @@ class JsIpfsDaemon:
                     raise StoreError(self._locked_message())
                 raise StoreError(
                     f"the js-ipfs daemon exited with code {self._proc.returncode} at start; see {self.log_file}"
-                    + self._log_tail()
+                    + log_tail(self.log_file)
                 )
             if READY_LINE in self._log_since(log_start):
                 try:
@@ -184,7 +184,7 @@ class JsIpfsDaemon:
             time.sleep(0.1)
         raise StoreError(
             f"the js-ipfs daemon was not ready on {self.api_url} within {timeout_s:g}s; see {self.log_file}"
-            + self._log_tail()
+            + log_tail(self.log_file)
         )
 
     def _repo_locked(self) -> bool:
@@ -205,10 +205,3 @@ class JsIpfsDaemon:
         with open(self.log_file, "rb") as log:
             log.seek(offset)
             return log.read().decode(errors="replace")
-
-    def _log_tail(self, lines: int = 5) -> str:
-        with contextlib.suppress(OSError):
-            tail = self.log_file.read_text(errors="replace").strip().splitlines()[-lines:]
-            if tail:
-                return ": " + " | ".join(tail)
-        return ""

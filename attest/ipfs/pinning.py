@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from attest.errors import NotFound, StoreError
-from attest.ipfs._http import BodyTooLarge, ShortBody, read_body
+from attest.ipfs._http import BodyTooLarge, ShortBody, read_body, time_left
 from attest.ipfs.store import DEFAULT_TIMEOUT_S, PinResult
 from attest.ipfs.unixfs import cid_of
 from attest.jsonsafe import nested_deeper_than
@@ -282,11 +282,7 @@ class PinningService:
     ) -> tuple[int, http.client.HTTPMessage, bytes]:
         """One request and its whole response, all within `deadline` (a slow-dripping server cannot stretch it)."""
 
-        def left() -> float:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            return remaining
+        left = time_left(deadline)
 
         conn_type = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
         headers = {
