@@ -134,7 +134,9 @@ class FakeModelServer:
                 fake._serve(self)
 
         self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"fake-{self.kind}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"fake-{self.kind}", daemon=True
+        )
         self._thread.start()
         return self
 

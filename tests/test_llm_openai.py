@@ -3,6 +3,7 @@ what is captured, how each failure maps to our errors, bounded retries, and the 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -103,7 +104,7 @@ def test_every_returned_field_is_captured(fake: FakeModelServer, key: str) -> No
     assert meta.usage == Usage(input_tokens=321, output_tokens=17)
     assert meta.finish_reason == "stop"
     assert meta.params == SentParams(temperature=0.2, top_p=0.9, max_tokens=300, seed=42)
-    assert (meta.sdk.name, meta.sdk.version) == ("openai", openai.__version__) if meta.sdk else False
+    assert meta.sdk is not None and (meta.sdk.name, meta.sdk.version) == ("openai", openai.__version__)
     assert (meta.template, meta.template_sha256) == ("rag-answer@1", TEMPLATE.sha256)
     assert meta.attempts == 1 and 0 < meta.latency_ms < 5_000
     assert meta.license is None
@@ -118,6 +119,7 @@ def test_metadata_maps_onto_a_record_that_validates(fake: FakeModelServer, key: 
     assert record.model.sdk is not None and record.model.sdk.name == "openai"
     assert record.prompt is not None and record.prompt.template_sha256 == TEMPLATE.sha256
     assert model_metadata_for_record(answer)["model"] == record.model_dump(mode="json", by_alias=True)["model"]
+    assert key not in json.dumps(full_record(QUERY, CHUNKS, answer))
 
 
 def test_an_official_endpoint_without_a_key_is_missing_key_naming_the_variable() -> None:
@@ -132,19 +134,22 @@ def test_a_compatible_server_needs_no_key_and_gets_a_placeholder(fake: FakeModel
     assert fake.requests[0].headers["authorization"] == "Bearer no-key"
 
 
-def test_the_key_comes_from_the_environment(
-    fake: FakeModelServer, key: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_key_comes_from_the_environment(fake: FakeModelServer, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", key)
     OpenAIProvider(base_url=fake.base_url, retry=FAST).answer(QUERY, CHUNKS, TEMPLATE, PARAMS)
     assert fake.requests[0].headers["authorization"] == f"Bearer {key}"
 
 
 @pytest.mark.parametrize(("statuses", "attempts"), [((429,), 2), ((429, 429), 3), ((500, 503), 3), ((502,), 2)])
-def test_transient_failures_are_retried_until_an_answer(key: str, statuses: tuple[int, ...], attempts: int) -> None:
+def test_transient_failures_are_retried_until_an_answer(
+    key: str, statuses: tuple[int, ...], attempts: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="attest.llm")
     with FakeModelServer("openai", statuses=statuses) as fake:
         answer = provider(fake, key).answer(QUERY, CHUNKS, TEMPLATE, PARAMS)
     assert len(fake.requests) == attempts and answer.metadata.attempts == attempts
+    retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(retries) == attempts - 1 and f"HTTP {statuses[0]}" in retries[0]
     assert answer.metadata.response_id == "chatcmpl-fake-0001"
 
 
@@ -178,9 +183,8 @@ def test_persistent_transient_failures_stop_after_the_bounded_attempts(
 def test_client_errors_are_not_retried_and_map_to_one_clear_error(
     key: str, status: int, error: type[ModelError], says: str
 ) -> None:
-    with FakeModelServer("openai", statuses=[status]) as fake:
-        with pytest.raises(error, match=re.escape(says)) as caught:
-            provider(fake, key).answer(QUERY, CHUNKS, TEMPLATE, PARAMS)
+    with FakeModelServer("openai", statuses=[status]) as fake, pytest.raises(error, match=re.escape(says)) as caught:
+        provider(fake, key).answer(QUERY, CHUNKS, TEMPLATE, PARAMS)
     assert type(caught.value) is error
     assert len(fake.requests) == 1
     # The fake quotes the key it was sent in every error body; none of it may reach our error.
@@ -188,16 +192,17 @@ def test_client_errors_are_not_retried_and_map_to_one_clear_error(
 
 
 def test_server_text_is_shown_with_the_key_scrubbed(key: str) -> None:
-    with FakeModelServer("openai", statuses=[400]) as fake:
-        with pytest.raises(ModelError) as caught:
-            provider(fake, key).answer(QUERY, CHUNKS, TEMPLATE, PARAMS)
+    with FakeModelServer("openai", statuses=[400]) as fake, pytest.raises(ModelError) as caught:
+        provider(fake, key).answer(QUERY, CHUNKS, TEMPLATE, PARAMS)
     assert "fake failure 400 ***" in str(caught.value)
 
 
 def test_context_length_exceeded_is_query_too_long(key: str) -> None:
-    with FakeModelServer("openai", statuses=[400], error_code="context_length_exceeded") as fake:
-        with pytest.raises(QueryTooLong, match="retrieve fewer passages"):
-            provider(fake, key).answer(QUERY, CHUNKS, TEMPLATE, PARAMS)
+    with (
+        FakeModelServer("openai", statuses=[400], error_code="context_length_exceeded") as fake,
+        pytest.raises(QueryTooLong, match="retrieve fewer passages"),
+    ):
+        provider(fake, key).answer(QUERY, CHUNKS, TEMPLATE, PARAMS)
     assert len(fake.requests) == 1
 
 
@@ -221,7 +226,7 @@ def test_a_server_that_never_answers_in_time_is_unavailable(key: str) -> None:
 
 def test_nothing_listening_is_unavailable_after_the_bounded_attempts(key: str) -> None:
     dead = f"http://127.0.0.1:{free_port()}/v1"
-    with pytest.raises(ProviderUnavailable, match="cannot connect to .* after 3 attempts") as caught:
+    with pytest.raises(ProviderUnavailable, match=r"cannot connect to .* after 3 attempts") as caught:
         OpenAIProvider(api_key=key, base_url=dead, retry=FAST).answer(QUERY, CHUNKS, TEMPLATE, PARAMS)
     assert key not in everything_said_about(caught.value)
 
@@ -237,21 +242,25 @@ def test_a_huge_retry_after_is_capped_by_our_backoff_ceiling(key: str) -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        {**OPENAI_OK, "choices": [{"index": 0, "message": {"role": "assistant", "content": None}, "finish_reason": "length"}]},
+        {
+            **OPENAI_OK,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": None}, "finish_reason": "length"}],
+        },
         {**OPENAI_OK, "choices": []},
         {**OPENAI_OK, "choices": "nonsense"},
     ],
 )
 def test_a_completion_without_answer_text_is_a_model_error(key: str, body: dict[str, object]) -> None:
-    with FakeModelServer("openai", body=body) as fake:
-        with pytest.raises(ModelError, match="no answer text|cannot read"):
-            provider(fake, key).answer(QUERY, CHUNKS, TEMPLATE, PARAMS)
+    with FakeModelServer("openai", body=body) as fake, pytest.raises(ModelError, match=r"no answer text|cannot read"):
+        provider(fake, key).answer(QUERY, CHUNKS, TEMPLATE, PARAMS)
 
 
 def test_a_body_that_is_not_json_is_a_model_error(key: str) -> None:
-    with FakeModelServer("openai", raw_body=b"<html>gateway</html>") as fake:
-        with pytest.raises(ModelError, match="cannot read"):
-            provider(fake, key).answer(QUERY, CHUNKS, TEMPLATE, PARAMS)
+    with (
+        FakeModelServer("openai", raw_body=b"<html>gateway</html>") as fake,
+        pytest.raises(ModelError, match="cannot read"),
+    ):
+        provider(fake, key).answer(QUERY, CHUNKS, TEMPLATE, PARAMS)
 
 
 def test_missing_optional_fields_are_recorded_as_null(key: str) -> None:

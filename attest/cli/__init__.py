@@ -15,6 +15,7 @@ from attest import __version__
 from attest.cli.devnet import devnet
 from attest.cli.ipfs import ipfs
 from attest.cli.networks import networks
+from attest.cli.prompts import prompts
 from attest.errors import AttestError
 
 
@@ -27,6 +28,7 @@ def cli() -> None:
 cli.add_command(devnet)
 cli.add_command(networks)
 cli.add_command(ipfs)
+cli.add_command(prompts)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from attest.llm.base import (
     citations_in,
     failure_for_status,
     is_count,
+    public_url,
     retry_after_seconds,
     scrub,
     text_or_none,
@@ -56,13 +57,12 @@ class AnthropicProvider:
                 f"Anthropic needs an API key: set {KEY_ENV} in the environment, "
                 "or use --provider extractive to answer offline without a model"
             )
-        self.endpoint = (base_url or os.environ.get(BASE_URL_ENV) or ANTHROPIC_API).rstrip("/")
+        url = (base_url or os.environ.get(BASE_URL_ENV) or ANTHROPIC_API).rstrip("/")
+        self.endpoint = public_url(url)  # shown in errors and metadata; `url` may carry credentials
         self._key = key
         self._retry = retry or RetryPolicy()
         # An explicit key also stops the SDK from looking for credentials in files or other variables.
-        self._client = anthropic.Anthropic(
-            api_key=key, base_url=self.endpoint, timeout=self._retry.timeout_s, max_retries=0
-        )
+        self._client = anthropic.Anthropic(api_key=key, base_url=url, timeout=self._retry.timeout_s, max_retries=0)
 
     def __repr__(self) -> str:
         return f"AnthropicProvider(endpoint={self.endpoint!r})"

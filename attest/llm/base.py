@@ -7,12 +7,14 @@ sent is `None`, and a field a provider did not report is `None`.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from attest.context import RetrievedChunk
 from attest.errors import ModelError, ProviderUnavailable, QueryTooLong, RateLimited, RejectedKey
@@ -22,6 +24,7 @@ MAX_SAFE_INT = 2**53 - 1  # the record's integer bound (JSON numbers are doubles
 _CITATION = re.compile(r"\[(\d{1,4}(?:\s*,\s*\d{1,4})*)\]")
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,11 @@ def call_with_retries(send: Callable[[], T], policy: RetryPolicy, provider: str)
     failure: Retryable | None = None
     for attempt in range(1, policy.attempts + 1):
         if failure is not None:
-            time.sleep(policy.delay(attempt - 1, failure.retry_after_s))
+            wait = policy.delay(attempt - 1, failure.retry_after_s)
+            log.info(
+                "%s: %s; retrying in %.2fs (attempt %d of %d)", provider, failure.detail, wait, attempt, policy.attempts
+            )
+            time.sleep(wait)
         started = time.perf_counter()
         try:
             result = send()
@@ -260,13 +267,30 @@ def retry_after_seconds(headers: Any) -> float | None:
     return None
 
 
+def public_url(url: str) -> str:
+    """A base URL fit to show and keep: any user:password@ and query string removed."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        port, parts = None, None
+    host = parts.hostname if parts is not None else None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        # The URL itself stays out of the message: it may carry credentials.
+        raise ModelError("the model base URL is not an http(s) URL with a host; fix base_url")
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", "")).rstrip("/")
+
+
 def text_or_none(value: object) -> str | None:
     """A response field as the record takes it: a non-empty string, or None."""
     return value if isinstance(value, str) and value else None
 
 
 def is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SAFE_INT
 
 
 def scrub(text: str, secret: str | None, limit: int = 300) -> str:

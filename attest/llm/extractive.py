@@ -25,11 +25,13 @@ HEADER = "The retrieved passages say:"
 NO_CONTEXT = "No passages were retrieved, so there is nothing to quote. Add documents to the knowledge base first."
 NO_MATCH = "None of the retrieved passages shares a word with the question, so there is nothing to quote."
 _WORD = re.compile(r"\w+")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# A sentence ends at . ! or ? followed by a capital or an opening mark, so "i.e. the" stays whole.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[*`])")
 _MARKUP = re.compile(r"^(?:#{1,6}\s+|[-*+>]\s+|\d+[.)]\s+)+")
 _MIN_WORDS = 3
 _MAX_QUOTE_CHARS = 320
 _MIN_QUOTE_CHARS = 40
+_LENGTH_DAMPING = 0.5
 # Words that match nearly every passage; counting them would rank sentences by length, not relevance.
 _STOPWORD_TEXT = """
     a about above after again all also am an and any are as at be because been before being below between both
@@ -104,7 +106,20 @@ class ExtractiveProvider:
         # Rarer words weigh more: a word in every sentence says little about which one answers.
         frequency = {w: sum(1 for s in sentences if w in s.words) for w in wanted}
         weight = {w: math.log(1 + len(sentences) / df) for w, df in frequency.items() if df}
-        scored = [(round(sum(weight.get(w, 0.0) for w in sorted(s.words & wanted)), 9), s) for s in sentences]
+        # Long sentences match more words by chance; damp that as BM25 does (b = 0.5 against the mean length),
+        # without rewarding fragments for being short.
+        mean_length = sum(len(s.words) for s in sentences) / max(len(sentences), 1)
+        scored = [
+            (
+                round(
+                    sum(weight.get(w, 0.0) for w in sorted(s.words & wanted))
+                    / max(1.0, 1 - _LENGTH_DAMPING + _LENGTH_DAMPING * len(s.words) / mean_length),
+                    9,
+                ),
+                s,
+            )
+            for s in sentences
+        ]
         ranked = sorted(
             ((score, s) for score, s in scored if score > 0),
             key=lambda pair: (-pair[0], pair[1].passage, pair[1].position),

@@ -27,6 +27,7 @@ from attest.llm.base import (
     citations_in,
     failure_for_status,
     is_count,
+    public_url,
     retry_after_seconds,
     scrub,
     text_or_none,
@@ -53,7 +54,8 @@ class OpenAIProvider:
         retry: RetryPolicy | None = None,
         max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None,
     ) -> None:
-        self.endpoint = (base_url or os.environ.get(BASE_URL_ENV) or OPENAI_API).rstrip("/")
+        url = (base_url or os.environ.get(BASE_URL_ENV) or OPENAI_API).rstrip("/")
+        self.endpoint = public_url(url)  # shown in errors and metadata; `url` may carry credentials
         self.official = self.endpoint == OPENAI_API
         # OpenAI's own models take max_completion_tokens (reasoning models refuse max_tokens); compatible servers
         # know max_tokens.
@@ -68,7 +70,7 @@ class OpenAIProvider:
         self._retry = retry or RetryPolicy()
         self._client = openai.OpenAI(
             api_key=key or _NO_KEY,
-            base_url=self.endpoint,
+            base_url=url,
             timeout=self._retry.timeout_s,
             max_retries=0,
         )

@@ -66,9 +66,7 @@ class Template:
     def needs_answer(self) -> bool:
         return "answer" in _identifiers(self.system, self.user)
 
-    def render(
-        self, *, query: str, chunks: Sequence[RetrievedChunk] = (), answer: str | None = None
-    ) -> RenderedPrompt:
+    def render(self, *, query: str, chunks: Sequence[RetrievedChunk] = (), answer: str | None = None) -> RenderedPrompt:
         """The prompt for `query` with `chunks` numbered [1]..[n] in the order given (and `answer` for judges)."""
         if self.needs_answer and answer is None:
             raise PromptError(f"template {self.ref} grades an answer; pass the answer to render it")
@@ -135,9 +133,7 @@ def list() -> tuple[Template, ...]:
 @cache
 def _catalog() -> tuple[Template, ...]:
     folder = resources.files("attest.prompts").joinpath("templates")
-    templates = [
-        _load(entry.name, entry.read_bytes()) for entry in folder.iterdir() if entry.name.endswith(".toml")
-    ]
+    templates = [_load(entry.name, entry.read_bytes()) for entry in folder.iterdir() if entry.name.endswith(".toml")]
     return tuple(sorted(templates, key=lambda t: (t.id, t.version)))
 
 

@@ -1,0 +1,138 @@
+"""The offline extractive provider: deterministic, exact quotes with valid [n] citations, honest metadata."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+from attest import __version__
+from attest.errors import ModelError
+from attest.llm.base import GenerationParams, SentParams, model_metadata_for_record
+from attest.llm.extractive import EXTRACTIVE_MODEL, NO_CONTEXT, NO_MATCH, ExtractiveProvider
+from attest.prompts import get
+from attest.record import validate_record
+from tests.llm_fakes import CHUNKS, chunk, full_record
+
+EIPS = Path("/work/shared/corpus/eips")
+QUERY = "What happens to the base fee?"
+PARAMS = GenerationParams(EXTRACTIVE_MODEL)
+TEMPLATE = get("rag-answer@1")
+QUOTE = re.compile(r'^- "(?P<text>.*)" \[(?P<n>\d+)\]$')
+
+
+def quotes(text: str) -> list[tuple[str, int]]:
+    lines = text.splitlines()[1:]
+    found = [QUOTE.match(line) for line in lines]
+    assert all(found), lines
+    return [(m["text"], int(m["n"])) for m in found if m]
+
+
+def test_same_input_gives_the_same_answer_and_metadata_apart_from_latency() -> None:
+    first = ExtractiveProvider().answer(QUERY, CHUNKS, TEMPLATE, PARAMS)
+    copies = [dataclasses.replace(c) for c in CHUNKS]
+    second = ExtractiveProvider().answer(QUERY, copies, TEMPLATE, PARAMS)
+    assert first.text == second.text and first.citations == second.citations
+    assert dataclasses.replace(first.metadata, latency_ms=0) == dataclasses.replace(second.metadata, latency_ms=0)
+    assert model_metadata_for_record(first) == model_metadata_for_record(second)
+
+
+def test_quotes_are_exact_sentences_of_the_cited_passage_best_match_first() -> None:
+    answer = ExtractiveProvider().answer(QUERY, CHUNKS, TEMPLATE, PARAMS)
+    found = quotes(answer.text)
+    assert found[0] == ("The base fee is burned rather than paid to the miner.", 1)
+    for text, n in found:
+        assert text in CHUNKS[n - 1].text
+    assert answer.citations == tuple(sorted({n for _, n in found}))
+    assert all(1 <= n <= len(CHUNKS) for n in answer.citations)
+    assert answer.metadata.finish_reason == "stop"
+
+
+def test_citations_come_from_the_quotes_not_from_brackets_inside_them() -> None:
+    passages = [chunk("Gas refunds are capped as described in [7] and [2, 9]. The cap is one fifth.")]
+    answer = ExtractiveProvider().answer("How are gas refunds capped?", passages, TEMPLATE, PARAMS)
+    assert "[7]" in answer.text and answer.citations == (1,)
+
+
+def test_only_the_top_passages_are_quoted() -> None:
+    passages = [chunk(f"Filler sentence number {i} about nothing.", i) for i in range(3)]
+    passages.append(chunk("The base fee is burned by the protocol.", 3))
+    assert ExtractiveProvider(top_passages=3).answer(QUERY, passages, TEMPLATE, PARAMS).text == NO_MATCH
+    wider = ExtractiveProvider(top_passages=4).answer(QUERY, passages, TEMPLATE, PARAMS)
+    assert wider.citations == (4,)
+
+
+def test_no_passages_and_no_shared_words_are_said_plainly() -> None:
+    empty = ExtractiveProvider().answer(QUERY, [], TEMPLATE, PARAMS)
+    assert (empty.text, empty.citations, empty.metadata.finish_reason) == (NO_CONTEXT, (), "no_context")
+    unrelated = ExtractiveProvider().answer("zebra migration routes?", CHUNKS[:2], TEMPLATE, PARAMS)
+    assert (unrelated.text, unrelated.citations, unrelated.metadata.finish_reason) == (NO_MATCH, (), "no_match")
+
+
+def test_code_blocks_tables_and_markup_are_not_quoted() -> None:
+    text = "## Base fee\n```python\nbase_fee = burn(base_fee) # the base fee is burned here\n```\n| base | fee |\n" + (
+        "- The base fee is burned at the end of each block."
+    )
+    found = quotes(ExtractiveProvider().answer(QUERY, [chunk(text)], TEMPLATE, PARAMS).text)
+    assert found == [("The base fee is burned at the end of each block.", 1)]
+
+
+def test_max_tokens_bounds_the_answer_and_max_quotes_the_count() -> None:
+    long_passage = chunk(" ".join(f"The base fee rule number {i} says the base fee is burned." for i in range(40)))
+    bounded = ExtractiveProvider().answer(
+        QUERY, [long_passage], TEMPLATE, GenerationParams(EXTRACTIVE_MODEL, max_tokens=40)
+    )
+    assert len(bounded.text) <= 40 * 4 and len(quotes(bounded.text)) >= 1
+    assert len(quotes(ExtractiveProvider(max_quotes=2).answer(QUERY, [long_passage], TEMPLATE, PARAMS).text)) == 2
+
+
+def test_metadata_names_the_extractive_provider_honestly_and_records_params() -> None:
+    params = GenerationParams(EXTRACTIVE_MODEL, temperature=0.7, top_p=0.5, max_tokens=200, seed=3)
+    meta = ExtractiveProvider().answer(QUERY, CHUNKS, TEMPLATE, params).metadata
+    assert (meta.provider, meta.requested_model, meta.returned_model) == (
+        "extractive",
+        "extractive-v1",
+        "extractive-v1",
+    )
+    assert meta.sdk is not None and (meta.sdk.name, meta.sdk.version) == ("llm-attest", __version__)
+    assert meta.params == SentParams(0.7, 0.5, 200, 3)
+    assert meta.template is None and meta.template_sha256 is None  # no model read a prompt
+    assert meta.usage is None and meta.response_id is None and meta.endpoint is None and meta.attempts == 1
+
+
+def test_an_extractive_answer_is_a_valid_record_with_a_null_prompt() -> None:
+    answer = ExtractiveProvider().answer(QUERY, CHUNKS, TEMPLATE, PARAMS)
+    record = validate_record(full_record(QUERY, CHUNKS, answer))
+    assert record.prompt is None and record.model.provider == "extractive"
+    assert record.model.license == "AGPL-3.0-or-later"
+
+
+def test_another_model_name_is_refused() -> None:
+    with pytest.raises(ModelError, match="one model, extractive-v1"):
+        ExtractiveProvider().answer(QUERY, CHUNKS, TEMPLATE, GenerationParams("gpt-4o"))
+
+
+def test_it_never_touches_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the extractive provider opened a socket")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    assert ExtractiveProvider().answer(QUERY, CHUNKS, TEMPLATE, PARAMS).citations
+
+
+@pytest.mark.skipif(not EIPS.is_dir(), reason=f"the EIP corpus is not at {EIPS}")
+def test_on_real_eips_every_quote_is_verbatim_and_deterministic() -> None:
+    text = (EIPS / "eip-1559.md").read_text(encoding="utf-8")
+    paragraphs = [p for p in text.split("\n\n") if p.strip()]
+    passages = [chunk("\n\n".join(paragraphs[i : i + 4]), i // 4) for i in range(0, len(paragraphs), 4)][:8]
+    provider = ExtractiveProvider(top_passages=8)
+    answer = provider.answer("Is the base fee burned?", passages, TEMPLATE, PARAMS)
+    found = quotes(answer.text)
+    assert found and any("burned" in quote for quote, _ in found)
+    for quote, n in found:
+        assert quote.removesuffix("…") in passages[n - 1].text
+    assert provider.answer("Is the base fee burned?", passages, TEMPLATE, PARAMS).text == answer.text
