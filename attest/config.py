@@ -12,6 +12,12 @@ Secrets never live in the file: a pinning service names the environment variable
     name = "pinata"
     endpoint = "https://api.pinata.cloud/psa"
     token_env = "PINATA_TOKEN"
+
+    [llm]
+    provider = "openai"                          # auto | openai | anthropic | extractive
+    model = "llama3.1"
+    base_url = "http://127.0.0.1:11434/v1"       # any OpenAI-compatible server
+    key_env = "OLLAMA_KEY"                       # optional: where the key is (never the key itself)
 """
 
 from __future__ import annotations
@@ -69,8 +75,37 @@ class IpfsConfig(_Strict):
         return tuple(url.rstrip("/") for url in value)
 
 
+class LlmConfig(_Strict):
+    """The model that answers. `provider = "auto"`: OpenAI if its key is set, else Anthropic, else the
+    offline extractive provider. A key is read from the environment variable `key_env` names (default: the
+    provider's own, OPENAI_API_KEY / ANTHROPIC_API_KEY), never from this file."""
+
+    provider: Literal["auto", "openai", "anthropic", "extractive"] = "auto"
+    model: str | None = None
+    base_url: str | None = None  # an OpenAI-compatible server (Ollama, vLLM, llama.cpp) or a proxy
+    key_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    budget_tokens: int | None = Field(default=None, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    def api_key(self) -> str | None:
+        """The key from `key_env` when one is named; None lets the provider read its own variable."""
+        if self.key_env is None:
+            return None
+        key = os.environ.get(self.key_env, "")
+        if not key:
+            raise ConfigError(f"[llm] key_env names {self.key_env}, which is not set; export it or remove key_env")
+        return key
+
+
 class Config(_Strict):
     ipfs: IpfsConfig = IpfsConfig()
+    llm: LlmConfig = LlmConfig()
 
 
 def config_path() -> Path:

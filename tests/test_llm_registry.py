@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+from pathlib import Path
 
 import pytest
 
@@ -199,3 +200,45 @@ def test_credentials_in_a_base_url_reach_the_server_but_not_the_metadata() -> No
     # httpx turns URL credentials into Basic auth, which is how such a server expects them.
     assert fake.requests[0].headers["authorization"] == "Basic " + base64.b64encode(b"user:s3cret").decode()
     assert "s3cret" not in repr(answer)
+
+
+def test_llm_config_defaults_to_the_offline_provider_without_keys(tmp_path: Path) -> None:
+    from attest.config import load_config
+    from attest.llm.registry import provider_from_config
+
+    provider = provider_from_config(load_config(tmp_path / "absent.toml").llm)
+    assert provider.name == "extractive"
+
+
+def test_llm_config_reaches_an_openai_compatible_server_with_the_key_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attest.config import load_config
+    from attest.llm.registry import provider_from_config
+
+    monkeypatch.setenv("LOCAL_LLM_KEY", "local-key-0042")
+    with FakeModelServer("openai") as fake:
+        path = tmp_path / "config.toml"
+        path.write_text(
+            f'[llm]\nprovider = "openai"\nbase_url = "{fake.base_url}"\n'
+            'key_env = "LOCAL_LLM_KEY"\nbudget_tokens = 4096\n'
+        )
+        provider = provider_from_config(load_config(path).llm, retry=FAST)
+        answer = provider.answer(QUERY, CHUNKS, TEMPLATE, GenerationParams("llama3.1", temperature=0.0))
+    assert fake.last_body()["model"] == "llama3.1"
+    assert fake.requests[-1].headers["authorization"] == "Bearer local-key-0042"
+    assert answer.metadata.provider == "openai-compatible"
+
+
+def test_llm_config_naming_an_unset_key_variable_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attest.config import load_config
+    from attest.errors import ConfigError
+    from attest.llm.registry import provider_from_config
+
+    monkeypatch.delenv("MISSING_KEY_VAR", raising=False)
+    path = tmp_path / "config.toml"
+    path.write_text('[llm]\nprovider = "openai"\nkey_env = "MISSING_KEY_VAR"\n')
+    with pytest.raises(ConfigError, match="MISSING_KEY_VAR"):
+        provider_from_config(load_config(path).llm)

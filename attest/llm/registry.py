@@ -11,6 +11,7 @@ import math
 import os
 from collections.abc import Sequence
 
+from attest.config import LlmConfig
 from attest.context import RetrievedChunk
 from attest.errors import QueryTooLong, UnknownProvider
 from attest.llm.base import Answer, GenerationParams, Provider, RetryPolicy
@@ -62,6 +63,14 @@ def get_provider(
         case _:
             raise UnknownProvider(f"unknown model provider {name!r}; choose one of: {', '.join(PROVIDERS)}")
     return Budgeted(inner, budget_tokens=budget_tokens)
+
+
+def provider_from_config(config: LlmConfig, *, retry: RetryPolicy | None = None) -> Budgeted:
+    """The provider `[llm]` in config.toml describes (`auto` picks by which key is set)."""
+    name = default_provider_name() if config.provider == "auto" else config.provider
+    return get_provider(
+        name, base_url=config.base_url, api_key=config.api_key(), retry=retry, budget_tokens=config.budget_tokens
+    )
 
 
 def default_provider_name() -> str:
