@@ -14,6 +14,7 @@ import click
 from attest import __version__
 from attest.cli.devnet import devnet
 from attest.cli.ipfs import ipfs
+from attest.cli.kb import kb
 from attest.cli.networks import networks
 from attest.cli.prompts import prompts
 from attest.errors import AttestError
@@ -28,6 +29,7 @@ def cli() -> None:
 cli.add_command(devnet)
 cli.add_command(networks)
 cli.add_command(ipfs)
+cli.add_command(kb)
 cli.add_command(prompts)
 
 

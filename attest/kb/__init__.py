@@ -19,6 +19,7 @@ from attest.kb.store import (
     KbStats,
     KnowledgeBase,
     fts_query,
+    query_terms,
 )
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "fts_query",
     "html_to_text",
     "parse_document",
+    "query_terms",
 ]

@@ -5,6 +5,9 @@ A chunk is always an exact slice of the document's normalized text (UTF-8 decode
 and carry the path of headings above them; a section longer than `max_chars` is split at the best boundary
 available (blank line, line, sentence, word), never inside a fenced code block while another choice exists,
 and the next piece starts `overlap_chars` earlier so a fact cut at a boundary is whole in one of the two.
+Consecutive sections small enough to fit together share one chunk, under the heading path they have in
+common. YAML front matter is a section of its own (its `title` roots every heading path), HTML is read as
+text with its h1…h6 as headings and <pre> as fences, and plain text is split like one long section.
 """
 
 from __future__ import annotations
@@ -124,7 +127,7 @@ def parse_document(data: bytes, name: str, media_type: str | None, params: Chunk
     if kind == MARKDOWN:
         outline = markdown_outline(text)
     elif kind == PLAIN:
-        outline = _Outline(text, title=_first_line(text))
+        outline = _Outline(text, title=_first_line(text), title_heads_path=False)
     elif kind == HTML:
         outline = html_outline(text)
     else:
@@ -152,6 +155,7 @@ class _Outline:
     fences: list[tuple[int, int]] = field(default_factory=list)  # code blocks no split should cut, sorted
     prelude: tuple[int, int] | None = None  # front matter, its own chunk
     body_start: int = 0
+    title_heads_path: bool = True  # a declared title (front matter, <title>) roots every heading path
 
 
 _ATX = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*\n?")
@@ -172,19 +176,18 @@ _FRONT_END = re.compile(r"^(?:---|\.\.\.)[ \t]*$\n?", re.MULTILINE)
 
 
 def _front_matter(text: str) -> tuple[dict[str, str], tuple[int, int], int] | None:
-    """YAML front matter's top-level `key: value` pairs, its inner span, and where the body starts."""
+    """YAML front matter's top-level `key: value` pairs, its span (delimiters included), and where the body starts."""
     if not text.startswith("---\n") or not _FRONT_KEY.match(text, 4):
         return None
     match = _FRONT_END.search(text, 4)
     if match is None:
         return None
-    inner = (4, match.start())
     fields: dict[str, str] = {}
-    for line in text[inner[0] : inner[1]].splitlines():
+    for line in text[4 : match.start()].splitlines():
         key, sep, value = line.partition(":")
         if sep and key and not key[0].isspace():
             fields[key.strip().lower()] = value.strip().strip("'\"")
-    return fields, inner, match.end()
+    return fields, (0, match.end()), match.end()
 
 
 def markdown_outline(text: str) -> _Outline:
@@ -297,6 +300,7 @@ class _HtmlToText(HTMLParser):
         elif tag == "title":
             self._in_title = True
         elif tag in self._HEADINGS:
+            self.end_heading()  # a heading left open ends where the next one starts
             self._break(True)
             self._heading = (self._HEADINGS[tag], [])
         elif tag == "pre":
@@ -304,6 +308,8 @@ class _HtmlToText(HTMLParser):
                 self._break(True)
                 self._pre_start = self.size
             self._pre += 1
+        elif self._heading is not None and (tag in self._BLOCK or tag in self._LINE):
+            self._heading[1].append(" ")  # block markup inside a heading stays part of its one line
         elif tag in self._BLOCK:
             self._break(True)
         elif tag in self._LINE:
@@ -322,14 +328,8 @@ class _HtmlToText(HTMLParser):
             self._skip = max(0, self._skip - 1)
         elif tag == "title":
             self._in_title = False
-        elif tag in self._HEADINGS and self._heading is not None:
-            level, words = self._heading
-            self._heading = None
-            title = " ".join("".join(words).split())
-            if title:
-                start = self.size
-                self._emit(title + "\n\n")
-                self.headings.append(_Heading(start, self.size, level, title))
+        elif tag in self._HEADINGS:
+            self.end_heading()
         elif tag == "pre" and self._pre:
             self._pre -= 1
             if not self._pre:
@@ -339,6 +339,17 @@ class _HtmlToText(HTMLParser):
                 self._break(True)
         elif tag in self._BLOCK:
             self._break(True)
+
+    def end_heading(self) -> None:
+        if self._heading is None:
+            return
+        level, words = self._heading
+        self._heading = None
+        title = " ".join("".join(words).split())
+        if title:
+            start = self.size
+            self._emit(title + "\n\n")
+            self.headings.append(_Heading(start, self.size, level, title))
 
     def handle_data(self, data: str) -> None:
         if self._in_title:
@@ -360,6 +371,7 @@ def html_outline(html: str) -> _Outline:
     parser = _HtmlToText()
     parser.feed(html)
     parser.close()
+    parser.end_heading()
     text = parser.text.rstrip()
     title = " ".join(parser.title.split()) or next((h.title for h in parser.headings if h.level == 1), "")
     fences = [(start, min(end, len(text))) for start, end in parser.fences]
@@ -376,7 +388,7 @@ class _Section:
 
 def _sections(outline: _Outline) -> list[_Section]:
     text = outline.text
-    root = (outline.title,) if outline.title else ()
+    root = (outline.title,) if outline.title and outline.title_heads_path else ()
     sections: list[_Section] = []
     if outline.prelude is not None:
         sections.append(_Section(*outline.prelude, root))
@@ -384,7 +396,7 @@ def _sections(outline: _Outline) -> list[_Section]:
     if outline.body_start < bounds[0]:
         sections.append(_Section(outline.body_start, bounds[0], root))
     stack: list[tuple[int, str]] = []
-    carried: int | None = None  # start of an empty parent heading, glued to its first child
+    carried: int | None = None  # start of a heading with no text of its own, glued to the next section
     for i, heading in enumerate(outline.headings):
         while stack and stack[-1][0] >= heading.level:
             stack.pop()
@@ -394,8 +406,8 @@ def _sections(outline: _Outline) -> list[_Section]:
         end = bounds[i + 1]
         start = heading.start if carried is None else carried
         nxt = outline.headings[i + 1] if i + 1 < len(outline.headings) else None
-        if not text[heading.body : end].strip():
-            carried = start if nxt is not None and nxt.level > heading.level else None
+        if nxt is not None and not text[heading.body : end].strip():
+            carried = start
             continue
         carried = None
         sections.append(_Section(start, end, path))
@@ -471,14 +483,35 @@ def _strip_end(text: str, start: int, end: int) -> int:
     return end
 
 
+def _common(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]
+
+
 def _chunk_outline(outline: _Outline, params: ChunkParams) -> list[Chunk]:
+    """Sections split to size; consecutive whole sections that fit in one chunk together share it.
+
+    Packing small sections keeps chunks near the size a reader (and BM25) wants instead of one per short
+    heading; a packed chunk's heading path is what its sections have in common, and its text keeps their
+    headings.
+    """
     splitter = _Splitter(outline.text, outline.fences, params)
-    chunks: list[Chunk] = []
+    spans: list[tuple[int, int, tuple[str, ...], bool]] = []  # start, end, heading path, a whole section
     for section in _sections(outline):
-        for start, end in splitter.split(section.start, section.end):
-            piece = outline.text[start:end]
-            digest = hashlib.sha256(piece.encode("utf-8")).hexdigest()
-            chunks.append(Chunk(len(chunks), piece, start, end, section.path, digest))
+        pieces = splitter.split(section.start, section.end)
+        whole = len(pieces) == 1
+        for start, end in pieces:
+            if whole and spans and spans[-1][3] and end - spans[-1][0] <= params.max_chars:
+                first, _, path, _ = spans[-1]
+                spans[-1] = (first, end, _common(path, section.path), True)
+            else:
+                spans.append((start, end, section.path, whole))
+    chunks: list[Chunk] = []
+    for start, end, path, _ in spans:
+        piece = outline.text[start:end]
+        chunks.append(Chunk(len(chunks), piece, start, end, path, hashlib.sha256(piece.encode("utf-8")).hexdigest()))
     return chunks
 
 

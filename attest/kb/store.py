@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import json
+import math
 import os
 import re
 import sqlite3
@@ -35,6 +36,11 @@ MANIFEST_SCHEMA = "llm-attest/kb-manifest/v1"
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 MAX_QUERY_TERMS = 32
 HEADING_WEIGHT = 4.0  # a query word in a document's name or heading path counts this much more than in its body
+_BM25 = f"bm25(chunks_fts, {HEADING_WEIGHT}, 1.0)"
+_BM25_MAX = 1.2 + 1.0  # FTS5's k1 + 1: the most one term adds to a score, per unit of its idf
+# Below these many matching chunks a plain OR query is already fast; ranking costs ~2 µs per matching chunk.
+_PLAIN_BELOW = 1000
+_PROBE_ROWS = 400  # how many chunks the rarest terms may match when estimating the k-th best score
 
 Status = Literal["added", "unchanged", "replaced"]
 
@@ -122,7 +128,7 @@ class KbStats:
     chunks: int
     bytes: int  # of the documents as added
     chars: int  # of all chunk texts
-    file_bytes: int  # the database file and its write-ahead log
+    file_bytes: int  # the database file (its write-ahead log aside)
     params: ChunkParams
     media_types: dict[str, int]
     embeddings: dict[str, int]  # model -> chunks embedded with it
@@ -136,7 +142,11 @@ class KbStats:
             "bytes": self.bytes,
             "chars": self.chars,
             "file_bytes": self.file_bytes,
-            "chunking": {"chunker": CHUNKER, "max_chars": self.params.max_chars, "overlap": self.params.overlap_chars},
+            "chunking": {
+                "chunker": CHUNKER,
+                "max_chars": self.params.max_chars,
+                "overlap_chars": self.params.overlap_chars,
+            },
             "media_types": self.media_types,
             "embeddings": self.embeddings,
         }
@@ -150,10 +160,11 @@ class _Incoming:
     doc_cid: str
 
 
-def fts_query(text: str) -> str:
-    """Any user text as an FTS5 query that cannot fail to parse: quoted terms joined by OR.
+def query_terms(text: str) -> list[str]:
+    """Any user text as FTS5 terms that cannot fail to parse: each word quoted, stop words dropped.
 
     A word the tokenizer splits (EIP-1559, max_fee_per_gas) becomes a phrase, so its parts must be adjacent.
+    Stop words are kept only when nothing else is left.
     """
     terms: list[str] = []
     stop: list[str] = []
@@ -165,7 +176,46 @@ def fts_query(text: str) -> str:
         target = stop if len(tokens) == 1 and tokens[0] in _STOPWORDS else terms
         if term not in target:
             target.append(term)
-    return " OR ".join((terms or stop)[:MAX_QUERY_TERMS])
+    return (terms or stop)[:MAX_QUERY_TERMS]
+
+
+def fts_query(text: str) -> str:
+    """The FTS5 MATCH expression for `text`: its terms joined by OR ("" when it has none)."""
+    return " OR ".join(query_terms(text))
+
+
+def _idf(rows: int, hits: int) -> float:
+    """FTS5's bm25 idf, clamped the way it clamps it."""
+    return max(math.log((rows - hits + 0.5) / (hits + 0.5)), 1e-6)
+
+
+def split_by_bound(terms: Sequence[str], bounds: dict[str, float], threshold: float) -> tuple[list[str], list[str]]:
+    """(required, optional): the optional terms are the weakest ones whose bounds together stay below `threshold`.
+
+    A chunk that holds only optional terms scores less than `threshold`, so when `threshold` is at most the
+    k-th best score it cannot be in the top k (MaxScore), and the search only has to rank chunks that hold
+    a required term.
+    """
+    optional: list[str] = []
+    total = 0.0
+    for term in sorted(terms, key=lambda t: bounds[t]):
+        if total + bounds[term] >= threshold:
+            break
+        optional.append(term)
+        total += bounds[term]
+    return [t for t in terms if t not in optional], optional
+
+
+def restricted_match(required: Sequence[str], optional: Sequence[str]) -> str:
+    """Chunks with a required term, each scored on every term exactly as the plain OR query scores it.
+
+    `(R OR O) NOT (O NOT R)`: the NOT side removes chunks with only optional terms and adds no score.
+    """
+    r = "(" + " OR ".join(required) + ")"
+    if not optional:
+        return r
+    o = "(" + " OR ".join(optional) + ")"
+    return f"(({r} OR {o}) NOT ({o} NOT {r}))"
 
 
 def _now() -> str:
@@ -182,6 +232,10 @@ class KnowledgeBase:
     def __init__(self, path: Path | None = None, params: ChunkParams | None = None) -> None:
         self.path = path if path is not None else attest_home() / "kb.sqlite3"
         self._depth = 0
+        # Corpus statistics for search; `PRAGMA data_version` tells when another connection changed them.
+        self._stats_version = -1
+        self._rows: int | None = None
+        self._hits: dict[str, int] = {}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
@@ -190,7 +244,10 @@ class KnowledgeBase:
         try:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
+            # The write-ahead log is cut back to 8 MiB when next reset, so a big ingest leaves no big file behind.
+            self._db.execute("PRAGMA journal_size_limit = 8388608")
             self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute("PRAGMA cache_size = -32768")  # 32 MiB: the FTS index of a large corpus stays in memory
             self._migrate()
             self.params = self._settle_params(params)
         except sqlite3.DatabaseError as err:
@@ -235,8 +292,9 @@ class KnowledgeBase:
         """The chunking parameters are the KB's: fixed by its first use, since the manifest names them."""
         stored = dict(self._db.execute("SELECT key, value FROM meta WHERE key IN ('max_chars', 'overlap_chars')"))
         current = ChunkParams(int(stored["max_chars"]), int(stored["overlap_chars"])) if stored else None
-        if wanted is None or wanted == current:
-            return current or ChunkParams()
+        if current is not None and (wanted is None or wanted == current):
+            return current
+        wanted = wanted or ChunkParams()
         if current is not None and self._db.execute("SELECT 1 FROM documents LIMIT 1").fetchone():
             raise KbError(
                 f"{self.path} is chunked with max_chars={current.max_chars}, overlap_chars={current.overlap_chars}; "
@@ -276,6 +334,7 @@ class KnowledgeBase:
             self._db.execute("COMMIT")
         finally:
             self._depth = 0
+            self._stats_version = -1  # our own commits do not change data_version
 
     # -- ingest --------------------------------------------------------------------------------------------
     def add_document(self, source: str, data: bytes, media_type: str | None = None) -> AddResult:
@@ -330,7 +389,7 @@ class KnowledgeBase:
                 found.append(self._incoming(source, self._read(file), None))
         if not found:
             raise IngestError(f"{path} holds no Markdown, text or HTML files ({', '.join(sorted(SUFFIXES))})")
-        return found
+        return sorted(found, key=lambda item: item.source)
 
     @staticmethod
     def _read(file: Path) -> bytes:
@@ -427,30 +486,80 @@ class KnowledgeBase:
     def search(self, query: str, k: int = 5) -> list[RetrievedChunk]:
         """The `k` chunks that best match `query` (BM25; a match in a heading or file name weighs more).
 
-        The same chunk of the same bytes under two sources is returned once.
+        Exactly the top k of the plain OR query over the query's words, found without ranking chunks that
+        hold only common words when those cannot reach the top k. The same chunk of the same bytes under
+        two sources is returned once.
         """
         if k < 1:
             raise KbError(f"k must be at least 1 (got {k})")
-        match = fts_query(query)
-        if not match:
-            return []
-        rows = self._db.execute(
-            "SELECT d.source, c.doc_cid, c.idx, c.text, c.sha256, c.heading_path, -hits.rank "
-            "FROM (SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?) AS hits "
-            "JOIN chunks c ON c.id = hits.rowid JOIN documents d ON d.id = c.document_id "
-            "ORDER BY hits.rank, d.source",
-            (match, k + 8),
-        )
-        found: list[RetrievedChunk] = []
-        seen: set[tuple[str, int]] = set()
-        for source, doc_cid, idx, text, sha256, path, score in rows:
-            if (doc_cid, idx) in seen:
-                continue
-            seen.add((doc_cid, idx))
-            found.append(RetrievedChunk(source, doc_cid, idx, text, sha256, tuple(json.loads(path)), float(score)))
-            if len(found) == k:
+        terms = query_terms(query)
+        limit = k
+        while True:
+            match = self._match(terms, limit)
+            if not match:
+                return []
+            rows = self._db.execute(
+                "SELECT d.source, c.doc_cid, c.idx, c.text, c.sha256, c.heading_path, hits.score FROM "
+                f"(SELECT rowid, -{_BM25} AS score FROM chunks_fts WHERE chunks_fts MATCH ? "
+                "ORDER BY score DESC LIMIT ?) AS hits "
+                "JOIN chunks c ON c.id = hits.rowid JOIN documents d ON d.id = c.document_id "
+                "ORDER BY hits.score DESC, d.source, c.idx",
+                (match, limit),
+            ).fetchall()
+            found: list[RetrievedChunk] = []
+            seen: set[tuple[str, int]] = set()
+            for source, doc_cid, idx, text, sha256, path, score in rows:
+                if (doc_cid, idx) not in seen and len(found) < k:
+                    seen.add((doc_cid, idx))
+                    chunk = RetrievedChunk(source, doc_cid, idx, text, sha256, tuple(json.loads(path)), float(score))
+                    found.append(chunk)
+            if len(found) == k or len(rows) < limit:
+                return found
+            limit = 2 * limit + 8  # duplicates took places: look further
+
+    def _match(self, terms: list[str], limit: int) -> str:
+        """The MATCH expression whose top `limit` are the top `limit` of `terms` joined by OR."""
+        rows, hits = self._corpus_counts(terms)
+        terms = [t for t in terms if hits[t]]
+        everything = " OR ".join(terms)
+        total = sum(hits[t] for t in terms)
+        if total < _PLAIN_BELOW:
+            return everything
+        bounds = {t: _BM25_MAX * _idf(rows, hits[t]) for t in terms}
+        probe: list[str] = []
+        probed = 0
+        for term in sorted(terms, key=lambda t: hits[t]):
+            if probe and probed + hits[term] > _PROBE_ROWS:
                 break
-        return found
+            probe.append(term)
+            probed += hits[term]
+        # The rarest terms' own scores are lower bounds of these chunks' full scores, so the limit-th of them
+        # is at most the limit-th best full score.
+        scores = self._db.execute(
+            f"SELECT -{_BM25} AS score FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY score DESC LIMIT ?",
+            (" OR ".join(probe), limit),
+        ).fetchall()
+        if len(scores) < limit:
+            return everything
+        required, optional = split_by_bound(terms, bounds, scores[-1][0])
+        if not optional or not required or sum(hits[t] for t in required) > 0.6 * total:
+            return everything  # the restriction would cost about what it saves
+        return restricted_match(required, optional)
+
+    def _corpus_counts(self, terms: list[str]) -> tuple[int, dict[str, int]]:
+        """How many chunks there are and how many hold each term; cached until the KB changes."""
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._stats_version or len(self._hits) > 100_000:
+            self._stats_version = version
+            self._hits.clear()
+            self._rows = None
+        if self._rows is None:
+            self._rows = int(self._db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        for term in terms:
+            if term not in self._hits:
+                query = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?"
+                self._hits[term] = int(self._db.execute(query, (term,)).fetchone()[0])
+        return self._rows, self._hits
 
     def chunk(self, chunk_id: int) -> RetrievedChunk:
         row = self._db.execute(
@@ -469,8 +578,7 @@ class KnowledgeBase:
         chunks, chars = db.execute("SELECT count(*), coalesce(sum(length(text)), 0) FROM chunks").fetchone()
         media = dict(db.execute("SELECT media_type, count(*) FROM documents GROUP BY media_type ORDER BY 1"))
         models = dict(db.execute("SELECT model, count(*) FROM embeddings GROUP BY model ORDER BY 1"))
-        files = (self.path, self.path.with_name(self.path.name + "-wal"))
-        file_bytes = sum(f.stat().st_size for f in files if f.exists())
+        file_bytes = self.path.stat().st_size
         return KbStats(
             path=str(self.path),
             schema_version=SCHEMA_VERSION,

@@ -1,0 +1,185 @@
+"""`attest kb`: the knowledge base under ATTEST_HOME (documents, BM25 search, the corpus manifest)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from attest.ipfs.cid import CID
+    from attest.kb import KnowledgeBase
+
+
+def _open() -> KnowledgeBase:
+    from attest.kb import KnowledgeBase
+
+    return KnowledgeBase()
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], numeric: frozenset[int] = frozenset()) -> str:
+    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: list[str]) -> str:
+        padded = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        return "  ".join(padded).rstrip()
+
+    return "\n".join(line(row) for row in cells)
+
+
+def _short(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _target(text: str) -> Path | CID:
+    """An existing path, else a CID; a string that is neither says so."""
+    from attest.errors import IngestError, InvalidCid
+    from attest.ipfs.cid import CID
+
+    path = Path(text)
+    if path.exists():
+        return path
+    try:
+        return CID.parse(text)
+    except InvalidCid:
+        raise IngestError(f"{text} is neither a file or folder that exists nor a CID") from None
+
+
+@click.group()
+def kb() -> None:
+    """Knowledge base: documents chunked by headings, BM25 search, and the manifest that names a snapshot."""
+
+
+@kb.command("add")
+@click.argument("targets", nargs=-1, required=True)
+def kb_add(targets: tuple[str, ...]) -> None:
+    """Add files, folders (their Markdown, text and HTML files, recursively) or IPFS CIDs.
+
+    Everything is added in one transaction: if one document cannot be read, nothing changes. A document
+    whose bytes did not change is left as it is; a changed one replaces its chunks.
+    """
+    from attest.ipfs.cid import CID
+    from attest.ipfs.store import ContentStore
+
+    items = [_target(t) for t in targets]
+    sources: tuple[ContentStore, ...] = ()
+    timeout_s = 30.0
+    if any(isinstance(item, CID) for item in items):
+        from attest.config import load_config
+        from attest.ipfs.local import LocalStore
+        from attest.ipfs.remotes import Remotes
+
+        config = load_config().ipfs
+        sources = (LocalStore(), *Remotes.from_config(config).readers)
+        timeout_s = config.timeout_s
+    with _open() as base:
+        results = base.add(items, sources, timeout_s=timeout_s)
+    changed = [r for r in results if r.status != "unchanged"]
+    if changed:
+        click.echo(
+            _table(
+                ["STATUS", "CHUNKS", "CID", "SOURCE"],
+                [[r.status, r.chunks, r.doc_cid, r.source] for r in changed],
+                frozenset({1}),
+            )
+        )
+    counts = {status: sum(r.status == status for r in results) for status in ("added", "replaced", "unchanged")}
+    click.echo(
+        f"{len(results)} document(s): {counts['added']} added, {counts['replaced']} replaced, "
+        f"{counts['unchanged']} unchanged; {sum(r.chunks for r in results)} chunks"
+    )
+
+
+@kb.command("remove")
+@click.argument("targets", nargs=-1, required=True)
+def kb_remove(targets: tuple[str, ...]) -> None:
+    """Remove documents by source (as `attest kb list` shows it) or by document CID."""
+    with _open() as base:
+        for target in targets:
+            for source in base.remove(target):
+                click.echo(f"removed {source}")
+
+
+@kb.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def kb_list(as_json: bool) -> None:
+    """Every document: source, chunks, media type, CID and title."""
+    with _open() as base:
+        documents = base.documents()
+    if as_json:
+        _echo_json([d.__dict__ for d in documents])
+        return
+    if not documents:
+        click.echo("The knowledge base is empty; add documents with `attest kb add PATH|CID`.")
+        return
+    rows = [[d.source, d.chunks, d.media_type, d.doc_cid, _short(d.title, 48)] for d in documents]
+    click.echo(_table(["SOURCE", "CHUNKS", "TYPE", "CID", "TITLE"], rows, frozenset({1})))
+
+
+@kb.command("search")
+@click.argument("query", nargs=-1, required=True)
+@click.option("-k", "k", type=click.IntRange(1, 100), default=5, show_default=True, help="How many chunks.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (full chunk texts) instead of a summary.")
+def kb_search(query: tuple[str, ...], k: int, as_json: bool) -> None:
+    """The chunks that best match QUERY, best first, with their scores and sources."""
+    with _open() as base:
+        hits = base.search(" ".join(query), k=k)
+    if as_json:
+        _echo_json([{**hit.__dict__, "heading_path": list(hit.heading_path)} for hit in hits])
+        return
+    if not hits:
+        click.echo("No chunk matches.")
+        return
+    for rank, hit in enumerate(hits, 1):
+        where = " > ".join(hit.heading_path)
+        click.echo(f"{rank}. {hit.score:.2f}  {hit.source}#{hit.chunk_index}" + (f"  ({where})" if where else ""))
+        click.echo(f"   {_short(hit.text, 200)}")
+
+
+@kb.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def kb_stats(as_json: bool) -> None:
+    """Sizes and settings of the knowledge base."""
+    with _open() as base:
+        stats = base.stats()
+    if as_json:
+        _echo_json(stats.as_dict())
+        return
+    media = ", ".join(f"{kind} {n}" for kind, n in stats.media_types.items()) or "-"
+    models = ", ".join(f"{model} {n}" for model, n in stats.embeddings.items()) or "-"
+    rows: list[list[object]] = [
+        ["path", stats.path],
+        ["schema", f"v{stats.schema_version}"],
+        ["documents", f"{stats.documents} ({media})"],
+        ["chunks", stats.chunks],
+        ["document bytes", stats.bytes],
+        ["chunk characters", stats.chars],
+        ["file bytes", stats.file_bytes],
+        ["chunking", f"max {stats.params.max_chars} chars, overlap {stats.params.overlap_chars}"],
+        ["embeddings", models],
+    ]
+    click.echo(_table(["", ""], rows).split("\n", 1)[1])
+
+
+@kb.command("manifest")
+@click.option("--json", "as_json", is_flag=True, help="Print the CID and the manifest as JSON.")
+def kb_manifest(as_json: bool) -> None:
+    """Pin the corpus manifest to the local store and print its CID, the name of this KB snapshot."""
+    from attest.ipfs.local import LocalStore
+
+    with _open() as base:
+        cid = base.pin_manifest(LocalStore())
+        manifest = base.manifest()
+    if as_json:
+        _echo_json({"cid": cid, "manifest": manifest})
+    else:
+        click.echo(cid)

@@ -1,0 +1,88 @@
+"""The knowledge base over the real EIP corpus (../shared/corpus/eips, read in place): everything ingests,
+every chunk is an exact slice of its file, and known questions find the EIP that answers them."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from attest.kb import KnowledgeBase, fts_query
+from attest.kb.chunking import decode
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "eips"
+
+pytestmark = pytest.mark.skipif(
+    not CORPUS.is_dir(), reason=f"the EIP corpus is not at {CORPUS} (ethereum/EIPs EIPS/*.md); these tests read it"
+)
+
+
+@pytest.fixture(scope="module")
+def eips(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeBase]:
+    with KnowledgeBase(tmp_path_factory.mktemp("kb") / "kb.sqlite3") as base:
+        base.add_path(CORPUS)
+        yield base
+
+
+def names(base: KnowledgeBase, query: str, k: int = 5) -> list[str]:
+    return [PurePosixPath(hit.source).name for hit in base.search(query, k=k)]
+
+
+def test_every_markdown_file_is_ingested(eips: KnowledgeBase) -> None:
+    files = sorted(p.name for p in CORPUS.glob("*.md"))
+    documents = eips.documents()
+    assert [PurePosixPath(d.source).name for d in documents] == files
+    assert all(d.source.startswith(f"{CORPUS.name}/") and d.chunks > 0 for d in documents)
+    fee_market = next(d for d in documents if d.source.endswith("/eip-1559.md"))
+    assert fee_market.title == "Fee market change for ETH 1.0 chain"
+    assert {r.status for r in eips.add_path(CORPUS)} == {"unchanged"}
+
+
+def test_every_chunk_is_an_exact_bounded_slice_of_its_file(eips: KnowledgeBase) -> None:
+    db = sqlite3.connect(eips.path)
+    rows = db.execute(
+        "SELECT d.source, c.text, c.start_char, c.end_char FROM chunks c JOIN documents d ON d.id = c.document_id"
+    ).fetchall()
+    texts: dict[str, str] = {}
+    for source, text, start, end in rows:
+        if source not in texts:
+            texts[source] = decode((CORPUS.parent / source).read_bytes(), source)
+        assert texts[source][start:end] == text and 0 < len(text) <= eips.params.max_chars
+
+
+@pytest.mark.parametrize(
+    ("query", "expected", "within"),
+    [
+        ("EIP-1559 base fee", "eip-1559.md", 5),
+        ("CREATE2 address keccak256 0xff sender salt init_code", "eip-1014.md", 1),
+        ("PUSH0 instruction", "eip-3855.md", 1),
+        ("transient storage TSTORE TLOAD", "eip-1153.md", 5),
+        ("chain ID replay protection", "eip-155.md", 3),
+        ("typed transaction envelope TransactionType TransactionPayload", "eip-2718.md", 3),
+        ("shard blob transactions", "eip-4844.md", 5),
+    ],
+)
+def test_known_questions_find_their_eip(eips: KnowledgeBase, query: str, expected: str, within: int) -> None:
+    assert expected in names(eips, query, within), names(eips, query, within)
+
+
+def test_search_on_the_corpus_is_exactly_the_plain_bm25_ranking(eips: KnowledgeBase) -> None:
+    rng = random.Random(3)
+    vocabulary = [
+        "block", "transaction", "gas", "fee", "base", "blob", "storage", "opcode", "contract", "signature",
+        "account", "chain", "validator", "withdrawal", "address", "code", "value", "state", "the", "of", "to",
+        "refund", "calldata", "precompile", "beacon", "deposit", "nonce", "receipt", "header", "difficulty",
+    ]  # fmt: skip
+    db = sqlite3.connect(eips.path)
+    for _ in range(30):
+        query = " ".join(rng.sample(vocabulary, rng.randint(2, 7)))
+        expected = db.execute(
+            "SELECT -bm25(chunks_fts, 4.0, 1.0) AS score FROM chunks_fts WHERE chunks_fts MATCH ? "
+            "ORDER BY score DESC LIMIT 5",
+            (fts_query(query),),
+        ).fetchall()
+        got = [hit.score for hit in eips.search(query, k=5)]
+        assert got == pytest.approx([s for (s,) in expected], rel=1e-9), query
