@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from bench import cid, gas
+from bench import cid, gas, kb
 from bench.common import write_report
 
 
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv
-    tables = gas.run(quick=quick) + cid.run(quick=quick)
+    tables = gas.run(quick=quick) + cid.run(quick=quick) + kb.run(quick=quick)
     for table in tables:
         print(table.markdown())
     if "--write" in argv:

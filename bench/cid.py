@@ -19,21 +19,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import ROOT, Table
+from bench.common import Table, measured_child
 
 IPFS_CID = "ipfs_cid"
 RUNS = 3
 MB = 1_000_000
-_LAUNCHER = """
-import json, os, subprocess, sys, time
-start = time.perf_counter()
-child = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-out = child.stdout.read()
-_, status, usage = os.wait4(child.pid, 0)
-seconds = time.perf_counter() - start
-print(json.dumps({"out": out.decode(), "seconds": seconds, "maxrss_kib": usage.ru_maxrss,
-                  "status": os.waitstatus_to_exitcode(status)}))
-"""
 # Our side runs in a bare interpreter that imports only the importer, so its RSS is the importer's, not the
 # bench's (bench.common pulls in web3).
 _CHILD = """
@@ -70,22 +60,6 @@ def write_random_file(path: Path, size: int) -> None:
             left -= n
 
 
-def _measured(argv: list[str]) -> tuple[str, float, int]:
-    """(stdout, wall seconds, peak RSS in bytes) of one child process, run under a small launcher.
-
-    Linux carries a process's peak RSS across fork and exec, so a child forked straight from this process
-    would report the bench's own memory (web3, the warmed file). The launcher is a bare interpreter of about
-    10 MB; that is the floor of every figure below.
-    """
-    launched = subprocess.run(
-        [sys.executable, "-S", "-c", _LAUNCHER, *argv], capture_output=True, text=True, check=True, cwd=ROOT
-    )
-    result = json.loads(launched.stdout)
-    if result["status"] != 0:
-        raise RuntimeError(f"{argv[0]} exited with {result['status']}")
-    return str(result["out"]), float(result["seconds"]), int(result["maxrss_kib"]) * 1024
-
-
 @dataclass(frozen=True)
 class Run:
     cid: str
@@ -102,7 +76,7 @@ def measure_ours(path: Path, version: int) -> Run:
     """The child times its own import, so the figure is the importer's, not the interpreter's start-up."""
     runs = []
     for _ in range(RUNS):
-        out, seconds, rss = _measured([sys.executable, "-c", _CHILD, str(path), str(version)])
+        out, seconds, rss = measured_child([sys.executable, "-c", _CHILD, str(path), str(version)])
         result = json.loads(out)
         runs.append(Run(str(result["cid"]), float(result["seconds"]), seconds, rss))
     return _best(runs)
@@ -112,7 +86,7 @@ def measure_ipfs_cid(binary: str, path: Path) -> Run:
     """Timed as a whole process: it prints only CIDs (and its own rounded figures on stderr)."""
     runs = []
     for _ in range(RUNS):
-        out, seconds, rss = _measured([binary, str(path)])
+        out, seconds, rss = measured_child([binary, str(path)])
         runs.append(Run(str(json.loads(out)["CIDv0"]), seconds, seconds, rss))
     return _best(runs)
 

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -98,3 +99,31 @@ def write_report(tables: list[Table], path: Path = ROOT / "docs" / "benchmarks.m
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + "\n".join(t.markdown() for t in tables))
+
+
+_LAUNCHER = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+out = child.stdout.read()
+_, status, usage = os.wait4(child.pid, 0)
+seconds = time.perf_counter() - start
+print(json.dumps({"out": out.decode(), "seconds": seconds, "maxrss_kib": usage.ru_maxrss,
+                  "status": os.waitstatus_to_exitcode(status)}))
+"""
+
+
+def measured_child(argv: list[str]) -> tuple[str, float, int]:
+    """(stdout, wall seconds, peak RSS in bytes) of one child process, run under a small launcher.
+
+    Linux carries a process's peak RSS across fork and exec, so a child forked straight from this process
+    would report the bench's own memory (web3, the warmed file). The launcher is a bare interpreter of about
+    10 MB; that is the floor of every figure below.
+    """
+    launched = subprocess.run(
+        [sys.executable, "-S", "-c", _LAUNCHER, *argv], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    result = json.loads(launched.stdout)
+    if result["status"] != 0:
+        raise RuntimeError(f"{argv[0]} exited with {result['status']}")
+    return str(result["out"]), float(result["seconds"]), int(result["maxrss_kib"]) * 1024

@@ -63,12 +63,9 @@ class FakeEmbeddings:
             headers["retry-after-ms"] = "5"  # keeps the SDK's backoff short
         else:
             inputs = body["input"][: self.vectors_per_request]
-            status, payload = 200, {
-                "object": "list",
-                "model": body["model"],
-                "data": [{"object": "embedding", "index": i, "embedding": rule(t)} for i, t in enumerate(inputs)],
-                "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)},
-            }
+            data = [{"object": "embedding", "index": i, "embedding": rule(t)} for i, t in enumerate(inputs)]
+            usage = {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}
+            status, payload = 200, {"object": "list", "model": body["model"], "data": data, "usage": usage}
         raw = json.dumps(payload).encode()
         handler.send_response(status)
         for name, value in headers.items():
@@ -90,7 +87,7 @@ def fake() -> Iterator[FakeEmbeddings]:
             pass
 
     state.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=state.server.serve_forever, daemon=True)
+    thread = threading.Thread(target=state.server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     yield state
     state.server.shutdown()

@@ -50,7 +50,7 @@ class OpenAIEmbedder:
         dimensions: int | None = None,
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+            raise ModelError(f"the embedding batch size must be at least 1, not {batch_size}")
         key = api_key or os.environ.get("OPENAI_API_KEY", "")
         if not key:
             raise MissingKey(

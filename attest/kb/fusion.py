@@ -57,8 +57,8 @@ def cosine_top_k(
 def reciprocal_rank_fusion(rankings: list[list[int]], k: int = RRF_K) -> list[tuple[int, float]]:
     """Fuse rankings (ids, best first) into one: score(id) = sum over rankings of 1 / (k + rank), rank from 1.
 
-    An id counts once per ranking, at its first position; repeats take no rank. Equal scores keep the order in which ids first appear
-    reading the rankings in turn, so the first ranking breaks ties.
+    An id counts once per ranking, at its first position; repeats take no rank. Equal scores keep the order in
+    which ids first appear reading the rankings in turn, so the first ranking breaks ties.
     """
     if k < 0:
         raise ValueError(f"the RRF constant must be non-negative, not {k}")
