@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bench.common import Table, measured_child
+    from bench.common import Table
 
 # Neither bench.common (web3) nor anything heavy is imported at module level: the measured children import
 # this module, and their peak RSS must be the retriever's, not the bench's.
@@ -185,6 +185,7 @@ class Side:
 
 # -- the parent ----------------------------------------------------------------------------------------------
 def _run_child(function: str, *args: str) -> tuple[dict[str, Any], int]:
+    from bench.common import measured_child  # here, not at module level: see the note above
 
     code = f"import sys; from bench.kb import {function}; {function}(*sys.argv[1:])"
     out, _, rss = measured_child([sys.executable, "-c", code, *args])
