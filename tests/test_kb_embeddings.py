@@ -23,7 +23,7 @@ from attest.kb import KnowledgeBase
 from attest.kb.embeddings import OpenAIEmbedder, embed_missing, hybrid_search
 from attest.localnet import free_port
 
-KEY = "sk-test-0123456789abcdef"
+KEY = "fake-embeddings-key-for-tests"
 MODEL = "fake-embed-1"
 CONCEPTS = (
     frozenset({"car", "cars", "automobile", "vehicle"}),
