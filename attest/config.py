@@ -103,9 +103,27 @@ class LlmConfig(_Strict):
         return key
 
 
+class EmbeddingsConfig(_Strict):
+    """Optional vectors for hybrid KB search (off while `model` is unset). OpenAI-compatible API; the key is
+    read from the environment variable `key_env` names (default OPENAI_API_KEY)."""
+
+    model: str | None = None
+    base_url: str | None = None
+    key_env: str = Field(default="OPENAI_API_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    batch_size: int = Field(default=128, gt=0, le=2048)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+
 class Config(_Strict):
     ipfs: IpfsConfig = IpfsConfig()
     llm: LlmConfig = LlmConfig()
+    embeddings: EmbeddingsConfig = EmbeddingsConfig()
 
 
 def config_path() -> Path:

@@ -216,3 +216,47 @@ def test_hybrid_search_needs_vectors_first(fake: FakeEmbeddings, kb: KnowledgeBa
     with pytest.raises(KbError, match="embed it first"):
         hybrid_search(kb, embedder(fake), MODEL, "car", k=2)
     assert fake.requests == []  # refused before spending a request
+
+
+def test_cli_embed_then_hybrid_search_through_config(
+    fake: FakeEmbeddings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from attest.cli.kb import kb as kb_group
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "garage.md").write_text("# Garage\n\nThe automobile is parked in the garage.\n")
+    (docs / "money.md").write_text("# Money\n\nInsurance and loans are paid from the bank account.\n")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[embeddings]\nmodel = "{MODEL}"\nbase_url = "{fake.base_url}"\nkey_env = "EMBED_KEY"\n')
+    monkeypatch.setenv("ATTEST_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ATTEST_CONFIG", str(config))
+    monkeypatch.setenv("EMBED_KEY", KEY)
+    runner = CliRunner()
+
+    assert runner.invoke(kb_group, ["add", str(docs)]).exit_code == 0
+    plain = runner.invoke(kb_group, ["search", "car", "insurance", "--json"])
+    assert [hit["source"] for hit in json.loads(plain.output)] == ["docs/money.md"]
+
+    embedded = runner.invoke(kb_group, ["embed"])
+    assert embedded.exit_code == 0 and embedded.output.startswith("embedded ")
+    assert fake.requests[0]["authorization"] == f"Bearer {KEY}"
+    hybrid = runner.invoke(kb_group, ["search", "car", "insurance", "--hybrid", "--json"])
+    assert hybrid.exit_code == 0, hybrid.output
+    assert "docs/garage.md" in [hit["source"] for hit in json.loads(hybrid.output)]
+
+
+def test_cli_hybrid_search_without_embeddings_config_says_how_to_turn_it_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from attest.cli.kb import kb as kb_group
+    from attest.errors import KbError
+
+    monkeypatch.setenv("ATTEST_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ATTEST_CONFIG", str(tmp_path / "absent.toml"))
+    result = CliRunner().invoke(kb_group, ["search", "anything", "--hybrid"])
+    assert isinstance(result.exception, KbError) and "[embeddings] model" in str(result.exception)

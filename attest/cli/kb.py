@@ -125,14 +125,48 @@ def kb_list(as_json: bool) -> None:
     click.echo(_table(["SOURCE", "CHUNKS", "TYPE", "CID", "TITLE"], rows, frozenset({1})))
 
 
+def _embedder() -> tuple[Any, str]:
+    """The configured embedder and its model name, or a KbError saying how to configure one."""
+    import os
+
+    from attest.config import load_config
+    from attest.errors import KbError
+    from attest.kb.embeddings import OpenAIEmbedder
+
+    config = load_config().embeddings
+    if config.model is None:
+        raise KbError("embeddings are off: set [embeddings] model (and base_url for a local server) in config.toml")
+    key = os.environ.get(config.key_env) or None
+    embedder = OpenAIEmbedder(config.model, base_url=config.base_url, api_key=key, batch_size=config.batch_size)
+    return embedder, config.model
+
+
+@kb.command("embed")
+def kb_embed() -> None:
+    """Compute and store vectors for every chunk that has none, with the [embeddings] model of config.toml."""
+    from attest.kb.embeddings import embed_missing
+
+    embedder, model = _embedder()
+    with _open() as base:
+        added = embed_missing(base, embedder, model)
+    click.echo(f"embedded {added} chunk(s) with {model}")
+
+
 @kb.command("search")
 @click.argument("query", nargs=-1, required=True)
 @click.option("-k", "k", type=click.IntRange(1, 100), default=5, show_default=True, help="How many chunks.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (full chunk texts) instead of a summary.")
-def kb_search(query: tuple[str, ...], k: int, as_json: bool) -> None:
+@click.option("--hybrid", is_flag=True, help="Fuse BM25 with embedding similarity (needs `attest kb embed`).")
+def kb_search(query: tuple[str, ...], k: int, as_json: bool, hybrid: bool) -> None:
     """The chunks that best match QUERY, best first, with their scores and sources."""
     with _open() as base:
-        hits = base.search(" ".join(query), k=k)
+        if hybrid:
+            from attest.kb.embeddings import hybrid_search
+
+            embedder, model = _embedder()
+            hits = hybrid_search(base, embedder, model, " ".join(query), k=k)
+        else:
+            hits = base.search(" ".join(query), k=k)
     if as_json:
         _echo_json([{**hit.__dict__, "heading_path": list(hit.heading_path)} for hit in hits])
         return
