@@ -33,6 +33,12 @@ from attest.errors import ConfigError
 from attest.paths import attest_home
 
 
+def _check_http_url(value: str) -> str:
+    if not value.startswith(("https://", "http://")):
+        raise ValueError(f"{value!r} must be an http(s) URL")
+    return value
+
+
 class _Strict(BaseModel):
     # TOML already types its values; lax mode only widens them (int → float, array → tuple).
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -46,9 +52,7 @@ class PinningRemote(_Strict):
     @field_validator("endpoint")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s) URL")
-        return value.rstrip("/")
+        return _check_http_url(value).rstrip("/")
 
     def token(self) -> str:
         token = os.environ.get(self.token_env, "")
@@ -69,10 +73,7 @@ class IpfsConfig(_Strict):
     @field_validator("gateways")
     @classmethod
     def _gateway_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for url in value:
-            if not url.startswith(("https://", "http://")):
-                raise ValueError(f"gateway {url!r} must be an http(s) URL")
-        return tuple(url.rstrip("/") for url in value)
+        return tuple(_check_http_url(url).rstrip("/") for url in value)
 
 
 class LlmConfig(_Strict):
@@ -89,9 +90,7 @@ class LlmConfig(_Strict):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s) URL")
-        return value
+        return None if value is None else _check_http_url(value)
 
     def api_key(self) -> str | None:
         """The key from `key_env` when one is named; None lets the provider read its own variable."""
@@ -115,9 +114,7 @@ class EmbeddingsConfig(_Strict):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s) URL")
-        return value
+        return None if value is None else _check_http_url(value)
 
 
 class Config(_Strict):

@@ -163,36 +163,38 @@ class LocalStore:
 
     def _walk(self, root: CID) -> Iterator[tuple[CID, bytes]]:
         """Every distinct block of the DAG, verified, depth first and root first."""
-        stack = [root]
-        seen: set[CID] = set()
-        while stack:
-            cid = stack.pop()
-            if cid in seen:
-                continue
-            seen.add(cid)
-            block = self._read_block(cid)
+        for cid, block in walk_dag(root, self._read_block):
             if not cid.verify(block):
                 self._discard(str(cid))
                 raise TamperedContent(str(cid), WHERE, "" if cid == root else f"a block of {root}")
             yield cid, block
-            stack.extend(reversed(dagpb.links(block, cid.codec)))
 
     @staticmethod
     def _check_complete(root: CID, read: Callable[[CID], bytes]) -> None:
-        stack = [root]
-        seen: set[CID] = set()
-        while stack:
-            cid = stack.pop()
-            if cid in seen:
-                continue
-            seen.add(cid)
-            try:
-                block = read(cid)
-                stack.extend(dagpb.links(block, cid.codec))
-            except NotFound:
-                raise CarError(f"the CAR lacks block {cid} of root {root}; nothing was imported") from None
-            except StoreError as err:
-                raise CarError(f"root {root} cannot be imported: {err}; nothing was imported") from None
+        try:
+            for _ in walk_dag(root, read):
+                pass
+        except NotFound as missing:
+            raise CarError(f"the CAR lacks block {missing.cid} of root {root}; nothing was imported") from None
+        except StoreError as err:
+            raise CarError(f"root {root} cannot be imported: {err}; nothing was imported") from None
+
+
+def walk_dag(root: CID, read: Callable[[CID], bytes]) -> Iterator[tuple[CID, bytes]]:
+    """Each distinct block of the DAG once, depth first, root first and leaves in file order.
+
+    A block's links are decoded only after the caller has taken (and so had the chance to check) the block.
+    """
+    stack = [root]
+    seen: set[CID] = set()
+    while stack:
+        cid = stack.pop()
+        if cid in seen:
+            continue
+        seen.add(cid)
+        block = read(cid)
+        yield cid, block
+        stack.extend(reversed(dagpb.links(block, cid.codec)))
 
 
 def _write_file(path: Path, data: bytes) -> None:
