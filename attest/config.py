@@ -18,6 +18,20 @@ Secrets never live in the file: a pinning service names the environment variable
     model = "llama3.1"
     base_url = "http://127.0.0.1:11434/v1"       # any OpenAI-compatible server
     key_env = "OLLAMA_KEY"                       # optional: where the key is (never the key itself)
+
+    [defaults]
+    network = "local"                            # what `--network` means when it is not given
+    account = "alice"                            # an ape keystore alias; `dev:N` on the devnet
+
+    [networks.sepolia]
+    rpc_url_env = "SEPOLIA_RPC_URL"              # RPC URLs often embed a key, so the file names a variable
+    registry = "0x..."                           # our AttestationRegistry on that chain (`attest registry deploy`)
+    bond = "250"                                 # in currency units; default: the oracle's minimum bond
+    liveness = 7200                              # seconds
+    identifier = "ASSERT_TRUTH2"
+    currency = "0x..."                           # default: the oracle's default currency
+    standing_allowance = false                   # true: approve an unlimited allowance once, not per bond
+    confirmations = 3                            # blocks the disputer waits before trusting a log
 """
 
 from __future__ import annotations
@@ -117,10 +131,64 @@ class EmbeddingsConfig(_Strict):
         return None if value is None else _check_http_url(value)
 
 
+_ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+_ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+
+
+class NetworkConfig(_Strict):
+    """Per-network settings; every field optional so the built-in defaults apply where the file is silent."""
+
+    rpc_url: str | None = None  # only for URLs without credentials; prefer rpc_url_env
+    rpc_url_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    registry: str | None = Field(default=None, pattern=_ADDRESS)
+    oracle: str | None = Field(default=None, pattern=_ADDRESS)  # MockOracleAncillary or VotingV2, for voting
+    bond: str | None = Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)?$")  # decimal, currency units
+    liveness: int | None = Field(default=None, gt=0, le=10 * 365 * 86400)
+    identifier: str | None = Field(default=None, min_length=1, max_length=32)
+    currency: str | None = Field(default=None, pattern=_ADDRESS)
+    standing_allowance: bool = False
+    confirmations: int | None = Field(default=None, ge=0, le=1000)
+    ipfs: IpfsConfig | None = None  # replaces [ipfs] for this network
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _rpc_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value)
+
+    def resolved_rpc_url(self, network: str) -> str | None:
+        """`rpc_url_env`'s value when named (it must be set), else `rpc_url`."""
+        if self.rpc_url_env is not None:
+            url = os.environ.get(self.rpc_url_env, "")
+            if not url:
+                raise ConfigError(
+                    f"[networks.{network}] rpc_url_env names {self.rpc_url_env}, which is not set; export it"
+                )
+            if not url.startswith(("https://", "http://")):
+                # The value may embed an API key: name the variable, never echo the URL.
+                raise ConfigError(f"{self.rpc_url_env} must hold an http(s) RPC URL; fix the variable")
+            return url
+        return self.rpc_url
+
+
+class Defaults(_Strict):
+    network: str = "local"
+    account: str | None = None
+
+
 class Config(_Strict):
+    defaults: Defaults = Defaults()
     ipfs: IpfsConfig = IpfsConfig()
     llm: LlmConfig = LlmConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
+    networks: dict[str, NetworkConfig] = Field(default_factory=dict)
+    # The disputer's own table: validated by disputer.config, carried here so one file serves both CLIs.
+    disputer: dict[str, object] = Field(default_factory=dict)
+
+    def network(self, name: str) -> NetworkConfig:
+        return self.networks.get(name, NetworkConfig())
+
+    def ipfs_for(self, network: str) -> IpfsConfig:
+        return self.network(network).ipfs or self.ipfs
 
 
 def config_path() -> Path:

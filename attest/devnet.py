@@ -21,7 +21,7 @@ from pathlib import Path
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from web3 import Web3
+from web3 import HTTPProvider, Web3
 
 from attest.chain.deploy import Deployment, StackParams, deploy_stack
 from attest.chain.tx import Sender
@@ -88,7 +88,14 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _web3(url: str, timeout: float = 3.0) -> Web3:
-    return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    return Web3(http_provider(url, timeout))
+
+
+def http_provider(url: str, timeout: float) -> HTTPProvider:
+    # web3's validation asks eth_chainId before every call and estimate; a chain id never changes under a URL.
+    return HTTPProvider(
+        url, request_kwargs={"timeout": timeout}, cache_allowed_requests=True, cacheable_requests={"eth_chainId"}
+    )
 
 
 class Devnet:

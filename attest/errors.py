@@ -152,3 +152,49 @@ class ProviderUnavailable(ModelError):
 
 class QueryTooLong(ModelError):
     """A query (with its context) that does not fit the model's budget."""
+
+
+# -- accounts (helper B) ---------------------------------------------------------------------------------
+class AccountError(AttestError):
+    """No usable signing account: unknown alias, wrong passphrase, refused dev key, malformed key or keystore.
+    Messages name the alias or source, never key material."""
+
+
+# -- lead: ledger and the ask flow ------------------------------------------------------------------------
+class LedgerError(AttestError):
+    """The local ledger of attestations cannot be read or written, or names no such attestation."""
+
+
+class BondError(ChainError):
+    """A bond cannot be posted: below the oracle's minimum, more than the balance, or a currency not allowed."""
+
+
+# -- disputer state (helper E) ---------------------------------------------------------------------------
+class DisputerStateError(AttestError):
+    """The disputer's SQLite state cannot be opened, migrated or written, or a write breaks its rules."""
+
+
+# -- claims and verification (helper A) ------------------------------------------------------------------
+class ClaimError(AttestError, ValueError):
+    """A claim that cannot be built within its size limit, or bytes that are not an llm-attest claim."""
+
+
+class VerifyError(AttestError):
+    """`attest verify` cannot start: an unknown target, or an assertion that does not exist on the network."""
+
+
+# -- judge, calibration and evaluation (helper C) --------------------------------------------------------
+class JudgeError(AttestError):
+    """The disputer's judge cannot be built or used as configured."""
+
+
+class JudgeOutputError(JudgeError, ValueError):
+    """A model's reply that is not exactly one JSON verdict {score, rationale}; that sample does not count."""
+
+
+class CalibrationError(JudgeError, ValueError):
+    """A calibration map that cannot be fitted, or a calibration file that cannot be read."""
+
+
+class EvalDataError(JudgeError, ValueError):
+    """An evaluation data set (JSONL rows) that cannot be read; the message names the file and line."""

@@ -1,19 +1,33 @@
-"""Run every benchmark: `python -m bench [--quick] [--write]` (`--write` updates docs/benchmarks.md, full runs only)."""
+"""Run the benchmarks: `python -m bench [NAME ...] [--quick] [--write]`.
+
+NAME picks benches (gas, cid, kb, ask; all when none is named). `--write` updates docs/benchmarks.md, full runs of
+every bench only.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
-from bench import cid, gas, kb
-from bench.common import write_report
+from bench import ask, cid, gas, kb
+from bench.common import Table, write_report
+
+BENCHES: dict[str, Callable[..., list[Table]]] = {"gas": gas.run, "cid": cid.run, "kb": kb.run, "ask": ask.run}
 
 
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv
-    tables = gas.run(quick=quick) + cid.run(quick=quick) + kb.run(quick=quick)
+    names = [a for a in argv if not a.startswith("-")]
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown or "--help" in argv or "-h" in argv:
+        print(__doc__)
+        raise SystemExit(2 if unknown else 0)
+    tables = [table for name in names or list(BENCHES) for table in BENCHES[name](quick=quick)]
     for table in tables:
         print(table.markdown())
-    if "--write" in argv and not quick:  # quick runs are smoke tests; docs/benchmarks.md holds full runs only
+    if (
+        "--write" in argv and not quick and not names
+    ):  # quick runs are smoke tests; docs/benchmarks.md holds full runs only
         write_report(tables)
         print("wrote docs/benchmarks.md")
 

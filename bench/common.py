@@ -43,14 +43,27 @@ class Table:
 @contextmanager
 def throwaway_devnet() -> Iterator[tuple[Web3, Deployment]]:
     """A fresh devnet (anvil + UMA stack + registry) in a temporary home, stopped afterwards."""
+    with throwaway_home() as (_, w3, deployment):
+        yield w3, deployment
+
+
+@contextmanager
+def throwaway_home() -> Iterator[tuple[Path, Web3, Deployment]]:
+    """`throwaway_devnet` plus its home, for benches that drive the library (set ATTEST_HOME to it)."""
     with tempfile.TemporaryDirectory(prefix="attest-bench-") as home:
         devnet = Devnet(Path(home))
         status, _ = devnet.up(free_port())
         try:
             assert status.deployment is not None
-            yield devnet.web3(), status.deployment
+            yield Path(home), devnet.web3(), status.deployment
         finally:
             devnet.down()
+
+
+def percentile(samples: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of a non-empty sample."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def compile_solidity(path: Path, contract: str) -> Artifact:

@@ -16,6 +16,8 @@ sys.path.insert(0, str(ROOT))
 from attest.chain.artifacts import ABI_DIR, UMA_CONTRACTS, uma  # noqa: E402
 
 OUR_CONTRACTS = ("AttestationRegistry",)
+# The DVM's contracts, for voting on networks where disputes go to UMA's VotingV2 (attest/chain/voting.py).
+DVM_CONTRACTS = ("VotingV2", "VotingToken")
 
 
 def expected_files() -> dict[str, dict]:
@@ -29,7 +31,7 @@ def expected_files() -> dict[str, dict]:
             "abi": ct["abi"],
             "bytecode": ct["deploymentBytecode"]["bytecode"],
         }
-    for name in UMA_CONTRACTS:
+    for name in UMA_CONTRACTS + DVM_CONTRACTS:
         files[f"{name}.json"] = {"contractName": name, "source": "@uma/core", "abi": uma(name).abi}
     return files
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.types import RPCEndpoint
 
-from attest.devnet import DEV_MNEMONIC
+from attest.chain.deploy import Deployment
+from attest.devnet import DEV_MNEMONIC, Devnet
 from attest.ipfs.jsipfs import JsIpfsDaemon
 from attest.localnet import free_port
 
@@ -55,3 +59,43 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JsIpfsDaemon]:
     assert not _pid_alive(pid)
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", node.api_port), timeout=2):
         pass
+
+
+@dataclass
+class LocalChain:
+    """The session's devnet seen from one test: its own ATTEST_HOME whose `devnet/` is the shared node's."""
+
+    home: Path
+    w3: Web3
+    deployment: Deployment
+
+    def advance(self, seconds: int) -> None:
+        self.w3.provider.make_request(RPCEndpoint("evm_increaseTime"), [seconds])
+        self.w3.provider.make_request(RPCEndpoint("evm_mine"), [])
+
+    def now(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+
+@pytest.fixture(scope="session")
+def devnet_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One anvil with the real UMA stack for the whole session (deploying takes seconds, snapshots are free)."""
+    home = tmp_path_factory.mktemp("devnet-home")
+    devnet = Devnet(home)
+    devnet.up(free_port())
+    yield home
+    devnet.down()
+
+
+@pytest.fixture
+def local_chain(devnet_home: Path, attest_home: str) -> Iterator[LocalChain]:
+    """The shared devnet, reverted after the test: what one test sends never leaks into the next."""
+    home = Path(attest_home)
+    (home / "devnet").symlink_to(devnet_home / "devnet", target_is_directory=True)
+    devnet = Devnet(home)
+    deployment = devnet.deployment()
+    assert deployment is not None
+    w3 = devnet.web3()
+    snapshot = w3.provider.make_request(RPCEndpoint("evm_snapshot"), [])["result"]
+    yield LocalChain(home, w3, deployment)
+    assert w3.provider.make_request(RPCEndpoint("evm_revert"), [snapshot])["result"] is True

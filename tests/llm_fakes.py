@@ -85,8 +85,14 @@ class FakeModelServer:
         raw_body: bytes | None = None,
         retry_after: str | None = None,
         error_code: str | None = None,
+        echo: bool = False,
+        texts: Sequence[str] = (),
     ) -> None:
         self.kind = kind
+        # echo: a 200 answers with the prompt it was sent (system, then each message), as the reply text.
+        # texts: request i that succeeds answers with texts[i] as the reply text (the canned body after the list).
+        self.echo = echo
+        self.texts = list(texts)
         self.statuses = list(statuses)
         self.delays = list(delays)
         self.body = body if body is not None else (OPENAI_OK if kind == "openai" else ANTHROPIC_OK)
@@ -169,7 +175,10 @@ class FakeModelServer:
             return
         status = self.statuses[index] if index < len(self.statuses) else 200
         if status == 200:
-            if self.raw_body is not None:
+            if self.echo or index < len(self.texts):
+                text = prompt_of(self.kind, parsed) if self.echo else self.texts[index]
+                self._reply(handler, 200, text_body(self.kind, text))
+            elif self.raw_body is not None:
                 self._reply_bytes(handler, 200, self.raw_body, "application/json")
             else:
                 self._reply(handler, 200, self.body)
@@ -196,6 +205,23 @@ class FakeModelServer:
             handler.send_header("Retry-After", self.retry_after)
         handler.end_headers()
         handler.wfile.write(data)
+
+
+def text_body(kind: Literal["openai", "anthropic"], text: str) -> dict[str, Any]:
+    """The provider's canned success with `text` as the reply."""
+    if kind == "openai":
+        choice = {**OPENAI_OK["choices"][0], "message": {"role": "assistant", "content": text}}
+        return {**OPENAI_OK, "choices": [choice]}
+    return {**ANTHROPIC_OK, "content": [{"type": "text", "text": text}]}
+
+
+def prompt_of(kind: Literal["openai", "anthropic"], body: Any) -> str:
+    """The prompt text of a request body: the system text, then every message's content."""
+    if not isinstance(body, dict):
+        return str(body)
+    parts = [] if kind == "openai" else [str(body.get("system", ""))]
+    parts += [str(m.get("content", "")) for m in body.get("messages", []) if isinstance(m, dict)]
+    return "\n\n".join(parts)
 
 
 def chunk(text: str, index: int = 0, source: str = "eip-1559.md", heading: tuple[str, ...] = ()) -> RetrievedChunk:

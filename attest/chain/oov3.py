@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
+from web3.contract.contract import ContractFunction
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
@@ -17,6 +19,7 @@ from attest.chain.tx import Sender
 from attest.errors import ChainError
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+FINDER_CACHE_S = 300.0
 NUMERICAL_TRUE = 10**18  # the only oracle price that resolves an assertion as true
 
 
@@ -109,6 +112,7 @@ class OptimisticOracleV3:
         self.contract: Contract = w3.eth.contract(
             address=Web3.to_checksum_address(address), abi=shipped("OptimisticOracleV3").abi
         )
+        self._lookups: dict[str, tuple[float, Contract]] = {}
 
     @property
     def address(self) -> str:
@@ -146,9 +150,16 @@ class OptimisticOracleV3:
         return int(self.contract.functions.burnedBondPercentage().call())
 
     def _finder_lookup(self, name: str, abi_name: str) -> Contract:
+        # UMA governance can re-point the Finder, so a looked-up address is trusted for a while, not forever
+        # (a daemon runs for months); within an `ask` this saves two calls and an ABI load per lookup.
+        cached = self._lookups.get(name)
+        if cached is not None and time.monotonic() - cached[0] < FINDER_CACHE_S:
+            return cached[1]
         finder = self.w3.eth.contract(address=self.contract.functions.finder().call(), abi=shipped("Finder").abi)
         address = finder.functions.getImplementationAddress(to_bytes32(name)).call()
-        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=shipped(abi_name).abi)
+        contract = self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=shipped(abi_name).abi)
+        self._lookups[name] = (time.monotonic(), contract)
+        return contract
 
     def is_identifier_supported(self, identifier: str) -> bool:
         """Asks UMA's IdentifierWhitelist itself, not the oracle's cache (which may be stale)."""
@@ -181,9 +192,8 @@ class OptimisticOracleV3:
         return int(fee)
 
     # -- writes ----------------------------------------------------------------------------------------
-    def assert_truth(
+    def assert_truth_call(
         self,
-        sender: Sender,
         *,
         claim: bytes,
         asserter: str,
@@ -194,9 +204,9 @@ class OptimisticOracleV3:
         identifier: str,
         domain_id: bytes,
         escalation_manager: str = ZERO_ADDRESS,
-    ) -> tuple[AssertionMade, TxReceipt]:
-        """Assert `claim`; the bond is pulled from the sender, who must have approved it."""
-        call = self.contract.functions.assertTruth(
+    ) -> ContractFunction:
+        """The assertTruth call, unsent: the bond is pulled from whoever sends it, who must have approved it."""
+        return self.contract.functions.assertTruth(
             claim,
             Web3.to_checksum_address(asserter),
             Web3.to_checksum_address(callback_recipient),
@@ -207,22 +217,40 @@ class OptimisticOracleV3:
             to_bytes32(identifier),
             domain_id,
         )
-        receipt = sender.transact(call, "assertTruth")
+
+    def assert_truth(self, sender: Sender, **kwargs: Any) -> tuple[AssertionMade, TxReceipt]:
+        """Assert and wait; keyword arguments as `assert_truth_call`."""
+        receipt = sender.transact(self.assert_truth_call(**kwargs), "assertTruth")
+        return self.made_in(receipt), receipt
+
+    def made_in(self, receipt: TxReceipt) -> AssertionMade:
         made = self.assertions_made(receipt)
         if len(made) != 1:
             raise ChainError(f"assertTruth receipt holds {len(made)} AssertionMade events")
-        return made[0], receipt
+        return made[0]
+
+    def default_liveness(self) -> int:
+        return int(self.contract.functions.defaultLiveness().call())
 
     def dispute(self, sender: Sender, assertion_id: bytes, disputer: str) -> TxReceipt:
         call = self.contract.functions.disputeAssertion(assertion_id, Web3.to_checksum_address(disputer))
         return sender.transact(call, "disputeAssertion")
 
     def settle(self, sender: Sender, assertion_id: bytes) -> TxReceipt:
-        return sender.transact(self.contract.functions.settleAssertion(assertion_id), "settleAssertion")
+        return sender.transact(self.settle_call(assertion_id), "settleAssertion")
+
+    def settle_call(self, assertion_id: bytes) -> ContractFunction:
+        return self.contract.functions.settleAssertion(assertion_id)
+
+    def settled_in(self, receipt: TxReceipt) -> list[AssertionSettled]:
+        events = self.contract.events.AssertionSettled().process_receipt(receipt, errors=DISCARD)
+        return [_assertion_settled(e) for e in events]
 
     def sync_uma_params(self, sender: Sender, identifier: str, currency: str) -> TxReceipt:
-        call = self.contract.functions.syncUmaParams(to_bytes32(identifier), Web3.to_checksum_address(currency))
-        return sender.transact(call, "syncUmaParams")
+        return sender.transact(self.sync_uma_params_call(identifier, currency), "syncUmaParams")
+
+    def sync_uma_params_call(self, identifier: str, currency: str) -> ContractFunction:
+        return self.contract.functions.syncUmaParams(to_bytes32(identifier), Web3.to_checksum_address(currency))
 
     # -- events ----------------------------------------------------------------------------------------
     def assertions_made(self, receipt: TxReceipt) -> list[AssertionMade]:

@@ -12,11 +12,15 @@ import sys
 import click
 
 from attest import __version__
+from attest.cli.accounts import accounts
+from attest.cli.attestations import ask, export, list_, resume, settle, status
+from attest.cli.config import config
 from attest.cli.devnet import devnet
 from attest.cli.ipfs import ipfs
 from attest.cli.kb import kb
 from attest.cli.networks import networks
 from attest.cli.prompts import prompts
+from attest.cli.verify import verify
 from attest.errors import AttestError
 
 
@@ -26,11 +30,15 @@ def cli() -> None:
     """Accountable LLM answers: signed records on IPFS, asserted through UMA's Optimistic Oracle V3."""
 
 
+for command in (ask, verify, status, list_, settle, resume, export):
+    cli.add_command(command)
 cli.add_command(devnet)
 cli.add_command(networks)
 cli.add_command(ipfs)
 cli.add_command(kb)
 cli.add_command(prompts)
+cli.add_command(config)
+cli.add_command(accounts)
 
 
 def main() -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+
+from attest.cli.output import echo_json, short, table
 
 if TYPE_CHECKING:
     from attest.ipfs.cid import CID
@@ -15,29 +15,10 @@ if TYPE_CHECKING:
 
 
 def _open() -> KnowledgeBase:
+    from attest.ipfs.local import LocalStore
     from attest.kb import KnowledgeBase
 
-    return KnowledgeBase()
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], numeric: frozenset[int] = frozenset()) -> str:
-    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-
-    def line(row: list[str]) -> str:
-        padded = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        return "  ".join(padded).rstrip()
-
-    return "\n".join(line(row) for row in cells)
-
-
-def _short(text: str, width: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+    return KnowledgeBase(document_store=LocalStore())
 
 
 def _target(text: str) -> Path | CID:
@@ -86,7 +67,7 @@ def kb_add(targets: tuple[str, ...]) -> None:
     changed = [r for r in results if r.status != "unchanged"]
     if changed:
         click.echo(
-            _table(
+            table(
                 ["STATUS", "CHUNKS", "CID", "SOURCE"],
                 [[r.status, r.chunks, r.doc_cid, r.source] for r in changed],
                 frozenset({1}),
@@ -116,13 +97,13 @@ def kb_list(as_json: bool) -> None:
     with _open() as base:
         documents = base.documents()
     if as_json:
-        _echo_json([d.__dict__ for d in documents])
+        echo_json([d.__dict__ for d in documents])
         return
     if not documents:
         click.echo("The knowledge base is empty; add documents with `attest kb add PATH|CID`.")
         return
-    rows = [[d.source, d.chunks, d.media_type, d.doc_cid, _short(d.title, 48)] for d in documents]
-    click.echo(_table(["SOURCE", "CHUNKS", "TYPE", "CID", "TITLE"], rows, frozenset({1})))
+    rows = [[d.source, d.chunks, d.media_type, d.doc_cid, short(d.title, 48)] for d in documents]
+    click.echo(table(["SOURCE", "CHUNKS", "TYPE", "CID", "TITLE"], rows, frozenset({1})))
 
 
 def _embedder() -> tuple[Any, str]:
@@ -168,7 +149,7 @@ def kb_search(query: tuple[str, ...], k: int, as_json: bool, hybrid: bool) -> No
         else:
             hits = base.search(" ".join(query), k=k)
     if as_json:
-        _echo_json([{**hit.__dict__, "heading_path": list(hit.heading_path)} for hit in hits])
+        echo_json([{**hit.__dict__, "heading_path": list(hit.heading_path)} for hit in hits])
         return
     if not hits:
         click.echo("No chunk matches.")
@@ -176,7 +157,7 @@ def kb_search(query: tuple[str, ...], k: int, as_json: bool, hybrid: bool) -> No
     for rank, hit in enumerate(hits, 1):
         where = " > ".join(hit.heading_path)
         click.echo(f"{rank}. {hit.score:.2f}  {hit.source}#{hit.chunk_index}" + (f"  ({where})" if where else ""))
-        click.echo(f"   {_short(hit.text, 200)}")
+        click.echo(f"   {short(hit.text, 200)}")
 
 
 @kb.command("stats")
@@ -186,7 +167,7 @@ def kb_stats(as_json: bool) -> None:
     with _open() as base:
         stats = base.stats()
     if as_json:
-        _echo_json(stats.as_dict())
+        echo_json(stats.as_dict())
         return
     media = ", ".join(f"{kind} {n}" for kind, n in stats.media_types.items()) or "-"
     models = ", ".join(f"{model} {n}" for model, n in stats.embeddings.items()) or "-"
@@ -201,7 +182,7 @@ def kb_stats(as_json: bool) -> None:
         ["chunking", f"max {stats.params.max_chars} chars, overlap {stats.params.overlap_chars}"],
         ["embeddings", models],
     ]
-    click.echo(_table(["", ""], rows).split("\n", 1)[1])
+    click.echo(table(["", ""], rows).split("\n", 1)[1])
 
 
 @kb.command("manifest")
@@ -214,6 +195,6 @@ def kb_manifest(as_json: bool) -> None:
         cid = base.pin_manifest(LocalStore())
         manifest = base.manifest()
     if as_json:
-        _echo_json({"cid": cid, "manifest": manifest})
+        echo_json({"cid": cid, "manifest": manifest})
     else:
         click.echo(cid)

@@ -38,9 +38,10 @@ MAX_QUERY_TERMS = 32
 HEADING_WEIGHT = 4.0  # a query word in a document's name or heading path counts this much more than in its body
 _BM25 = f"bm25(chunks_fts, {HEADING_WEIGHT}, 1.0)"
 _BM25_MAX = 1.2 + 1.0  # FTS5's k1 + 1: the most one term adds to a score, per unit of its idf
-# Below these many matching chunks a plain OR query is already fast; ranking costs ~2 µs per matching chunk.
+# Below these many matching chunks a plain OR query is already fast: FTS5 steps through every chunk an OR
+# matches (~1 µs each) and ranks each (~4 µs), so common words, not ranking, are what make a query slow.
 _PLAIN_BELOW = 1000
-_PROBE_ROWS = 400  # how many chunks the rarest terms may match when estimating the k-th best score
+_PROBE_ROWS = 400  # how many chunks the rarest terms may match in the query that finds a first k-th best score
 
 Status = Literal["added", "unchanged", "replaced"]
 
@@ -99,6 +100,8 @@ _STOPWORD_TEXT = """
 """
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _TOKEN = re.compile(r"[^\W_]+")
+# "the user's wallet" means the user; left in, the "s" would turn the word into the phrase "user s".
+_POSSESSIVE = re.compile(r"(?<=\w)['\u2019]s\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,7 @@ def query_terms(text: str) -> list[str]:
     """
     terms: list[str] = []
     stop: list[str] = []
-    for word in text.split():
+    for word in _POSSESSIVE.sub("", text).split():
         tokens = _TOKEN.findall(word.lower())
         if not tokens:
             continue
@@ -209,13 +212,29 @@ def split_by_bound(terms: Sequence[str], bounds: dict[str, float], threshold: fl
 def restricted_match(required: Sequence[str], optional: Sequence[str]) -> str:
     """Chunks with a required term, each scored on every term exactly as the plain OR query scores it.
 
-    `(R OR O) NOT (O NOT R)`: the NOT side removes chunks with only optional terms and adds no score.
+    `(R OR O) NOT (O NOT R)`: the NOT side removes chunks with only optional terms and adds no score. FTS5 steps
+    through every chunk of R OR O to evaluate it, so search uses `required_match`, which steps through R's only.
     """
     r = "(" + " OR ".join(required) + ")"
     if not optional:
         return r
     o = "(" + " OR ".join(optional) + ")"
     return f"(({r} OR {o}) NOT ({o} NOT {r}))"
+
+
+def required_match(required: Sequence[str], optional: Sequence[str]) -> str:
+    """The same chunks scored the same way as `restricted_match`, found by stepping through the required terms'
+    chunks only: `(R AND O) OR (R NOT O)`.
+
+    FTS5 scores only the phrases of the branch a chunk matches (the other branch's phrases count nothing), so
+    each chunk's score is its plain OR score; but where `restricted_match` steps through every chunk any term
+    matches, both branches here step through R's chunks and only look up O in them.
+    """
+    r = "(" + " OR ".join(required) + ")"
+    if not optional:
+        return r
+    o = "(" + " OR ".join(optional) + ")"
+    return f"(({r} AND {o}) OR ({r} NOT {o}))"
 
 
 def _now() -> str:
@@ -229,8 +248,12 @@ def _hidden(name: str) -> bool:
 class KnowledgeBase:
     """One SQLite file (default `ATTEST_HOME/kb.sqlite3`). Use as a context manager, or call `close()`."""
 
-    def __init__(self, path: Path | None = None, params: ChunkParams | None = None) -> None:
+    def __init__(
+        self, path: Path | None = None, params: ChunkParams | None = None, *, document_store: ContentStore | None = None
+    ) -> None:
         self.path = path if path is not None else attest_home() / "kb.sqlite3"
+        # Where ingested documents' bytes are kept and pinned, so a record citing them can be checked by CID.
+        self.document_store = document_store
         self._depth = 0
         # Corpus statistics for search; `PRAGMA data_version` tells when another connection changed them.
         self._stats_version = -1
@@ -413,6 +436,9 @@ class KnowledgeBase:
         with self.transaction():
             for item in incoming:
                 results.append(self._write_one(item))
+        if self.document_store is not None:
+            for item in incoming:
+                self.document_store.pin(self.document_store.put(item.data, cid_version=1))
         return results
 
     def _write_one(self, item: _Incoming) -> AddResult:
@@ -486,26 +512,18 @@ class KnowledgeBase:
     def search(self, query: str, k: int = 5) -> list[RetrievedChunk]:
         """The `k` chunks that best match `query` (BM25; a match in a heading or file name weighs more).
 
-        Exactly the top k of the plain OR query over the query's words, found without ranking chunks that
-        hold only common words when those cannot reach the top k. The same chunk of the same bytes under
-        two sources is returned once.
+        Exactly the top k of the plain OR query over the query's words, found without stepping through the
+        chunks that hold only common words when those cannot reach the top k. The same chunk of the same bytes
+        under two sources is returned once.
         """
         if k < 1:
             raise KbError(f"k must be at least 1 (got {k})")
         terms = query_terms(query)
         limit = k
         while True:
-            match = self._match(terms, limit)
+            match, rows = self._plan(terms, limit)
             if not match:
                 return []
-            rows = self._db.execute(
-                "SELECT d.source, c.doc_cid, c.idx, c.text, c.sha256, c.heading_path, hits.score FROM "
-                f"(SELECT rowid, -{_BM25} AS score FROM chunks_fts WHERE chunks_fts MATCH ? "
-                "ORDER BY score DESC LIMIT ?) AS hits "
-                "JOIN chunks c ON c.id = hits.rowid JOIN documents d ON d.id = c.document_id "
-                "ORDER BY hits.score DESC, d.source, c.idx",
-                (match, limit),
-            ).fetchall()
             found: list[RetrievedChunk] = []
             seen: set[tuple[str, int]] = set()
             for source, doc_cid, idx, text, sha256, path, score in rows:
@@ -517,15 +535,34 @@ class KnowledgeBase:
                 return found
             limit = 2 * limit + 8  # duplicates took places: look further
 
+    def _top(self, match: str, limit: int) -> list[tuple[Any, ...]]:
+        return self._db.execute(
+            "SELECT d.source, c.doc_cid, c.idx, c.text, c.sha256, c.heading_path, hits.score FROM "
+            f"(SELECT rowid, -{_BM25} AS score FROM chunks_fts WHERE chunks_fts MATCH ? "
+            "ORDER BY score DESC LIMIT ?) AS hits "
+            "JOIN chunks c ON c.id = hits.rowid JOIN documents d ON d.id = c.document_id "
+            "ORDER BY hits.score DESC, d.source, c.idx",
+            (match, limit),
+        ).fetchall()
+
     def _match(self, terms: list[str], limit: int) -> str:
         """The MATCH expression whose top `limit` are the top `limit` of `terms` joined by OR."""
+        return self._plan(terms, limit)[0]
+
+    def _plan(self, terms: list[str], limit: int) -> tuple[str, list[tuple[Any, ...]]]:
+        """The MATCH expression whose top `limit` are the top `limit` of `terms` joined by OR, and those rows.
+
+        MaxScore over FTS5: the chunks holding one of the rarest terms are ranked first, on every term, and
+        the limit-th of their exact scores is a lower bound of the limit-th best score overall. Every term whose
+        bound, added to those of the terms weaker than it, stays below that score is optional: a chunk holding
+        only optional terms cannot reach the top. When all required terms were among the rarest, the first
+        ranking is already the answer; otherwise the chunks holding the other required terms are ranked too.
+        """
         rows, hits = self._corpus_counts(terms)
         terms = [t for t in terms if hits[t]]
         everything = " OR ".join(terms)
-        total = sum(hits[t] for t in terms)
-        if total < _PLAIN_BELOW:
-            return everything
-        bounds = {t: _BM25_MAX * _idf(rows, hits[t]) for t in terms}
+        if not terms or sum(hits[t] for t in terms) < _PLAIN_BELOW:
+            return everything, self._top(everything, limit) if terms else []
         probe: list[str] = []
         probed = 0
         for term in sorted(terms, key=lambda t: hits[t]):
@@ -533,18 +570,20 @@ class KnowledgeBase:
                 break
             probe.append(term)
             probed += hits[term]
-        # The rarest terms' own scores are lower bounds of these chunks' full scores, so the limit-th of them
-        # is at most the limit-th best full score.
-        scores = self._db.execute(
-            f"SELECT -{_BM25} AS score FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY score DESC LIMIT ?",
-            (" OR ".join(probe), limit),
-        ).fetchall()
-        if len(scores) < limit:
-            return everything
-        required, optional = split_by_bound(terms, bounds, scores[-1][0])
-        if not optional or not required or sum(hits[t] for t in required) > 0.6 * total:
-            return everything  # the restriction would cost about what it saves
-        return restricted_match(required, optional)
+        first = required_match(probe, [t for t in terms if t not in probe])
+        top = self._top(first, limit)
+        if len(top) < limit:  # fewer chunks hold a rare term than are asked for: no bound to prune with
+            return everything, self._top(everything, limit)
+        bounds = {t: _BM25_MAX * _idf(rows, hits[t]) for t in terms}
+        required, _optional = split_by_bound(terms, bounds, top[-1][-1])
+        rest = [t for t in required if t not in probe]
+        if not rest:
+            return first, top
+        # Chunks holding a probe term are ranked already: the second ranking steps through the other required
+        # terms' chunks only, and the two rankings merge (a chunk in both has the same score in each).
+        match = required_match(rest, [t for t in terms if t not in rest])
+        merged = {(row[0], row[2]): row for row in [*top, *self._top(match, limit)]}
+        return match, sorted(merged.values(), key=lambda row: (-row[-1], row[0], row[2]))[:limit]
 
     def _corpus_counts(self, terms: list[str]) -> tuple[int, dict[str, int]]:
         """How many chunks there are and how many hold each term; cached until the KB changes."""

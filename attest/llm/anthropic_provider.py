@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 
 import anthropic
-from anthropic.types import Message, MessageParam
+from anthropic.types import Message, MessageParam, OutputConfigParam
 
 from attest.context import RetrievedChunk
 from attest.errors import MissingKey, ModelError, ProviderUnavailable
@@ -19,6 +19,7 @@ from attest.llm.base import (
     Answer,
     GenerationParams,
     ModelMetadata,
+    OutputSchema,
     Retryable,
     RetryPolicy,
     SdkInfo,
@@ -68,7 +69,14 @@ class AnthropicProvider:
         return f"AnthropicProvider(endpoint={self.endpoint!r})"
 
     def answer(
-        self, query: str, chunks: Sequence[RetrievedChunk], template: Template, params: GenerationParams
+        self,
+        query: str,
+        chunks: Sequence[RetrievedChunk],
+        template: Template,
+        params: GenerationParams,
+        *,
+        graded: str | None = None,
+        output: OutputSchema | None = None,
     ) -> Answer:
         refused = [name for name in ("temperature", "top_p", "seed") if getattr(params, name) is not None]
         if refused:
@@ -77,14 +85,21 @@ class AnthropicProvider:
                 f"{', '.join(refused)}; leave {'them' if len(refused) > 1 else 'it'} unset for provider anthropic"
             )
         max_tokens = params.max_tokens or DEFAULT_MAX_TOKENS
-        prompt = template.render(query=query, chunks=chunks)
+        prompt = template.render(query=query, chunks=chunks, answer=graded)
         messages: list[MessageParam] = [{"role": "user", "content": prompt.user}]
+        output_config: OutputConfigParam | anthropic.Omit = (
+            anthropic.omit if output is None else {"format": {"type": "json_schema", "schema": dict(output.schema)}}
+        )
 
         def send() -> Message:
             failure: Exception
             try:
                 return self._client.messages.create(
-                    model=params.model, max_tokens=max_tokens, system=prompt.system, messages=messages
+                    model=params.model,
+                    max_tokens=max_tokens,
+                    system=prompt.system,
+                    messages=messages,
+                    output_config=output_config,
                 )
             except anthropic.APIStatusError as err:
                 failure = self._failure(err, params.model)

@@ -11,7 +11,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -103,13 +103,31 @@ class Answer:
     metadata: ModelMetadata
 
 
+@dataclass(frozen=True)
+class OutputSchema:
+    """Ask the model for one JSON object of this JSON Schema (a judge's verdict). Providers send it through their
+    structured-output option; the caller still validates what comes back, since not every server enforces it."""
+
+    name: str  # OpenAI wants a name for the schema: letters, digits, _ and -
+    schema: Mapping[str, Any]
+
+
 class Provider(Protocol):
     @property
     def name(self) -> str: ...
 
     def answer(
-        self, query: str, chunks: Sequence[RetrievedChunk], template: Template, params: GenerationParams
-    ) -> Answer: ...
+        self,
+        query: str,
+        chunks: Sequence[RetrievedChunk],
+        template: Template,
+        params: GenerationParams,
+        *,
+        graded: str | None = None,
+        output: OutputSchema | None = None,
+    ) -> Answer:
+        """`graded` is the answer a judge template grades (rendered as its $answer); `output` asks for JSON."""
+        ...
 
 
 def citations_in(text: str, passages: int) -> tuple[int, ...]:

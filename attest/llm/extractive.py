@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from attest import __version__
 from attest.context import RetrievedChunk
 from attest.errors import ModelError
-from attest.llm.base import Answer, GenerationParams, ModelMetadata, SdkInfo, SentParams
+from attest.llm.base import Answer, GenerationParams, ModelMetadata, OutputSchema, SdkInfo, SentParams
 from attest.prompts.catalog import Template
 
 EXTRACTIVE_MODEL = "extractive-v1"
@@ -64,9 +64,22 @@ class ExtractiveProvider:
         return f"ExtractiveProvider(top_passages={self.top_passages}, max_quotes={self.max_quotes})"
 
     def answer(
-        self, query: str, chunks: Sequence[RetrievedChunk], template: Template, params: GenerationParams
+        self,
+        query: str,
+        chunks: Sequence[RetrievedChunk],
+        template: Template,
+        params: GenerationParams,
+        *,
+        graded: str | None = None,
+        output: OutputSchema | None = None,
     ) -> Answer:
-        """Quotes from `chunks` (taken in the retriever's order). `template` is not used: no model reads it."""
+        """Quotes from `chunks` (taken in the retriever's order). `template` is not used: no model reads it.
+        It quotes; it cannot grade, so a request for structured output (a judge's) is refused."""
+        if output is not None or graded is not None:
+            raise ModelError(
+                "the extractive provider quotes passages and cannot grade answers; judge with the offline "
+                "grounding judge or configure a model provider"
+            )
         if params.model != EXTRACTIVE_MODEL:
             raise ModelError(f"the extractive provider has one model, {EXTRACTIVE_MODEL}, not {params.model!r}")
         started = time.perf_counter()

@@ -11,6 +11,7 @@ from typing import Literal, TypeVar
 
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+from openai.types.chat.completion_create_params import ResponseFormat
 
 from attest.context import RetrievedChunk
 from attest.errors import MissingKey, ModelError, ProviderUnavailable
@@ -18,6 +19,7 @@ from attest.llm.base import (
     Answer,
     GenerationParams,
     ModelMetadata,
+    OutputSchema,
     Retryable,
     RetryPolicy,
     SdkInfo,
@@ -83,15 +85,23 @@ class OpenAIProvider:
         return "openai" if self.official else "openai-compatible"
 
     def answer(
-        self, query: str, chunks: Sequence[RetrievedChunk], template: Template, params: GenerationParams
+        self,
+        query: str,
+        chunks: Sequence[RetrievedChunk],
+        template: Template,
+        params: GenerationParams,
+        *,
+        graded: str | None = None,
+        output: OutputSchema | None = None,
     ) -> Answer:
-        prompt = template.render(query=query, chunks=chunks)
+        prompt = template.render(query=query, chunks=chunks, answer=graded)
         messages: list[ChatCompletionMessageParam] = [
             {"role": "system", "content": prompt.system},
             {"role": "user", "content": prompt.user},
         ]
 
         by_completion = self.max_tokens_field == "max_completion_tokens"
+        response_format = self._response_format(output)
 
         def send() -> ChatCompletion:
             failure: Exception
@@ -104,6 +114,7 @@ class OpenAIProvider:
                     max_completion_tokens=_given(params.max_tokens) if by_completion else openai.omit,
                     max_tokens=openai.omit if by_completion else _given(params.max_tokens),
                     seed=_given(params.seed),
+                    response_format=response_format,
                 )
             except openai.APIStatusError as err:
                 failure = self._failure(err, params.model)
@@ -153,6 +164,17 @@ class OpenAIProvider:
                 endpoint=self.endpoint,
             ),
         )
+
+    def _response_format(self, output: OutputSchema | None) -> ResponseFormat | openai.Omit:
+        if output is None:
+            return openai.omit
+        if not self.official:
+            # Compatible servers (Ollama, vLLM, llama.cpp) agree on JSON mode; strict schemas vary between them.
+            return {"type": "json_object"}
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": output.name, "schema": dict(output.schema), "strict": True},
+        }
 
     def _failure(self, err: openai.APIStatusError, model: str) -> ModelError | Retryable:
         body = err.body

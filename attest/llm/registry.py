@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from attest.config import LlmConfig
 from attest.context import RetrievedChunk
 from attest.errors import QueryTooLong, UnknownProvider
-from attest.llm.base import Answer, GenerationParams, Provider, RetryPolicy
+from attest.llm.base import Answer, GenerationParams, OutputSchema, Provider, RetryPolicy
 from attest.llm.extractive import EXTRACTIVE_MODEL, ExtractiveProvider
 from attest.prompts.catalog import Template
 
@@ -103,8 +103,10 @@ def check_budget(
     params: GenerationParams,
     *,
     budget_tokens: int | None = None,
+    graded: str | None = None,
 ) -> int:
-    """The estimated prompt tokens, or QueryTooLong when prompt plus reserved output exceed the window."""
+    """The estimated prompt tokens, or QueryTooLong when prompt plus reserved output exceed the window.
+    `graded` is the answer a judge template grades; without it a judge prompt is estimated with an empty one."""
     window = budget_tokens or context_window(params.model)
     reserve = params.max_tokens or DEFAULT_OUTPUT_RESERVE
     prompt_budget = window - reserve
@@ -114,7 +116,7 @@ def check_budget(
             f"the query alone is about {query_tokens} tokens; model {params.model!r} has room for about "
             f"{max(prompt_budget, 0)} ({window} in all, {reserve} kept for the answer). Shorten the query."
         )
-    answer = "" if template.needs_answer else None  # judges are budgeted by their own caller
+    answer = graded if graded is not None else ("" if template.needs_answer else None)
     estimate = estimate_tokens(template.render(query=query, chunks=chunks, answer=answer).text)
     if estimate > prompt_budget:
         raise QueryTooLong(
@@ -139,8 +141,20 @@ class Budgeted:
     def __repr__(self) -> str:
         return f"Budgeted({self.inner!r}, budget_tokens={self.budget_tokens})"
 
+    @property
+    def label(self) -> str:
+        """The provider as records name it: "openai-compatible" for a local server, else its name."""
+        return str(getattr(self.inner, "label", self.inner.name))
+
     def answer(
-        self, query: str, chunks: Sequence[RetrievedChunk], template: Template, params: GenerationParams
+        self,
+        query: str,
+        chunks: Sequence[RetrievedChunk],
+        template: Template,
+        params: GenerationParams,
+        *,
+        graded: str | None = None,
+        output: OutputSchema | None = None,
     ) -> Answer:
-        check_budget(query, chunks, template, params, budget_tokens=self.budget_tokens)
-        return self.inner.answer(query, chunks, template, params)
+        check_budget(query, chunks, template, params, budget_tokens=self.budget_tokens, graded=graded)
+        return self.inner.answer(query, chunks, template, params, graded=graded, output=output)

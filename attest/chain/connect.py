@@ -1,0 +1,122 @@
+"""One place that turns a network name into a live connection: node, OOv3, our registry, the oracle behind it.
+
+`local` is the devnet this project runs (started on demand); every other network comes from the built-in
+registry in attest.networks plus the user's `[networks.<name>]` settings (RPC URL, registry address, ...).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from web3 import Web3
+from web3.middleware import ExtraDataToPOAMiddleware
+
+from attest.chain.deploy import Deployment
+from attest.chain.oov3 import OptimisticOracleV3, to_bytes32
+from attest.config import Config, NetworkConfig, load_config
+from attest.devnet import Devnet, http_provider
+from attest.errors import ChainError, ConfigError
+from attest.networks import Network, get_network
+
+RPC_TIMEOUT_S = 20.0
+RPC_URL_ENV = "ATTEST_RPC_URL"  # overrides the chosen network's RPC URL (handy for forks and proxies)
+
+
+@dataclass(frozen=True)
+class ChainContext:
+    network: Network
+    settings: NetworkConfig
+    w3: Web3
+    oov3: OptimisticOracleV3
+    registry: str | None  # our AttestationRegistry; None where none is configured
+    deployment: Deployment | None  # the devnet's deployment file, on `local`
+    started_devnet: bool  # `local` only: this call started the node
+
+    @property
+    def chain_id(self) -> int:
+        return self.network.chain_id
+
+    def require_registry(self) -> str:
+        if self.registry is None:
+            raise ConfigError(
+                f"no AttestationRegistry is configured for {self.network.name}; deploy one "
+                f"(`attest registry deploy --network {self.network.name}`) and set [networks.{self.network.name}] "
+                "registry in the config file"
+            )
+        return self.registry
+
+    def identifier(self, override: str | None = None) -> str:
+        return override or self.settings.identifier or self.network.default_identifier
+
+    def currency(self, override: str | None = None) -> str:
+        chosen = override or self.settings.currency or self.network.default_currency
+        return Web3.to_checksum_address(chosen) if chosen else self.oov3.default_currency()
+
+    def oracle_address(self) -> str:
+        """The contract that resolves disputes: configured, else what OOv3's Finder names as "Oracle"."""
+        if self.settings.oracle:
+            return Web3.to_checksum_address(self.settings.oracle)
+        finder = self.w3.eth.contract(
+            address=self.oov3.contract.functions.finder().call(),
+            abi=[
+                {
+                    "name": "getImplementationAddress",
+                    "type": "function",
+                    "stateMutability": "view",
+                    "inputs": [{"name": "interfaceName", "type": "bytes32"}],
+                    "outputs": [{"name": "", "type": "address"}],
+                }
+            ],
+        )
+        return str(finder.functions.getImplementationAddress(to_bytes32("Oracle")).call())
+
+
+def connect(
+    network: str | None = None,
+    *,
+    config: Config | None = None,
+    start_devnet: bool = True,
+) -> ChainContext:
+    """Connect to `network` (default: the config's `[defaults] network`, else `local`)."""
+    config = config or load_config()
+    net = get_network(network or config.defaults.network)
+    settings = config.network(net.name)
+    if net.name == "local":
+        return _connect_local(net, settings, start_devnet)
+    url = os.environ.get(RPC_URL_ENV) or settings.resolved_rpc_url(net.name)
+    if not url:
+        raise ConfigError(
+            f"no RPC URL for {net.name}; set [networks.{net.name}] rpc_url_env (a variable holding the URL) "
+            f"in the config file, or export {RPC_URL_ENV}"
+        )
+    w3 = Web3(http_provider(url, RPC_TIMEOUT_S))
+    w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
+    try:
+        chain_id = int(w3.eth.chain_id)
+    except Exception as err:  # any transport failure means the same thing to the user
+        raise ChainError(
+            f"cannot reach the {net.name} RPC endpoint ({type(err).__name__}); check the URL and your connection"
+        ) from None
+    if chain_id != net.chain_id:
+        raise ChainError(f"the RPC endpoint for {net.name} serves chain {chain_id}, not {net.chain_id}; fix the URL")
+    assert net.oov3 is not None  # every non-local network names its OOv3
+    registry = Web3.to_checksum_address(settings.registry) if settings.registry else None
+    return ChainContext(net, settings, w3, OptimisticOracleV3(w3, net.oov3), registry, None, False)
+
+
+def _connect_local(net: Network, settings: NetworkConfig, start: bool) -> ChainContext:
+    devnet = Devnet()
+    started = False
+    if devnet.running_node() is None:
+        if not start:
+            raise ChainError("the local devnet is not running; start it with `attest devnet up`")
+        _, already_up = devnet.up()
+        started = not already_up
+    deployment = devnet.deployment()
+    if deployment is None:
+        raise ChainError("the local devnet has no deployment; run `attest devnet reset` and retry")
+    w3 = devnet.web3()
+    return ChainContext(
+        net, settings, w3, OptimisticOracleV3(w3, deployment.oov3), deployment.registry, deployment, started
+    )

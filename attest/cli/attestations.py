@@ -1,0 +1,274 @@
+"""`attest ask | resume | settle | status | list | export`: the main job and what follows it."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from attest.cli.output import echo_json, short, table
+
+
+def _progress(enabled: bool) -> Any:
+    started = time.perf_counter()
+
+    def show(step: str, detail: str) -> None:
+        if enabled:
+            elapsed = (time.perf_counter() - started) * 1000
+            click.echo(f"  ✓ {step:<9} {detail}  ({elapsed:,.0f} ms)", err=True)
+
+    return show
+
+
+def _when(expiration: int | None, chain_now: int | None) -> str:
+    if expiration is None:
+        return "-"
+    local = datetime.fromtimestamp(expiration, UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    if chain_now is None:
+        return local
+    left = expiration - chain_now
+    if left <= 0:
+        return f"{local} (expired; settle it: `attest settle`)"
+    hours, rest = divmod(left, 3600)
+    return f"{local} (in {hours} h {rest // 60} min)" if hours else f"{local} (in {rest // 60} min {rest % 60} s)"
+
+
+@click.command()
+@click.argument("query")
+@click.option("--network", help="local (default), sepolia, ethereum, ... (see `attest networks list`).")
+@click.option("--account", help="ape keystore alias, or dev:N on the local devnet.")
+@click.option("--provider", type=click.Choice(["openai", "anthropic", "extractive"]), help="Model provider.")
+@click.option("--model", help="Model name (default: the provider's default).")
+@click.option("--top-k", default=5, show_default=True, type=click.IntRange(0, 50), help="Passages to retrieve.")
+@click.option("--bond", help="Bond in currency units (default: the oracle's minimum bond).")
+@click.option("--liveness", type=click.IntRange(1), help="Seconds the assertion stays disputable.")
+@click.option("--currency", help="Bond currency address (default: the oracle's default currency).")
+@click.option("--identifier", help="UMA price identifier (default: ASSERT_TRUTH2).")
+@click.option("--answer", "answer_text", help="Attest an answer produced elsewhere (provider recorded as external).")
+@click.option("--no-assert", is_flag=True, help="Sign and pin the record only; send nothing on chain.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout, no progress display.")
+def ask(
+    query: str,
+    network: str | None,
+    account: str | None,
+    provider: str | None,
+    model: str | None,
+    top_k: int,
+    bond: str | None,
+    liveness: int | None,
+    currency: str | None,
+    identifier: str | None,
+    answer_text: str | None,
+    no_assert: bool,
+    as_json: bool,
+) -> None:
+    """Answer QUERY from the knowledge base, sign and pin the record, and assert it on UMA's Optimistic Oracle V3."""
+    from attest.flow.ask import AskRequest
+    from attest.flow.ask import ask as run
+
+    request = AskRequest(
+        query=query, network=network, account=account, provider=provider, model=model, top_k=top_k, bond=bond,
+        liveness=liveness, currency=currency, identifier=identifier, answer=answer_text, do_assert=not no_assert,
+    )  # fmt: skip
+    result = run(request, progress=_progress(not as_json))
+    a = result.attestation
+    chain_now = None
+    if a.expiration is not None:
+        from attest.chain.connect import connect
+
+        chain_now = int(connect(a.network).w3.eth.get_block("latest")["timestamp"])
+    token = result.token
+    bond_text = token.show(a.bond) if token is not None and a.bond is not None else None
+    if as_json:
+        echo_json(
+            {
+                "id": a.id,
+                "answer": result.answer,
+                "citations": list(result.citations),
+                "sources": [{"n": i, "source": c.source, "doc_cid": c.doc_cid} for i, c in enumerate(result.chunks, 1)],
+                "model": result.model,
+                "record_cid": a.cid,
+                "digest": a.digest,
+                "network": a.network,
+                "assertion_id": a.assertion_id,
+                "tx_hash": a.assert_tx,
+                "log_index": a.log_index,
+                "bond": str(a.bond) if a.bond is not None else None,
+                "bond_display": bond_text,
+                "currency": a.currency,
+                "expiration": a.expiration,
+                "oracle_ui": result.ui_link,
+                "timings_ms": result.timings_ms,
+            }
+        )
+        return
+    click.echo("")
+    click.echo(click.style(f"Answer ({result.model})", bold=True))
+    click.echo(result.answer)
+    if result.chunks:
+        click.echo("")
+        click.echo(click.style("Sources", bold=True))
+        for n, chunk in enumerate(result.chunks, 1):
+            heading = f" § {short(' / '.join(chunk.heading_path), 50)}" if chunk.heading_path else ""
+            click.echo(f"  [{n}] {chunk.source}{heading}  ipfs://{chunk.doc_cid}")
+    click.echo("")
+    click.echo(click.style(f"Attestation #{a.id}", bold=True))
+    rows: list[tuple[str, str]] = [("record", f"ipfs://{a.cid}"), ("digest", a.digest), ("network", a.network)]
+    if a.assertion_id is not None:
+        rows += [
+            ("assertion", a.assertion_id),
+            ("bond", bond_text or "-"),
+            ("expires", _when(a.expiration, chain_now)),
+            ("oracle UI", result.ui_link or result.network.ui_note()),
+            ("next", f"attest verify {a.assertion_id}   ·   attest settle {a.id} after expiry"),
+        ]
+    else:
+        rows.append(("next", "pinned only (--no-assert); nothing was sent on chain"))
+    for label, value in rows:
+        click.echo(f"  {label:<10} {value}")
+
+
+@click.command()
+def resume() -> None:
+    """Finish every attestation a crash or Ctrl-C interrupted, without sending any transaction twice."""
+    from attest.flow.lifecycle import resume as run
+
+    outcomes = run(progress=_progress(True))
+    if not outcomes:
+        click.echo("Nothing to resume: every attestation in the ledger is at rest.")
+    for o in outcomes:
+        click.echo(f"#{o.attestation.id}: {o.detail} ({o.attestation.status})")
+
+
+@click.command()
+@click.argument("refs", nargs=-1)
+@click.option("--all", "settle_all", is_flag=True, help="Every asserted attestation that can settle now.")
+def settle(refs: tuple[str, ...], settle_all: bool) -> None:
+    """Settle attestations by ledger number, assertion id or record CID: expired ones, or resolved disputes."""
+    from attest.errors import LedgerError
+    from attest.flow.lifecycle import settle as run
+
+    if not refs and not settle_all:
+        raise LedgerError("name what to settle (`attest settle 3`, an assertion id or a CID) or pass --all")
+    outcomes = run(list(refs), settle_all=settle_all, progress=_progress(False))
+    if not outcomes:
+        click.echo("Nothing to settle.")
+    for o in outcomes:
+        click.echo(f"#{o.attestation.id}: {o.action}{f' - {o.detail}' if o.detail else ''}")
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+def status(ref: str, as_json: bool) -> None:
+    """One attestation: the ledger's steps and the chain's view."""
+    from attest.flow.lifecycle import status as run
+    from attest.ledger import Ledger
+
+    a, chain, error = run(ref)
+    with Ledger() as ledger:
+        steps = ledger.steps(a.id)
+    if as_json:
+        echo_json(
+            {
+                "id": a.id, "status": a.status, "outcome": a.outcome, "network": a.network, "record_cid": a.cid,
+                "digest": a.digest, "assertion_id": a.assertion_id, "expiration": a.expiration,
+                "disputer": a.disputer, "chain_error": error,
+                "chain": None if chain is None else {
+                    "settled": chain.settled, "disputed": chain.disputed, "expiration": chain.expiration_time,
+                    "settlement_resolution": chain.settlement_resolution,
+                },
+                "steps": [{"at": s.at, "step": s.step, **s.detail} for s in steps],
+            }
+        )  # fmt: skip
+        return
+    click.echo(f"Attestation #{a.id}  {a.status}{f' ({a.outcome})' if a.outcome else ''}  on {a.network}")
+    click.echo(f"  query      {short(a.query, 100)}")
+    click.echo(f"  record     ipfs://{a.cid}" if a.cid else "  record     not pinned yet")
+    if a.assertion_id:
+        click.echo(f"  assertion  {a.assertion_id}")
+    if chain is not None:
+        state = "settled" if chain.settled else ("disputed" if chain.disputed else "open")
+        resolution = f", resolved {'true' if chain.settlement_resolution else 'false'}" if chain.settled else ""
+        click.echo(f"  on chain   {state}{resolution}")
+    if error:
+        click.echo(f"  on chain   not checked: {error}")
+    click.echo("  steps")
+    for s in steps:
+        detail = ", ".join(f"{k}={v}" for k, v in s.detail.items())
+        click.echo(f"    {s.at}  {s.step:<16} {detail}")
+
+
+@click.command("list")
+@click.option("--status", "statuses", multiple=True, help="Only these statuses (repeatable).")
+@click.option("--network")
+@click.option("--since", help="Created at or after this date (YYYY-MM-DD, UTC).")
+@click.option("--until", help="Created before this date (YYYY-MM-DD, UTC).")
+@click.option("--json", "as_json", is_flag=True)
+def list_(statuses: tuple[str, ...], network: str | None, since: str | None, until: str | None, as_json: bool) -> None:
+    """Every attestation in the ledger, oldest first."""
+    from attest.errors import LedgerError
+    from attest.ledger import STATUSES, Ledger
+
+    for s in statuses:
+        if s not in STATUSES:
+            raise LedgerError(f"unknown status {s!r}; use one of: {', '.join(STATUSES)}")
+    for value in (since, until):
+        if value is not None:
+            try:
+                datetime.strptime(value, "%Y-%m-%d")
+            except ValueError:
+                raise LedgerError(f"{value!r} is not a date; write YYYY-MM-DD") from None
+    with Ledger() as ledger:
+        rows = ledger.select(statuses=statuses, network=network, since=since, until=until)
+    if as_json:
+        echo_json(
+            [
+                {"id": a.id, "status": a.status, "outcome": a.outcome, "network": a.network, "created_at": a.created_at,
+                 "record_cid": a.cid, "assertion_id": a.assertion_id, "query": a.query}
+                for a in rows
+            ]
+        )  # fmt: skip
+        return
+    if not rows:
+        click.echo('No attestations yet; make one with `attest ask "..."`.')
+        return
+    click.echo(
+        table(
+            ("#", "created (UTC)", "network", "status", "outcome", "assertion", "query"),
+            [
+                (
+                    a.id,
+                    a.created_at[:19].replace("T", " "),
+                    a.network,
+                    a.status,
+                    a.outcome or "-",
+                    short(a.assertion_id or "-", 14),
+                    short(a.query, 50),
+                )
+                for a in rows
+            ],
+            numeric=frozenset({0}),
+        )
+    )
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "tsv"]), default="jsonl", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File to write (default stdout).")
+@click.option("--status", "statuses", multiple=True, help="Only these statuses (repeatable).")
+def export(fmt: str, output: str | None, statuses: tuple[str, ...]) -> None:
+    """The ledger as an evaluation dataset: query, answer, context, model, outcome, dispute and judge data."""
+    from attest.flow.export import write_export
+
+    if output is None:
+        count = write_export(sys.stdout, fmt, statuses)
+    else:
+        from pathlib import Path
+
+        count = write_export(Path(output), fmt, statuses)
+    if output is not None:
+        click.echo(f"wrote {count} rows to {output}", err=True)

@@ -1,0 +1,328 @@
+"""`attest ask`: retrieve, answer, sign, pin, assert — each step in the ledger before and after it happens.
+
+The chain part (`assert_pinned`) is shared with `attest resume`, which runs it again on whatever a crash left:
+every transaction goes through `send_once`, so the same intent never becomes two transactions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+from web3 import Web3
+
+from attest.chain.connect import ChainContext, connect
+from attest.chain.tx import Sender
+from attest.claim import build_claim, rules_bytes
+from attest.config import Config, load_config
+from attest.context import RetrievedChunk
+from attest.errors import BondError, KbError
+from attest.flow.outbox import checkpoint, send_once
+from attest.flow.token import Token
+from attest.ipfs.local import LocalStore
+from attest.ipfs.remotes import Remotes, replicate
+from attest.ledger import Attestation, Ledger
+from attest.llm.base import Answer, GenerationParams, citations_in, model_metadata_for_record
+from attest.networks import Network, get_network
+from attest.record.canonical import digest_hex
+from attest.record.codec import encode_record
+from attest.record.model import validate_record
+from attest.record.signing import sign_record
+
+ANSWER_TEMPLATE = "rag-answer@1"
+MAX_UINT256 = 2**256 - 1
+
+Progress = Callable[[str, str], None]  # (step, what happened), for the live display
+
+
+def _quiet(step: str, detail: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class AskRequest:
+    query: str
+    network: str | None = None
+    account: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    top_k: int = 5
+    bond: str | None = None  # decimal, in currency units
+    liveness: int | None = None
+    currency: str | None = None
+    identifier: str | None = None
+    answer: str | None = None  # produced elsewhere: recorded with provider "external"
+    do_assert: bool = True
+
+
+@dataclass
+class AskResult:
+    attestation: Attestation
+    answer: str
+    citations: tuple[int, ...]
+    chunks: list[RetrievedChunk]
+    model: str
+    network: Network
+    started_devnet: bool
+    token: Token | None
+    ui_link: str | None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[step] = round((time.perf_counter() - started) * 1000, 3)
+
+
+def ask(
+    request: AskRequest,
+    *,
+    config: Config | None = None,
+    progress: Progress = _quiet,
+    passphrase_prompt: Callable[[str], str] | None = None,
+) -> AskResult:
+    from attest.accounts import load_account
+    from attest.kb import KnowledgeBase
+
+    config = config or load_config()
+    network = get_network(request.network or config.defaults.network)
+    timer = _Timer()
+    if not request.query.strip():
+        raise KbError('the question is empty; ask something, such as `attest ask "What does EIP-1559 burn?"`')
+
+    ctx: ChainContext | None = None
+    if request.do_assert:
+        with timer("connect"):
+            ctx = connect(network.name, config=config)
+        if ctx.started_devnet:
+            progress("devnet", f"started the local devnet at {ctx.w3.provider.endpoint_uri}")  # type: ignore[attr-defined]
+        ctx.require_registry()
+    loaded = load_account(request.account, network.name, default=config.defaults.account, prompt=passphrase_prompt)
+    if loaded.warning:
+        progress("account", loaded.warning)
+    with timer("plan"):
+        # Bond, currency, identifier and balance are checked before any work, so a bad option costs nothing.
+        plan = _plan(ctx, request, loaded.account.address) if ctx is not None else {}
+
+    store = LocalStore()
+    with timer("retrieve"), KnowledgeBase() as kb:
+        chunks = kb.search(request.query, k=request.top_k)
+        if not chunks and request.answer is None and kb.stats().documents == 0:
+            raise KbError("the knowledge base is empty; add documents first: `attest kb add PATH`")
+        corpus = kb.pin_manifest(store) if kb.stats().documents else None
+    progress("retrieve", f"{len(chunks)} passages")
+
+    with timer("answer"):
+        answer, model_label = _answer(request, chunks, config)
+    progress("answer", f"{model_label}, {len(answer.text)} characters")
+
+    with timer("sign"):
+        record = validate_record(
+            {
+                "schema": "llm-attest/record/v1",
+                "query": request.query,
+                "answer": answer.text,
+                "context": [_context_entry(c) for c in chunks],
+                "corpus": corpus,
+                **model_metadata_for_record(answer),
+                "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                "asserter": loaded.account.address,
+            }
+        )
+        signed = sign_record(record, loaded.account)
+        data = encode_record(signed)
+        digest = digest_hex(signed)
+    with Ledger() as ledger:
+        attestation_id = ledger.begin(
+            network=network.name,
+            chain_id=network.chain_id,
+            account=loaded.label,
+            asserter=loaded.account.address,
+            query=request.query,
+            record=data,
+            digest=digest,
+            want_assert=request.do_assert,
+            plan=plan,
+        )
+        checkpoint("signed")
+        with timer("pin"):
+            pin_record(ledger, ledger.get(attestation_id), store, config)
+        progress("pin", f"ipfs://{ledger.get(attestation_id).cid}")
+        token = None
+        if ctx is not None:
+            sender = Sender(ctx.w3, loaded.account)
+            with timer("assert"):
+                token = assert_pinned(ledger, ledger.get(attestation_id), ctx, sender, progress, checked=True)
+        final = ledger.get(attestation_id)
+    link = None
+    if final.assert_tx is not None and final.log_index is not None:
+        link = network.oracle_ui_link(final.assert_tx, final.log_index)
+    return AskResult(
+        final, answer.text, answer.citations, chunks, model_label, network,
+        bool(ctx and ctx.started_devnet), token, link, timer.ms,
+    )  # fmt: skip
+
+
+def _context_entry(chunk: RetrievedChunk) -> dict[str, object]:
+    return {
+        "source": chunk.source,
+        "doc_cid": chunk.doc_cid,
+        "chunk_index": chunk.chunk_index,
+        "text": chunk.text,
+        "sha256": chunk.sha256,
+    }
+
+
+def _answer(request: AskRequest, chunks: list[RetrievedChunk], config: Config) -> tuple[Answer, str]:
+    from attest.llm.base import ModelMetadata, SentParams
+    from attest.llm.registry import DEFAULT_MODELS, default_provider_name, get_provider
+    from attest.prompts import catalog
+
+    if request.answer is not None:
+        model = request.model or "unknown"
+        metadata = ModelMetadata(
+            provider="external", requested_model=model, returned_model=None, system_fingerprint=None,
+            response_id=None, params=SentParams(None, None, None, None), usage=None, license=None, sdk=None,
+            template=None, template_sha256=None, finish_reason=None, latency_ms=0.0, attempts=0, endpoint=None,
+        )  # fmt: skip
+        text = request.answer.strip()
+        if not text:
+            raise KbError("--answer is empty; give the answer text to attest")
+        return Answer(text, citations_in(text, len(chunks)), metadata), f"external ({model})"
+    llm = config.llm
+    name = request.provider or (default_provider_name() if llm.provider == "auto" else llm.provider)
+    same_as_config = name == llm.provider or (llm.provider == "auto" and request.provider is None)
+    provider = get_provider(
+        name,
+        base_url=llm.base_url if same_as_config else None,
+        api_key=llm.api_key() if same_as_config else None,
+        budget_tokens=llm.budget_tokens if same_as_config else None,
+    )
+    model = request.model or (llm.model if same_as_config else None) or DEFAULT_MODELS[name]
+    answer = provider.answer(request.query, chunks, catalog.get(ANSWER_TEMPLATE), GenerationParams(model=model))
+    return answer, f"{provider.label}:{model}"
+
+
+def _plan(ctx: ChainContext, request: AskRequest, owner: str) -> dict[str, object]:
+    """The assertion's parameters, fixed before the record is pinned so a resume asserts the same thing."""
+    currency = ctx.currency(request.currency)
+    token = Token(ctx.w3, currency)
+    wanted = request.bond or ctx.settings.bond
+    bond = token.units(wanted) if wanted is not None else ctx.oov3.minimum_bond(currency)
+    identifier = ctx.identifier(request.identifier)
+    preflight(ctx, token, identifier, bond, owner)
+    liveness = request.liveness or ctx.settings.liveness or ctx.oov3.default_liveness()
+    return {
+        "oov3": ctx.oov3.address,
+        "registry": ctx.require_registry(),
+        "currency": currency,
+        "bond": bond,
+        "liveness": liveness,
+        "identifier": identifier,
+    }
+
+
+def pin_record(ledger: Ledger, attestation: Attestation, store: LocalStore, config: Config) -> None:
+    """Pin the record and the rules it claims to follow, locally and on every configured remote. Idempotent."""
+    rules = rules_bytes()
+    ipfs = config.ipfs_for(attestation.network)
+    cid = store.put(attestation.record, cid_version=ipfs.cid_version)
+    rules_cid = store.put(rules, cid_version=ipfs.cid_version)
+    pins = [asdict(store.pin(cid)), asdict(store.pin(rules_cid))]
+    remotes = Remotes.from_config(ipfs)
+    if remotes.pinners:
+        for data, what in ((attestation.record, cid), (rules, rules_cid)):
+            for result in replicate(what, data, remotes.pinners):
+                pins.append(asdict(result))
+    ledger.update(
+        attestation.id, "pinned", {"cid": str(cid), "rules": str(rules_cid)},
+        status="pinned", cid=str(cid), rules_cid=str(rules_cid), pins=pins,
+    )  # fmt: skip
+    checkpoint("pinned")
+
+
+def assert_pinned(
+    ledger: Ledger,
+    attestation: Attestation,
+    ctx: ChainContext,
+    sender: Sender,
+    progress: Progress = _quiet,
+    *,
+    checked: bool = False,
+) -> Token:
+    """Approve the bond if needed, then assert; safe to call again on the same attestation after any crash."""
+    a = attestation
+    assert a.cid is not None and a.rules_cid is not None and a.currency is not None and a.bond is not None
+    assert a.liveness is not None and a.identifier is not None and a.registry is not None
+    token = Token(ctx.w3, a.currency)
+    if a.assertion_id is not None:
+        return token
+    oov3 = ctx.oov3
+    if Web3.to_checksum_address(a.oov3 or "") != oov3.address:
+        raise BondError(f"attestation #{a.id} was planned for the oracle at {a.oov3}, not {oov3.address}")
+    claim = build_claim(a.cid, a.digest, a.asserter, a.rules_cid, a.query)
+    mined = ledger.mined_tx(a.id, "assert")
+    if mined is None and ledger.open_tx(a.id, "assert") is None:
+        if not checked:
+            preflight(ctx, token, a.identifier, a.bond, sender.address)
+        if oov3.cache_is_stale(a.identifier, token.address):
+            # OOv3 caches whitelists and fees; after UMA governance changes them, assertions revert until synced.
+            sender.transact(oov3.sync_uma_params_call(a.identifier, token.address), "syncUmaParams")
+        amount = MAX_UINT256 if ctx.settings.standing_allowance else a.bond
+        approve = token.approve_call(oov3.address, amount)
+        # An approval already in flight is settled first (mined, or rebroadcast), never signed again.
+        if ledger.open_tx(a.id, "approve") is not None or token.allowance(sender.address, oov3.address) < a.bond:
+            send_once(ledger, a.id, "approve", sender, approve, "approve")
+            progress("approve", f"allowed the oracle to take {token.show(a.bond)}")
+    ledger.update(a.id, "asserting", {"claim_bytes": len(claim)}, status="asserting", claim=claim)
+    call = oov3.assert_truth_call(
+        claim=claim, asserter=a.asserter, callback_recipient=a.registry, liveness=a.liveness, currency=a.currency,
+        bond=a.bond, identifier=a.identifier, domain_id=bytes.fromhex(a.digest.removeprefix("0x")),
+    )  # fmt: skip
+    receipt = send_once(ledger, a.id, "assert", sender, call, "assertTruth")
+    made = oov3.made_in(receipt)
+    ledger.update(
+        a.id,
+        "asserted",
+        {"assertion_id": made.assertion_id.hex()},
+        status="asserted",
+        assertion_id="0x" + made.assertion_id.hex(),
+        assert_tx=made.tx_hash.hex() if made.tx_hash.hex().startswith("0x") else "0x" + made.tx_hash.hex(),
+        log_index=made.log_index,
+        block_number=made.block_number,
+        expiration=made.expiration_time,
+    )
+    checkpoint("asserted")
+    progress("assert", f"assertion 0x{made.assertion_id.hex()}")
+    return token
+
+
+def preflight(ctx: ChainContext, token: Token, identifier: str, bond: int, owner: str) -> None:
+    """Everything that would make assertTruth revert, named before anything is written or signed."""
+    oov3 = ctx.oov3
+    if not oov3.is_identifier_supported(identifier):
+        raise BondError(f"identifier {identifier} is not supported on {ctx.network.name}; use --identifier")
+    if not oov3.is_currency_whitelisted(token.address):
+        raise BondError(f"{token.symbol} ({token.address}) is not a whitelisted bond currency on {ctx.network.name}")
+    minimum = oov3.minimum_bond(token.address)
+    if bond < minimum:
+        raise BondError(
+            f"a bond of {token.show(bond)} is below the oracle's minimum of {token.show(minimum)} on "
+            f"{ctx.network.name}; raise --bond"
+        )
+    balance = token.balance(owner)
+    if balance < bond:
+        raise BondError(
+            f"{owner} holds {token.show(balance)} but the bond is {token.show(bond)}; fund the account or lower --bond"
+        )

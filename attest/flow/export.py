@@ -1,0 +1,128 @@
+"""The ledger as a dataset: one row per attestation with what was asked, answered and cited, and how it ended.
+
+This is the evaluation / RLHF export: the outcome on chain is the label the market produced, and the
+disputer's judge data (when a disputer ran on this machine) sits beside it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from attest.errors import LedgerError
+from attest.ledger import Attestation, Ledger
+from attest.paths import attest_home
+from attest.record.codec import decode_record
+
+COLUMNS = (
+    "id", "network", "status", "outcome", "created_at", "query", "answer", "context", "corpus", "provider",
+    "requested_model", "returned_model", "prompt_template", "record_cid", "digest", "asserter", "assertion_id",
+    "bond", "currency", "disputed", "disputer", "judge_score", "judge_rationale", "judge", "judge_action",
+)  # fmt: skip
+
+
+def rows(attestations: Iterable[Attestation], judged: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for a in attestations:
+        record = decode_record(a.record)
+        judge = judged.get((a.assertion_id or "").lower(), {})
+        out.append(
+            {
+                "id": a.id,
+                "network": a.network,
+                "status": a.status,
+                "outcome": a.outcome,
+                "created_at": record.created_at,
+                "query": record.query,
+                "answer": record.answer,
+                "context": [
+                    {"source": c.source, "doc_cid": c.doc_cid, "chunk_index": c.chunk_index, "text": c.text}
+                    for c in record.context
+                ],
+                "corpus": record.corpus,
+                "provider": record.model.provider,
+                "requested_model": record.model.requested_model,
+                "returned_model": record.model.returned_model,
+                "prompt_template": record.prompt.template if record.prompt else None,
+                "record_cid": a.cid,
+                "digest": a.digest,
+                "asserter": a.asserter,
+                "assertion_id": a.assertion_id,
+                "bond": None if a.bond is None else str(a.bond),
+                "currency": a.currency,
+                "disputed": a.disputer is not None,
+                "disputer": a.disputer,
+                "judge_score": judge.get("score"),
+                "judge_rationale": judge.get("rationale"),
+                "judge": judge.get("judge"),
+                "judge_action": judge.get("action"),
+            }
+        )
+    return out
+
+
+def render(data: Sequence[dict[str, Any]], fmt: str) -> str:
+    if fmt == "jsonl":
+        return "".join(json.dumps(row, ensure_ascii=False, sort_keys=False) + "\n" for row in data)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(
+        buffer, fieldnames=COLUMNS, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n", extrasaction="raise"
+    )
+    writer.writeheader()
+    for row in data:
+        flat = {k: json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v for k, v in row.items()}
+        if fmt == "tsv":
+            # TSV has no quoting convention most tools agree on: tabs and newlines inside a cell become spaces.
+            flat = {k: " ".join(str(v).split()) if isinstance(v, str) else v for k, v in flat.items()}
+        writer.writerow(flat)
+    return buffer.getvalue()
+
+
+def judge_data(assertion_ids: Iterable[str], home: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The disputer's decision per assertion id, when a disputer kept its state in this ATTEST_HOME."""
+    path = (home or attest_home()) / "disputer.sqlite"
+    if not path.exists():
+        return {}
+    from disputer.store import DisputerStore
+
+    found: dict[str, dict[str, Any]] = {}
+    with DisputerStore(path) as store:
+        for assertion_id in assertion_ids:
+            decision = store.decision(bytes.fromhex(assertion_id.removeprefix("0x")))
+            if decision is not None:
+                found[assertion_id.lower()] = {
+                    "score": decision.calibrated if decision.calibrated is not None else decision.score,
+                    "rationale": decision.rationale,
+                    "judge": decision.judge,
+                    "action": decision.action,
+                }
+    return found
+
+
+def write_export(target: TextIO | Path, fmt: str, statuses: Sequence[str] = ()) -> int:
+    """Write the dataset; a file is written whole or not at all (temp file, then rename)."""
+    if fmt not in ("jsonl", "csv", "tsv"):
+        raise LedgerError(f"unknown export format {fmt!r}; use jsonl, csv or tsv")
+    with Ledger() as ledger:
+        selected = ledger.select(statuses=statuses)
+    data = rows(selected, judge_data(a.assertion_id for a in selected if a.assertion_id))
+    text = render(data, fmt)
+    if isinstance(target, Path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+                out.write(text)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    else:
+        target.write(text)
+    return len(data)

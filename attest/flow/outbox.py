@@ -1,0 +1,62 @@
+"""Sending a transaction at most once per intent, across crashes: record the signed bytes, then send them.
+
+`checkpoint` is a fault-injection point: with `ATTEST_CRASH_AT=<step>` in the environment the process dies
+(SIGKILL-like, no cleanup) right after that step is recorded. The crash-recovery tests use it to stop
+`attest ask` between every pair of steps and prove that `attest resume` finishes with exactly one assertion.
+"""
+
+from __future__ import annotations
+
+import os
+
+from web3.contract.contract import ContractFunction
+from web3.types import TxReceipt
+
+from attest.chain.tx import Sender, SignedTx
+from attest.errors import ChainError
+from attest.ledger import Ledger, TxKind
+
+CRASH_ENV = "ATTEST_CRASH_AT"
+
+
+def checkpoint(step: str) -> None:
+    if os.environ.get(CRASH_ENV) == step:
+        os._exit(137)
+
+
+def send_once(
+    ledger: Ledger,
+    attestation_id: int,
+    kind: TxKind,
+    sender: Sender,
+    call: ContractFunction,
+    action: str,
+) -> TxReceipt:
+    """The receipt of this attestation's `kind` transaction: an earlier one if it was mined, the same bytes
+    rebroadcast if one is in flight, a new one only when none was sent or the one sent can never be mined."""
+    mined = ledger.mined_tx(attestation_id, kind)
+    if mined is not None and (receipt := sender.receipt(mined.tx_hash)) is not None:
+        return receipt
+    pending = ledger.open_tx(attestation_id, kind)
+    if pending is not None:
+        earlier = SignedTx(action, pending.nonce, pending.tx_hash, pending.raw)
+        receipt = sender.reconcile(earlier)
+        if receipt is not None:
+            return _finish(ledger, earlier, receipt, kind)
+        ledger.tx_status(earlier.tx_hash, "dropped", {"why": "its nonce was used by another transaction"})
+    signed = sender.prepare(call, action)
+    ledger.tx_signed(attestation_id, kind, signed.nonce, signed.tx_hash, signed.raw)
+    checkpoint(f"{kind}-signed")
+    sender.broadcast(signed)
+    ledger.tx_status(signed.tx_hash, "sent")
+    checkpoint(f"{kind}-sent")
+    return _finish(ledger, signed, sender.wait(signed.tx_hash, action), kind)
+
+
+def _finish(ledger: Ledger, signed: SignedTx, receipt: TxReceipt, kind: str) -> TxReceipt:
+    if receipt["status"] != 1:
+        ledger.tx_status(signed.tx_hash, "reverted", {"block": receipt["blockNumber"]})
+        raise ChainError(f"{signed.action}: transaction {signed.tx_hash} reverted on chain")
+    ledger.tx_status(signed.tx_hash, "mined", {"block": receipt["blockNumber"], "gas": receipt["gasUsed"]})
+    checkpoint(f"{kind}-mined")
+    return receipt
