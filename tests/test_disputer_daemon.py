@@ -97,7 +97,7 @@ class Env:
 
 @pytest.fixture
 def kb_home(local_chain: LocalChain, monkeypatch: pytest.MonkeyPatch) -> LocalChain:
-    monkeypatch.setenv(KEY_ENV, "sk-test-disputer-not-a-real-key")
+    monkeypatch.setenv(KEY_ENV, "fake-disputer-key-for-tests")
     folder = REPO / "tests" / "fixtures" / "kb" / "good"
     with KnowledgeBase() as kb:
         kb.add_path(folder)
