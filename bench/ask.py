@@ -27,7 +27,7 @@ from attest.chain.artifacts import uma
 from attest.chain.deploy import Deployment
 from attest.chain.oov3 import to_bytes32
 from attest.devnet import dev_account
-from bench.common import ROOT, Table, percentile, throwaway_home
+from bench.common import ROOT, Table, peak_rss_mib, percentile, rss_mib, throwaway_home
 
 GOAL_MS = 300.0
 STEPS = ("connect", "plan", "retrieve", "sign", "pin", "assert")
@@ -103,6 +103,7 @@ class Samples:
     other: list[float]  # wall time outside the timed steps: account, ledger rows, result
     overhead: list[float]  # wall - answer
     baseline: list[float]  # approve + assertTruth, web3 alone
+    rss: list[float]  # MiB after the warm-up, half-way and at the end: flat memory means no per-ask growth
 
 
 def _ask_once(query: str, config: Any) -> tuple[dict[str, float], float, bytes]:
@@ -161,20 +162,24 @@ def measure(n: int, corpus: Path) -> tuple[Samples, int]:
     from attest.config import Config, Defaults, LlmConfig
     from attest.kb import KnowledgeBase
 
-    samples = Samples({step: [] for step in STEPS}, [], [], [], [])
+    samples = Samples({step: [] for step in STEPS}, [], [], [], [], [])
     with throwaway_home() as (home, w3, deployment), _env("ATTEST_HOME", str(home)), fake_openai() as url:
         with KnowledgeBase() as kb:
             kb.add_path(corpus)
             documents = kb.stats().documents
         config = Config(defaults=Defaults(account="dev:1"), llm=LlmConfig(provider="openai", base_url=url))
         *_, claim = _ask_once(QUERIES[0], config)  # warm-up: imports, SDK client, OOv3 caches, first pins
+        samples.rss.append(rss_mib())
         for i in range(n):
+            if i == n // 2:
+                samples.rss.append(rss_mib())
             timings, wall, _ = _ask_once(QUERIES[i % len(QUERIES)], config)
             for step in STEPS:
                 samples.steps[step].append(timings[step])
             samples.answer.append(timings["answer"])
             samples.other.append(wall - sum(timings.values()))
             samples.overhead.append(wall - timings["answer"])
+        samples.rss.append(rss_mib())
         bare = BareAsserter(w3, deployment, claim)
         bare.once(-1)  # warm-up, as above
         samples.baseline = [bare.once(i) for i in range(n)]
@@ -215,7 +220,9 @@ def run(quick: bool = False) -> list[Table]:
             f"KB: {corpus.name}, {documents} documents; account dev:1; one warm-up ask first. Each ask retrieves, "
             "signs, writes the ledger, pins record + rules to the local block store and sends approve + assertTruth "
             "(no standing allowance). The anchor sends the same two transactions, same claim bytes, with web3 "
-            "alone (build with gas estimate, sign, send, wait for the receipt) on the same chain.",
+            "alone (build with gas estimate, sign, send, wait for the receipt) on the same chain. "
+            f"Memory: RSS {s.rss[0]:.0f} MiB after the warm-up, {s.rss[1]:.0f} MiB half-way, {s.rss[2]:.0f} MiB after "
+            f"{n} asks; peak {peak_rss_mib():.0f} MiB (the bench process, KB ingest included).",
         )
     ]
 

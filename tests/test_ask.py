@@ -137,6 +137,14 @@ def test_empty_knowledge_base_is_one_clear_error(local_chain: LocalChain) -> Non
     assert "knowledge base is empty" in str(result.exception)
 
 
+def test_question_that_is_not_utf8_is_refused_before_anything_is_written(chain: LocalChain) -> None:
+    # What Python makes of `attest ask $'\\xff'`: argv bytes that are not UTF-8 become lone surrogates.
+    result = CliRunner().invoke(cli, ["ask", "what is \udcff?"])
+    assert "not valid UTF-8" in str(result.exception)
+    with Ledger() as ledger:
+        assert ledger.select() == []
+
+
 def test_list_filters_and_export_formats(chain: LocalChain) -> None:
     first = ask_json()
     ask_json("--no-assert")

@@ -170,3 +170,9 @@ def test_cli_show_prints_ref_sha256_and_the_template_and_raw_bytes_hash_to_it() 
 def test_cli_show_of_an_unknown_template_raises_the_prompt_error_main_reports() -> None:
     result = CliRunner().invoke(prompts, ["show", "nope@1"])
     assert isinstance(result.exception, PromptError) and "known templates" in str(result.exception)
+
+
+def test_fence_is_computed_for_text_with_lone_surrogates() -> None:
+    # JSON's \ud800 escapes put lone surrogates in hostile records; computing the fence must not be what fails.
+    fence = fence_for("q \ud800", CHUNKS, "a \udcff")
+    assert fence.startswith("FENCE-") and fence != fence_for("q", CHUNKS, "a")

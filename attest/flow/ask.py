@@ -100,6 +100,11 @@ def ask(
     timer = _Timer()
     if not request.query.strip():
         raise KbError('the question is empty; ask something, such as `attest ask "What does EIP-1559 burn?"`')
+    try:
+        request.query.encode("utf-8")
+    except UnicodeEncodeError:
+        # Python decodes argv bytes that are not UTF-8 to lone surrogates, which no record, prompt or claim can carry.
+        raise KbError("the question is not valid UTF-8 text; retype it (check the terminal's encoding)") from None
 
     ctx: ChainContext | None = None
     if request.do_assert:

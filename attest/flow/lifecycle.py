@@ -34,8 +34,7 @@ def _ctx(network: str, config: Config, cache: dict[str, ChainContext]) -> ChainC
 def _sender(ctx: ChainContext, a: Attestation, config: Config, prompt: Callable[[str], str] | None) -> Sender:
     from attest.accounts import load_account
 
-    loaded = load_account(a.account if a.account != "env:ATTEST_PRIVATE_KEY" else None, ctx.network.name,
-                          default=config.defaults.account, prompt=prompt)  # fmt: skip
+    loaded = load_account(a.account, ctx.network.name, default=config.defaults.account, prompt=prompt)
     if loaded.account.address != a.asserter:
         raise LedgerError(
             f"attestation #{a.id} was signed by {a.asserter}, but account {loaded.label} is {loaded.account.address}; "

@@ -98,7 +98,7 @@ class Template:
 def fence_for(query: str, chunks: Sequence[RetrievedChunk], answer: str | None = None) -> str:
     """A code that none of the untrusted text contains: a digest of all of it."""
     untrusted = [query, answer or "", *(part for c in chunks for part in (c.source, c.text, *c.heading_path))]
-    digest = hashlib.sha256(json.dumps(untrusted, ensure_ascii=False).encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(json.dumps(untrusted, ensure_ascii=True).encode("ascii")).hexdigest()
     fence = f"FENCE-{digest[:FENCE_HEX_DIGITS]}"
     if any(fence in text for text in untrusted):
         # Needs a 64-bit partial preimage of the text's own digest; refuse rather than render an open fence.
