@@ -15,6 +15,7 @@ from attest.llm.base import GenerationParams, RetryPolicy, citations_in, public_
 from attest.llm.extractive import EXTRACTIVE_MODEL
 from attest.llm.registry import (
     DEFAULT_CONTEXT_WINDOW,
+    DEFAULT_MODELS,
     KEY_ENVS,
     check_budget,
     context_window,
@@ -124,7 +125,7 @@ def test_judge_templates_are_budgeted_without_an_answer_to_render() -> None:
     [
         ("gpt-4.1-mini", 1_047_576),
         ("gpt-4o-2024-08-06", 128_000),
-        ("claude-sonnet-4-5", 200_000),
+        ("claude-sonnet-4-6", 200_000),
         ("o3-mini", 200_000),
         ("llama3.1:8b", DEFAULT_CONTEXT_WINDOW),
     ],
@@ -242,3 +243,9 @@ def test_llm_config_naming_an_unset_key_variable_is_a_config_error(
     path.write_text('[llm]\nprovider = "openai"\nkey_env = "MISSING_KEY_VAR"\n')
     with pytest.raises(ConfigError, match="MISSING_KEY_VAR"):
         provider_from_config(load_config(path).llm)
+
+
+def test_default_models_are_not_ones_the_sdk_marks_deprecated() -> None:
+    from anthropic.resources.messages.messages import DEPRECATED_MODELS
+
+    assert DEFAULT_MODELS["anthropic"] not in DEPRECATED_MODELS

@@ -21,7 +21,7 @@ from attest.prompts.catalog import Template
 PROVIDERS = ("openai", "anthropic", "extractive")
 # The SDKs take seconds to import, so their modules load only when their provider is asked for.
 KEY_ENVS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
-DEFAULT_MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-sonnet-4-5", "extractive": EXTRACTIVE_MODEL}
+DEFAULT_MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-sonnet-4-6", "extractive": EXTRACTIVE_MODEL}
 CHARS_PER_TOKEN = 4
 # Context windows (tokens) by model-name prefix, longest prefix first. A model not listed (a local server's) gets
 # the conservative default; pass budget_tokens to get_provider() to use a larger window.
