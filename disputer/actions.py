@@ -176,9 +176,8 @@ class Actor:
                 )
             if vote.phase != "salted":
                 return f"committed in round {round_id}"
-            digest = vote_hash(
-                vote.price, vote.salt, self.sender.address, request.time, ancillary, round_id, request.identifier
-            )
+            voter = voting.voter_for(self.sender.address)  # the staker, when we vote as its delegate
+            digest = vote_hash(vote.price, vote.salt, voter, request.time, ancillary, round_id, request.identifier)
             ident, when = request.identifier, request.time
             sent = self.send(aid, "commit", lambda: voting.commit_call(ident, when, ancillary, digest), "commitVote")
             if not sent.mined or sent.row.tx_hash is None:

@@ -7,16 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import signal
 import sys
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from attest import __version__
 from attest.errors import AttestError, ConfigError
+
+if TYPE_CHECKING:
+    from attest.chain.connect import ChainContext
+    from disputer.store import DisputerStore
+
+log = logging.getLogger("disputer.cli")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 NETWORK = click.option("--network", default=None, help="Network name (default: the config's default network).")
 ACCOUNT = click.option("--account", default=None, help="Signing account (alias or dev:N; default [disputer] account).")
@@ -57,6 +67,79 @@ class _Session:
         )
 
 
+class _Stopped(BaseException):
+    """SIGTERM or SIGINT during start-up. A BaseException, so no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop_starting(signum: int, frame: object) -> None:
+    raise _Stopped(signum)
+
+
+def _exit_now(signum: int, frame: object) -> None:
+    """A signal after the first, or while shutting down: leave at once, as a crash would. Every send goes through
+    the outbox, so the next start reconciles whatever was in flight. (Unwinding instead would wait for judge
+    threads, which cannot be interrupted.)"""
+    name = signal.Signals(signum).name
+    log.warning("disputer stopped at once; the next start resumes what was in flight", extra={"signal": name})
+    for handler in logging.getLogger("disputer").handlers:
+        handler.flush()
+    os._exit(128 + signum)
+
+
+@contextmanager
+def _signal_handlers(handler: Any) -> Iterator[None]:
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _stop_gracefully(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """The first SIGTERM or SIGINT lets the step in progress finish, then the loop ends; a second exits at once."""
+
+    def requested(sig: signal.Signals) -> None:
+        log.info("stop requested: finishing the step in progress", extra={"signal": sig.name})
+        stop.set()
+        for each in STOP_SIGNALS:
+            loop.remove_signal_handler(each)
+            signal.signal(each, _exit_now)
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, requested, sig)
+
+
+def voting_for(ctx: ChainContext, address: str) -> dict[str, Any] | None:
+    """On a DVM network, whose stake the account votes with: its own, or a staker's that made it its delegate
+    (VotingV2 counts a delegate's commit and reveal for the staker once both sides have named each other)."""
+    from attest.chain.voting import VotingClient
+    from attest.networks import OracleKind
+
+    if ctx.network.oracle_kind is not OracleKind.DVM:
+        return None
+    voting = VotingClient(ctx.w3, ctx.oracle_address())
+    functions = voting.contract.functions
+    voter = str(functions.getVoterFromDelegate(address).call())
+    named = str(functions.delegateToStaker(address).call())
+    found: dict[str, Any] = {"voting_for": voter, "delegate": voter.lower() != address.lower()}
+    if not found["delegate"] and int(named, 16) != 0:
+        found["warning"] = (
+            f"{address} accepted {named} as its staker (setDelegator) but {named} has not named it as delegate "
+            "(setDelegate): it votes with its own stake until the staker does"
+        )
+    found["stake"] = voting.stake_of(voter)
+    if found["stake"] == 0 and "warning" not in found:
+        found["warning"] = f"{voter} has no stake in VotingV2: its votes count for nothing; stake or delegate first"
+    return found
+
+
 @cli.command()
 @NETWORK
 @ACCOUNT
@@ -72,38 +155,53 @@ def run(
     metrics_port: int | None,
     poll_interval_s: float | None,
 ) -> None:
-    """Run the disputer until SIGTERM or SIGINT (JSON log lines on stderr)."""
+    """Run the disputer until SIGTERM or SIGINT (JSON log lines on stderr).
+
+    The first signal lets the step in progress finish (its decisions recorded, its transactions mined or left in
+    the outbox), then exits 0; a second signal exits at once (128 + signal number), as does one during shutdown.
+    A signal during start-up exits 0 before anything is sent.
+    """
     from disputer.telemetry import TelemetryServer, json_logging
 
     handler = json_logging()
-    with ExitStack() as stack:
-        session = _Session(
-            stack, network, account, dry_run=dry_run, metrics_port=metrics_port, poll_interval_s=poll_interval_s
-        )
-        daemon = session.daemon
-        port = session.config.metrics_port
-        if port:
-            server = TelemetryServer(daemon.metrics, port, max_age_s=3 * session.config.poll_interval_s + 30).start()
-            stack.callback(server.stop)
+    try:
+        with _signal_handlers(_stop_starting), ExitStack() as stack:
+            session = _Session(
+                stack, network, account, dry_run=dry_run, metrics_port=metrics_port, poll_interval_s=poll_interval_s
+            )
+            daemon = session.daemon
+            port = session.config.metrics_port
+            if port:
+                max_age_s = 3 * session.config.poll_interval_s + 30
+                server = TelemetryServer(daemon.metrics, port, max_age_s=max_age_s).start()
+                stack.callback(server.stop)
+            if session.config.vote and (voter := voting_for(session.ctx, daemon.address)) is not None:
+                warning = voter.pop("warning", None)
+                log.info("voting for %s", voter["voting_for"], extra={**voter, "account": daemon.address})
+                if warning:
+                    log.warning(warning, extra={"alert": "voting_stake"})
 
-        async def main() -> None:
-            if once:
-                report = await daemon.step()
-                if report.errors:
-                    raise AttestError("; ".join(report.errors))
-                return
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            await daemon.run(stop)
+            async def main() -> None:
+                stop = asyncio.Event()
+                _stop_gracefully(asyncio.get_running_loop(), stop)
+                if once:
+                    report = await daemon.step()
+                    if report.errors:
+                        raise AttestError("; ".join(report.errors))
+                    return
+                await daemon.run(stop)
 
-        try:
-            asyncio.run(main())
-        finally:
-            import logging
-
-            logging.getLogger("disputer").removeHandler(handler)
+            # From here on the loop's handlers take over; once it ends (it puts back the defaults), shutting down
+            # is only closing files: a signal then exits at once.
+            try:
+                asyncio.run(main())
+            finally:
+                for sig in STOP_SIGNALS:
+                    signal.signal(sig, _exit_now)
+    except _Stopped as stopped:
+        log.info("disputer stopped", extra={"signal": str(stopped), "before_start": True})
+    finally:
+        logging.getLogger("disputer").removeHandler(handler)
 
 
 @cli.command()
@@ -138,7 +236,7 @@ def score(
         evaluation = daemon.evaluator.evaluate(made_of(stored))
         decision = decide(daemon.facts(stored, evaluation))
         report = StepReport()
-        if dispute and recorded is None:
+        if dispute and (recorded is None or recorded.dry_run):  # a dry run's decision is only a preview
             decision = daemon.handle(stored, evaluation, report)
             recorded = session.store.decision(aid)
         vote_outcome = None
@@ -187,15 +285,21 @@ def score(
 
 
 @cli.command()
+@click.argument("assertion_id", required=False)
 @NETWORK
 @click.option("--limit", type=int, default=20, show_default=True, help="Latest decisions shown.")
 @JSON
-def status(network: str | None, limit: int, as_json: bool) -> None:
-    """The checkpoint, pending assertions and the latest decisions (reads the state only, no node needed)."""
+def status(assertion_id: str | None, network: str | None, limit: int, as_json: bool) -> None:
+    """The checkpoint, pending assertions and the latest decisions; with ASSERTION_ID, everything kept about that
+    assertion: what was seen on chain, the decision, its transactions and votes (reads the state only, no node
+    needed)."""
     from attest.networks import get_network
     from disputer.config import load_attest_config
     from disputer.store import DisputerStore
 
+    if assertion_id is not None:
+        _status_of(assertion_id, as_json)
+        return
     net = get_network(network or load_attest_config().defaults.network)
     with DisputerStore() as store:
         summary = store.status_summary(net.chain_id)
@@ -228,10 +332,120 @@ def status(network: str | None, limit: int, as_json: bool) -> None:
     if decided:
         rows = [
             [str(d["assertion"])[:18] + "…", str(d["action"]) + (" (dry run)" if d["dry_run"] else ""),
-             "-" if d["score"] is None else f"{d['score']:.3f}", short(str(d["reason"]), 60)]
+             "-" if d["score"] is None else f"{d['score']:.3f}", _printable(short(str(d["reason"]), 60))]
             for d in decided
         ]  # fmt: skip
         click.echo(table(["assertion", "action", "score", "reason"], rows))
+
+
+def _printable(text: str) -> str:
+    """Claims, rationales and errors come from strangers: escape what a terminal would act on."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _claim_facts(claim: bytes) -> dict[str, Any]:
+    from attest.claim import parse_claim
+    from attest.errors import ClaimError
+
+    try:
+        parsed = parse_claim(claim)
+    except ClaimError as err:
+        return {"bytes": len(claim), "llm_attest": False, "error": str(err)}
+    return {"bytes": len(claim), "llm_attest": True, "title": parsed.title, "record": parsed.record_uri,
+            "digest": parsed.digest, "asserter": parsed.asserter, "rules": f"ipfs://{parsed.rules_cid}"}  # fmt: skip
+
+
+def _decision_facts(d: Any) -> dict[str, Any]:
+    return {"action": d.action, "reason": d.reason, "score": d.score, "calibrated": d.calibrated,
+            "rationale": d.rationale, "judge": d.judge, "dry_run": d.dry_run, "at": d.created_at,
+            "failed_checks": list(d.checks.get("failed", []))}  # fmt: skip
+
+
+def assertion_status(store: DisputerStore, assertion_id: bytes) -> dict[str, Any] | None:
+    """Plain JSON of everything the state keeps about one assertion, or None when it is not stored. Vote salts
+    are left out: until the reveal they are the vote's only secret."""
+    from datetime import UTC, datetime
+
+    a = store.get(assertion_id)
+    if a is None:
+        return None
+    decision = store.decision(assertion_id)
+    expires = datetime.fromtimestamp(min(a.expiration_time, 253402300799), UTC).isoformat().replace("+00:00", "Z")
+    return {
+        "assertion": _hex(a.assertion_id), "chain_id": a.chain_id, "oov3": a.oov3, "status": a.status,
+        "ours": a.is_ours, "block": a.block_number, "tx": _hex(a.tx_hash), "log_index": a.log_index,
+        "asserter": a.asserter, "caller": a.caller, "callback_recipient": a.callback_recipient,
+        "escalation_manager": a.escalation_manager, "expiration_time": a.expiration_time, "expires_at": expires,
+        "currency": a.currency, "bond": str(a.bond), "identifier": a.identifier.rstrip(b"\0").decode("latin-1"),
+        "domain_id": _hex(a.domain_id), "claim": _claim_facts(a.claim), "seen_at": a.seen_at,
+        "disputed_by": a.disputed_by, "disputed_tx": _hex(a.disputed_tx), "disputed_block": a.disputed_block,
+        "settled_resolution": a.settled_resolution, "settled_tx": _hex(a.settled_tx),
+        "settled_block": a.settled_block,
+        "decision": None if decision is None else _decision_facts(decision),
+        "superseded_decisions": [_decision_facts(d) for d in store.superseded_decisions(assertion_id)],
+        "txs": [{"kind": t.kind, "status": t.status, "nonce": t.nonce, "tx": _hex(t.tx_hash), "sender": t.sender,
+                 "attempts": t.attempts, "error": t.error, "updated_at": t.updated_at}
+                for t in store.txs_for(assertion_id)],
+        "votes": [{"round": v.round_id, "phase": v.phase, "price": str(v.price), "committed_tx": _hex(v.committed_tx),
+                   "revealed_tx": _hex(v.revealed_tx), "updated_at": v.updated_at}
+                  for v in store.votes_for(assertion_id)],
+    }  # fmt: skip
+
+
+def _status_of(assertion_id: str, as_json: bool) -> None:
+    from attest.verify import ASSERTION_ID
+    from disputer.store import DisputerStore
+
+    if not ASSERTION_ID.fullmatch(assertion_id):
+        raise ConfigError(f"{_printable(assertion_id[:80])!r} is not an assertion id (0x and 64 hex digits)")
+    with DisputerStore() as store:
+        data = assertion_status(store, bytes.fromhex(assertion_id[2:]))
+        path = store.path
+    if data is None:
+        raise ConfigError(
+            f"assertion {assertion_id.lower()} is not in the disputer state at {path}: the watcher has not seen it "
+            "(not ours, not confirmed yet, older than backfill_s) or ATTEST_HOME points elsewhere"
+        )
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    claim = data["claim"]
+    lines = [
+        ("assertion", f"{data['assertion']} (chain {data['chain_id']}, {'ours' if data['ours'] else 'not ours'})"),
+        ("status", data["status"]),
+        ("made", f"block {data['block']} tx {data['tx']} log {data['log_index']}"),
+        ("asserter", data["asserter"]),
+        ("expires", f"{data['expires_at']} ({data['expiration_time']})"),
+        ("bond", f"{data['bond']} of {data['currency']}"),
+        ("claim", f"{claim['title']} ({claim['record']})" if claim["llm_attest"] else f"not ours: {claim['error']}"),
+    ]
+    if data["disputed_by"]:
+        lines.append(("disputed", f"by {data['disputed_by']} in tx {data['disputed_tx']}"))
+    if data["settled_tx"]:
+        lines.append(("settled", f"{'true' if data['settled_resolution'] else 'false'} in tx {data['settled_tx']}"))
+    decision = data["decision"]
+    if decision is None:
+        lines.append(("decision", "none yet"))
+    else:
+        shown = "-" if decision["calibrated"] is None else f"{decision['calibrated']:.3f}"
+        raw = "" if decision["score"] is None else f" (raw {decision['score']:.3f})"
+        dry = " (dry run)" if decision["dry_run"] else ""
+        lines += [
+            ("decision", f"{decision['action']}{dry}: {decision['reason']}"),
+            ("score", f"{shown}{raw} by {decision['judge'] or '-'} at {decision['at']}"),
+        ]
+        if decision["rationale"]:
+            lines.append(("rationale", decision["rationale"]))
+    for old in data["superseded_decisions"]:
+        lines.append(("preview", f"{old['action']} (dry run, replaced): {old['reason']}"))
+    for t in data["txs"]:
+        nonce = "-" if t["nonce"] is None else t["nonce"]
+        error = f" error: {t['error']}" if t["error"] else ""
+        lines.append(("tx", " ".join(f"{t['kind']} {t['status']} nonce {nonce} {t['tx'] or ''}".split()) + error))
+    for v in data["votes"]:
+        lines.append(("vote", f"round {v['round']} {v['phase']} price {v['price']}"))
+    for label, value in lines:
+        click.echo(f"{label:<10} {_printable(str(value))}")
 
 
 @cli.command("eval")

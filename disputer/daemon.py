@@ -160,9 +160,9 @@ class Daemon:
 
     # -- evaluating and deciding ---------------------------------------------------------------------------
     def undecided(self) -> list[StoredAssertion]:
-        """Our assertions without a decision: new ones, and ones someone disputed before we judged them."""
-        disputed = self.store.assertions(self.chain_id, statuses=("disputed",), ours=True)
-        return self.store.pending(self.chain_id) + [a for a in disputed if self.store.decision(a.assertion_id) is None]
+        """Our assertions to decide: new ones, ones someone disputed before we judged them, and (in a real run)
+        ones only a dry run decided: a dry run previews, so its decisions are judged again and acted on here."""
+        return self.store.undecided(self.chain_id, redecide_dry_runs=not self.config.dry_run)
 
     async def _evaluate_all(self, report: StepReport) -> None:
         todo = self.undecided()
@@ -281,7 +281,10 @@ class Daemon:
         return at_stake
 
     async def _resume_disputes(self, report: StepReport) -> None:
-        """Decisions to dispute whose transaction has not landed (a crash, a timeout): act on them again."""
+        """Decisions to dispute whose transaction has not landed (a crash, a timeout): act on them again.
+
+        Dry-run decisions are left alone: `undecided` hands them to this step's evaluation, which re-judges and
+        replaces them (acting on a stale preview could dispute what the judge no longer finds wrong)."""
         if self.config.dry_run:
             return
         for stored in self.store.assertions(self.chain_id, statuses=("evaluated",), ours=None):
@@ -312,7 +315,7 @@ class Daemon:
 
     # -- voting --------------------------------------------------------------------------------------------
     async def _vote_all(self, report: StepReport) -> None:
-        if not self.config.vote:
+        if not self.config.vote or self.config.dry_run:  # a dry run sends nothing, votes included
             return
         for stored in self.store.assertions(self.chain_id, statuses=("disputed",), ours=True):
             self.vote(stored, report)
@@ -320,7 +323,7 @@ class Daemon:
     def vote(self, stored: StoredAssertion, report: StepReport) -> str:
         aid = stored.assertion_id
         decision = self.store.decision(aid)
-        if decision is None:
+        if decision is None or decision.dry_run:  # a dry run's verdict is re-judged before anything is staked on it
             return "not decided yet"
         price = vote_price(decision.checks.get("failed", []), decision.calibrated, self.config.threshold)
         if price is None:
@@ -349,7 +352,7 @@ class Daemon:
 
     # -- settling ------------------------------------------------------------------------------------------
     async def _settle_all(self, report: StepReport) -> None:
-        if not self.config.settle:
+        if not self.config.settle or self.config.dry_run:
             return
         now = self.now()
         for stored in self.store.assertions(self.chain_id, statuses=("evaluated", "disputed"), ours=True):

@@ -136,6 +136,27 @@ _MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        2,
+        "superseded decisions: dry-run decisions a real run replaced",
+        """
+        CREATE TABLE superseded_decisions(
+            id INTEGER PRIMARY KEY,
+            assertion_id BLOB NOT NULL,
+            created_at TEXT NOT NULL,
+            score REAL,
+            calibrated REAL,
+            rationale TEXT NOT NULL,
+            judge TEXT NOT NULL,
+            checks TEXT NOT NULL,
+            action TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            dry_run INTEGER NOT NULL,
+            superseded_at TEXT NOT NULL
+        );
+        CREATE INDEX superseded_by_assertion ON superseded_decisions(assertion_id)
+        """,
+    ),
 )
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
@@ -657,7 +678,9 @@ class DisputerStore:
         checks: Mapping[str, Any] | None = None,
         dry_run: bool = False,
     ) -> Decision:
-        """Record the decision for an assertion once; a later call returns the first decision unchanged.
+        """Record the decision for an assertion once; a later call returns the first decision unchanged, with one
+        exception: a dry run only previews, so the first real decision replaces a dry-run one (kept in
+        `superseded_decisions`). A dry run never replaces a real decision.
 
         The assertion moves from `new` to `evaluated` in the same commit.
         """
@@ -669,6 +692,13 @@ class DisputerStore:
                 raise DisputerStateError(
                     f"no assertion {_hex(assertion_id)} is stored; the watcher must see it before it is decided"
                 )
+            current = self._one("SELECT id, dry_run FROM decisions WHERE assertion_id = ?", (assertion_id,))
+            if current is not None and current["dry_run"] and not dry_run:
+                self._db.execute(
+                    f"INSERT INTO superseded_decisions SELECT {_DECISION_COLUMNS}, ? FROM decisions WHERE id = ?",
+                    (_now(), current["id"]),
+                )
+                self._db.execute("DELETE FROM decisions WHERE id = ?", (current["id"],))
             self._db.execute(
                 "INSERT INTO decisions(assertion_id, created_at, score, calibrated, rationale, judge, checks, action, "
                 "reason, dry_run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(assertion_id) DO NOTHING",
@@ -684,6 +714,26 @@ class DisputerStore:
     def decision(self, assertion_id: bytes) -> Decision | None:
         row = self._one(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE assertion_id = ?", (assertion_id,))
         return None if row is None else _decision(row)
+
+    def superseded_decisions(self, assertion_id: bytes) -> list[Decision]:
+        """Dry-run decisions a real one replaced, oldest first."""
+        rows = self._db.execute(
+            f"SELECT {_DECISION_COLUMNS} FROM superseded_decisions WHERE assertion_id = ? ORDER BY id", (assertion_id,)
+        )
+        return [_decision(r) for r in rows]
+
+    def undecided(self, chain_id: int, *, redecide_dry_runs: bool) -> list[StoredAssertion]:
+        """Our assertions that need a decision, in chain order: new ones, disputed ones not decided yet (someone
+        disputed before we judged them), and with `redecide_dry_runs` the evaluated or disputed ones whose only
+        decision came from a dry run."""
+        columns = ", ".join(f"a.{c.strip()}" for c in _ASSERTION_COLUMNS.split(","))
+        rows = self._db.execute(
+            f"SELECT {columns} FROM assertions a LEFT JOIN decisions d USING(assertion_id) "
+            "WHERE a.chain_id = ? AND a.is_ours = 1 AND (a.status = 'new' OR (a.status = 'disputed' AND d.id IS NULL) "
+            "OR (? AND a.status IN ('evaluated', 'disputed') AND d.dry_run = 1)) ORDER BY a.block_number, a.log_index",
+            (chain_id, int(redecide_dry_runs)),
+        )
+        return [_assertion(r) for r in rows]
 
     # -- outbox --------------------------------------------------------------------------------------------
     def tx_intent(self, assertion_id: bytes, kind: TxKind) -> TxRow:
@@ -754,6 +804,17 @@ class DisputerStore:
         """Its nonce was used by another transaction, so these bytes can never be mined; it may be signed again."""
         return self._tx_move(row_id, ("signed", "sent"), "dropped", ", error = ?", (error,))
 
+    # helper E (chaos/reorg/votes): a mined row whose effect is gone may be signed again.
+    def tx_reopen(self, row_id: int, error: str) -> TxRow:
+        """A mined row whose effect is gone (a reorg removed it, another dispute spent its allowance, its vote
+        was for an earlier round): `dropped` with the reason, so the intent can be signed again."""
+        return self._tx_move(row_id, ("mined",), "dropped", ", error = ?", (error,))
+
+    def txs_for(self, assertion_id: bytes) -> list[TxRow]:
+        """Every outbox row of one assertion, in the order they were created."""
+        rows = self._db.execute(f"SELECT {_TX_COLUMNS} FROM txs WHERE assertion_id = ? ORDER BY id", (assertion_id,))
+        return [_tx(r) for r in rows]
+
     def open_txs(self) -> list[TxRow]:
         """Rows a restart must reconcile: intent (never sent), signed and sent (check by hash, re-broadcast)."""
         rows = self._db.execute(
@@ -818,6 +879,13 @@ class DisputerStore:
                 f"SELECT {_VOTE_COLUMNS} FROM votes WHERE assertion_id = ? AND round_id = ?", (assertion_id, round_id)
             )
         return None if row is None else _vote(row)
+
+    def votes_for(self, assertion_id: bytes) -> list[Vote]:
+        """Every vote kept for one assertion, oldest round first."""
+        rows = self._db.execute(
+            f"SELECT {_VOTE_COLUMNS} FROM votes WHERE assertion_id = ? ORDER BY round_id", (assertion_id,)
+        )
+        return [_vote(r) for r in rows]
 
     # -- status --------------------------------------------------------------------------------------------
     def status_summary(self, chain_id: int) -> dict[str, Any]:

@@ -172,6 +172,27 @@ def test_dry_run_decides_and_records_without_sending(wrong_env: Env) -> None:
     assert wrong_env.disputes() == []
 
 
+def test_a_dry_run_neither_votes_nor_settles(wrong_env: Env) -> None:
+    disputed = wrong_env.attest(WRONG)
+    expired = wrong_env.attest(HONEST, "What should the lens be polished with?")
+    with wrong_env.store() as store:
+        step(wrong_env.daemon(store, dry_run=True))
+        # A stranger disputes one; the other expires: a real run would push a price and settle.
+        stranger = Sender(wrong_env.ctx.w3, dev_account(3))
+        token = wrong_env.ctx.w3.eth.contract(
+            address=Web3.to_checksum_address(wrong_env.chain.deployment.currency), abi=uma("TestnetERC20").abi
+        )
+        stranger.transact(token.functions.approve(wrong_env.ctx.oov3.address, disputed.bond), "approve")
+        stranger.transact(
+            wrong_env.ctx.oov3.contract.functions.disputeAssertion(disputed.assertion_id, stranger.address), "dispute"
+        )
+        wrong_env.chain.advance(7200 + 1)
+        report = step(wrong_env.daemon(store, dry_run=True))
+        assert report.votes == {} and report.settled == [] and report.sent == {}
+    assert not wrong_env.ctx.oov3.get_assertion(expired.assertion_id).settled
+    assert not wrong_env.ctx.oov3.get_assertion(disputed.assertion_id).settled
+
+
 def test_a_tampered_record_is_disputed_without_calling_the_judge(honest_env: Env) -> None:
     honest = honest_env.attest(HONEST)
     asserter = Sender(honest_env.ctx.w3, dev_account(1))

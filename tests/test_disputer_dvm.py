@@ -5,8 +5,6 @@ phase, and settles the assertion once the vote has resolved."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,72 +12,31 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from attest.chain.artifacts import uma
-from attest.chain.connect import ChainContext
-from attest.chain.deploy import StackParams, deploy_stack
-from attest.chain.oov3 import OptimisticOracleV3
-from attest.chain.tx import Sender
-from attest.chain.voting import VotePhase, VotingClient, VotingParams, deploy_voting_stack
-from attest.config import Config, NetworkConfig
-from attest.devnet import DEV_MNEMONIC
-from attest.localnet import HOST, free_port
-from attest.networks import ASSERT_TRUTH2, Network, OracleKind
-from attest.paths import anvil_executable
+from attest.chain.voting import VotePhase
+from attest.config import Config
+from disputer.cli import assertion_status, voting_for
 from disputer.config import DisputerConfig
 from disputer.daemon import Daemon, build_daemon
 from disputer.grounding import GroundingJudge
 from disputer.store import DisputerStore
+from tests.voting_stack import PHASE, deploy_dvm, throwaway_anvil, warp
 
-PHASE = 120
-LIVENESS = 3600
+STAKE = 5_000_000 * 10**18  # alone past the GAT and the SPAT
 
 
 @pytest.fixture(scope="module")
 def w3() -> Iterator[Web3]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(anvil_executable()), "--host", HOST, "--port", str(port), "--mnemonic", DEV_MNEMONIC, "--silent"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    web3 = Web3(Web3.HTTPProvider(f"http://{HOST}:{port}", request_kwargs={"timeout": 10}))
-    deadline = time.monotonic() + 15
-    while not web3.is_connected():
-        assert proc.poll() is None, "anvil exited at start"
-        assert time.monotonic() < deadline, "anvil did not answer within 15 s"
-        time.sleep(0.05)
-    yield web3
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
-def warp(w3: Web3, timestamp: int) -> None:
-    w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])  # type: ignore[arg-type]
-    w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    with throwaway_anvil() as web3:
+        yield web3
 
 
 def test_dvm_commit_reveal_settle_end_to_end(
     w3: Web3, dev_keys: list[LocalAccount], tmp_path: Path, attest_home: str
 ) -> None:
-    deployer, asserter, disputer = (Sender(w3, k) for k in dev_keys[:3])
-    base = deploy_stack(deployer, StackParams(), mint_to=(asserter.address, disputer.address))
-    dvm = deploy_voting_stack(deployer, base, VotingParams(phase_length=PHASE), mint_to=(disputer.address,))
-    voting = VotingClient(w3, dvm.voting)
-    voting.stake(disputer, 5_000_000 * 10**18)  # alone past the GAT and the SPAT
-    network = Network("dvm-test", int(w3.eth.chain_id), base.oov3, OracleKind.DVM, None)
-    ctx = ChainContext(
-        network, NetworkConfig(oracle=dvm.voting), w3, OptimisticOracleV3(w3, base.oov3), base.registry, base, False
-    )
-    currency = w3.eth.contract(address=Web3.to_checksum_address(base.currency), abi=uma("TestnetERC20").abi)
-    bond = ctx.oov3.minimum_bond(base.currency)
-    asserter.transact(currency.functions.approve(ctx.oov3.address, bond), "approve")
-    made, _ = ctx.oov3.assert_truth(
-        asserter, claim=b'{"title":"not an llm-attest claim"}', asserter=asserter.address,
-        callback_recipient=base.registry, liveness=LIVENESS, currency=base.currency, bond=bond,
-        identifier=ASSERT_TRUTH2, domain_id=b"\x22" * 32,
-    )  # fmt: skip
-    aid = made.assertion_id
+    dvm = deploy_dvm(w3, dev_keys, {2: STAKE})
+    voting, disputer = dvm.voting, dvm.disputer
+    ctx = dvm.chain_context()
+    aid = dvm.assert_claim(b'{"title":"not an llm-attest claim"}', domain_id=b"\x22" * 32)
     config = DisputerConfig(samples=1, attempts=1, backfill_s=86400, confirmations=0)
     with DisputerStore(tmp_path / "dvm.sqlite") as store:
         daemon: Daemon = build_daemon(ctx, store, config, Config(), dev_keys[2], judge=GroundingJudge())
@@ -112,3 +69,57 @@ def test_dvm_commit_reveal_settle_end_to_end(
         stored = store.get(aid)
         assert stored is not None and stored.status == "settled"
         assert store.status_summary(ctx.chain_id)["txs"]["mined"] == 5  # approve, dispute, commit, reveal, settle
+
+
+def test_dvm_vote_through_a_delegate_counts_for_the_staker(
+    w3: Web3, dev_keys: list[LocalAccount], tmp_path: Path, attest_home: str
+) -> None:
+    # Dev 3 stakes, dev 2 (the disputer, no stake of its own) votes for it: VotingV2's two-way delegation.
+    dvm = deploy_dvm(w3, dev_keys, {3: STAKE})
+    voting, disputer, staker = dvm.voting, dvm.disputer, dvm.voter
+    assert voting.stake_of(disputer.address) == 0
+    ctx = dvm.chain_context()
+    alone = voting_for(ctx, disputer.address)
+    assert alone is not None and alone["voting_for"] == disputer.address and "no stake" in alone["warning"]
+    functions = voting.contract.functions
+    disputer.transact(functions.setDelegator(staker.address), "setDelegator")
+    half = voting_for(ctx, disputer.address)  # accepted, but the staker has not named it yet
+    assert half is not None and not half["delegate"] and "has not named it as delegate" in half["warning"]
+    staker.transact(functions.setDelegate(disputer.address), "setDelegate")
+    assert functions.getVoterFromDelegate(disputer.address).call() == staker.address
+    assert voting_for(ctx, disputer.address) == {"voting_for": staker.address, "delegate": True, "stake": STAKE}
+    aid = dvm.assert_claim(b'{"title":"not an llm-attest claim either"}', domain_id=b"\x33" * 32)
+    config = DisputerConfig(samples=1, attempts=1, backfill_s=86400, confirmations=0)
+    with DisputerStore(tmp_path / "delegate.sqlite") as store:
+        daemon = build_daemon(ctx, store, config, Config(), dev_keys[2], judge=GroundingJudge())
+
+        def step() -> dict[bytes, str]:
+            report = asyncio.run(daemon.step())
+            assert report.errors == []
+            return report.votes
+
+        step()
+        assert ctx.oov3.get_assertion(aid).disputer == disputer.address
+        vote_round = voting.current_round_id() + 1
+        warp(w3, vote_round * 2 * PHASE + 1)
+        assert step() == {aid: f"committed in round {vote_round}"}
+        warp(w3, vote_round * 2 * PHASE + PHASE + 1)
+        assert step() == {aid: f"revealed in round {vote_round}"}
+        events = voting.contract.events
+        head = w3.eth.block_number
+        (committed,) = events.VoteCommitted.get_logs(from_block=0, to_block=head)
+        (revealed,) = events.VoteRevealed.get_logs(from_block=0, to_block=head)
+        # Sent by the delegate, counted as the staker's vote with the staker's tokens.
+        assert (committed["args"]["voter"], committed["args"]["caller"]) == (staker.address, disputer.address)
+        assert (revealed["args"]["voter"], revealed["args"]["caller"]) == (staker.address, disputer.address)
+        assert revealed["args"]["price"] == 0 and revealed["args"]["numTokens"] == STAKE
+        status = assertion_status(store, aid)
+        assert status is not None
+        (shown,) = status["votes"]  # what `disputer status ID` prints: never the salt
+        assert (shown["round"], shown["phase"], shown["price"]) == (vote_round, "revealed", "0") and "salt" not in shown
+        warp(w3, (vote_round + 1) * 2 * PHASE + 1)
+        # Only the staker's stake voted, so the vote resolving at all proves the delegate's vote counted.
+        report = asyncio.run(daemon.step())
+        assert report.errors == [] and report.settled == [aid]
+        settled = ctx.oov3.get_assertion(aid)
+        assert settled.settled and settled.settlement_resolution is False

@@ -137,20 +137,74 @@ def test_a_decision_is_recorded_once(store: DisputerStore) -> None:
         rationale="the answer contradicts chunk 2",
         judge="openai:gpt-x",
         checks={"cid": True, "signature": True},
-        dry_run=True,
     )
     second = store.record_decision(a.assertion_id, action="none", reason="changed my mind", score=0.9)
     assert second == first
+    # A dry run never replaces a real decision either.
+    assert store.record_decision(a.assertion_id, action="none", reason="preview", dry_run=True) == first
     assert (first.action, first.score, first.checks, first.dry_run) == (
         "dispute",
         0.1,
         {"cid": True, "signature": True},
-        True,
+        False,
     )
+    assert store.superseded_decisions(a.assertion_id) == []
     got = store.get(a.assertion_id)
     assert got is not None and got.status == "evaluated"
     with pytest.raises(ValueError, match="unknown action"):
         store.record_decision(a.assertion_id, action="explode", reason="")  # type: ignore[arg-type]
+
+
+def test_a_real_decision_replaces_a_dry_run_one_and_keeps_it(store: DisputerStore) -> None:
+    a, b, c = made(1, block=10), made(2, block=11), made(3, block=12)
+    for x in (a, b, c):
+        store.upsert_made(CHAIN, x, b"\x01" * 32, True, oov3=OOV3)
+    preview = store.record_decision(a.assertion_id, action="dispute", reason="dry run: would dispute", dry_run=True)
+    again = store.record_decision(a.assertion_id, action="none", reason="second preview", dry_run=True)
+    assert again == preview  # one preview is enough: a later dry run does not churn it
+    store.record_decision(b.assertion_id, action="none", reason="fine")
+    # Dry runs see only what no run decided; real runs also re-decide what only a dry run decided.
+    assert [x.assertion_id[0] for x in store.undecided(CHAIN, redecide_dry_runs=False)] == [3]
+    assert [x.assertion_id[0] for x in store.undecided(CHAIN, redecide_dry_runs=True)] == [1, 3]
+    store.mark_disputed(a.assertion_id, "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC", b"\xd1" * 32, 15, b"\x15" * 32)
+    assert [x.assertion_id[0] for x in store.undecided(CHAIN, redecide_dry_runs=True)] == [1, 3]  # still a preview
+
+    real = store.record_decision(a.assertion_id, action="vote", reason="disputed: vote 0", score=0.1, judge="j")
+    assert (real.action, real.dry_run, real.score) == ("vote", False, 0.1) and real.id != preview.id
+    assert store.decision(a.assertion_id) == real
+    assert store.superseded_decisions(a.assertion_id) == [preview]
+    assert store.record_decision(a.assertion_id, action="none", reason="late preview", dry_run=True) == real
+    assert store.record_decision(a.assertion_id, action="dispute", reason="late real") == real  # still once
+    assert [x.assertion_id[0] for x in store.undecided(CHAIN, redecide_dry_runs=True)] == [3]
+    summary = store.status_summary(CHAIN)
+    assert summary["decisions"]["vote"] == 1 and summary["decisions"]["dispute"] == 0
+    assert summary["dry_run_decisions"] == 0
+
+
+def test_a_v1_state_file_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with DisputerStore(path) as s:
+        s.upsert_made(CHAIN, made(1), b"\x01" * 32, True, oov3=OOV3)
+        s.record_decision(made(1).assertion_id, action="dispute", reason="preview", dry_run=True)
+    with sqlite3.connect(path) as db:  # as a release with schema v1 left it
+        db.execute("DROP TABLE superseded_decisions")
+        db.execute("DELETE FROM schema_version WHERE version > 1")
+    with DisputerStore(path) as s:
+        assert s.schema_version() == SCHEMA_VERSION
+        s.record_decision(made(1).assertion_id, action="none", reason="real")
+        (old,) = s.superseded_decisions(made(1).assertion_id)
+        assert old.reason == "preview" and old.dry_run
+
+
+def test_txs_and_votes_of_one_assertion(store: DisputerStore) -> None:
+    aid, other = b"\x01" * 32, b"\x02" * 32
+    approve = store.tx_intent(aid, "approve")
+    store.tx_intent(other, "dispute")
+    dispute = store.tx_signed(store.tx_intent(aid, "dispute").id, 4, b"\x44" * 32, b"\x02raw")
+    assert store.txs_for(aid) == [approve, dispute] and store.txs_for(b"\x03" * 32) == []
+    store.save_salt(aid, round_id=9, request_id=b"\xee" * 32, price=0, salt=5)
+    store.save_salt(aid, round_id=7, request_id=b"\xee" * 32, price=0, salt=6)
+    assert [v.round_id for v in store.votes_for(aid)] == [7, 9] and store.votes_for(other) == []
 
 
 def test_outbox_rows_survive_a_restart_and_never_sign_twice(tmp_path: Path) -> None:

@@ -6,133 +6,33 @@ Time moves with `evm_setNextBlockTimestamp` + `evm_mine`, so a round of two phas
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
-from web3.contract import Contract
 
-from attest.chain.artifacts import uma
-from attest.chain.deploy import Deployment, StackParams, deploy_stack
-from attest.chain.oov3 import NUMERICAL_TRUE, ZERO_ADDRESS, OptimisticOracleV3
-from attest.chain.tx import Sender
-from attest.chain.voting import (
-    PendingRequest,
-    VotePhase,
-    VotingClient,
-    VotingDeployment,
-    VotingParams,
-    deploy_voting_stack,
-    new_salt,
-    vote_hash,
-)
-from attest.devnet import DEV_MNEMONIC
+from attest.chain.oov3 import NUMERICAL_TRUE, ZERO_ADDRESS
+from attest.chain.voting import VotePhase, VotingDeployment, VotingParams, deploy_voting_stack, new_salt, vote_hash
 from attest.errors import ChainError, ConfigError, TransactionRejected
-from attest.localnet import HOST, free_port
 from attest.networks import ASSERT_TRUTH2
-from attest.paths import anvil_executable
+from tests.voting_stack import PHASE, Dvm, deploy_dvm, throwaway_anvil
 
-PHASE = 120
 BIG_STAKE = 4_000_000 * 10**18  # the disputer's: alone it passes the GAT and the SPAT (more than half of all stake)
 SMALL_STAKE = 2_000_000 * 10**18
-LIVENESS = 3600
 
 
 @pytest.fixture(scope="module")
 def w3() -> Iterator[Web3]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(anvil_executable()), "--host", HOST, "--port", str(port), "--mnemonic", DEV_MNEMONIC, "--silent"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    web3 = Web3(Web3.HTTPProvider(f"http://{HOST}:{port}", request_kwargs={"timeout": 10}))
-    deadline = time.monotonic() + 15
-    while not web3.is_connected():
-        assert proc.poll() is None, "anvil exited at start"
-        assert time.monotonic() < deadline, "anvil did not answer within 15 s"
-        time.sleep(0.05)
-    yield web3
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
-@dataclass
-class Dvm:
-    w3: Web3
-    base: Deployment
-    dvm: VotingDeployment
-    oov3: OptimisticOracleV3
-    voting: VotingClient
-    currency: Contract
-    deployer: Sender
-    asserter: Sender
-    disputer: Sender  # also the big staker: the disputer votes on its own dispute
-    voter: Sender  # a second, smaller staker
-    stranger: Sender
-
-    def warp_to(self, timestamp: int) -> None:
-        self.w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])  # type: ignore[arg-type]
-        self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
-
-    def warp_to_phase(self, round_id: int, phase: VotePhase) -> None:
-        self.warp_to(round_id * 2 * PHASE + phase * PHASE + 1)
-
-    def now(self) -> int:
-        return int(self.w3.eth.get_block("latest")["timestamp"])
-
-    def balance(self, address: str) -> int:
-        return int(self.currency.functions.balanceOf(address).call())
-
-    def assert_and_dispute(self, claim: bytes) -> tuple[bytes, int]:
-        """A fresh assertion, disputed at once: (assertion id, the round its vote starts in)."""
-        bond = self.oov3.minimum_bond(self.base.currency)
-        for who in (self.asserter, self.disputer):
-            who.transact(self.currency.functions.approve(self.oov3.address, bond), "approve bond")
-        made, _ = self.oov3.assert_truth(
-            self.asserter,
-            claim=claim,
-            asserter=self.asserter.address,
-            callback_recipient=ZERO_ADDRESS,
-            liveness=LIVENESS,
-            currency=self.base.currency,
-            bond=bond,
-            identifier=ASSERT_TRUTH2,
-            domain_id=b"\x11" * 32,
-        )
-        self.oov3.dispute(self.disputer, made.assertion_id, self.disputer.address)
-        return made.assertion_id, self.voting.current_round_id() + 1
-
-    def stamp(self, assertion_id: bytes) -> bytes:
-        """The ancillary data OOv3 sends with its price request (design.md)."""
-        return f"assertionId:{assertion_id.hex()},ooAsserter:{self.asserter.address.lower()[2:]}".encode()
-
-    def request_for(self, assertion_id: bytes) -> PendingRequest:
-        """The pending request OOv3 made for the assertion, found the way a voter finds it: by its ancillary data."""
-        matches = [r for r in self.voting.pending_requests() if r.ancillary_data == self.stamp(assertion_id)]
-        assert len(matches) == 1, f"expected one pending request for {assertion_id.hex()}, got {matches}"
-        return matches[0]
+    with throwaway_anvil() as web3:
+        yield web3
 
 
 @pytest.fixture(scope="module")
 def dvm(w3: Web3, dev_keys: list[LocalAccount]) -> Dvm:
-    deployer, asserter, disputer, voter, stranger = (Sender(w3, k) for k in dev_keys[:5])
-    base = deploy_stack(deployer, StackParams(), mint_to=(asserter.address, disputer.address))
-    dvm = deploy_voting_stack(
-        deployer, base, VotingParams(phase_length=PHASE), mint_to=(disputer.address, voter.address)
-    )
-    voting = VotingClient(w3, dvm.voting)
-    voting.stake(disputer, BIG_STAKE)
-    voting.stake(voter, SMALL_STAKE)
-    currency = w3.eth.contract(address=Web3.to_checksum_address(base.currency), abi=uma("TestnetERC20").abi)
-    oov3 = OptimisticOracleV3(w3, base.oov3)
-    return Dvm(w3, base, dvm, oov3, voting, currency, deployer, asserter, disputer, voter, stranger)
+    # The disputer (dev 2) is also the big staker: it votes on its own dispute; dev 3 is a second, smaller staker.
+    return deploy_dvm(w3, dev_keys, {2: BIG_STAKE, 3: SMALL_STAKE})
 
 
 def _persist_salt(db: Path, request_id: bytes, voter: str, price: int, salt: int) -> None:
@@ -165,7 +65,9 @@ def test_deploy_refuses_a_gat_above_the_token_supply(dvm: Dvm) -> None:
 
 
 def test_commit_reveal_resolves_the_dispute_and_settles_the_assertion(dvm: Dvm, tmp_path: Path) -> None:
-    assertion_id, vote_round = dvm.assert_and_dispute(b'{"title":"t","description":"a false claim"}')
+    assertion_id, vote_round = dvm.assert_and_dispute(
+        b'{"title":"t","description":"a false claim"}', callback_recipient=ZERO_ADDRESS
+    )
     assertion = dvm.oov3.get_assertion(assertion_id)
     # The request waits for the next round: nothing to vote on yet.
     assert dvm.stamp(assertion_id) not in {r.ancillary_data for r in dvm.voting.pending_requests()}
@@ -215,7 +117,9 @@ def test_commit_reveal_resolves_the_dispute_and_settles_the_assertion(dvm: Dvm, 
 
 
 def test_a_wrong_salt_is_refused_before_sending_and_the_right_one_resolves_true(dvm: Dvm) -> None:
-    assertion_id, vote_round = dvm.assert_and_dispute(b'{"title":"t","description":"a true claim"}')
+    assertion_id, vote_round = dvm.assert_and_dispute(
+        b'{"title":"t","description":"a true claim"}', callback_recipient=ZERO_ADDRESS
+    )
     dvm.warp_to_phase(vote_round, VotePhase.COMMIT)
     request = dvm.request_for(assertion_id)
     who, ident, when, ancillary = dvm.disputer, request.identifier, request.time, request.ancillary_data

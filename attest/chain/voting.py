@@ -169,6 +169,11 @@ class VotingClient:
             ) from None
 
     # -- staking ---------------------------------------------------------------------------------------
+    def voter_for(self, sender: str) -> str:
+        """Whose stake `sender`'s votes count for: its delegator when the delegation is set up on both sides,
+        else itself. VotingV2 puts this address, not the sender's, into the commit hash."""
+        return str(self.contract.functions.getVoterFromDelegate(Web3.to_checksum_address(sender)).call())
+
     def stake_of(self, voter: str) -> int:
         """The voter's active stake (tokens that vote and can be slashed)."""
         return int(self.contract.functions.voterStakes(Web3.to_checksum_address(voter)).call()[0])
