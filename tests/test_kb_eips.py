@@ -75,10 +75,15 @@ def test_search_on_the_corpus_is_exactly_the_plain_bm25_ranking(eips: KnowledgeB
         "block", "transaction", "gas", "fee", "base", "blob", "storage", "opcode", "contract", "signature",
         "account", "chain", "validator", "withdrawal", "address", "code", "value", "state", "the", "of", "to",
         "refund", "calldata", "precompile", "beacon", "deposit", "nonce", "receipt", "header", "difficulty",
+        "EIP-1559", "s-value", "proof-of-stake", "4,000,000", "ERC-20", "base_fee", "max_fee_per_gas",
     ]  # fmt: skip
     db = sqlite3.connect(eips.path)
-    for _ in range(30):
-        query = " ".join(rng.sample(vocabulary, rng.randint(2, 7)))
+    # Phrases of several tokens once lost score inside the pruned query; these two were found that way.
+    pinned = [
+        "signatures with s-value greater than secp256k1n/2 invalid",
+        "Muir Glacier difficulty bomb delay 4,000,000 blocks",
+    ]
+    for query in pinned + [" ".join(rng.sample(vocabulary, rng.randint(2, 7))) for _ in range(40)]:
         expected = db.execute(
             "SELECT -bm25(chunks_fts, 4.0, 1.0) AS score FROM chunks_fts WHERE chunks_fts MATCH ? "
             "ORDER BY score DESC LIMIT 5",

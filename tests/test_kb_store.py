@@ -205,7 +205,7 @@ def test_any_text_is_a_valid_query(kb: KnowledgeBase, good: Path, query: str) ->
 
 
 def test_query_terms_quote_words_and_turn_split_words_into_phrases() -> None:
-    assert query_terms('What is "EIP-1559" base_fee?') == ['"eip 1559"', '"base fee"']
+    assert query_terms('What is "EIP-1559" base_fee?') == ['"eip 1559"', '"base_fee"']  # an identifier is one word
     assert query_terms("the of and") == ['"the"', '"of"', '"and"']  # stop words only when nothing else is left
     assert fts_query('say "hi"') == '"say" OR "hi"'
     assert query_terms("!!! ...") == [] and fts_query("") == ""
@@ -258,6 +258,8 @@ def compare_with_plain_ranking(kb: KnowledgeBase, rng: random.Random) -> None:
     for _ in range(60):
         words = [f"w{rng.randint(0, 12)}" for _ in range(rng.randint(1, 4))]
         words += [f"w{rng.randint(13, 1499)}" for _ in range(rng.randint(0, 4))]
+        if rng.random() < 0.3:  # a phrase of two tokens, which FTS5 scores differently inside AND/NOT branches
+            words.append(f"w{rng.randint(0, 12)}-w{rng.randint(0, 40)}")
         query = " ".join(words)
         k = rng.choice([1, 3, 5, 10])
         pruned += "NOT" in kb._match(query_terms(query), k)  # the restricted query was actually used
@@ -300,7 +302,7 @@ def test_chunk_by_id_and_stats(kb: KnowledgeBase, good: Path) -> None:
     with pytest.raises(KbError, match="not in the KB"):
         kb.chunk(10**9)
     stats = kb.stats()
-    assert (stats.documents, stats.schema_version, stats.params) == (4, 1, ChunkParams())
+    assert (stats.documents, stats.schema_version, stats.params) == (4, 2, ChunkParams())
     assert stats.bytes == sum((FIXTURES / s).stat().st_size for s in GOOD_SOURCES)
     assert stats.media_types == {"text/html": 1, "text/markdown": 2, "text/plain": 1}
     assert stats.chunks == len(kb.chunks_without_embedding("m")) and stats.file_bytes > 0
@@ -358,14 +360,49 @@ def test_default_path_wal_and_migrations(attest_home: str) -> None:
         assert base.path == Path(attest_home) / "kb.sqlite3"
     db = sqlite3.connect(Path(attest_home) / "kb.sqlite3")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert [r[0] for r in db.execute("SELECT version FROM migrations")] == [1]
+    assert [r[0] for r in db.execute("SELECT version FROM migrations")] == [1, 2]
     with KnowledgeBase():  # reopening applies nothing twice
         pass
-    assert db.execute("SELECT count(*) FROM migrations").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM migrations").fetchone()[0] == 2
     db.execute("INSERT INTO migrations VALUES (99, 'from the future', NULL)")
     db.commit()
     with pytest.raises(KbError, match="schema v99, newer than this release"):
         KnowledgeBase()
+
+
+def test_snake_case_identifiers_are_one_word(kb: KnowledgeBase) -> None:
+    kb.add_document("spec.md", b"# Spec\n\nThe header gains `max_fee_per_gas`, checked per block.\n")
+    kb.add_document("prose.md", b"# Prose\n\nThe max fee per gas is what a sender pays at most.\n")
+    assert [h.source for h in kb.search("max_fee_per_gas")] == ["spec.md"]
+    assert [h.source for h in kb.search("max fee per gas")] == ["prose.md", "spec.md"]  # spec.md: "per" only
+    assert [h.source for h in kb.search("fee")] == ["prose.md"]  # a word inside an identifier is not that word
+
+
+def test_a_v1_kb_is_indexed_again_when_opened(tmp_path: Path, good: Path) -> None:
+    """v1 split identifiers at `_`; opening it rebuilds the FTS index from the stored chunks, nothing else changes."""
+    path = tmp_path / "kb.sqlite3"
+    with KnowledgeBase(path) as base:
+        base.add_path(good)
+        base.add_document("ipfs://bafyexample", b"# Notes\n\nThe gas_limit_target is set by validators.\n")
+        before = [(h.source, h.chunk_index, h.score) for h in base.search("foghorn visibility nautical", k=3)]
+        cid = base.manifest_cid()
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        DROP TABLE chunks_fts;
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(heading, body, tokenize = 'porter unicode61 remove_diacritics 2');
+        INSERT INTO chunks_fts(rowid, heading, body) SELECT id, '', text FROM chunks;
+        DELETE FROM migrations WHERE version = 2;
+        """
+    )
+    db.close()
+    with KnowledgeBase(path) as base:
+        assert [(h.source, h.chunk_index, h.score) for h in base.search("foghorn visibility nautical", k=3)] == before
+        assert [h.source for h in base.search("gas_limit_target")] == ["ipfs://bafyexample"]
+        assert base.manifest_cid() == cid and base.stats().schema_version == 2
+    db = sqlite3.connect(path)
+    assert "tokenchars" in db.execute("SELECT sql FROM sqlite_master WHERE name = 'chunks_fts'").fetchone()[0]
+    assert [r[0] for r in db.execute("SELECT version FROM migrations")] == [1, 2]
 
 
 def test_a_file_that_is_not_a_kb_is_refused(tmp_path: Path) -> None:

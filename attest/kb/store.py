@@ -15,7 +15,7 @@ import os
 import re
 import sqlite3
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,7 +45,17 @@ _PROBE_ROWS = 400  # how many chunks the rarest terms may match in the query tha
 
 Status = Literal["added", "unchanged", "replaced"]
 
-_MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+# FTS5 with porter stemming; `_` is a word character, so a snake_case identifier (max_fee_per_gas) is one term,
+# as it is one name in the specs it comes from, rather than four common words.
+_TOKENIZER = "porter unicode61 remove_diacritics 2 tokenchars '_'"
+_FTS_TABLE = f"""
+    CREATE VIRTUAL TABLE chunks_fts USING fts5(heading, body, tokenize = "{_TOKENIZER}");
+    INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('rank', 'bm25({HEADING_WEIGHT}, 1.0)');
+"""
+
+# A migration is SQL, or a function run on the connection (inside the migration's transaction).
+Migration = str | Callable[[sqlite3.Connection], None]
+_MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (
         1,
         "documents, chunks, FTS5 index, embeddings",
@@ -86,6 +96,7 @@ _MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX embeddings_by_model ON embeddings(model);
         """,
     ),
+    (2, "FTS index keeps snake_case identifiers whole (tokenchars '_')", lambda db: _rebuild_fts(db)),
 )
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
@@ -99,7 +110,7 @@ _STOPWORD_TEXT = """
     with would you your yours
 """
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-_TOKEN = re.compile(r"[^\W_]+")
+_TOKEN = re.compile(r"\w+")  # what the FTS tokenizer keeps together (`_` included)
 # "the user's wallet" means the user; left in, the "s" would turn the word into the phrase "user s".
 _POSSESSIVE = re.compile(r"(?<=\w)['\u2019]s\b", re.IGNORECASE)
 
@@ -213,7 +224,8 @@ def restricted_match(required: Sequence[str], optional: Sequence[str]) -> str:
     """Chunks with a required term, each scored on every term exactly as the plain OR query scores it.
 
     `(R OR O) NOT (O NOT R)`: the NOT side removes chunks with only optional terms and adds no score. FTS5 steps
-    through every chunk of R OR O to evaluate it, so search uses `required_match`, which steps through R's only.
+    through every chunk of R OR O to evaluate it, so search uses `required_match`, which steps through R's only,
+    unless a term is a phrase of several tokens.
     """
     r = "(" + " OR ".join(required) + ")"
     if not optional:
@@ -227,8 +239,9 @@ def required_match(required: Sequence[str], optional: Sequence[str]) -> str:
     chunks only: `(R AND O) OR (R NOT O)`.
 
     FTS5 scores only the phrases of the branch a chunk matches (the other branch's phrases count nothing), so
-    each chunk's score is its plain OR score; but where `restricted_match` steps through every chunk any term
-    matches, both branches here step through R's chunks and only look up O in them.
+    each chunk's score is its plain OR score when every term is one token (a phrase of several can lose
+    instances); but where `restricted_match` steps through every chunk any term matches, both branches here step
+    through R's chunks and only look up O in them.
     """
     r = "(" + " OR ".join(required) + ")"
     if not optional:
@@ -243,6 +256,33 @@ def _now() -> str:
 
 def _hidden(name: str) -> bool:
     return name.startswith(".")
+
+
+def _run_script(db: sqlite3.Connection, sql: str) -> None:
+    """Statements separated by `;` (none holds one inside a literal), each on its own: `executescript` would
+    commit the open transaction."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _index_heading(source: str, heading_path: Sequence[str]) -> str:
+    """The heading column of a chunk: its file name (not for ipfs:// sources, whose name is a CID) and heading path."""
+    name = "" if source.startswith("ipfs://") else PurePosixPath(source).name
+    return " ".join((name, *heading_path))
+
+
+def _rebuild_fts(db: sqlite3.Connection) -> None:
+    """A new FTS table with the current tokenizer, indexed again from the stored chunks (which it never changes)."""
+    db.execute("DROP TABLE IF EXISTS chunks_fts")
+    _run_script(db, _FTS_TABLE)
+    rows = db.execute(
+        "SELECT c.id, d.source, c.heading_path, c.text FROM chunks c JOIN documents d ON d.id = c.document_id"
+    )
+    db.executemany(
+        "INSERT INTO chunks_fts(rowid, heading, body) VALUES (?, ?, ?)",
+        ((chunk_id, _index_heading(source, json.loads(path)), text) for chunk_id, source, path, text in rows),
+    )
 
 
 class KnowledgeBase:
@@ -306,9 +346,10 @@ class KnowledgeBase:
             if version <= current:
                 continue
             with self.transaction():
-                for statement in sql.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
+                if callable(sql):
+                    sql(self._db)
+                else:
+                    _run_script(self._db, sql)
                 self._db.execute("INSERT INTO migrations VALUES (?, ?, ?)", (version, name, _now()))
 
     def _settle_params(self, wanted: ChunkParams | None) -> ChunkParams:
@@ -458,7 +499,6 @@ class KnowledgeBase:
         return AddResult(item.doc_cid, "added" if row is None else "replaced", len(parsed.chunks), item.source)
 
     def _insert_chunks(self, document_id: int | None, item: _Incoming, parsed: ParsedDocument) -> None:
-        name = "" if item.source.startswith("ipfs://") else PurePosixPath(item.source).name
         index_rows = []
         for chunk in parsed.chunks:
             cur = self._db.execute(
@@ -475,7 +515,7 @@ class KnowledgeBase:
                     chunk.end,
                 ),
             )
-            index_rows.append((cur.lastrowid, " ".join((name, *chunk.heading_path)), chunk.text))
+            index_rows.append((cur.lastrowid, _index_heading(item.source, chunk.heading_path), chunk.text))
         self._db.executemany("INSERT INTO chunks_fts(rowid, heading, body) VALUES (?, ?, ?)", index_rows)
 
     def _delete_document(self, document_id: int) -> None:
@@ -563,6 +603,10 @@ class KnowledgeBase:
         everything = " OR ".join(terms)
         if not terms or sum(hits[t] for t in terms) < _PLAIN_BELOW:
             return everything, self._top(everything, limit) if terms else []
+        # A phrase of several tokens (EIP-1559, s-value) is not always scored as in the plain OR query when it sits
+        # in `required_match`'s branches (SQLite 3.40's FTS5 loses some of its instances there; the tests pin
+        # this); `restricted_match` scores phrases exactly, at the cost of stepping through every term's chunks.
+        combine = restricted_match if any(" " in t for t in terms) else required_match
         probe: list[str] = []
         probed = 0
         for term in sorted(terms, key=lambda t: hits[t]):
@@ -570,7 +614,7 @@ class KnowledgeBase:
                 break
             probe.append(term)
             probed += hits[term]
-        first = required_match(probe, [t for t in terms if t not in probe])
+        first = combine(probe, [t for t in terms if t not in probe])
         top = self._top(first, limit)
         if len(top) < limit:  # fewer chunks hold a rare term than are asked for: no bound to prune with
             return everything, self._top(everything, limit)
@@ -581,7 +625,7 @@ class KnowledgeBase:
             return first, top
         # Chunks holding a probe term are ranked already: the second ranking steps through the other required
         # terms' chunks only, and the two rankings merge (a chunk in both has the same score in each).
-        match = required_match(rest, [t for t in terms if t not in rest])
+        match = combine(rest, [t for t in terms if t not in rest])
         merged = {(row[0], row[2]): row for row in [*top, *self._top(match, limit)]}
         return match, sorted(merged.values(), key=lambda row: (-row[-1], row[0], row[2]))[:limit]
 
