@@ -39,7 +39,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -195,15 +195,28 @@ def config_path() -> Path:
     return Path(os.environ.get("ATTEST_CONFIG") or attest_home() / "config.toml")
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """The file's TOML data ({} when there is no file); a file that cannot be read as TOML is a ConfigError."""
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path} is not valid TOML ({err}); fix or remove it") from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively; no config nests more than a few levels.
+        raise ConfigError(f"{path} nests arrays or inline tables too deeply to be a config; fix or remove it") from None
+    except ValueError:
+        # tomllib lets int()'s digit limit through as a plain ValueError.
+        raise ConfigError(f"{path} holds an integer over 4300 digits long; fix or remove it") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror}; check that it is a readable file") from None
+
+
 def load_config(path: Path | None = None) -> Config:
     """The file (absent means defaults), then `ATTEST_IPFS_API` and `ATTEST_IPFS_GATEWAYS` (comma-separated)."""
     path = path or config_path()
-    data: dict[str, object] = {}
-    if path.exists():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-            raise ConfigError(f"{path} is not valid TOML ({err}); fix or remove it") from None
+    data: dict[str, object] = read_toml(path)
     ipfs = data.get("ipfs", {})
     if isinstance(ipfs, dict):
         overrides: dict[str, object] = {}

@@ -24,7 +24,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import HTTPProvider, Web3
 
 from attest.chain.deploy import Deployment, StackParams, deploy_stack
-from attest.chain.tx import Sender
+from attest.chain.tx import RetryingHTTPProvider, Sender
 from attest.errors import CorruptState, DevnetError, PortBusy
 from attest.localnet import HOST, log_tail, port_in_use
 from attest.networks import DEVNET_PORT, LOCAL_CHAIN_ID
@@ -81,7 +81,8 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     # A zombie child (possible when we spawned it in this process) counts as dead.
-    with contextlib.suppress(FileNotFoundError):
+    # Reading a process that exits meanwhile fails with ESRCH (ProcessLookupError), not only ENOENT.
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
         if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
             return False
     return True
@@ -91,11 +92,24 @@ def _web3(url: str, timeout: float = 3.0) -> Web3:
     return Web3(http_provider(url, timeout))
 
 
+RPC_TIMEOUT_ENV = "ATTEST_RPC_TIMEOUT_S"  # seconds per RPC request, for every connection; overrides the defaults
+
+
 def http_provider(url: str, timeout: float) -> HTTPProvider:
-    # web3's validation asks eth_chainId before every call and estimate; a chain id never changes under a URL.
-    return HTTPProvider(
-        url, request_kwargs={"timeout": timeout}, cache_allowed_requests=True, cacheable_requests={"eth_chainId"}
-    )
+    """Bounded retries on transient RPC failures (see `RetryingHTTPProvider`), `timeout` seconds per request
+    unless ATTEST_RPC_TIMEOUT_S says otherwise (a slow remote node; an impatient test).
+    web3's validation asks eth_chainId before every call and estimate; a chain id never changes under a URL."""
+    from attest.errors import ConfigError
+
+    chosen = os.environ.get(RPC_TIMEOUT_ENV, "").strip()
+    if chosen:
+        try:
+            timeout = float(chosen)
+        except ValueError:
+            timeout = -1.0
+        if not 0 < timeout <= 600:
+            raise ConfigError(f"{RPC_TIMEOUT_ENV}={chosen!r} is not a number of seconds in (0, 600]; fix or unset it")
+    return RetryingHTTPProvider(url, timeout=timeout, cache_allowed_requests=True, cacheable_requests={"eth_chainId"})
 
 
 class Devnet:

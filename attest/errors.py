@@ -198,3 +198,20 @@ class CalibrationError(JudgeError, ValueError):
 
 class EvalDataError(JudgeError, ValueError):
     """An evaluation data set (JSONL rows) that cannot be read; the message names the file and line."""
+
+
+# -- RPC faults (helper D) -------------------------------------------------------------------------------
+class RpcUnavailable(ChainError):
+    """The RPC endpoint kept failing (5xx, timeouts, dropped connections, transient JSON-RPC errors) after the
+    bounded retries. Whether a transaction sent meanwhile reached the chain is unknown: the outbox finds out."""
+
+
+# -- model refusals, oversize content (helper F) ---------------------------------------------------------
+class ModelRefused(ModelError):
+    """The model declined to answer (OpenAI's `refusal` field, Anthropic's stop_reason "refusal"); whatever
+    partial text came with it is not an answer."""
+
+
+class ContentTooLarge(AttestError, ValueError):
+    """More verified bytes of a CID arrived than the reader allows: the content itself is that large (every byte
+    was checked against its CID), so no other source can serve it smaller. Not a StoreError on purpose."""

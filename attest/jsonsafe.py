@@ -9,18 +9,33 @@ from __future__ import annotations
 
 import re
 
-_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+_BRACKET_OR_QUOTE = re.compile(r'[\[\]{}"]')
+_BRACKET = re.compile(r"[\[\]{}]")
+# The rest of a string after its opening quote, through the closing quote.
+_STRING_TAIL = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 
 
 def nested_deeper_than(text: str, limit: int) -> bool:
-    """True when brackets outside strings nest deeper than `limit`."""
+    """True when brackets outside strings nest deeper than `limit`. Linear in the length of `text`."""
     depth = 0
-    for match in _STRING_OR_BRACKET.finditer(text):
+    pos = 0
+    scan = _BRACKET_OR_QUOTE
+    while (match := scan.search(text, pos)) is not None:
         token = match.group()
-        if token in ("[", "{"):
+        pos = match.end()
+        if token == '"':
+            tail = _STRING_TAIL.match(text, pos)
+            if tail is None:
+                # An unterminated string: a JSON parser stops there, so nothing after it is parsed. Counting what
+                # follows as structure errs on the safe side, and no later quote is searched for again: retrying
+                # the string match from every later quote made hostile input like '"' + '\\"' * n quadratic.
+                scan = _BRACKET
+                continue
+            pos = tail.end()
+        elif token in ("[", "{"):
             depth += 1
             if depth > limit:
                 return True
-        elif token in ("]", "}"):
+        else:
             depth -= 1
     return False

@@ -1,7 +1,7 @@
 """Run the benchmarks: `python -m bench [NAME ...] [--quick] [--write]`.
 
-NAME picks benches (gas, cid, kb, ask; all when none is named). `--write` updates docs/benchmarks.md, full runs of
-every bench only.
+NAME picks benches (gas, cid, kb, ask, disputer; all when none is named). `--write` updates docs/benchmarks.md,
+full runs of every bench only.
 """
 
 from __future__ import annotations
@@ -9,10 +9,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import ask, cid, gas, kb
+from bench import ask, cid, disputer, gas, kb
 from bench.common import Table, write_report
 
-BENCHES: dict[str, Callable[..., list[Table]]] = {"gas": gas.run, "cid": cid.run, "kb": kb.run, "ask": ask.run}
+BENCHES: dict[str, Callable[..., list[Table]]] = {
+    "gas": gas.run,
+    "cid": cid.run,
+    "kb": kb.run,
+    "ask": ask.run,
+    "disputer": disputer.run,
+}
 
 
 def main(argv: list[str]) -> None:

@@ -5,6 +5,10 @@ their hash recorded, then the bytes sent. A row already signed or sent is reconc
 the same bytes re-broadcast, or marked dropped when its nonce went elsewhere), so a restart at any point never
 sends one intent twice. `ATTEST_CRASH_AT=<kind>-signed|<kind>-sent` kills the process right after that step
 is recorded (the crash tests use it, as the asserter's outbox does).
+
+A mined row is final only while its effect lasts: one a reorg removed, an approval another dispute spent, or a
+vote commit or reveal of an earlier round (the request rolled) is reopened (`dropped`, with the reason) and its
+intent signed again, so the same (assertion, kind) row serves every round without a second row.
 """
 
 from __future__ import annotations
@@ -13,19 +17,22 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractLogicError
+from web3.exceptions import ContractLogicError, TransactionNotFound
+from web3.logs import DISCARD
+from web3.types import TxReceipt
 
 from attest.chain.artifacts import shipped
 from attest.chain.connect import ChainContext
 from attest.chain.oov3 import Assertion
 from attest.chain.tx import Sender, SignedTx, revert_reason
 from attest.chain.voting import VotePhase, VotingClient, new_salt, vote_hash
-from attest.errors import ChainError, TransactionRejected
+from attest.errors import ChainError, RpcUnavailable, TransactionRejected
 from attest.flow.outbox import checkpoint
 from attest.flow.token import Token
-from disputer.store import DisputerStore, TxKind, TxRow
+from disputer.store import DisputerStore, TxKind, TxRow, Vote
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +56,32 @@ def ancillary_data(assertion_id: bytes, asserter: str) -> bytes:
     return f"assertionId:{assertion_id.hex()},ooAsserter:{asserter.lower().removeprefix('0x')}".encode()
 
 
+GONE = "the assertion left the chain in a reorg; nothing more is sent for it"
+
+
+def release_reorged(store: DisputerStore, w3: Web3, assertion_id: bytes, *, gone: bool) -> list[TxRow]:
+    """After a reorg removed an assertion (`gone`) or its dispute: rows whose transaction is no longer on chain.
+
+    For a gone assertion every open row is failed with the reason (signed bytes are never rebroadcast: they
+    would only revert); a mined dispute whose receipt vanished is reopened, so the dispute is sent again if the
+    assertion is (still, or again) on chain. Returns the rows changed."""
+    changed = []
+    for row in store.txs_for(assertion_id):
+        on_chain = row.tx_hash is not None and _receipt(w3, row.tx_hash) is not None
+        if gone and row.status in ("intent", "signed", "sent") and not on_chain:
+            changed.append(store.tx_failed(row.id, GONE))
+        elif row.status == "mined" and row.kind == "dispute" and not on_chain:
+            changed.append(store.tx_reopen(row.id, "a reorg removed it from the chain"))
+    return changed
+
+
+def _receipt(w3: Web3, tx_hash: bytes) -> TxReceipt | None:
+    try:
+        return w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+    except TransactionNotFound:
+        return None
+
+
 class Actor:
     def __init__(self, ctx: ChainContext, store: DisputerStore, sender: Sender) -> None:
         self.ctx = ctx
@@ -56,10 +89,21 @@ class Actor:
         self.sender = sender
 
     # -- the outbox ----------------------------------------------------------------------------------------
-    def send(self, assertion_id: bytes, kind: TxKind, build: Callable[[], ContractFunction], action: str) -> SendResult:
+    def send(
+        self,
+        assertion_id: bytes,
+        kind: TxKind,
+        build: Callable[[], ContractFunction],
+        action: str,
+        *,
+        spent: Callable[[TxReceipt], str | None] | None = None,
+    ) -> SendResult:
+        """Send one intent once. `spent(receipt)` says why a mined row's effect no longer counts (None: it does)."""
         row = self.store.tx_intent(assertion_id, kind)
         if row.status == "mined":
-            return SendResult(row)
+            row = self._still_mined(row, spent)
+            if row.status == "mined":
+                return SendResult(row)
         if row.status in ("signed", "sent"):
             row = self._reconcile(row, action)
             if row.status != "dropped":
@@ -78,6 +122,8 @@ class Actor:
         checkpoint(f"{kind}-signed")
         try:
             self.sender.broadcast(signed)
+        except RpcUnavailable as err:  # it may have landed: the row stays signed and the next reconcile finds out
+            return SendResult(row, str(err))
         except ChainError as err:
             return SendResult(self.store.tx_failed(row.id, str(err)), str(err))
         row = self.store.tx_sent(row.id)
@@ -92,6 +138,9 @@ class Actor:
     def _reconcile(self, row: TxRow, action: str) -> TxRow:
         assert row.tx_hash is not None and row.raw is not None and row.nonce is not None
         signed = SignedTx(action, row.nonce, "0x" + row.tx_hash.hex(), row.raw)
+        if self._assertion_vanished(row) and self.sender.receipt(signed.tx_hash) is None:
+            # Rebroadcast, these bytes could only revert (and spend gas): a reorg took the assertion away.
+            return self.store.tx_failed(row.id, GONE)
         try:
             receipt = self.sender.reconcile(signed)
         except ChainError as err:
@@ -100,6 +149,18 @@ class Actor:
         if receipt is None:
             return self.store.tx_dropped(row.id)
         return self.store.tx_mined(row.id, int(receipt["status"]))
+
+    def _still_mined(self, row: TxRow, spent: Callable[[TxReceipt], str | None] | None) -> TxRow:
+        assert row.tx_hash is not None
+        receipt = self.sender.receipt("0x" + row.tx_hash.hex())
+        why = "a reorg removed it from the chain" if receipt is None else spent(receipt) if spent else None
+        if why is None:
+            return row
+        log.info("%s for 0x%s is sent again: %s", row.kind, row.assertion_id.hex(), why)
+        return self.store.tx_reopen(row.id, why)
+
+    def _assertion_vanished(self, row: TxRow) -> bool:
+        return row.kind == "dispute" and not self.ctx.oov3.get_assertion(row.assertion_id).exists
 
     def reconcile_open(self) -> list[TxRow]:
         """At start: settle what every signed or sent row became (intent rows sent nothing and wait for their
@@ -126,7 +187,16 @@ class Actor:
         if approve_first:
             token = Token(self.ctx.w3, currency)
             spender = self.ctx.oov3.address
-            approved = self.send(assertion_id, "approve", lambda: token.approve_call(spender, bond), "approve")
+
+            def spent(_receipt: TxReceipt) -> str | None:
+                # Approvals set one shared allowance: another dispute may have used this one before ours was sent.
+                if token.allowance(self.sender.address, spender) >= bond:
+                    return None
+                return "its allowance was spent before this dispute was sent"
+
+            approved = self.send(
+                assertion_id, "approve", lambda: token.approve_call(spender, bond), "approve", spent=spent
+            )
             if not approved.mined:
                 return approved
         return self.send(assertion_id, "dispute", lambda: self.dispute_call(assertion_id), "disputeAssertion")
@@ -169,6 +239,8 @@ class Actor:
         if request is None:
             return "not up for a vote in this round"
         vote = self.store.vote(aid, round_id)
+        if vote is not None and vote.phase == "salted":
+            vote = self._commit_landed(vote, voting)
         if voting.vote_phase() is VotePhase.COMMIT:
             if vote is None:
                 vote = self.store.save_salt(
@@ -179,7 +251,10 @@ class Actor:
             voter = voting.voter_for(self.sender.address)  # the staker, when we vote as its delegate
             digest = vote_hash(vote.price, vote.salt, voter, request.time, ancillary, round_id, request.identifier)
             ident, when = request.identifier, request.time
-            sent = self.send(aid, "commit", lambda: voting.commit_call(ident, when, ancillary, digest), "commitVote")
+            sent = self.send(
+                aid, "commit", lambda: voting.commit_call(ident, when, ancillary, digest), "commitVote",
+                spent=self._other_round(voting, "VoteCommitted", round_id),
+            )  # fmt: skip
             if not sent.mined or sent.row.tx_hash is None:
                 return f"commit not done: {sent.error}"
             self.store.vote_committed(aid, round_id, sent.row.tx_hash)
@@ -189,8 +264,35 @@ class Actor:
         if vote.phase == "revealed":
             return f"revealed in round {round_id}"
         ident, when, price_, salt = request.identifier, request.time, vote.price, vote.salt
-        sent = self.send(aid, "reveal", lambda: voting.reveal_call(ident, when, price_, ancillary, salt), "revealVote")
+        sent = self.send(
+            aid, "reveal", lambda: voting.reveal_call(ident, when, price_, ancillary, salt), "revealVote",
+            spent=self._other_round(voting, "VoteRevealed", round_id),
+        )  # fmt: skip
         if not sent.mined or sent.row.tx_hash is None:
             return f"reveal not done: {sent.error}"
         self.store.vote_revealed(aid, round_id, sent.row.tx_hash)
         return f"revealed in round {round_id}"
+
+    def _commit_landed(self, vote: Vote, voting: VotingClient) -> Vote:
+        """The vote marked committed when its commit was mined for this round but a crash came before the mark
+        (otherwise, once the reveal phase starts, a counted commit would never be revealed)."""
+        for row in self.store.txs_for(vote.assertion_id):
+            if row.kind != "commit" or row.status != "mined" or row.tx_hash is None:
+                continue
+            receipt = self.sender.receipt("0x" + row.tx_hash.hex())
+            if receipt is not None and self._other_round(voting, "VoteCommitted", vote.round_id)(receipt) is None:
+                return self.store.vote_committed(vote.assertion_id, vote.round_id, row.tx_hash)
+        return vote
+
+    @staticmethod
+    def _other_round(voting: VotingClient, event: str, round_id: int) -> Callable[[TxReceipt], str | None]:
+        """A mined commit or reveal counts only in the round its event names: a rolled request votes again."""
+
+        def spent(receipt: TxReceipt) -> str | None:
+            logs = voting.contract.events[event]().process_receipt(receipt, errors=DISCARD)
+            rounds = {int(e["args"]["roundId"]) for e in logs}
+            if round_id in rounds:
+                return None
+            return f"it was for round {min(rounds, default=-1)}; the request is voted again in round {round_id}"
+
+        return spent

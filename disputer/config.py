@@ -6,7 +6,7 @@ safety_margin_s = 600        # never dispute an assertion expiring sooner than t
 max_bond_per_dispute = "500" # in bond-currency units; unset: no cap
 total_budget = "5000"        # bonds at stake in open disputes at once, in currency units; unset: no cap
 samples = 3                  # judge samples per answer (median)
-concurrency = 4              # answers judged at the same time
+concurrency = 64             # answers judged at the same time (each sends `samples` requests; lower it on 429s)
 poll_interval_s = 15
 confirmations = 2            # unset: [networks.<name>] confirmations, else 0 on `local` and 3 elsewhere
 backfill_s = 604800          # the first run looks back this far (at least the longest liveness)
@@ -23,14 +23,13 @@ attempts = 3                 # evaluations of one assertion before an undecided 
 
 from __future__ import annotations
 
-import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from attest.config import Config, config_path, load_config
+from attest.config import Config, config_path, load_config, read_toml
 from attest.errors import ConfigError
 
 _AMOUNT = r"^[0-9]+(\.[0-9]+)?$"
@@ -44,7 +43,9 @@ class DisputerConfig(BaseModel):
     max_bond_per_dispute: str | None = Field(default=None, pattern=_AMOUNT)
     total_budget: str | None = Field(default=None, pattern=_AMOUNT)
     samples: int = Field(default=3, ge=1, le=15)
-    concurrency: int = Field(default=4, ge=1, le=64)
+    # With a judge that takes ~1 s, judging tops out near `concurrency` answers a second (bench/disputer.py); the
+    # provider's rate limits are the other bound, and its 429s are retried with backoff.
+    concurrency: int = Field(default=64, ge=1, le=64)
     poll_interval_s: float = Field(default=15.0, gt=0, le=3600)
     confirmations: int | None = Field(default=None, ge=0, le=1000)
     backfill_s: int = Field(default=7 * 86400, ge=0, le=365 * 86400)
@@ -62,12 +63,12 @@ class DisputerConfig(BaseModel):
     @classmethod
     def _number(cls, value: Any) -> Any:
         # TOML writes `threshold = 1` as an integer; strict mode would refuse it as a float.
-        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        return _int_as_float(value)
 
     @field_validator("poll_interval_s", mode="before")
     @classmethod
     def _interval(cls, value: Any) -> Any:
-        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        return _int_as_float(value)
 
     def calibration_path(self, base: Path) -> Path | None:
         if self.calibration is None:
@@ -80,19 +81,20 @@ class DisputerConfig(BaseModel):
         return None if text is None else Decimal(text)
 
 
-def _read(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
+def _int_as_float(value: Any) -> Any:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return value
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path} is not valid TOML ({err}); fix or remove it") from None
+        return float(value)
+    except OverflowError:
+        # A ValueError becomes pydantic's ValidationError, so the loader reports it as a ConfigError.
+        raise ValueError("the number is too large") from None
 
 
 def load_disputer_config(path: Path | None = None, **overrides: Any) -> DisputerConfig:
     """The `[disputer]` table (defaults where absent), with command-line overrides that are not None."""
     path = path or config_path()
-    table = _read(path).get("disputer", {})
+    table = read_toml(path).get("disputer", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: disputer must be a table ([disputer])")
     data = {**table, **{k: v for k, v in overrides.items() if v is not None}}

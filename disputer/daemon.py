@@ -16,8 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import time
-from dataclasses import dataclass, field
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -48,6 +51,7 @@ from disputer.watcher import ScanResult, Watcher
 log = logging.getLogger(__name__)
 CHECKS_JUDGE = "deterministic-checks"
 DEFAULT_CONFIRMATIONS = 3  # off the devnet, when neither [disputer] nor [networks.<name>] says
+NOW_TTL_S = 1.0  # how old a chain time decisions that send nothing may use
 
 
 @dataclass
@@ -60,6 +64,18 @@ class StepReport:
     votes: dict[bytes, str] = field(default_factory=dict)
     settled: list[bytes] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+
+
+_Judged = tuple[StoredAssertion, Evaluation | Exception]
+
+
+def _drain(results: queue.SimpleQueue[_Judged]) -> list[_Judged]:
+    """Everything the judging threads have finished so far, without waiting."""
+    taken: list[_Judged] = []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            taken.append(results.get_nowait())
+    return taken
 
 
 def made_of(a: StoredAssertion) -> AssertionMade:
@@ -100,8 +116,9 @@ class Daemon:
         self.actor = actor
         self.config = config
         self.metrics = metrics or standard_metrics()
-        self.attempts: dict[bytes, int] = {}
-        self._semaphore = asyncio.Semaphore(config.concurrency)
+        self.attempts: dict[bytes, int] = {}  # evaluations so far of assertions not decided yet
+        self._tokens: dict[str, Token] = {}
+        self._now: tuple[float, int] | None = None  # (monotonic time read, chain time)
         self._reconciled = False
         self._warned_spoke = False
 
@@ -165,17 +182,69 @@ class Daemon:
         return self.store.undecided(self.chain_id, redecide_dry_runs=not self.config.dry_run)
 
     async def _evaluate_all(self, report: StepReport) -> None:
+        """Judge every undecided assertion, `concurrency` at a time, and handle each verdict as it arrives.
+
+        The pool is this step's own, sized to `concurrency`: asyncio's default executor has min(32, cpus + 4)
+        threads, which capped judging at 6 at once on a 2-core host whatever the config said. The whole backlog
+        is queued on it, so a thread starts the next judgement the moment one is done, while this loop records
+        and sends. Verdicts are handled as they arrive, not after the slowest judgement of the step: those that
+        send nothing in batches, one commit each (every commit is a disk sync), and those that want a dispute
+        one at a time with fresh chain reads, each sent before the next is decided, the waiting batch first.
+        An evaluation that raises leaves its assertion undecided for the next step; the others are still
+        handled, and the first error is raised once they all are.
+        """
         todo = self.undecided()
         if not todo:
             return
-        evaluations = await asyncio.gather(*(self._evaluate(a) for a in todo))
-        for stored, evaluation in zip(todo, evaluations, strict=True):
-            report.evaluated.append(stored.assertion_id)
-            self.handle(stored, evaluation, report)
+        self._now = None  # chain time is read afresh each step (tests and idle hours move it)
+        loop = asyncio.get_running_loop()
+        results: queue.SimpleQueue[_Judged] = queue.SimpleQueue()
+        arrived = asyncio.Event()
 
-    async def _evaluate(self, stored: StoredAssertion) -> Evaluation:
-        async with self._semaphore:
-            return await asyncio.to_thread(self.evaluator.evaluate, made_of(stored))
+        def evaluate(stored: StoredAssertion) -> None:
+            result: Evaluation | Exception
+            try:
+                result = self.evaluator.evaluate(made_of(stored))
+            except Exception as err:  # re-raised on the loop, after the rest are handled
+                result = err
+            results.put((stored, result))
+            loop.call_soon_threadsafe(arrived.set)
+
+        failure: Exception | None = None
+        waiting = len(todo)
+        disputes: deque[tuple[StoredAssertion, Evaluation]] = deque()
+        pool = ThreadPoolExecutor(min(self.config.concurrency, len(todo)), thread_name_prefix="judge")
+        try:
+            for stored in todo:
+                pool.submit(evaluate, stored)
+            while waiting or disputes:
+                batch = _drain(results)
+                if not batch and not disputes:
+                    arrived.clear()
+                    if results.empty():
+                        await arrived.wait()
+                    continue
+                waiting -= len(batch)
+                quiet: list[tuple[StoredAssertion, Evaluation]] = []
+                for stored, result in batch:
+                    if isinstance(result, Exception):
+                        failure = result if failure is None else failure
+                        continue
+                    report.evaluated.append(stored.assertion_id)
+                    wanted = wants_dispute(self._known_facts(stored, result))
+                    (disputes if wanted else quiet).append((stored, result))
+                if quiet:
+                    with self.store.transaction():
+                        for stored, evaluation in quiet:
+                            self.handle(stored, evaluation, report)
+                if disputes:
+                    self.handle(*disputes.popleft(), report)
+                    await asyncio.sleep(0)  # a long backlog of disputes must not starve the loop's other tasks
+        finally:
+            # Normally every thread is idle by now; after an error or a cancel, queued judgements are dropped.
+            pool.shutdown(wait=False, cancel_futures=True)
+        if failure is not None:
+            raise failure
 
     def handle(self, stored: StoredAssertion, evaluation: Evaluation, report: StepReport) -> PolicyDecision:
         """Decide on one evaluated assertion, record the decision and act on it."""
@@ -197,6 +266,7 @@ class Daemon:
         if decision.action == "undecided":
             alert(log, self.metrics, "undecided", "no verdict: this assertion is not disputed", **fields)
         self.record(stored, evaluation, decision)
+        self.attempts.pop(aid, None)  # decided for good: a daemon that runs for months must not keep every id
         self.metrics.inc("decisions_total", labels={"action": decision.action})
         report.decisions[aid] = decision.action
         log.info("decided", extra=fields)
@@ -224,36 +294,68 @@ class Daemon:
         )
 
     def facts(self, stored: StoredAssertion, evaluation: Evaluation) -> Facts:
+        """What the policy looks at. The chain and the wallet are read only when the evaluation wants a dispute:
+        for any other verdict the policy stops at whether the assertion is settled and how long it has left, and
+        the store knows both (as of the last poll; the expiration never changes). That spares four RPC calls for
+        each of the many answers that stand. On that path the money fields are placeholders the policy never
+        reaches, and `now` is the chain time read at most a second ago."""
+        known = self._known_facts(stored, evaluation)
+        if not wants_dispute(known):
+            return known
         chain = self.ctx.oov3.get_assertion(stored.assertion_id)
-        now = self.now()
-        token = Token(self.ctx.w3, stored.currency)
-        balance = token.balance(self.address)
+        token = self._token(stored.currency)
         allowance = token.allowance(self.address, self.ctx.oov3.address)
-        facts = Facts(
+        facts = replace(
+            known,
+            now=self.now(),
+            expiration_time=chain.expiration_time if chain.exists else stored.expiration_time,
+            max_bond_per_dispute=self._units(token, self.config.amount("max_bond_per_dispute")),
+            budget_left=self._budget_left(token, stored.currency),
+            balance=token.balance(self.address),
+            allowance=allowance,
+            disputed_by=chain.disputer if chain.disputed else None,
+            settled=chain.settled,
+        )
+        if allowance >= stored.bond and not chain.disputed and not chain.settled:
+            error = self.actor.dispute_static_error(stored.assertion_id)
+            if error is not None:
+                facts = replace(facts, static_call_error=error)
+        return facts
+
+    def _known_facts(self, stored: StoredAssertion, evaluation: Evaluation) -> Facts:
+        return Facts(
             failed_checks=evaluation.failed_checks,
             score=evaluation.score,
             undecided_reason=evaluation.undecided_reason,
+            unavailable=evaluation.unavailable is not None,
             threshold=self.config.threshold,
-            now=now,
-            expiration_time=chain.expiration_time if chain.exists else stored.expiration_time,
+            now=self._recent_now(),
+            expiration_time=stored.expiration_time,
             safety_margin_s=self.config.safety_margin_s,
             bond=stored.bond,
-            max_bond_per_dispute=self._units(token, self.config.amount("max_bond_per_dispute")),
-            budget_left=self._budget_left(token, stored.currency),
-            balance=balance,
-            allowance=allowance,
+            max_bond_per_dispute=None,
+            budget_left=None,
+            balance=0,
+            allowance=0,
             auto_approve=self.config.auto_approve,
-            disputed_by=chain.disputer if chain.disputed else None,
-            settled=chain.settled,
+            disputed_by=stored.disputed_by,
+            settled=stored.status == "settled",
             attempts=self.attempts.get(stored.assertion_id, 1),
             max_attempts=self.config.attempts,
             dry_run=self.config.dry_run,
         )
-        if wants_dispute(facts) and allowance >= stored.bond and not chain.disputed and not chain.settled:
-            error = self.actor.dispute_static_error(stored.assertion_id)
-            if error is not None:
-                facts = Facts(**{**facts.__dict__, "static_call_error": error})
-        return facts
+
+    def _recent_now(self) -> int:
+        # One block read a second, not one per answer; the policy compares it with margins of minutes.
+        if self._now is None or time.monotonic() - self._now[0] > NOW_TTL_S:
+            self._now = (time.monotonic(), self.now())
+        return self._now[1]
+
+    def _token(self, currency: str) -> Token:
+        key = currency.lower()
+        if key not in self._tokens:
+            self._tokens[key] = Token(self.ctx.w3, currency)
+        return self._tokens[key]
 
     def now(self) -> int:
         return int(self.ctx.w3.eth.get_block("latest")["timestamp"])
@@ -292,9 +394,8 @@ class Daemon:
             decision = self.store.decision(aid)
             if decision is None or decision.action != "dispute" or decision.dry_run or aid in report.sent:
                 continue
-            row = self.store.tx_intent(aid, "dispute")
-            if row.status == "mined":
-                continue
+            # No shortcut on a "mined" row: a reorg may have removed that dispute before the watcher saw it. The
+            # chain says whether it stands; the outbox reopens a mined row whose receipt is gone.
             chain = self.ctx.oov3.get_assertion(aid)
             if chain.disputed or chain.settled or chain.expiration_time <= self.now():
                 continue

@@ -3,7 +3,10 @@
 A failed deterministic check (schema, signature, digest == domainId, asserter, callback, claim, context chunks
 in their documents, corpus) is decisive on its own: the judge is not called. A record or document that no
 source can serve right now is not a failed check but an undecided evaluation, retried later: an IPFS outage on
-our side must not cost someone else a bond.
+our side must not cost someone else a bond. The same holds for bytes that do not hash to the CID: that is one
+source lying (skipped, the next one tried), never evidence against the asserter, whose claim names the CID.
+A record larger than the size limit is decisive (a failed schema check): its bytes were verified block by
+block, so the record itself is that large, and the download stops at the limit instead of fetching it all.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from typing import Any
 from attest.chain.oov3 import AssertionMade
 from attest.claim import parse_claim, rules_cid
 from attest.context import RetrievedChunk
-from attest.errors import AttestError, ClaimError, NotFound, RecordError, TamperedContent
+from attest.errors import AttestError, ClaimError, ContentTooLarge, NotFound, RecordError, TamperedContent
 from attest.ipfs.cid import CID
+from attest.ipfs.gateway import Gateway
 from attest.ipfs.remotes import read_anywhere
-from attest.ipfs.store import ContentStore
+from attest.ipfs.store import DEFAULT_TIMEOUT_S, ContentStore, PinResult
 from attest.record.codec import check_size, decode_utf8, max_record_bytes, parse_json
 from attest.record.model import AttestationRecord, validate_record
 from attest.verify import Check, check_record
@@ -94,10 +98,15 @@ class Evaluator:
             claim = parse_claim(made.claim)
         except ClaimError as err:
             return Evaluation(aid, None, (Check("claim", False, str(err)),), None, latency_ms=_since(started))
+        limit = max_record_bytes()
+        readers = [_SizeBounded(r, limit) for r in self.readers]
         try:
-            data, _source = read_anywhere(CID.parse(claim.record_cid), self.readers, timeout_s=self.timeout_s)
+            data, _source = read_anywhere(CID.parse(claim.record_cid), readers, timeout_s=self.timeout_s)
         except (NotFound, TamperedContent) as err:
             return Evaluation(aid, claim.record_cid, (), None, unavailable=str(err), latency_ms=_since(started))
+        except ContentTooLarge as err:
+            oversize = Check("schema", False, f"the record is over the {limit:,}-byte limit: {err}")
+            return Evaluation(aid, claim.record_cid, (oversize,), None, latency_ms=_since(started))
         missing: list[str] = []
         fetch = self._fetch_document(missing)
         rules = rules_cid(CID.parse(claim.rules_cid).version)  # the same rules bytes, in the claim's CID version
@@ -127,6 +136,33 @@ class Evaluator:
                 raise
 
         return fetch
+
+
+class _SizeBounded:
+    """A reader of records: more than `limit` verified bytes raise ContentTooLarge. A gateway stops downloading
+    at the limit; other stores (the local disk, our own Kubo node) are checked once they have read the file."""
+
+    def __init__(self, store: ContentStore, limit: int) -> None:
+        self.store = store
+        self.name = store.name
+        self.limit = limit
+
+    def get(self, cid: CID, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> bytes:
+        if isinstance(self.store, Gateway):
+            return self.store.get(cid, timeout_s=timeout_s, max_bytes=self.limit)
+        data = self.store.get(cid, timeout_s=timeout_s)
+        if len(data) > self.limit:
+            raise ContentTooLarge(f"{cid} is {len(data):,} bytes, over the {self.limit:,}-byte limit")
+        return data
+
+    def put(self, data: bytes, *, cid_version: int = 1) -> CID:
+        return self.store.put(data, cid_version=cid_version)
+
+    def pin(self, cid: CID) -> PinResult:
+        return self.store.pin(cid)
+
+    def has(self, cid: CID) -> bool:
+        return self.store.has(cid)
 
 
 def chunks_of(record: AttestationRecord) -> list[RetrievedChunk]:

@@ -4,7 +4,8 @@ Disputing costs a bond that is lost (and half burned) when the answer was right,
 a decisive failed check or a calibrated score below the threshold, time left before expiration beyond a safety
 margin, the bond within the per-dispute cap and the budget, enough balance (and allowance, or leave to approve),
 a static call that passes, and nobody having disputed it already. A verdict the judge could not reach never
-disputes: it is retried a few times while time allows, then recorded as undecided.
+disputes: it is retried a few times while time allows (a record no source serves: until the safety margin),
+then recorded as undecided.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Facts:
     max_attempts: int
     static_call_error: str | None = None  # from disputeAssertion's static call, when it was run
     dry_run: bool = False
+    unavailable: bool = False  # no verdict because the record could not be fetched (not a judge fault)
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,9 @@ def decide(facts: Facts) -> PolicyDecision:
         why = "failed check " + "; ".join(facts.failed_checks)
     elif facts.score is None:
         reason = facts.undecided_reason or "the judge reached no verdict"
-        if facts.attempts < facts.max_attempts and left > facts.safety_margin_s:
+        # An outage of IPFS says nothing about the answer and may outlast a few polls: fetch again until the
+        # safety margin. Only judge faults, which repeat, use up attempts.
+        if left > facts.safety_margin_s and (facts.unavailable or facts.attempts < facts.max_attempts):
             return PolicyDecision("retry", f"undecided ({reason}); attempt {facts.attempts} of {facts.max_attempts}")
         return PolicyDecision("undecided", f"undecided after {facts.attempts} attempt(s): {reason}; never disputed")
     elif facts.score >= facts.threshold:

@@ -9,7 +9,8 @@ checks that the checkpoint's block is still on the chain. If it is not, the fork
 checkpoints and everything after it is scanned again. A stored event whose log is not found again and whose
 block hash changed is undone: its assertion is marked gone, or its dispute or settlement forgotten. An event
 whose block still has its hash is kept even when a scan misses it: load-balanced RPCs sometimes return
-incomplete logs for recent blocks, and a missed log must not erase what is known.
+incomplete logs for recent blocks, and a missed log must not erase what is known. The outbox follows: a gone
+assertion's open transactions are failed (never rebroadcast), and our dispute a reorg removed is reopened.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from web3.exceptions import BlockNotFound, Web3Exception, Web3RPCError
 from attest.chain.connect import ChainContext
 from attest.chain.oov3 import AssertionDisputed, AssertionMade, AssertionSettled, OracleEvent
 from attest.errors import ChainError
+from disputer.actions import release_reorged
 from disputer.store import DisputerStore
 
 ClaimIsOurs = Callable[[bytes], bool]
@@ -212,8 +214,11 @@ class Watcher:
         if made:
             self.store.mark_gone(made)
             result.gone.extend(made)
+        for assertion_id in made:
+            release_reorged(self.store, self.ctx.w3, assertion_id, gone=True)
         for assertion_id in disputed:
             self.store.undo_dispute(assertion_id)
+            release_reorged(self.store, self.ctx.w3, assertion_id, gone=False)
         for assertion_id in settled:
             self.store.undo_settle(assertion_id)
 

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from attest.ipfs.car import write_car
-from attest.ipfs.cid import CID
+from attest.ipfs.cid import CID, RAW
 from attest.ipfs.dagpb import links
 
 
@@ -337,10 +337,12 @@ CAR_TYPE = "application/vnd.ipld.car"
 @dataclass
 class GatewayKnobs:
     tamper: set[str] = field(default_factory=set)  # these blocks are served with one byte flipped
+    substitute: dict[str, bytes] = field(default_factory=dict)  # these blocks are served as other bytes (another CID's)
     missing: set[str] = field(default_factory=set)  # these blocks are absent: 404 raw, left out of CARs
     slow_s: float = 0.0  # wait this long before answering
     drip_s: float = 0.0  # after the headers, send the body one small piece per `drip_s`
     truncate_car: int | None = None  # CARs end after this many bytes (a consistent but short response)
+    car_padding: int = 0  # CARs carry this many more bytes in valid blocks no DAG links to (a padded response)
     short_body: bool = False  # the Content-Length promises the whole body; half arrives, then the connection closes
     oversize: bool = False  # answer raw requests with far more bytes than any block holds
     status: int | None = None  # answer everything with this status
@@ -364,6 +366,8 @@ class FakeGateway(_FakeServer):
         return f"http://127.0.0.1:{self.port}"
 
     def served(self, cid: str) -> bytes:
+        if cid in self.knobs.substitute:
+            return self.knobs.substitute[cid]
         block = self.blocks[cid]
         if cid in self.knobs.tamper:
             return bytes([block[0] ^ 0x01]) + block[1:]
@@ -402,6 +406,9 @@ class FakeGateway(_FakeServer):
         for cid in self._dfs(CID.parse(root)):
             if str(cid) not in self.knobs.missing:
                 out.append((cid, self.served(str(cid))))
+        for offset in range(0, self.knobs.car_padding, 262144):
+            block = offset.to_bytes(8, "big") * (262144 // 8)
+            out.append((CID.for_block(block, codec=RAW, version=1), block))
         buf = io.BytesIO()
         write_car(buf, [CID.parse(root)], out)
         return buf.getvalue()

@@ -11,6 +11,7 @@ import json
 import random
 import shutil
 import subprocess
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,17 @@ def test_parse_never_raises_anything_but_claim_error_on_random_damage() -> None:
             continue
         # Damage that survives strict parsing can only be inside the free-text title.
         assert (parsed.record_cid, parsed.digest, parsed.asserter) == (RECORD_CID, DIGEST, ASSERTER)
+
+
+def test_hostile_claims_are_judged_in_linear_time() -> None:
+    # Found by tests/test_fuzz.py: the depth check was quadratic in unterminated strings; a claim in an event has no
+    # size limit but the block's, so ui_view on one of these took minutes.
+    hostile = ('{"title": "' + '\\"' * 200_000 + "}").encode()
+    started = time.monotonic()
+    assert ui_view(hostile) is None
+    with pytest.raises(ClaimError):
+        parse_claim(hostile)
+    assert time.monotonic() - started < 5
 
 
 def test_ui_view_decodes_exactly_as_the_oracle_ui() -> None:

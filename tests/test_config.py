@@ -90,3 +90,26 @@ def test_invalid_utf8_is_a_config_error(tmp_path: Path) -> None:
     path.write_bytes(b'[ipfs]\nkubo_api = "\xff"\n')
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(path)
+
+
+# Found by tests/test_fuzz.py: tomllib lets these through as ValueError and RecursionError.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[ipfs]\ntimeout_s = " + "9" * 5000, "over 4300 digits"),
+        ("x = " + "[" * 100_000 + "]" * 100_000, "too deeply"),
+        ("x = " + "{a = " * 100_000 + "1" + "}" * 100_000, "too deeply"),
+    ],
+)
+def test_numbers_too_long_and_nesting_too_deep_are_config_errors(tmp_path: Path, text: str, expected: str) -> None:
+    import py_ecc  # noqa: F401  # raises the recursion limit to 100000, as it does inside the CLI
+
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=expected) as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+
+
+def test_a_config_path_that_is_a_directory_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path)

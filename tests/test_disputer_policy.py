@@ -89,6 +89,14 @@ def test_undecided_is_retried_while_time_allows_and_never_disputed() -> None:
     assert decide(facts(settled=True)).action == "skip"
 
 
+def test_a_record_no_source_serves_is_fetched_again_until_the_safety_margin() -> None:
+    # An IPFS outage longer than a few polls must not make "undecided" final while hours of liveness remain.
+    outage = decide(facts(score=None, unavailable=True, attempts=50, undecided_reason="not found within 30 s"))
+    assert outage.action == "retry"
+    late = decide(facts(score=None, unavailable=True, attempts=50, now=9_500))
+    assert late.action == "undecided" and "never disputed" in late.reason
+
+
 def test_vote_price_follows_the_verdict() -> None:
     assert vote_price(["claim"], 0.99, 0.5) == 0
     assert vote_price([], 0.2, 0.5) == 0
@@ -111,6 +119,22 @@ def test_the_disputer_table_is_read_strictly(tmp_path: Path) -> None:
         load_disputer_config(path)
     path.write_text("[disputer]\nthreshold = 1.5\n")
     with pytest.raises(ConfigError, match="fix the \\[disputer\\] table"):
+        load_disputer_config(path)
+
+
+# Found by tests/test_fuzz.py: float() of a huge TOML integer raised OverflowError; tomllib's digit limit too.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[disputer]\nthreshold = " + "9" * 400, "disputer.threshold"),
+        ("[disputer]\npoll_interval_s = " + "9" * 400, "disputer.poll_interval_s"),
+        ("[disputer]\nsamples = " + "9" * 5000, "over 4300 digits"),
+    ],
+)
+def test_huge_numbers_in_the_disputer_table_are_config_errors(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=expected):
         load_disputer_config(path)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -400,6 +401,20 @@ def test_depth_is_counted_outside_strings_only() -> None:
     check_depth('[{"a": "[[[[\\"[[[[" }]', limit=2)  # brackets and an escaped quote inside a string
     with pytest.raises(RecordError, match="more than 2 levels"):
         check_depth('[{"a": "x", "b": [1]}]', limit=2)
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ['"' + '\\"' * 400_000, '"\\' * 400_000, '{"a": "' + '\\"[' * 250_000],
+    ids=["escaped-quotes", "quote-backslash", "unterminated-with-brackets"],
+)
+def test_unterminated_strings_are_refused_in_linear_time(hostile: str) -> None:
+    # Found by tests/test_fuzz.py: the depth check retried the string match at every later quote, so ~800 KB of
+    # this (under the 1 MiB limit) took hours before anything was refused.
+    started = time.monotonic()
+    with pytest.raises(RecordError):
+        decode_record(hostile.encode())
+    assert time.monotonic() - started < 5
 
 
 def test_unknown_schema_version_names_it_and_the_supported_one(signed: AttestationRecord) -> None:

@@ -1,29 +1,163 @@
 """Sending transactions: every one is checked with a static call and a balance check before it is signed.
 
 Keys stay in memory as eth-account `LocalAccount`s and are never printed; nodes never hold them unlocked.
+The RPC transport (`RetryingHTTPProvider`) retries what is safe to repeat: reads, and `eth_sendRawTransaction`,
+whose same signed bytes can only ever be one transaction.
 """
 
 from __future__ import annotations
 
+import json
+import random
 import time
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
+from urllib.parse import urlsplit
 
+import requests
 from eth_abi.abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
-from eth_typing import ChecksumAddress
+from eth_typing import URI, ChecksumAddress
 from hexbytes import HexBytes
-from web3 import Web3
+from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
-from web3.types import TxReceipt
+from web3.types import RPCEndpoint, TxReceipt
 
 from attest.chain.artifacts import Artifact
-from attest.errors import ChainError, TransactionRejected
+from attest.errors import ChainError, RpcUnavailable, TransactionRejected
 
 RECEIPT_TIMEOUT_S = 120.0
+RPC_TRIES = 6
+RPC_BACKOFF_S = 0.1  # doubled per retry, with jitter: 0.1 .. 1.6 s, about 3 s in all before giving up
+RPC_BACKOFF_CAP_S = 5.0  # also caps a server's Retry-After
+
+_TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
+# JSON-RPC errors that say "not now" rather than "no": load-balanced nodes lagging a block, rate limits, gateways.
+_TRANSIENT_RPC_MESSAGES = (
+    "header not found",
+    "timeout",
+    "timed out",
+    "rate limit",
+    "too many requests",
+    "limit exceeded",
+    "temporarily unavailable",
+    "service unavailable",
+    "try again",
+    "overloaded",
+)
+_TRANSIENT_RPC_CODES = frozenset({-32005})  # EIP-1474 "limit exceeded"
+# Reads repeat harmlessly, and so does eth_sendRawTransaction (same bytes, same hash, one nonce). A node-signed
+# eth_sendTransaction would sign a second transaction, and a lost eth_getFilterChanges answer is gone for good.
+_RETRIED_NAMESPACES = frozenset({"eth", "net", "web3", "txpool"})
+_NEVER_RETRIED = frozenset({"eth_sendTransaction", "eth_getFilterChanges"})
+_BAD_URL = (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema)
+_KNOWN_TX = ("already known", "already imported", "known transaction")
+_NONCE_USED = ("nonce too low", "nonce is too low")
+
+
+def may_retry(method: str) -> bool:
+    return method.split("_", 1)[0] in _RETRIED_NAMESPACES and method not in _NEVER_RETRIED
+
+
+def rpc_origin(url: str) -> str:
+    """Scheme, host and port only: provider URLs often carry an API key in their path or query."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}"
+
+
+def _transient_rpc_error(raw: bytes) -> str | None:
+    """The node's message when `raw` is a JSON-RPC error worth retrying, or a non-JSON body; else None."""
+    head = raw.lstrip()[:1]
+    if head not in (b"{", b"["):
+        return "a response that is not JSON"
+    # Error objects are small; large answers (logs, blocks) are not parsed twice.
+    if len(raw) > 4096 or b'"error"' not in raw:
+        return None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return "a response that is not JSON"
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None
+    message = str(error.get("message", ""))
+    lowered = message.lower()
+    if "revert" in lowered:  # a contract's own words ("timeout not reached") are an answer, not a hiccup
+        return None
+    if error.get("code") in _TRANSIENT_RPC_CODES or any(m in lowered for m in _TRANSIENT_RPC_MESSAGES):
+        return f"RPC error {error.get('code')}: {message[:80]}"
+    return None
+
+
+class RetryingHTTPProvider(HTTPProvider):
+    """web3's HTTP provider with bounded retries and jittered backoff on transient failures: HTTP 5xx/429,
+    timeouts, refused or dropped connections, and "try later" JSON-RPC errors. When the endpoint stays down it
+    raises `RpcUnavailable`, whose message names the endpoint without its path (API keys live there)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float,
+        tries: int = RPC_TRIES,
+        backoff_s: float = RPC_BACKOFF_S,
+        **kwargs: Any,
+    ) -> None:
+        # web3's own retry (ExceptionRetryConfiguration) misses requests' ConnectionError (a dropped connection
+        # is not the builtin ConnectionError), never retries JSON-RPC errors, and retries evm_* test methods.
+        super().__init__(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None, **kwargs)
+        self.tries = max(1, tries)
+        self.backoff_s = backoff_s
+
+    def _make_request(self, method: RPCEndpoint, request_data: bytes) -> bytes:
+        tries = self.tries if may_retry(method) else 1
+        url = URI(str(self.endpoint_uri))
+        why, wait_at_least = "", 0.0
+        for attempt in range(tries):
+            if attempt:
+                backoff = min(RPC_BACKOFF_CAP_S, self.backoff_s * 2 ** (attempt - 1))
+                time.sleep(max(wait_at_least, backoff * random.uniform(0.5, 1.0)))
+            wait_at_least = 0.0
+            try:
+                raw: bytes = self._request_session_manager.make_post_request(
+                    url, request_data, **self.get_request_kwargs()
+                )
+            except requests.HTTPError as err:
+                status = err.response.status_code if err.response is not None else 0
+                if status not in _TRANSIENT_HTTP:
+                    raise ChainError(
+                        f"the RPC at {rpc_origin(url)} answered HTTP {status} to {method}; "
+                        "check the URL and any API key it needs"
+                    ) from None
+                why, wait_at_least = f"HTTP {status}", _retry_after(err.response)
+                continue
+            except _BAD_URL:
+                raise ChainError(f"{rpc_origin(url)} is not a usable RPC URL; fix it") from None
+            except requests.RequestException as err:  # timeouts, refused or dropped connections, cut-off bodies
+                why = type(err).__name__
+                continue
+            if tries == 1:
+                return raw
+            transient = _transient_rpc_error(raw)
+            if transient is None:
+                return raw
+            why = transient
+        raise RpcUnavailable(
+            f"the RPC at {rpc_origin(url)} did not answer {method} after {tries} "
+            f"{'try' if tries == 1 else 'tries'} ({why}); check the node, then `attest resume`"
+        )
+
+
+def _retry_after(response: requests.Response | None) -> float:
+    value = response.headers.get("Retry-After", "") if response is not None else ""
+    try:
+        return min(RPC_BACKOFF_CAP_S, max(0.0, float(value)))
+    except ValueError:
+        return 0.0
 
 
 @dataclass(frozen=True)
@@ -86,15 +220,23 @@ class Sender:
         return SignedTx(action, int(tx["nonce"]), signed.hash.to_0x_hex(), bytes(signed.raw_transaction))
 
     def broadcast(self, signed: SignedTx) -> None:
-        """Send signed bytes. Sending the same bytes twice is harmless: one nonce, one hash, one effect."""
+        """Send signed bytes. Sending the same bytes twice is harmless: one nonce, one hash, one effect.
+
+        The transport re-sends after a lost answer, so the node may reply that it knows the transaction, or that
+        its nonce is spent: by this very transaction (fine), or by another one (this one can never be mined)."""
         try:
             self.w3.eth.send_raw_transaction(signed.raw)
         except Web3RPCError as err:
             text = str(err).lower()
-            # The node already has it (our earlier send got through), or its nonce is spent: `confirm` or
-            # `reconcile` decides from the receipt what happened; neither is a reason to sign anything new.
-            if "already known" in text or "nonce too low" in text or "already imported" in text:
+            if any(m in text for m in _KNOWN_TX):
                 return
+            if any(m in text for m in _NONCE_USED):
+                if self.receipt(signed.tx_hash) is not None or self._known(signed.tx_hash):
+                    return
+                raise ChainError(
+                    f"{signed.action}: nonce {signed.nonce} of {self.address} went to another transaction, so "
+                    f"{signed.tx_hash} can never be mined; `attest resume` (or the disputer's next poll) signs anew"
+                ) from None
             raise ChainError(f"{signed.action}: the node refused transaction {signed.tx_hash}: {err}") from None
 
     def confirm(self, signed: SignedTx) -> TxReceipt:
@@ -120,6 +262,14 @@ class Sender:
             return self.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
         except TransactionNotFound:
             return None
+
+    def _known(self, tx_hash: str) -> bool:
+        """Whether the node has the transaction at all (pending or mined)."""
+        try:
+            self.w3.eth.get_transaction(HexBytes(tx_hash))
+        except TransactionNotFound:
+            return False
+        return True
 
     @cached_property
     def chain_id(self) -> int:

@@ -16,7 +16,8 @@ def _progress(enabled: bool) -> Any:
     started = time.perf_counter()
 
     def show(step: str, detail: str) -> None:
-        if enabled:
+        # The account step only ever warns (a raw key from the environment): stderr shows it even under --json.
+        if enabled or step == "account":
             elapsed = (time.perf_counter() - started) * 1000
             click.echo(f"  ✓ {step:<9} {detail}  ({elapsed:,.0f} ms)", err=True)
 

@@ -20,7 +20,7 @@ from attest.claim import build_claim, rules_bytes
 from attest.config import Config, load_config
 from attest.context import RetrievedChunk
 from attest.errors import BondError, KbError
-from attest.flow.outbox import checkpoint, send_once
+from attest.flow.outbox import checkpoint, send_once, settle_open
 from attest.flow.token import Token
 from attest.ipfs.local import LocalStore
 from attest.ipfs.remotes import Remotes, replicate
@@ -278,7 +278,7 @@ def assert_pinned(
         raise BondError(f"attestation #{a.id} was planned for the oracle at {a.oov3}, not {oov3.address}")
     claim = build_claim(a.cid, a.digest, a.asserter, a.rules_cid, a.query)
     mined = ledger.mined_tx(a.id, "assert")
-    if mined is None and ledger.open_tx(a.id, "assert") is None:
+    if mined is None and settle_open(ledger, a.id, "assert", sender, "assertTruth") is None:
         if not checked:
             preflight(ctx, token, a.identifier, a.bond, sender.address)
         if oov3.cache_is_stale(a.identifier, token.address):
@@ -286,9 +286,11 @@ def assert_pinned(
             sender.transact(oov3.sync_uma_params_call(a.identifier, token.address), "syncUmaParams")
         amount = MAX_UINT256 if ctx.settings.standing_allowance else a.bond
         approve = token.approve_call(oov3.address, amount)
-        # An approval already in flight is settled first (mined, or rebroadcast), never signed again.
-        if ledger.open_tx(a.id, "approve") is not None or token.allowance(sender.address, oov3.address) < a.bond:
-            send_once(ledger, a.id, "approve", sender, approve, "approve")
+        # An approval in flight is settled first (mined, or rebroadcast), never signed again. One mined earlier
+        # may have been spent since (another ask used the shared allowance before this one asserted): approve again.
+        settle_open(ledger, a.id, "approve", sender, "approve")
+        if token.allowance(sender.address, oov3.address) < a.bond:
+            send_once(ledger, a.id, "approve", sender, approve, "approve", repeatable=True)
             progress("approve", f"allowed the oracle to take {token.show(a.bond)}")
     ledger.update(a.id, "asserting", {"claim_bytes": len(claim)}, status="asserting", claim=claim)
     call = oov3.assert_truth_call(

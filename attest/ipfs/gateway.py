@@ -8,7 +8,9 @@ make us accept other bytes: a mismatch raises `TamperedContent` naming the block
 
 One deadline bounds a whole `get`, including every byte of every response: a server that answers slowly or
 drips its body cannot stretch the wait beyond `timeout_s` (DNS resolution is the one part no socket timeout
-covers). A CID the gateway does not have, or cannot produce in time, raises `NotFound`.
+covers). A CID the gateway does not have, or cannot produce in time, raises `NotFound`. With `max_bytes`, a
+file larger than that stops the download as soon as the excess has arrived (`ContentTooLarge`), so a huge file
+costs a reader at most its limit plus one block.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from __future__ import annotations
 import http.client
 import io
 import time
+from collections.abc import Iterable
 from typing import Literal
 from urllib.parse import urlsplit
 
-from attest.errors import CarBlockMismatch, CarError, NotFound, StoreError, TamperedContent
+from attest.errors import CarBlockMismatch, CarError, ContentTooLarge, NotFound, StoreError, TamperedContent
 from attest.ipfs._http import BodyTooLarge, ShortBody, read_body, time_left
 from attest.ipfs.car import read_car
 from attest.ipfs.cid import CID
@@ -73,12 +76,26 @@ class Gateway:
     def pin(self, cid: CID) -> PinResult:
         raise StoreError("gateways are read-only; pin on a Kubo node or a pinning service")
 
-    def get(self, cid: CID, *, timeout_s: float | None = None) -> bytes:
-        """The file's bytes; every block verified against its CID, the whole read bounded by `timeout_s`."""
+    def get(self, cid: CID, *, timeout_s: float | None = None, max_bytes: int | None = None) -> bytes:
+        """The file's bytes; every block verified against its CID, the whole read bounded by `timeout_s`, and
+        by `max_bytes` of file content when given."""
         budget = self.timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + budget
+        if max_bytes is not None and max_bytes < 0:
+            raise ValueError("max_bytes must not be negative")
         if self.mode == "car":
-            blocks = self._car_blocks(cid, deadline, budget)
+            # A CAR of a file within the limit holds its bytes, a few link blocks and framing: twice the limit
+            # and one block more is generous. A bigger CAR may be padding, so it proves nothing about the file:
+            # then the blocks are fetched one by one instead, which does stop at the limit.
+            car_limit = (
+                self.max_car_bytes if max_bytes is None else min(self.max_car_bytes, 2 * max_bytes + MAX_BLOCK_BYTES)
+            )
+            try:
+                blocks = self._car_blocks(cid, deadline, budget, car_limit)
+            except _CarTooLarge:
+                if max_bytes is None:
+                    raise
+                return self._raw_file(cid, deadline, budget, max_bytes)
 
             def from_car(block_cid: CID) -> bytes:
                 block = blocks.get(block_cid)
@@ -87,7 +104,10 @@ class Gateway:
                     raise NotFound(str(block_cid), self.url, budget)
                 return block
 
-            return b"".join(export(cid, from_car, source=self.url))
+            return self._joined(cid, export(cid, from_car, source=self.url), max_bytes)
+        return self._raw_file(cid, deadline, budget, max_bytes)
+
+    def _raw_file(self, cid: CID, deadline: float, budget: float, max_bytes: int | None) -> bytes:
         fetched: dict[CID, bytes] = {}  # files repeat chunks (zeros, padding); fetch each block once
 
         def from_gateway(block_cid: CID) -> bytes:
@@ -95,7 +115,21 @@ class Gateway:
                 fetched[block_cid] = self._raw_block(block_cid, deadline, budget)
             return fetched[block_cid]
 
-        return b"".join(export(cid, from_gateway, source=self.url))
+        # `export` fetches lazily, so stopping the join stops the download.
+        return self._joined(cid, export(cid, from_gateway, source=self.url), max_bytes)
+
+    def _joined(self, cid: CID, parts: Iterable[bytes], max_bytes: int | None) -> bytes:
+        out: list[bytes] = []
+        size = 0
+        for part in parts:
+            size += len(part)
+            if max_bytes is not None and size > max_bytes:
+                raise ContentTooLarge(
+                    f"{cid} is larger than {max_bytes:,} bytes (more verified bytes arrived from {self.url}); "
+                    "the download was stopped there"
+                )
+            out.append(part)
+        return b"".join(out)
 
     def has(self, cid: CID) -> bool:
         """True when the gateway serves the root block and it matches `cid`, answered within a few seconds.
@@ -124,12 +158,12 @@ class Gateway:
             raise TamperedContent(str(cid), self.url)
         return block
 
-    def _car_blocks(self, root: CID, deadline: float, budget: float) -> dict[CID, bytes]:
+    def _car_blocks(self, root: CID, deadline: float, budget: float, limit: int) -> dict[CID, bytes]:
         try:
-            body = self._fetch(root, "car", deadline, budget, self.max_car_bytes)
+            body = self._fetch(root, "car", deadline, budget, limit)
         except BodyTooLarge:
-            raise StoreError(
-                f"the CAR of {root} from {self.url} is over {self.max_car_bytes} bytes; "
+            raise _CarTooLarge(
+                f"the CAR of {root} from {self.url} is over {limit} bytes; "
                 "raise max_car_bytes or read it with mode='raw'"
             ) from None
         except ShortBody:
@@ -187,3 +221,7 @@ class Gateway:
             raise StoreError(f"cannot reach {self.url} ({type(err).__name__}: {err}); check the gateway URL") from None
         finally:
             conn.close()
+
+
+class _CarTooLarge(StoreError):
+    """A CAR past the size allowed; with a content limit `get` reads block by block instead."""

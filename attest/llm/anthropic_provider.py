@@ -14,7 +14,7 @@ import anthropic
 from anthropic.types import Message, MessageParam, OutputConfigParam
 
 from attest.context import RetrievedChunk
-from attest.errors import MissingKey, ModelError, ProviderUnavailable
+from attest.errors import MissingKey, ModelError, ModelRefused, ProviderUnavailable
 from attest.llm.base import (
     Answer,
     GenerationParams,
@@ -122,6 +122,12 @@ class AnthropicProvider:
             counts = (usage.input_tokens, usage.output_tokens) if usage is not None else None
         except (AttributeError, TypeError) as err:
             raise ModelError(f"anthropic returned a message we cannot read ({type(err).__name__})") from None
+        if finish_reason == "refusal":
+            # Streaming classifiers can stop a reply part-way: the partial text is not an answer.
+            raise ModelRefused(
+                f"anthropic model {params.model!r} refused to answer (stop reason: refusal), so there is no answer "
+                "text; rephrase the query or use another model"
+            )
         if not text.strip():
             raise ModelError(
                 f"anthropic model {params.model!r} returned no answer text (stop reason: {finish_reason}); "

@@ -14,7 +14,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.chat.completion_create_params import ResponseFormat
 
 from attest.context import RetrievedChunk
-from attest.errors import MissingKey, ModelError, ProviderUnavailable
+from attest.errors import MissingKey, ModelError, ModelRefused, ProviderUnavailable
 from attest.llm.base import (
     Answer,
     GenerationParams,
@@ -133,11 +133,18 @@ class OpenAIProvider:
         try:
             choice = completion.choices[0] if completion.choices else None
             text = choice.message.content if choice is not None else None
+            refusal = text_or_none(getattr(choice.message, "refusal", None)) if choice is not None else None
             finish_reason = text_or_none(choice.finish_reason) if choice is not None else None
             usage = completion.usage
             counts = (usage.prompt_tokens, usage.completion_tokens) if usage is not None else None
         except (AttributeError, TypeError) as err:
             raise ModelError(f"{self.label} returned a completion we cannot read ({type(err).__name__})") from None
+        if refusal is not None:
+            # A refusal is never an answer, even when some content came with it.
+            raise ModelRefused(
+                f"{self.label} model {params.model!r} refused to answer ({scrub(refusal, self._key, 200)}); "
+                "rephrase the query or use another model"
+            )
         if not isinstance(text, str) or not text.strip():
             raise ModelError(
                 f"{self.label} model {params.model!r} returned no answer text (finish reason: {finish_reason}); "
