@@ -261,16 +261,23 @@ class Devnet:
         node = NodeInfo(pid=proc.pid, port=port, started_at=time.time())
         deadline = time.monotonic() + START_TIMEOUT_S
         w3 = _web3(node.rpc_url, timeout=1.0)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise DevnetError(
-                    f"anvil exited with code {proc.returncode} at start; see {self.log_file}" + log_tail(self.log_file)
-                )
-            with contextlib.suppress(Exception):
-                if w3.eth.chain_id == LOCAL_CHAIN_ID:
-                    _atomic_write(self.node_file, json.dumps(asdict(node)))
-                    return node
-            time.sleep(0.1)
+        try:
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise DevnetError(
+                        f"anvil exited with code {proc.returncode} at start; see {self.log_file}"
+                        + log_tail(self.log_file)
+                    )
+                with contextlib.suppress(Exception):
+                    if w3.eth.chain_id == LOCAL_CHAIN_ID:
+                        _atomic_write(self.node_file, json.dumps(asdict(node)))
+                        return node
+                time.sleep(0.1)
+        except BaseException:
+            # Ctrl-C while anvil starts (even just after node.json is written): the caller never got the node
+            # to clean up, so it is killed here.
+            self._kill(node, signal.SIGKILL)
+            raise
         self._kill(node, signal.SIGKILL)
         raise DevnetError(f"anvil did not answer on {node.rpc_url} within {START_TIMEOUT_S:.0f}s; see {self.log_file}")
 
@@ -278,10 +285,16 @@ class Devnet:
         with contextlib.suppress(ProcessLookupError):
             os.kill(node.pid, sig)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _pid_alive(node.pid) and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(node.pid, os.WNOHANG)
-            time.sleep(0.05)
+        while time.monotonic() < deadline:
+            try:
+                # Our child is reaped, not only seen dead: a zombie left at our exit goes to PID 1, which in some
+                # containers never reaps. A multi-threaded anvil shows "Z" before it can be reaped, so wait for it.
+                if os.waitpid(node.pid, os.WNOHANG)[0] == node.pid:
+                    break
+            except ChildProcessError:  # started by another process: watch it instead
+                if not _pid_alive(node.pid):
+                    break
+            time.sleep(0.02)
         if _pid_alive(node.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(node.pid, signal.SIGKILL)

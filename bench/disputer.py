@@ -4,7 +4,7 @@ Setup (not measured): a throwaway devnet home; records signed by dev account 1 a
 (one cited document, so the context check passes); every assertTruth pre-signed with consecutive nonces and
 sent as raw bytes. One answer in ten is wrong. The judge is the real `LlmJudge` (OpenAI SDK, one sample per
 answer) talking to `bench.fake_judge` in a child process: every request waits `LATENCY_S`, then honest
-answers get 0.95 and wrong ones 0.05, so each wrong one is disputed (approve + disputeAssertion, mined).
+answers get 0.95 and wrong ones 0.05, so each wrong one is disputed (an approval per batch, its disputes mined).
 
 Measured, each daemon built by `build_daemon` over a fresh SQLite store, voting and settling off:
 - baseline: concurrency 1 (one assertion at a time, like the original tool) on the first `baseline`
@@ -474,7 +474,8 @@ def tables(r: Results) -> list[Table]:
         ],
         f"Goal: at least {GOAL_PER_S:.0f} judged/s — {met} ({o.per_s:.1f}/s). Daemon from `build_daemon` over a "
         f"fresh SQLite store, `step()` until all are decided; one in {WRONG_EVERY} answers is wrong and is disputed "
-        "(approve + disputeAssertion, each mined); voting and settling off. Judge: `LlmJudge` (OpenAI SDK, 1 "
+        "(verdicts that arrive together are one batch: one approve of their bonds, then their disputeAssertion "
+        "transactions with consecutive nonces, each mined); voting and settling off. Judge: `LlmJudge` (OpenAI SDK, 1 "
         f"sample) against a local OpenAI-compatible server in a child process that waits {LATENCY_S:g} s per "
         f"request. The baseline judges only the first {s.baseline} assertions (one at a time, {s.baseline} x "
         f"{LATENCY_S:g} s), on the same chain, reverted afterwards; the ratio compares rates. All assertions were "

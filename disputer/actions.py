@@ -166,9 +166,10 @@ class Actor:
         """At start: settle what every signed or sent row became (intent rows sent nothing and wait for their
         action to come round again)."""
         done = []
-        for row in self.store.open_txs():
-            if row.status in ("signed", "sent"):
-                done.append(self._reconcile(row, row.kind))
+        # In nonce order: a batch's later transactions can only be mined once its earlier ones are.
+        open_rows = [row for row in self.store.open_txs() if row.status in ("signed", "sent")]
+        for row in sorted(open_rows, key=lambda r: (r.sender or "", r.nonce or 0, r.id)):
+            done.append(self._reconcile(row, row.kind))
         return done
 
     # -- disputes ------------------------------------------------------------------------------------------
@@ -185,21 +186,95 @@ class Actor:
 
     def dispute(self, assertion_id: bytes, *, currency: str, bond: int, approve_first: bool) -> SendResult:
         if approve_first:
-            token = Token(self.ctx.w3, currency)
-            spender = self.ctx.oov3.address
-
-            def spent(_receipt: TxReceipt) -> str | None:
-                # Approvals set one shared allowance: another dispute may have used this one before ours was sent.
-                if token.allowance(self.sender.address, spender) >= bond:
-                    return None
-                return "its allowance was spent before this dispute was sent"
-
-            approved = self.send(
-                assertion_id, "approve", lambda: token.approve_call(spender, bond), "approve", spent=spent
-            )
+            approved = self.approve(assertion_id, currency, bond)
             if not approved.mined:
                 return approved
         return self.send(assertion_id, "dispute", lambda: self.dispute_call(assertion_id), "disputeAssertion")
+
+    def approve(self, assertion_id: bytes, currency: str, amount: int) -> SendResult:
+        """Set the oracle's allowance to `amount`, through the outbox row (assertion_id, approve)."""
+        token = Token(self.ctx.w3, currency)
+        spender = self.ctx.oov3.address
+
+        def spent(_receipt: TxReceipt) -> str | None:
+            # Approvals set one shared allowance: another dispute may have used this one before ours was sent.
+            if token.allowance(self.sender.address, spender) >= amount:
+                return None
+            return "its allowance was spent before this dispute was sent"
+
+        return self.send(assertion_id, "approve", lambda: token.approve_call(spender, amount), "approve", spent=spent)
+
+    def dispute_many(
+        self, disputes: list[tuple[bytes, int]], *, currency: str, approve: bool
+    ) -> dict[bytes, SendResult]:
+        """Dispute several assertions (id, bond) in one pipeline: at most one approval (of all their bonds, keyed
+        on the first), then every dispute static-called and signed with consecutive nonces, recorded, sent, and
+        its receipt awaited, each stage one commit for the whole batch.
+
+        The outbox guarantees of `send` hold: the bytes are recorded before they leave, a restart reconciles them
+        by hash. Rows already signed, sent or mined (an earlier attempt) take the one-by-one path. If a broadcast
+        fails, the rows after it are released unsent (their bytes never left this process), so no nonce gap is
+        left behind; their disputes are sent again on the next step."""
+        results: dict[bytes, SendResult] = {}
+        with self.store.transaction():
+            rows = {aid: self.store.tx_intent(aid, "dispute") for aid, _bond in disputes}
+        fresh = [(aid, bond) for aid, bond in disputes if rows[aid].status in ("intent", "failed", "dropped")]
+        for aid, bond in disputes:
+            if rows[aid].status not in ("intent", "failed", "dropped"):
+                results[aid] = self.dispute(aid, currency=currency, bond=bond, approve_first=False)
+        if not fresh:
+            return results
+        if approve:
+            approved = self.approve(fresh[0][0], currency, sum(bond for _aid, bond in fresh))
+            if not approved.mined:
+                why = f"its approval did not land: {approved.error}"
+                return results | {aid: SendResult(rows[aid], why) for aid, _bond in fresh}
+        try:
+            prepared = self.sender.prepare_many([(self.dispute_call(aid), "disputeAssertion") for aid, _ in fresh])
+        except ChainError as err:  # not enough gas money: nothing was signed
+            return results | {aid: SendResult(rows[aid], str(err)) for aid, _bond in fresh}
+        signed: list[tuple[TxRow, SignedTx]] = []
+        with self.store.transaction():
+            for (aid, _bond), tx in zip(fresh, prepared, strict=True):
+                if isinstance(tx, TransactionRejected):
+                    row = rows[aid] if rows[aid].status != "intent" else self.store.tx_failed(rows[aid].id, tx.reason)
+                    results[aid] = SendResult(row, tx.reason)
+                    continue
+                row = self.store.tx_signed(
+                    rows[aid].id, tx.nonce, bytes.fromhex(tx.tx_hash[2:]), tx.raw, sender=self.sender.address
+                )
+                signed.append((row, tx))
+        if signed:
+            checkpoint("dispute-signed")
+        sent: list[tuple[TxRow, SignedTx]] = []
+        for i, (row, tx) in enumerate(signed):
+            try:
+                self.sender.broadcast(tx)
+            except ChainError as err:
+                # An outage may have let it land: it stays signed for the reconcile. Anything else: it never will.
+                failed = row if isinstance(err, RpcUnavailable) else self.store.tx_failed(row.id, str(err))
+                results[row.assertion_id] = SendResult(failed, str(err))
+                with self.store.transaction():
+                    for later, _tx in signed[i + 1 :]:
+                        why = "not sent: an earlier transaction of its batch did not go out"
+                        results[later.assertion_id] = SendResult(self.store.tx_dropped(later.id, why), why)
+                break
+            sent.append((row, tx))
+        with self.store.transaction():
+            sent = [(self.store.tx_sent(row.id), tx) for row, tx in sent]
+        if sent:
+            checkpoint("dispute-sent")
+        receipts: list[tuple[TxRow, TxReceipt]] = []
+        for row, tx in sent:
+            try:
+                receipts.append((row, self.sender.wait(tx.tx_hash, tx.action)))
+            except ChainError as err:  # still in flight: the next reconcile finds out
+                results[row.assertion_id] = SendResult(row, str(err))
+        with self.store.transaction():
+            for row, receipt in receipts:
+                done = self.store.tx_mined(row.id, int(receipt["status"]))
+                results[row.assertion_id] = SendResult(done, None if done.status == "mined" else "reverted on chain")
+        return results
 
     # -- settling ------------------------------------------------------------------------------------------
     def settle(self, assertion_id: bytes) -> SendResult:

@@ -18,7 +18,6 @@ import contextlib
 import logging
 import queue
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -182,14 +181,13 @@ class Daemon:
         return self.store.undecided(self.chain_id, redecide_dry_runs=not self.config.dry_run)
 
     async def _evaluate_all(self, report: StepReport) -> None:
-        """Judge every undecided assertion, `concurrency` at a time, and handle each verdict as it arrives.
+        """Judge every undecided assertion, `concurrency` at a time, and handle the verdicts as they arrive.
 
         The pool is this step's own, sized to `concurrency`: asyncio's default executor has min(32, cpus + 4)
         threads, which capped judging at 6 at once on a 2-core host whatever the config said. The whole backlog
         is queued on it, so a thread starts the next judgement the moment one is done, while this loop records
-        and sends. Verdicts are handled as they arrive, not after the slowest judgement of the step: those that
-        send nothing in batches, one commit each (every commit is a disk sync), and those that want a dispute
-        one at a time with fresh chain reads, each sent before the next is decided, the waiting batch first.
+        and sends. Verdicts are handled as they arrive, not after the slowest judgement of the step: whatever
+        has arrived is one batch for `handle_many` (one commit for its decisions, one pipeline for its disputes).
         An evaluation that raises leaves its assertion undecided for the next step; the others are still
         handled, and the first error is raised once they all are.
         """
@@ -212,34 +210,27 @@ class Daemon:
 
         failure: Exception | None = None
         waiting = len(todo)
-        disputes: deque[tuple[StoredAssertion, Evaluation]] = deque()
         pool = ThreadPoolExecutor(min(self.config.concurrency, len(todo)), thread_name_prefix="judge")
         try:
             for stored in todo:
                 pool.submit(evaluate, stored)
-            while waiting or disputes:
+            while waiting:
                 batch = _drain(results)
-                if not batch and not disputes:
+                if not batch:
                     arrived.clear()
                     if results.empty():
                         await arrived.wait()
                     continue
                 waiting -= len(batch)
-                quiet: list[tuple[StoredAssertion, Evaluation]] = []
+                judged: list[tuple[StoredAssertion, Evaluation]] = []
                 for stored, result in batch:
                     if isinstance(result, Exception):
                         failure = result if failure is None else failure
                         continue
                     report.evaluated.append(stored.assertion_id)
-                    wanted = wants_dispute(self._known_facts(stored, result))
-                    (disputes if wanted else quiet).append((stored, result))
-                if quiet:
-                    with self.store.transaction():
-                        for stored, evaluation in quiet:
-                            self.handle(stored, evaluation, report)
-                if disputes:
-                    self.handle(*disputes.popleft(), report)
-                    await asyncio.sleep(0)  # a long backlog of disputes must not starve the loop's other tasks
+                    judged.append((stored, result))
+                self.handle_many(judged, report)
+                await asyncio.sleep(0)  # a long backlog must not starve the loop's other tasks
         finally:
             # Normally every thread is idle by now; after an error or a cancel, queued judgements are dropped.
             pool.shutdown(wait=False, cancel_futures=True)
@@ -248,34 +239,54 @@ class Daemon:
 
     def handle(self, stored: StoredAssertion, evaluation: Evaluation, report: StepReport) -> PolicyDecision:
         """Decide on one evaluated assertion, record the decision and act on it."""
-        aid = stored.assertion_id
-        self.attempts[aid] = self.attempts.get(aid, 0) + 1
-        self.metrics.inc("judge_calls_total", evaluation.judge_calls)
-        outcome = "failed_checks" if evaluation.failed else "undecided" if evaluation.score is None else "judged"
-        self.metrics.inc("evaluations_total", labels={"outcome": outcome})
-        if outcome == "undecided":
-            self.metrics.inc("undecided_total")
-        facts = self.facts(stored, evaluation)
-        decision = decide(facts)
-        fields = {"assertion": "0x" + aid.hex(), "action": decision.action, "reason": decision.reason,
-                  "score": evaluation.score, "record": evaluation.record_cid}  # fmt: skip
-        if not decision.final:
-            report.retried.append(aid)
-            log.info("evaluation retried later", extra=fields)
-            return decision
-        if decision.action == "undecided":
-            alert(log, self.metrics, "undecided", "no verdict: this assertion is not disputed", **fields)
-        self.record(stored, evaluation, decision)
-        self.attempts.pop(aid, None)  # decided for good: a daemon that runs for months must not keep every id
-        self.metrics.inc("decisions_total", labels={"action": decision.action})
-        report.decisions[aid] = decision.action
-        log.info("decided", extra=fields)
-        if decision.action == "dispute" and not self.config.dry_run:
-            result = self.actor.dispute(
-                aid, currency=stored.currency, bond=stored.bond, approve_first=decision.approve_first
+        return self.handle_many([(stored, evaluation)], report)[0]
+
+    def handle_many(self, judged: list[tuple[StoredAssertion, Evaluation]], report: StepReport) -> list[PolicyDecision]:
+        """Decide on evaluated assertions, record the decisions in one commit, then send the disputes together
+        (one pipeline per bond currency: `Actor.dispute_many`). Returns the decisions in the order given."""
+        for stored, _evaluation in judged:
+            self.attempts[stored.assertion_id] = self.attempts.get(stored.assertion_id, 0) + 1
+        decided = self._decide_many(judged)
+        final: list[tuple[StoredAssertion, PolicyDecision, dict[str, float | str | None]]] = []
+        with self.store.transaction():
+            for (stored, evaluation), (_facts, decision) in zip(judged, decided, strict=True):
+                aid = stored.assertion_id
+                self.metrics.inc("judge_calls_total", evaluation.judge_calls)
+                outcome = (
+                    "failed_checks" if evaluation.failed else "undecided" if evaluation.score is None else "judged"
+                )
+                self.metrics.inc("evaluations_total", labels={"outcome": outcome})
+                if outcome == "undecided":
+                    self.metrics.inc("undecided_total")
+                fields = {"assertion": "0x" + aid.hex(), "action": decision.action, "reason": decision.reason,
+                          "score": evaluation.score, "record": evaluation.record_cid}  # fmt: skip
+                if not decision.final:
+                    report.retried.append(aid)
+                    log.info("evaluation retried later", extra=fields)
+                    continue
+                self.record(stored, evaluation, decision)
+                final.append((stored, decision, fields))
+        # Logged once committed: a crash in between must not log a decision that a restart makes again.
+        disputes: dict[str, list[tuple[StoredAssertion, PolicyDecision]]] = {}
+        for stored, decision, fields in final:
+            aid = stored.assertion_id
+            if decision.action == "undecided":
+                alert(log, self.metrics, "undecided", "no verdict: this assertion is not disputed", **fields)
+            self.attempts.pop(aid, None)  # decided for good: a daemon that runs for months must not keep every id
+            self.metrics.inc("decisions_total", labels={"action": decision.action})
+            report.decisions[aid] = decision.action
+            log.info("decided", extra=fields)
+            if decision.action == "dispute" and not self.config.dry_run:
+                disputes.setdefault(stored.currency.lower(), []).append((stored, decision))
+        for group in disputes.values():
+            results = self.actor.dispute_many(
+                [(s.assertion_id, s.bond) for s, _d in group],
+                currency=group[0][0].currency,
+                approve=any(d.approve_first for _s, d in group),
             )
-            self._sent(report, aid, "dispute", result)
-        return decision
+            for aid, result in results.items():
+                self._sent(report, aid, "dispute", result)
+        return [decision for _facts, decision in decided]
 
     def record(self, stored: StoredAssertion, evaluation: Evaluation, decision: PolicyDecision) -> Decision:
         verdict = evaluation.verdict
@@ -294,33 +305,61 @@ class Daemon:
         )
 
     def facts(self, stored: StoredAssertion, evaluation: Evaluation) -> Facts:
-        """What the policy looks at. The chain and the wallet are read only when the evaluation wants a dispute:
-        for any other verdict the policy stops at whether the assertion is settled and how long it has left, and
-        the store knows both (as of the last poll; the expiration never changes). That spares four RPC calls for
-        each of the many answers that stand. On that path the money fields are placeholders the policy never
-        reaches, and `now` is the chain time read at most a second ago."""
-        known = self._known_facts(stored, evaluation)
-        if not wants_dispute(known):
-            return known
-        chain = self.ctx.oov3.get_assertion(stored.assertion_id)
-        token = self._token(stored.currency)
-        allowance = token.allowance(self.address, self.ctx.oov3.address)
-        facts = replace(
-            known,
-            now=self.now(),
-            expiration_time=chain.expiration_time if chain.exists else stored.expiration_time,
-            max_bond_per_dispute=self._units(token, self.config.amount("max_bond_per_dispute")),
-            budget_left=self._budget_left(token, stored.currency),
-            balance=token.balance(self.address),
-            allowance=allowance,
-            disputed_by=chain.disputer if chain.disputed else None,
-            settled=chain.settled,
-        )
-        if allowance >= stored.bond and not chain.disputed and not chain.settled:
-            error = self.actor.dispute_static_error(stored.assertion_id)
-            if error is not None:
-                facts = replace(facts, static_call_error=error)
-        return facts
+        """What the policy looks at for one assertion (see `_decide_many`)."""
+        return self._decide_many([(stored, evaluation)])[0][0]
+
+    def _decide_many(self, judged: list[tuple[StoredAssertion, Evaluation]]) -> list[tuple[Facts, PolicyDecision]]:
+        """The facts of each evaluation and the policy's decision on them, in order.
+
+        The chain and the wallet are read only for evaluations that want a dispute: for any other verdict the
+        policy stops at whether the assertion is settled and how long it has left, and the store knows both (as
+        of the last poll; the expiration never changes). That spares the reads for each of the many answers that
+        stand; on that path the money fields are placeholders the policy never reaches, and `now` is the chain
+        time read at most a second ago. For those that want one, the balance, the allowance and the budget are
+        read once per currency, and each decision to dispute takes its bond off them before the next is made,
+        so a batch never commits more than the wallet holds."""
+        out: list[tuple[Facts, PolicyDecision]] = []
+        committed: dict[str, int] = {}  # bond currency -> bonds of this batch's disputes so far
+        wallet: dict[str, tuple[Token, int, int, int | None]] = {}  # currency -> token, balance, allowance, budget
+        now: int | None = None
+        for stored, evaluation in judged:
+            known = self._known_facts(stored, evaluation)
+            if not wants_dispute(known):
+                out.append((known, decide(known)))
+                continue
+            key = stored.currency.lower()
+            if key not in wallet:
+                token = self._token(stored.currency)
+                wallet[key] = (
+                    token,
+                    token.balance(self.address),
+                    token.allowance(self.address, self.ctx.oov3.address),
+                    self._budget_left(token, stored.currency),
+                )
+            token, balance, allowance, budget = wallet[key]
+            spent = committed.get(key, 0)
+            now = self.now() if now is None else now
+            chain = self.ctx.oov3.get_assertion(stored.assertion_id)
+            facts = replace(
+                known,
+                now=now,
+                expiration_time=chain.expiration_time if chain.exists else stored.expiration_time,
+                max_bond_per_dispute=self._units(token, self.config.amount("max_bond_per_dispute")),
+                budget_left=None if budget is None else budget - spent,
+                balance=balance - spent,
+                allowance=max(0, allowance - spent),
+                disputed_by=chain.disputer if chain.disputed else None,
+                settled=chain.settled,
+            )
+            if facts.allowance >= stored.bond and not chain.disputed and not chain.settled:
+                error = self.actor.dispute_static_error(stored.assertion_id)
+                if error is not None:
+                    facts = replace(facts, static_call_error=error)
+            decision = decide(facts)
+            if decision.action == "dispute":
+                committed[key] = spent + stored.bond
+            out.append((facts, decision))
+        return out
 
     def _known_facts(self, stored: StoredAssertion, evaluation: Evaluation) -> Facts:
         return Facts(

@@ -153,6 +153,10 @@ class Watcher:
     def _scan_chunk(self, first: int, last: int, keep_from: int, result: ScanResult) -> int:
         """Fetch, then write one chunk and its checkpoint in one commit; returns the chunk's real last block."""
         events, last = self._events(first, last)
+        for event in events:
+            # A log names its block's hash: one get_block per event block would be most of a backlog's scan.
+            if event.block_hash is not None:
+                self._hashes.setdefault(event.block_number, event.block_hash)
         made: list[tuple[AssertionMade, bool, bytes]] = []
         marks: list[tuple[AssertionDisputed | AssertionSettled, bytes]] = []
         for event in events:

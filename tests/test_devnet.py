@@ -141,21 +141,26 @@ def test_a_crashed_node_is_detected_and_restarted_on_the_same_chain(cli: Cli) ->
 
 
 def test_ctrl_c_during_first_deployment_leaves_nothing_behind(cli: Cli) -> None:
-    proc = subprocess.Popen(
-        [ATTEST, "devnet", "up", "--port", str(cli.port)],
-        env=cli.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    node_file = cli.home / "devnet" / "node.json"
-    deadline = time.monotonic() + 30
-    while not node_file.exists() and time.monotonic() < deadline:  # anvil is up; deployment is under way
-        time.sleep(0.005)
-    anvil_pid = json.loads(node_file.read_text())["pid"]
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
+    for _attempt in range(5):
+        proc = subprocess.Popen(
+            [ATTEST, "devnet", "up", "--port", str(cli.port)],
+            env=cli.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        node_file = cli.home / "devnet" / "node.json"
+        deadline = time.monotonic() + 30
+        while not node_file.exists() and time.monotonic() < deadline:  # anvil is up; deployment is under way
+            time.sleep(0.005)
+        anvil_pid = json.loads(node_file.read_text())["pid"]
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        if proc.returncode != 0:
+            break
+        # The deployment finished before the signal landed (a busy machine): start over from nothing.
+        cli.ok("devnet", "reset", "--yes")
     assert proc.returncode == 130 and "Interrupted" in stderr and "Traceback" not in stderr
     assert cli.files() == set()
     with pytest.raises(ProcessLookupError):

@@ -10,10 +10,12 @@ import time
 from collections import Counter
 from typing import Any
 
+from hexbytes import HexBytes
+
 from attest.chain.connect import ChainContext, connect
 from bench import disputer as bench
 from bench.fake_judge import JudgeServer, Rule
-from disputer.daemon import StepReport
+from disputer.daemon import StepReport, made_of
 from disputer.store import DisputerStore
 from tests.conftest import LocalChain
 
@@ -100,3 +102,41 @@ def test_one_at_a_time_still_decides_everything_in_chain_order(local_chain: Loca
         order = [a.assertion_id for a in store.assertions(ctx.chain_id, ours=True)]
     assert judge.stats().max_in_flight == 1
     assert report.evaluated == order  # one thread takes them in the order the chain made them
+
+
+def test_disputes_decided_together_go_out_in_one_pipeline(local_chain: LocalChain) -> None:
+    """Five wrong answers handled as one batch: one approval of all five bonds, then five disputes signed with
+    consecutive nonces before any is mined; each lands (the later ones carry a gas margin: estimated exactly,
+    the third of a row ran out of gas) and is recorded mined."""
+    n = 50  # answers 9, 19, 29, 39 and 49 are wrong
+    backlog = _assert_backlog(local_chain, n)
+    ctx = connect("local")
+    disputer = bench.dev_account(2).address
+    nonce_before = int(ctx.w3.eth.get_transaction_count(disputer))
+    rules = [Rule(bench.WRONG_MARKER, 0.05)]
+    with JudgeServer(rules, latency_s=0.0) as judge, DisputerStore(local_chain.home / "p.sqlite") as store:
+        daemon = bench.daemon_for(ctx, store, judge.base_url, concurrency=1)
+        daemon.watcher.poll()
+        mine = store.assertions(ctx.chain_id, ours=True)
+        wrong = [a for a in mine if "0x" + a.domain_id.hex() in backlog.wrong]
+        assert len(wrong) == 5
+        report = StepReport()
+        decisions = daemon.handle_many([(a, daemon.evaluator.evaluate(made_of(a))) for a in wrong], report)
+        rows = [r for a in wrong for r in store.txs_for(a.assertion_id)]
+    assert [d.action for d in decisions] == ["dispute"] * 5
+    assert decisions[0].approve_first  # the wallet starts with no allowance
+    assert all(ctx.oov3.get_assertion(a.assertion_id).disputer == disputer for a in wrong)
+    assert all(result.mined for results in report.sent.values() for result in results)
+    approvals = [r for r in rows if r.kind == "approve"]
+    disputes = sorted((r for r in rows if r.kind == "dispute"), key=lambda r: r.nonce or 0)
+    assert len(approvals) == 1 and len(disputes) == 5 and {r.status for r in rows} == {"mined"}
+    assert [r.nonce for r in disputes] == list(range(nonce_before + 1, nonce_before + 6))
+    assert int(ctx.w3.eth.get_transaction_count(disputer)) == nonce_before + 6
+    approve_input = bytes(ctx.w3.eth.get_transaction(HexBytes(approvals[0].tx_hash or b""))["input"])
+    assert int.from_bytes(approve_input[36:68], "big") == sum(a.bond for a in wrong)
+    gas = []
+    for row in disputes:
+        receipt = ctx.w3.eth.get_transaction_receipt(HexBytes(row.tx_hash or b""))
+        assert receipt["status"] == 1
+        gas.append(int(ctx.w3.eth.get_transaction(HexBytes(row.tx_hash or b""))["gas"]))
+    assert gas[1] > gas[0]  # the margin of a transaction signed behind another

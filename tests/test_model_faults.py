@@ -37,6 +37,9 @@ KINDS: tuple[Kind, ...] = ("openai", "anthropic")
 ATTEMPTS = 3
 TIMEOUT_S = 0.3
 RETRY = RetryPolicy(attempts=ATTEMPTS, backoff_s=0.01, max_backoff_s=0.02, timeout_s=TIMEOUT_S)
+# Where no timeout is injected the timeout is generous: a reply slowed by a busy machine must not be taken for
+# a timeout and retried where a test counts the requests.
+PATIENT = RetryPolicy(attempts=ATTEMPTS, backoff_s=0.01, max_backoff_s=0.02, timeout_s=5.0)
 QUERY = "What happens to the base fee?"
 ANSWER = "The base fee is burned [1]."
 CHUNKS: tuple[RetrievedChunk, ...] = (chunk("EIP-1559 adds a base fee per gas. The base fee is burned.", 0),)
@@ -91,13 +94,18 @@ CASES = [(kind, fault) for kind in KINDS for fault in FAULTS]
 IDS = [f"{kind}-{fault.name}" for kind, fault in CASES]
 
 
-def judge_for(kind: Kind, fake: FakeModelServer, samples: int) -> LlmJudge:
-    provider = get_provider(kind, base_url=fake.base_url, api_key="fake-judge-key-for-tests", retry=RETRY)
+def retry_for(fault: Fault) -> RetryPolicy:
+    return RETRY if fault.name == "timeout" else PATIENT
+
+
+def judge_for(kind: Kind, fake: FakeModelServer, samples: int, retry: RetryPolicy = PATIENT) -> LlmJudge:
+    provider = get_provider(kind, base_url=fake.base_url, api_key="fake-judge-key-for-tests", retry=retry)
     return LlmJudge(provider, "judge-model", samples=samples)
 
 
 def bound_s(samples: int, fault: Fault) -> float:
-    """A generous bound: every request timing out, every backoff at its ceiling, plus slack for a busy machine."""
+    """A generous bound: every request timing out, every backoff at its ceiling, plus slack for a busy machine
+    (with the patient timeout nothing waits for it: the other faults answer at once)."""
     per_sample = (ATTEMPTS if fault.retried else 1) * (TIMEOUT_S + RETRY.max_backoff_s)
     return samples * per_sample + 5.0
 
@@ -113,7 +121,7 @@ def test_a_model_fault_is_retried_a_bounded_number_of_times_then_undecided(kind:
     samples = 3
     with fault.server(kind, 100) as fake:
         started = time.monotonic()
-        verdict = judge_for(kind, fake, samples).judge(QUERY, CHUNKS, ANSWER)
+        verdict = judge_for(kind, fake, samples, retry_for(fault)).judge(QUERY, CHUNKS, ANSWER)
         elapsed = time.monotonic() - started
         seen = len(fake.requests)
     assert verdict.score is None and verdict.calibrated_score is None and verdict.samples == ()
@@ -129,7 +137,7 @@ def test_a_transient_fault_that_clears_within_the_retries_still_decides(kind: Ki
     # Two bad answers then good ones: each sample's retries ride them out (parallel=1 keeps the order fixed).
     reply = json.dumps({"score": 0.8, "rationale": "supported by [1]"})
     with FakeModelServer(kind, statuses=[500, 429], body=text_body(kind, reply)) as fake:
-        provider = get_provider(kind, base_url=fake.base_url, api_key="fake-judge-key-for-tests", retry=RETRY)
+        provider = get_provider(kind, base_url=fake.base_url, api_key="fake-judge-key-for-tests", retry=PATIENT)
         verdict = LlmJudge(provider, "judge-model", samples=3, parallel=1).judge(QUERY, CHUNKS, ANSWER)
         assert len(fake.requests) == 5
     assert verdict.score == 0.8 and verdict.samples == (0.8, 0.8, 0.8)
@@ -139,7 +147,7 @@ def test_a_transient_fault_that_clears_within_the_retries_still_decides(kind: Ki
 def test_a_refusal_is_never_an_answer_for_attest_ask_either(kind: Kind) -> None:
     template = catalog.get(JUDGE_TEMPLATE)
     with FakeModelServer(kind, body=refusal_body(kind)) as fake:
-        provider = get_provider(kind, base_url=fake.base_url, api_key="fake-judge-key-for-tests", retry=RETRY)
+        provider = get_provider(kind, base_url=fake.base_url, api_key="fake-judge-key-for-tests", retry=PATIENT)
         with pytest.raises(ModelRefused, match="refused to answer") as caught:
             provider.answer(
                 QUERY, CHUNKS, template, GenerationParams("judge-model"), graded=ANSWER, output=VERDICT_SCHEMA
@@ -178,7 +186,9 @@ def test_the_daemon_never_disputes_on_a_model_fault_and_alerts_once(
         aid = "0x" + made.assertion_id.hex()
         with env.store() as store:
             config = env.config(samples=1, attempts=2, vote=False, settle=False)
-            daemon = build_daemon(env.ctx, store, config, Config(), dev_account(2), judge=judge_for(kind, fake, 1))
+            daemon = build_daemon(
+                env.ctx, store, config, Config(), dev_account(2), judge=judge_for(kind, fake, 1, retry_for(fault))
+            )
             started = time.monotonic()
             first = step(daemon)
             second = step(daemon)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
+from eth_abi.abi import decode as abi_decode
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
@@ -79,6 +81,7 @@ class AssertionMade:
     tx_hash: bytes
     log_index: int
     block_number: int
+    block_hash: bytes | None = None  # of the block the log was read from; None when not read from a log
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class AssertionDisputed:
     tx_hash: bytes
     log_index: int
     block_number: int
+    block_hash: bytes | None = None  # of the block the log was read from; None when not read from a log
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class AssertionSettled:
     tx_hash: bytes
     log_index: int
     block_number: int
+    block_hash: bytes | None = None  # of the block the log was read from; None when not read from a log
 
 
 OracleEvent = AssertionMade | AssertionDisputed | AssertionSettled
@@ -259,29 +264,70 @@ class OptimisticOracleV3:
 
     def events_between(self, from_block: int, to_block: int) -> list[OracleEvent]:
         """AssertionMade, AssertionDisputed and AssertionSettled logs in one `eth_getLogs`, in chain order."""
-        kinds: dict[str, tuple[Any, Callable[[Any], OracleEvent]]] = {
-            self._topic("AssertionMade"): (self.contract.events.AssertionMade(), _assertion_made),
-            self._topic("AssertionDisputed"): (self.contract.events.AssertionDisputed(), _assertion_disputed),
-            self._topic("AssertionSettled"): (self.contract.events.AssertionSettled(), _assertion_settled),
+        kinds: dict[bytes, tuple[_LogDecoder, Callable[[Any], OracleEvent]]] = {
+            d.topic: (d, convert)
+            for d, convert in (
+                (_decoder("AssertionMade"), _assertion_made),
+                (_decoder("AssertionDisputed"), _assertion_disputed),
+                (_decoder("AssertionSettled"), _assertion_settled),
+            )
         }
         logs = self.w3.eth.get_logs(
             {
                 "address": self.contract.address,
                 "fromBlock": from_block,
                 "toBlock": to_block,
-                "topics": [list(kinds)],
+                "topics": [[HexBytes(topic).to_0x_hex() for topic in kinds]],
             }
         )
         decoded: list[OracleEvent] = []
         for log in sorted(logs, key=lambda entry: (entry["blockNumber"], entry["logIndex"])):
-            event, convert = kinds[HexBytes(log["topics"][0]).to_0x_hex()]
-            decoded.append(convert(event.process_log(log)))
+            decoder, convert = kinds[bytes(log["topics"][0])]
+            decoded.append(convert(decoder.decode(log)))
         return decoded
 
-    def _topic(self, name: str) -> str:
-        abi = next(e for e in shipped("OptimisticOracleV3").abi if e["type"] == "event" and e["name"] == name)
-        types = ",".join(str(i["type"]) for i in abi["inputs"])
-        return Web3.keccak(text=f"{name}({types})").to_0x_hex()
+
+@dataclass(frozen=True)
+class _LogDecoder:
+    """One event's log decoded with eth_abi against its ABI entry. web3's `process_log` does the same work but
+    re-derives the ABI and checksums every address through keccak for each log: most of a backlog scan's time."""
+
+    topic: bytes
+    indexed: tuple[tuple[str, str], ...]  # (name, type) in topic order
+    data: tuple[tuple[str, str], ...]  # (name, type) in data order
+
+    def decode(self, log: Any) -> dict[str, Any]:
+        topics = log["topics"][1:]
+        if len(topics) != len(self.indexed):
+            raise ChainError(f"a log at block {log['blockNumber']} does not match its event's indexed fields")
+        args: dict[str, Any] = {
+            name: abi_decode([kind], bytes(topic))[0] for (name, kind), topic in zip(self.indexed, topics, strict=True)
+        }
+        values = abi_decode([kind for _name, kind in self.data], bytes(log["data"]))
+        args.update((name, value) for (name, _kind), value in zip(self.data, values, strict=True))
+        for name, kind in (*self.indexed, *self.data):
+            if kind == "address":
+                args[name] = _checksum(args[name])
+        return {**log, "args": args}
+
+
+@lru_cache(maxsize=8)
+def _decoder(name: str) -> _LogDecoder:
+    abi = next(e for e in shipped("OptimisticOracleV3").abi if e["type"] == "event" and e["name"] == name)
+    inputs = [(str(i["name"]), str(i["type"])) for i in abi["inputs"]]
+    flags = [bool(i["indexed"]) for i in abi["inputs"]]
+    signature = f"{name}({','.join(kind for _name, kind in inputs)})"
+    return _LogDecoder(
+        topic=bytes(Web3.keccak(text=signature)),
+        indexed=tuple(x for x, flag in zip(inputs, flags, strict=True) if flag),
+        data=tuple(x for x, flag in zip(inputs, flags, strict=True) if not flag),
+    )
+
+
+@lru_cache(maxsize=4096)
+def _checksum(address: str) -> str:
+    # The same few addresses (asserters, the registry, the currency, the zero address) recur in every log.
+    return str(Web3.to_checksum_address(address))
 
 
 def _position(event: Any) -> dict[str, Any]:
@@ -289,6 +335,7 @@ def _position(event: Any) -> dict[str, Any]:
         "tx_hash": bytes(HexBytes(event["transactionHash"])),
         "log_index": int(event["logIndex"]),
         "block_number": int(event["blockNumber"]),
+        "block_hash": bytes(HexBytes(event["blockHash"])) if event.get("blockHash") else None,
     }
 
 
