@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from attest.chain.deploy import Deployment
 from attest.chain.oov3 import ZERO_ADDRESS, to_bytes32
 from attest.claim import build_claim, rules_bytes
 from attest.config import Config, LlmConfig
+from attest.context import RetrievedChunk
 from attest.devnet import dev_account
 from attest.flow.token import Token
 from attest.ipfs.local import LocalStore
@@ -397,6 +399,21 @@ def _stream(w3: Web3, raw: Sequence[bytes], digests: Sequence[str], rate: float,
         made_at[digest] = time.time()
 
 
+def measure_ceiling(url: str, n: int, concurrency: int) -> float:
+    """The judge alone: the same `LlmJudge` calls (same prompts, SDK and server), `concurrency` threads, and no
+    chain, record or store. What the daemon could reach on this machine if everything else were free."""
+    doc_cid = str(LocalStore().put(DOCUMENT.encode()))
+    cited = RetrievedChunk("keeping-the-lamp.md", doc_cid, 0, CITED, hashlib.sha256(CITED.encode()).hexdigest())
+    judge = LlmJudge(provider_from_config(LlmConfig(provider="openai", base_url=url, model=MODEL)), MODEL, samples=1)
+    started = time.monotonic()
+    with ThreadPoolExecutor(concurrency) as pool:
+        verdicts = list(pool.map(lambda i: judge.judge(query(i), [cited], HONEST), range(n)))
+    seconds = time.monotonic() - started
+    if any(v.score is None for v in verdicts):
+        raise RuntimeError("the judge-alone phase got undecided verdicts")
+    return n / seconds
+
+
 @contextlib.contextmanager
 def _env(name: str, value: str) -> Iterator[None]:
     old = os.environ.get(name)
@@ -417,6 +434,7 @@ class Results:
     ours: Phase
     stream: Phase
     wrong: int
+    ceiling_per_s: float  # the judge alone, same concurrency
 
 
 def measure(sizes: Sizes) -> Results:
@@ -436,10 +454,11 @@ def measure(sizes: Sizes) -> Results:
             ours, stream = measure_stream(ctx, home, judge.base_url, backlog, sizes, w3)
             ours.max_in_flight = max(before, judge.stats().max_in_flight)
             baseline.max_in_flight = before
+            ceiling = measure_ceiling(judge.base_url, sizes.backlog, CONCURRENCY)
     wrong = sum(1 for d in backlog.digests[: sizes.backlog] if d in backlog.wrong)
     if ours.judged != sizes.backlog or len(ours.start_to_dispute) != wrong:
         raise RuntimeError(f"ours judged {ours.judged} of {sizes.backlog} and disputed {len(ours.start_to_dispute)}")
-    return Results(sizes, baseline, ours, stream, wrong)
+    return Results(sizes, baseline, ours, stream, wrong, ceiling)
 
 
 # -- tables ------------------------------------------------------------------------------------------------
@@ -450,6 +469,8 @@ def _p(values: Sequence[float], p: float) -> str:
 def tables(r: Results) -> list[Table]:
     s, b, o, st = r.sizes, r.baseline, r.ours, r.stream
     met = "met" if o.per_s >= GOAL_PER_S else "NOT met"
+    if s.backlog < FULL.backlog:  # two waves of 64 and a start-up: a quick run is not what the goal is about
+        met = f"judged on the full {FULL.backlog:,}-assertion run, not this quick one, which has"
     main = Table(
         f"Disputer throughput: a backlog of {s.backlog} assertions, judge latency {LATENCY_S:g} s",
         ("metric", f"ours (concurrency {CONCURRENCY})", "baseline (concurrency 1)"),
@@ -458,6 +479,8 @@ def tables(r: Results) -> list[Table]:
             ("wall time (s)", f"{o.seconds:.2f}", f"{b.seconds:.2f}"),
             ("**throughput (judged/s)**", f"**{o.per_s:.1f}**", f"{b.per_s:.2f}"),
             ("ours / baseline", f"{o.per_s / b.per_s:.1f}x", "1x"),
+            ("the judge alone at the same concurrency (judged/s)", f"{r.ceiling_per_s:.1f}", "-"),
+            ("ours / the judge alone", f"{o.per_s / r.ceiling_per_s:.0%}", "-"),
             ("judge requests in flight, most at once", str(o.max_in_flight), str(b.max_in_flight)),
             ("disputes mined", str(len(o.start_to_dispute)), str(len(b.start_to_dispute))),
             (
@@ -479,7 +502,9 @@ def tables(r: Results) -> list[Table]:
         f"sample) against a local OpenAI-compatible server in a child process that waits {LATENCY_S:g} s per "
         f"request. The baseline judges only the first {s.baseline} assertions (one at a time, {s.baseline} x "
         f"{LATENCY_S:g} s), on the same chain, reverted afterwards; the ratio compares rates. All assertions were "
-        "made before the daemon started, so start → dispute is queueing plus judging plus the transactions.",
+        "made before the daemon started, so start → dispute is queueing plus judging plus the transactions. "
+        f'"The judge alone": the same {s.backlog} judge calls from {CONCURRENCY} threads with no chain, record '
+        "or store: the ceiling this machine and SDK allow (each call's CPU queues for the GIL behind the others').",
     )
     quarters = sorted(o.rss_at)
     memory = Table(

@@ -24,6 +24,7 @@ from web3.exceptions import ContractLogicError, TransactionNotFound
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
+from attest.chain.abi import EncodedCall, method
 from attest.chain.artifacts import shipped
 from attest.chain.connect import ChainContext
 from attest.chain.oov3 import Assertion
@@ -176,6 +177,11 @@ class Actor:
     def dispute_call(self, assertion_id: bytes) -> ContractFunction:
         return self.ctx.oov3.contract.functions.disputeAssertion(assertion_id, self.sender.address)
 
+    def dispute_tx(self, assertion_id: bytes) -> EncodedCall:
+        """The same transaction as `dispute_call`, encoded once without web3's contract machinery."""
+        data = method("OptimisticOracleV3", "disputeAssertion").encode(assertion_id, self.sender.address)
+        return EncodedCall(self.ctx.w3, self.ctx.oov3.address, data, shipped("OptimisticOracleV3").abi)
+
     def dispute_static_error(self, assertion_id: bytes) -> str | None:
         """Why disputeAssertion would revert now, or None when its static call passes."""
         try:
@@ -230,7 +236,7 @@ class Actor:
                 why = f"its approval did not land: {approved.error}"
                 return results | {aid: SendResult(rows[aid], why) for aid, _bond in fresh}
         try:
-            prepared = self.sender.prepare_many([(self.dispute_call(aid), "disputeAssertion") for aid, _ in fresh])
+            prepared = self.sender.prepare_many([(self.dispute_tx(aid), "disputeAssertion") for aid, _ in fresh])
         except ChainError as err:  # not enough gas money: nothing was signed
             return results | {aid: SendResult(rows[aid], str(err)) for aid, _bond in fresh}
         signed: list[tuple[TxRow, SignedTx]] = []

@@ -16,6 +16,7 @@ from web3.contract.contract import ContractFunction
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
+from attest.chain.abi import method
 from attest.chain.artifacts import shipped
 from attest.chain.tx import Sender
 from attest.errors import ChainError
@@ -125,24 +126,24 @@ class OptimisticOracleV3:
 
     # -- reads -----------------------------------------------------------------------------------------
     def get_assertion(self, assertion_id: bytes) -> Assertion:
-        em, asserter, time, settled, currency, expiration, resolution, domain, ident, bond, cb, disputer = (
-            self.contract.functions.getAssertion(assertion_id).call()
-        )
+        ((em, asserter, time, settled, currency, expiration, resolution, domain, ident, bond, cb, disputer),) = method(
+            "OptimisticOracleV3", "getAssertion"
+        ).call(self.w3, self.address, bytes(assertion_id))
         return Assertion(
             assertion_id=bytes(assertion_id),
-            asserter=asserter,
-            asserting_caller=em[3],
-            escalation_manager=em[4],
-            assertion_time=time,
-            settled=settled,
-            currency=currency,
-            expiration_time=expiration,
-            settlement_resolution=resolution,
+            asserter=_checksum(asserter),
+            asserting_caller=_checksum(em[3]),
+            escalation_manager=_checksum(em[4]),
+            assertion_time=int(time),
+            settled=bool(settled),
+            currency=_checksum(currency),
+            expiration_time=int(expiration),
+            settlement_resolution=bool(resolution),
             domain_id=bytes(domain),
             identifier=bytes(ident),
-            bond=bond,
-            callback_recipient=cb,
-            disputer=disputer,
+            bond=int(bond),
+            callback_recipient=_checksum(cb),
+            disputer=_checksum(disputer),
         )
 
     def minimum_bond(self, currency: str) -> int:

@@ -27,6 +27,7 @@ from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 from web3.types import RPCEndpoint, TxParams, TxReceipt
 
+from attest.chain.abi import EncodedCall
 from attest.chain.artifacts import Artifact
 from attest.errors import ChainError, RpcUnavailable, TransactionRejected
 
@@ -216,7 +217,10 @@ class Sender:
         return prepared
 
     def prepare_many(
-        self, calls: Sequence[tuple[ContractFunction | ContractConstructor, str]], *, nonce: int | None = None
+        self,
+        calls: Sequence[tuple[ContractFunction | ContractConstructor | EncodedCall, str]],
+        *,
+        nonce: int | None = None,
     ) -> list[SignedTx | TransactionRejected]:
         """`prepare` for several transactions, signed with consecutive nonces in the order given.
 

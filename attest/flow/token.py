@@ -8,12 +8,14 @@ from functools import cached_property
 from web3 import Web3
 from web3.contract.contract import ContractFunction
 
+from attest.chain.abi import method
 from attest.chain.artifacts import shipped
 from attest.errors import BondError
 
 
 class Token:
     def __init__(self, w3: Web3, address: str) -> None:
+        self.w3 = w3
         self.address = Web3.to_checksum_address(address)
         self.contract = w3.eth.contract(address=self.address, abi=shipped("TestnetERC20").abi)
 
@@ -26,10 +28,13 @@ class Token:
         return int(self.contract.functions.decimals().call())
 
     def balance(self, owner: str) -> int:
-        return int(self.contract.functions.balanceOf(Web3.to_checksum_address(owner)).call())
+        (amount,) = method("TestnetERC20", "balanceOf").call(self.w3, self.address, Web3.to_checksum_address(owner))
+        return int(amount)
 
     def allowance(self, owner: str, spender: str) -> int:
-        return int(self.contract.functions.allowance(owner, spender).call())
+        args = (Web3.to_checksum_address(owner), Web3.to_checksum_address(spender))
+        (amount,) = method("TestnetERC20", "allowance").call(self.w3, self.address, *args)
+        return int(amount)
 
     def approve_call(self, spender: str, amount: int) -> ContractFunction:
         return self.contract.functions.approve(spender, amount)
