@@ -31,7 +31,7 @@ from attest.flow.ask import AskRequest, ask
 from attest.flow.token import Token
 from attest.ledger import Ledger
 from disputer.config import DisputerConfig, load_attest_config
-from disputer.daemon import Daemon, build_daemon
+from disputer.daemon import Daemon, StepReport, build_daemon, made_of
 from disputer.grounding import GroundingJudge
 from disputer.store import DisputerStore
 from tests.conftest import LocalChain
@@ -348,3 +348,48 @@ def disputer_run(p: Proxied, *, outage: bool) -> None:
         f"{p.proxy.injected() - faults_before} faults; {len(disputes)} disputes, {len(mined)} txs mined, "
         f"rows {[(r[1], r[2]) for r in rows]}; step errors {len(errors)}"
     )
+
+
+def test_a_pipeline_cut_short_by_an_outage_leaves_no_nonce_gap(proxied: Proxied) -> None:
+    """Three disputes decided together go out as one pipeline (approve, then three disputes with consecutive
+    nonces). The node becomes unreachable at the second dispute's broadcast: the first dispute was sent, the
+    second stays signed (an outage may have let it land), the third is released unsent (its bytes never left).
+    The next step reconciles and re-signs: each assertion disputed once, every nonce used, none pending."""
+    config = load_attest_config()
+    made = []
+    for i in range(3):
+        result = ask(AskRequest(f"How often should the wick be trimmed ({i})?", answer=WRONG), config=config)
+        assert result.attestation.assertion_id is not None
+        made.append(bytes.fromhex(result.attestation.assertion_id[2:]))
+    disputer = dev_account(2).address
+    w3 = proxied.chain.w3
+    nonce_before = int(w3.eth.get_transaction_count(disputer))
+    ctx = connect("local", config=config)
+    settings = {"samples": 1, "attempts": 1, "poll_interval_s": 0.05, "backfill_s": 86400}
+    dconfig = DisputerConfig.model_validate({**settings, "vote": False, "settle": False})
+    with DisputerStore(proxied.chain.home / "disputer.sqlite") as store:
+        daemon = build_daemon(ctx, store, dconfig, Config(), dev_account(2), judge=GroundingJudge())
+        daemon.watcher.poll()
+        stored = [store.get(aid) for aid in made]
+        batch = [(s, daemon.evaluator.evaluate(made_of(s))) for s in stored if s is not None]
+        # Raw transactions in order: the approval, the first dispute, the second (the outage starts there).
+        proxied.proxy.script("eth_sendRawTransaction", "drop", nth=3, then_down=True)
+        decisions = daemon.handle_many(batch, StepReport())
+        proxied.proxy.down = False
+        assert [d.action for d in decisions] == ["dispute"] * 3, [d.reason for d in decisions]
+        rows = [next(r for r in store.txs_for(aid) if r.kind == "dispute") for aid in made]
+        assert [r.status for r in rows] == ["sent", "signed", "dropped"]
+        assert [r.nonce for r in rows] == [nonce_before + 1, nonce_before + 2, nonce_before + 3]
+        assert rows[2].error is not None and "not sent" in rows[2].error
+        # On the node: the approval and the first dispute; nothing pending, so no transaction waits behind a gap.
+        assert int(w3.eth.get_transaction_count(disputer, "pending")) == nonce_before + 2
+        report = asyncio.run(daemon.step())
+        assert report.errors == []
+        assert store.open_txs() == []
+        rows = [next(r for r in store.txs_for(aid) if r.kind == "dispute") for aid in made]
+    assert [r.status for r in rows] == ["mined"] * 3
+    disputes = [e for e in proxied.events() if isinstance(e, AssertionDisputed)]
+    assert sorted(e.assertion_id for e in disputes) == sorted(made)
+    assert all(e.disputer == disputer for e in disputes)
+    latest = int(w3.eth.get_transaction_count(disputer, "latest"))
+    assert latest == int(w3.eth.get_transaction_count(disputer, "pending")) == nonce_before + 4
