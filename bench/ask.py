@@ -10,7 +10,6 @@ measured in the same run on the same chain: approve + assertTruth sent with web3
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -27,7 +26,7 @@ from attest.chain.artifacts import uma
 from attest.chain.deploy import Deployment
 from attest.chain.oov3 import to_bytes32
 from attest.devnet import dev_account
-from bench.common import ROOT, Table, peak_rss_mib, percentile, rss_mib, throwaway_home
+from bench.common import ROOT, Table, env_var, peak_rss_mib, percentile, rss_mib, throwaway_home
 
 GOAL_MS = 300.0
 STEPS = ("connect", "plan", "retrieve", "sign", "pin", "assert")
@@ -81,19 +80,6 @@ def fake_openai() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-@contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
 
 
 @dataclass
@@ -163,7 +149,7 @@ def measure(n: int, corpus: Path) -> tuple[Samples, int]:
     from attest.kb import KnowledgeBase
 
     samples = Samples({step: [] for step in STEPS}, [], [], [], [], [])
-    with throwaway_home() as (home, w3, deployment), _env("ATTEST_HOME", str(home)), fake_openai() as url:
+    with throwaway_home() as (home, w3, deployment), env_var("ATTEST_HOME", str(home)), fake_openai() as url:
         with KnowledgeBase() as kb:
             kb.add_path(corpus)
             documents = kb.stats().documents

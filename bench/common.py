@@ -61,6 +61,20 @@ def throwaway_home() -> Iterator[tuple[Path, Web3, Deployment]]:
             devnet.down()
 
 
+@contextmanager
+def env_var(name: str, value: str) -> Iterator[None]:
+    """`name=value` in this process's environment for the block, then as it was."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
 def percentile(samples: Sequence[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100) of a non-empty sample."""
     ordered = sorted(samples)

@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import sys
 import threading
 import time
@@ -55,7 +54,7 @@ from attest.record.canonical import digest_hex
 from attest.record.codec import encode_record
 from attest.record.model import validate_record
 from attest.record.signing import sign_record
-from bench.common import Table, percentile, throwaway_home
+from bench.common import Table, env_var, percentile, throwaway_home
 from bench.fake_judge import Rule, judge_process
 from disputer.config import DisputerConfig
 from disputer.daemon import Daemon, build_daemon
@@ -414,19 +413,6 @@ def measure_ceiling(url: str, n: int, concurrency: int) -> float:
     return n / seconds
 
 
-@contextlib.contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
-
-
 @dataclass
 class Results:
     sizes: Sizes
@@ -440,7 +426,7 @@ class Results:
 def measure(sizes: Sizes) -> Results:
     total = sizes.backlog + sizes.stream
     rules = [Rule(WRONG_MARKER, 0.05)]
-    with throwaway_home() as (home, w3, deployment), _env("ATTEST_HOME", str(home)):
+    with throwaway_home() as (home, w3, deployment), env_var("ATTEST_HOME", str(home)):
         backlog = prepare(w3, deployment, total)
         ctx = connect("local")
         with judge_process(rules, latency_s=LATENCY_S) as judge:

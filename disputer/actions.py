@@ -33,7 +33,7 @@ from attest.chain.voting import VotePhase, VotingClient, new_salt, vote_hash
 from attest.errors import ChainError, RpcUnavailable, TransactionRejected
 from attest.flow.outbox import checkpoint
 from attest.flow.token import Token
-from disputer.store import DisputerStore, TxKind, TxRow, Vote
+from disputer.store import SIGNABLE, DisputerStore, TxKind, TxRow, Vote
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class Actor:
         self,
         assertion_id: bytes,
         kind: TxKind,
-        build: Callable[[], ContractFunction],
+        build: Callable[[], ContractFunction | EncodedCall],
         action: str,
         *,
         spent: Callable[[TxReceipt], str | None] | None = None,
@@ -174,18 +174,15 @@ class Actor:
         return done
 
     # -- disputes ------------------------------------------------------------------------------------------
-    def dispute_call(self, assertion_id: bytes) -> ContractFunction:
-        return self.ctx.oov3.contract.functions.disputeAssertion(assertion_id, self.sender.address)
-
-    def dispute_tx(self, assertion_id: bytes) -> EncodedCall:
-        """The same transaction as `dispute_call`, encoded once without web3's contract machinery."""
+    def dispute_call(self, assertion_id: bytes) -> EncodedCall:
+        """disputeAssertion(assertion_id, us), encoded without web3's contract machinery (it runs per dispute)."""
         data = method("OptimisticOracleV3", "disputeAssertion").encode(assertion_id, self.sender.address)
         return EncodedCall(self.ctx.w3, self.ctx.oov3.address, data, shipped("OptimisticOracleV3").abi)
 
     def dispute_static_error(self, assertion_id: bytes) -> str | None:
         """Why disputeAssertion would revert now, or None when its static call passes."""
         try:
-            self.dispute_call(assertion_id).call({"from": self.sender.address})
+            self.dispute_call(assertion_id).static_call(self.sender.address)
         except ContractLogicError as err:
             return revert_reason(err, shipped("OptimisticOracleV3").abi)
         return None
@@ -224,9 +221,9 @@ class Actor:
         results: dict[bytes, SendResult] = {}
         with self.store.transaction():
             rows = {aid: self.store.tx_intent(aid, "dispute") for aid, _bond in disputes}
-        fresh = [(aid, bond) for aid, bond in disputes if rows[aid].status in ("intent", "failed", "dropped")]
+        fresh = [(aid, bond) for aid, bond in disputes if rows[aid].status in SIGNABLE]
         for aid, bond in disputes:
-            if rows[aid].status not in ("intent", "failed", "dropped"):
+            if rows[aid].status not in SIGNABLE:
                 results[aid] = self.dispute(aid, currency=currency, bond=bond, approve_first=False)
         if not fresh:
             return results
@@ -236,7 +233,7 @@ class Actor:
                 why = f"its approval did not land: {approved.error}"
                 return results | {aid: SendResult(rows[aid], why) for aid, _bond in fresh}
         try:
-            prepared = self.sender.prepare_many([(self.dispute_tx(aid), "disputeAssertion") for aid, _ in fresh])
+            prepared = self.sender.prepare_many([(self.dispute_call(aid), "disputeAssertion") for aid, _ in fresh])
         except ChainError as err:  # not enough gas money: nothing was signed
             return results | {aid: SendResult(rows[aid], str(err)) for aid, _bond in fresh}
         signed: list[tuple[TxRow, SignedTx]] = []

@@ -33,7 +33,7 @@ TX_KINDS: tuple[TxKind, ...] = ("dispute", "vote_push", "commit", "reveal", "set
 TX_STATUSES: tuple[TxStatus, ...] = ("intent", "signed", "sent", "mined", "failed", "dropped")
 OPEN_TX_STATUSES: tuple[TxStatus, ...] = ("intent", "signed", "sent")
 # A transaction may be (re)signed only when nothing signed for it can still land on chain.
-_SIGNABLE: tuple[TxStatus, ...] = ("intent", "failed", "dropped")
+SIGNABLE: tuple[TxStatus, ...] = ("intent", "failed", "dropped")  # an intent is signed (anew) from these
 
 # OOv3 computes expirationTime as uint64 time + liveness, so a hostile asserter can push it past SQLite's
 # int64; anything that far out (~292 billion years) means "never expires" to every policy, so it is clamped.
@@ -780,7 +780,7 @@ class DisputerStore:
         """Keep the signed bytes and their hash before they are sent. Allowed from intent, failed or dropped."""
         return self._tx_move(
             row_id,
-            _SIGNABLE,
+            SIGNABLE,
             "signed",
             ", nonce = ?, tx_hash = ?, raw = ?, sender = ?, attempts = attempts + 1, error = NULL",
             (nonce, bytes(tx_hash), bytes(raw), sender),

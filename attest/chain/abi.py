@@ -1,9 +1,11 @@
-"""Contract calls encoded and decoded with eth_abi, for the paths the disputer runs once per assertion.
+"""Contract calls and event logs encoded and decoded with eth_abi, for the paths the disputer runs once per
+assertion.
 
 web3's `ContractFunction` re-derives the ABI entry, and the selector of every function of the contract, each
-time one is built; for a read that is most of its CPU, and the disputer's loop thread pays it while judging
-threads wait for the GIL. `Method` does that work once per function; `EncodedCall` is a transaction's target
-and calldata with the two things `Sender.prepare_many` uses from a `ContractFunction`.
+time one is built, and its `process_log` re-derives the event ABI and checksums every address through keccak
+for each log; for a read or a backlog scan that is most of the CPU, and the disputer's loop thread pays it while
+judging threads wait for the GIL. `Method` and `Event` do that work once per function or event; `EncodedCall` is
+a transaction's target and calldata with what `Sender.prepare_many` uses from a `ContractFunction`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from web3 import Web3
 from web3.types import TxParams
 
 from attest.chain.artifacts import shipped
+from attest.errors import ChainError
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,48 @@ def method(artifact: str, name: str) -> Method:
 
 
 @dataclass(frozen=True)
+class Event:
+    topic: bytes
+    indexed: tuple[tuple[str, str], ...]  # (name, type) in topic order
+    data: tuple[tuple[str, str], ...]  # (name, type) in data order
+
+    def decode(self, log: Any) -> dict[str, Any]:
+        """The log with its decoded `args` (addresses checksummed), the shape web3's `process_log` gives."""
+        topics = log["topics"][1:]
+        if len(topics) != len(self.indexed):
+            raise ChainError(f"a log at block {log['blockNumber']} does not match its event's indexed fields")
+        args: dict[str, Any] = {
+            name: abi_decode([kind], bytes(topic))[0] for (name, kind), topic in zip(self.indexed, topics, strict=True)
+        }
+        values = abi_decode([kind for _name, kind in self.data], bytes(log["data"]))
+        args.update((name, value) for (name, _kind), value in zip(self.data, values, strict=True))
+        for name, kind in (*self.indexed, *self.data):
+            if kind == "address":
+                args[name] = checksum(args[name])
+        return {**log, "args": args}
+
+
+@lru_cache(maxsize=64)
+def event(artifact: str, name: str) -> Event:
+    """The event `name` of a shipped artifact's ABI."""
+    abi = next(e for e in shipped(artifact).abi if e.get("type") == "event" and e.get("name") == name)
+    inputs = [(str(i["name"]), str(collapse_if_tuple(i))) for i in abi["inputs"]]
+    flags = [bool(i["indexed"]) for i in abi["inputs"]]
+    signature = f"{name}({','.join(kind for _name, kind in inputs)})"
+    return Event(
+        topic=bytes(Web3.keccak(text=signature)),
+        indexed=tuple(x for x, flag in zip(inputs, flags, strict=True) if flag),
+        data=tuple(x for x, flag in zip(inputs, flags, strict=True) if not flag),
+    )
+
+
+@lru_cache(maxsize=4096)
+def checksum(address: str) -> str:
+    # The same few addresses (asserters, the registry, the currency, the zero address) recur in every log.
+    return str(Web3.to_checksum_address(address))
+
+
+@dataclass(frozen=True)
 class EncodedCall:
     """A transaction to `to` with `data`, for `Sender.prepare_many`: `build_transaction` estimates the gas (the
     static call: a revert raises `ContractLogicError`), and `contract_abi` decodes a custom error."""
@@ -72,3 +117,12 @@ class EncodedCall:
             tx["gasPrice"] = self.w3.eth.generate_gas_price(cast(TxParams, tx)) or self.w3.eth.gas_price
         tx["gas"] = self.w3.eth.estimate_gas(cast(TxParams, tx))
         return cast(TxParams, tx)
+
+    def static_call(self, sender: str) -> bytes:
+        """`eth_call` from `sender`; a revert raises `ContractLogicError`."""
+        tx = {
+            "from": Web3.to_checksum_address(sender),
+            "to": Web3.to_checksum_address(self.to),
+            "data": HexBytes(self.data),
+        }
+        return bytes(self.w3.eth.call(cast(TxParams, tx)))

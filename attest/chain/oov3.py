@@ -5,10 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-from eth_abi.abi import decode as abi_decode
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
@@ -16,7 +14,7 @@ from web3.contract.contract import ContractFunction
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from attest.chain.abi import method
+from attest.chain.abi import Event, checksum, event, method
 from attest.chain.artifacts import shipped
 from attest.chain.tx import Sender
 from attest.errors import ChainError
@@ -131,19 +129,19 @@ class OptimisticOracleV3:
         ).call(self.w3, self.address, bytes(assertion_id))
         return Assertion(
             assertion_id=bytes(assertion_id),
-            asserter=_checksum(asserter),
-            asserting_caller=_checksum(em[3]),
-            escalation_manager=_checksum(em[4]),
+            asserter=checksum(asserter),
+            asserting_caller=checksum(em[3]),
+            escalation_manager=checksum(em[4]),
             assertion_time=int(time),
             settled=bool(settled),
-            currency=_checksum(currency),
+            currency=checksum(currency),
             expiration_time=int(expiration),
             settlement_resolution=bool(resolution),
             domain_id=bytes(domain),
             identifier=bytes(ident),
             bond=int(bond),
-            callback_recipient=_checksum(cb),
-            disputer=_checksum(disputer),
+            callback_recipient=checksum(cb),
+            disputer=checksum(disputer),
         )
 
     def minimum_bond(self, currency: str) -> int:
@@ -265,12 +263,12 @@ class OptimisticOracleV3:
 
     def events_between(self, from_block: int, to_block: int) -> list[OracleEvent]:
         """AssertionMade, AssertionDisputed and AssertionSettled logs in one `eth_getLogs`, in chain order."""
-        kinds: dict[bytes, tuple[_LogDecoder, Callable[[Any], OracleEvent]]] = {
+        kinds: dict[bytes, tuple[Event, Callable[[Any], OracleEvent]]] = {
             d.topic: (d, convert)
             for d, convert in (
-                (_decoder("AssertionMade"), _assertion_made),
-                (_decoder("AssertionDisputed"), _assertion_disputed),
-                (_decoder("AssertionSettled"), _assertion_settled),
+                (event("OptimisticOracleV3", "AssertionMade"), _assertion_made),
+                (event("OptimisticOracleV3", "AssertionDisputed"), _assertion_disputed),
+                (event("OptimisticOracleV3", "AssertionSettled"), _assertion_settled),
             )
         }
         logs = self.w3.eth.get_logs(
@@ -286,49 +284,6 @@ class OptimisticOracleV3:
             decoder, convert = kinds[bytes(log["topics"][0])]
             decoded.append(convert(decoder.decode(log)))
         return decoded
-
-
-@dataclass(frozen=True)
-class _LogDecoder:
-    """One event's log decoded with eth_abi against its ABI entry. web3's `process_log` does the same work but
-    re-derives the ABI and checksums every address through keccak for each log: most of a backlog scan's time."""
-
-    topic: bytes
-    indexed: tuple[tuple[str, str], ...]  # (name, type) in topic order
-    data: tuple[tuple[str, str], ...]  # (name, type) in data order
-
-    def decode(self, log: Any) -> dict[str, Any]:
-        topics = log["topics"][1:]
-        if len(topics) != len(self.indexed):
-            raise ChainError(f"a log at block {log['blockNumber']} does not match its event's indexed fields")
-        args: dict[str, Any] = {
-            name: abi_decode([kind], bytes(topic))[0] for (name, kind), topic in zip(self.indexed, topics, strict=True)
-        }
-        values = abi_decode([kind for _name, kind in self.data], bytes(log["data"]))
-        args.update((name, value) for (name, _kind), value in zip(self.data, values, strict=True))
-        for name, kind in (*self.indexed, *self.data):
-            if kind == "address":
-                args[name] = _checksum(args[name])
-        return {**log, "args": args}
-
-
-@lru_cache(maxsize=8)
-def _decoder(name: str) -> _LogDecoder:
-    abi = next(e for e in shipped("OptimisticOracleV3").abi if e["type"] == "event" and e["name"] == name)
-    inputs = [(str(i["name"]), str(i["type"])) for i in abi["inputs"]]
-    flags = [bool(i["indexed"]) for i in abi["inputs"]]
-    signature = f"{name}({','.join(kind for _name, kind in inputs)})"
-    return _LogDecoder(
-        topic=bytes(Web3.keccak(text=signature)),
-        indexed=tuple(x for x, flag in zip(inputs, flags, strict=True) if flag),
-        data=tuple(x for x, flag in zip(inputs, flags, strict=True) if not flag),
-    )
-
-
-@lru_cache(maxsize=4096)
-def _checksum(address: str) -> str:
-    # The same few addresses (asserters, the registry, the currency, the zero address) recur in every log.
-    return str(Web3.to_checksum_address(address))
 
 
 def _position(event: Any) -> dict[str, Any]:

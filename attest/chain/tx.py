@@ -208,7 +208,7 @@ class Sender:
         return self.confirm(signed)
 
     def prepare(
-        self, call: ContractFunction | ContractConstructor, action: str, *, nonce: int | None = None
+        self, call: ContractFunction | ContractConstructor | EncodedCall, action: str, *, nonce: int | None = None
     ) -> SignedTx:
         """Static-call, check gas money and sign, without sending: the caller can record the exact bytes first."""
         (prepared,) = self.prepare_many([(call, action)], nonce=nonce)
