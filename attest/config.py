@@ -32,6 +32,7 @@ Secrets never live in the file: a pinning service names the environment variable
     currency = "0x..."                           # default: the oracle's default currency
     standing_allowance = false                   # true: approve an unlimited allowance once, not per bond
     confirmations = 3                            # blocks the disputer waits before trusting a log
+    gas_margin_pct = 20                          # gas limit = estimate + this percentage (unused gas is not paid)
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from attest.errors import ConfigError
 from attest.paths import attest_home
+
+# Extra gas over the estimate for every transaction. The estimate runs against the latest block, and the block a
+# transaction lands in differs: a later time (VotingV2's staking work grows with it), or, in a pipeline, the
+# batch's earlier transactions. An exact estimate then runs out of gas; unused gas is not paid for. UMA's own
+# settlement bot uses a gas-limit multiplier for the same reason.
+DEFAULT_GAS_MARGIN_PCT = 20
 
 
 def _check_http_url(value: str) -> str:
@@ -148,6 +155,8 @@ class NetworkConfig(_Strict):
     currency: str | None = Field(default=None, pattern=_ADDRESS)
     standing_allowance: bool = False
     confirmations: int | None = Field(default=None, ge=0, le=1000)
+    # Gas over each transaction's estimate (the block it lands in is not the one it was estimated on).
+    gas_margin_pct: int = Field(default=DEFAULT_GAS_MARGIN_PCT, ge=0, le=300)
     ipfs: IpfsConfig | None = None  # replaces [ipfs] for this network
 
     @field_validator("rpc_url")

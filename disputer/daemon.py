@@ -579,7 +579,7 @@ def build_daemon(
         registry=ctx.registry if config.ours_only else None,
         timeout_s=ipfs.timeout_s,
     )
-    actor = Actor(ctx, store, Sender(ctx.w3, account))
+    actor = Actor(ctx, store, ctx.sender(account))
     return Daemon(ctx, store, watcher, evaluator, actor, config, metrics=metrics)
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.middleware import ExtraDataToPOAMiddleware
 
 from attest.chain.deploy import Deployment
 from attest.chain.oov3 import OptimisticOracleV3, to_bytes32
+from attest.chain.tx import Sender
 from attest.config import Config, NetworkConfig, load_config
 from attest.devnet import Devnet, http_provider
 from attest.errors import ChainError, ConfigError
@@ -36,6 +38,10 @@ class ChainContext:
     @property
     def chain_id(self) -> int:
         return self.network.chain_id
+
+    def sender(self, account: LocalAccount) -> Sender:
+        """A sender for this network: its gas margin applies to every transaction."""
+        return Sender(self.w3, account, gas_margin_pct=self.settings.gas_margin_pct)
 
     def require_registry(self) -> str:
         if self.registry is None:

@@ -29,13 +29,13 @@ from web3.types import RPCEndpoint, TxParams, TxReceipt
 
 from attest.chain.abi import EncodedCall
 from attest.chain.artifacts import Artifact
+from attest.config import DEFAULT_GAS_MARGIN_PCT
 from attest.errors import ChainError, RpcUnavailable, TransactionRejected
 
 RECEIPT_TIMEOUT_S = 120.0
 RPC_TRIES = 6
 RPC_BACKOFF_S = 0.1  # doubled per retry, with jitter: 0.1 .. 1.6 s, about 3 s in all before giving up
 RPC_BACKOFF_CAP_S = 5.0  # also caps a server's Retry-After
-PIPELINE_GAS_MARGIN_PCT = 20  # extra gas for a transaction signed behind others of its batch
 
 _TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
 # JSON-RPC errors that say "not now" rather than "no": load-balanced nodes lagging a block, rate limits, gateways.
@@ -193,9 +193,12 @@ def revert_reason(err: ContractLogicError, abi: list[dict[str, Any]] | None = No
 class Sender:
     """Signs with one local account and sends to one node; raises `TransactionRejected` instead of reverting."""
 
-    def __init__(self, w3: Web3, account: LocalAccount) -> None:
+    def __init__(self, w3: Web3, account: LocalAccount, *, gas_margin_pct: int = DEFAULT_GAS_MARGIN_PCT) -> None:
+        if not 0 <= gas_margin_pct <= 300:
+            raise ValueError(f"gas_margin_pct must be 0..300, not {gas_margin_pct}")
         self.w3 = w3
         self.account = account
+        self.gas_margin_pct = gas_margin_pct
 
     @property
     def address(self) -> ChecksumAddress:
@@ -225,11 +228,13 @@ class Sender:
         """`prepare` for several transactions, signed with consecutive nonces in the order given.
 
         The fees, the nonce and the balance are read once for all of them: a batch of disputes costs one static
-        call (the gas estimate) per transaction, not five reads. Every transaction after the first gets a gas
-        margin, since all are estimated before any is mined. A call whose static call fails is returned as its
+        call (the gas estimate) per transaction, not five reads. Every transaction gets `gas_margin_pct` over its
+        estimate (capped at the block gas limit). A call whose static call fails is returned as its
         `TransactionRejected` and takes no nonce, so the signed ones leave no gap. Raises `ChainError` when the
         account cannot pay the gas of all the accepted ones (nothing is signed then)."""
-        fees = cast(TxParams, {"from": self.address, **self._fees()})
+        latest = self.w3.eth.get_block("latest")
+        block_gas_limit = int(latest["gasLimit"])
+        fees = cast(TxParams, {"from": self.address, **self._fees(latest.get("baseFeePerGas"))})
         next_nonce = self.w3.eth.get_transaction_count(self.address, "pending") if nonce is None else nonce
         built: list[dict[str, Any] | TransactionRejected] = []
         for call, action in calls:
@@ -239,11 +244,7 @@ class Sender:
             except ContractLogicError as err:
                 built.append(TransactionRejected(action, revert_reason(err, getattr(call, "contract_abi", None))))
                 continue
-            if any(isinstance(b, dict) for b in built):
-                # It runs after the batch's earlier transactions changed the state its estimate ran on, and an
-                # exact estimate then runs out of gas (seen: a third dispute in a row needs ~1% more). Unused gas
-                # is not paid for.
-                tx["gas"] = int(tx["gas"]) * (100 + PIPELINE_GAS_MARGIN_PCT) // 100
+            tx["gas"] = min(int(tx["gas"]) * (100 + self.gas_margin_pct) // 100, block_gas_limit)
             tx["nonce"] = next_nonce
             tx["chainId"] = self.chain_id
             next_nonce += 1
@@ -260,13 +261,12 @@ class Sender:
             out.append(SignedTx(action, int(item["nonce"]), signed.hash.to_0x_hex(), bytes(signed.raw_transaction)))
         return out
 
-    def _fees(self) -> dict[str, int]:
+    def _fees(self, base: int | None) -> dict[str, int]:
         """The fee fields web3 fills by default, read once: the node's suggested tip, and as the cap that tip plus
         twice the latest base fee (room for the base fee to double before inclusion). Legacy chains: gas price.
         With a gas price strategy set on web3 (ape sets one), web3 prices each transaction itself."""
         if getattr(self.w3.eth, "_gas_price_strategy", None) is not None:
             return {}
-        base = self.w3.eth.get_block("latest").get("baseFeePerGas")
         if base is None:
             return {"gasPrice": int(self.w3.eth.gas_price)}
         tip = int(self.w3.eth.max_priority_fee)

@@ -166,7 +166,7 @@ def ask(
         progress("pin", f"ipfs://{ledger.get(attestation_id).cid}")
         token = None
         if ctx is not None:
-            sender = Sender(ctx.w3, loaded.account)
+            sender = ctx.sender(loaded.account)
             with timer("assert"):
                 token = assert_pinned(ledger, ledger.get(attestation_id), ctx, sender, progress, checked=True)
         final = ledger.get(attestation_id)

@@ -40,7 +40,7 @@ def _sender(ctx: ChainContext, a: Attestation, config: Config, prompt: Callable[
             f"attestation #{a.id} was signed by {a.asserter}, but account {loaded.label} is {loaded.account.address}; "
             "resume with the same account (--account)"
         )
-    return Sender(ctx.w3, loaded.account)
+    return ctx.sender(loaded.account)
 
 
 def resume(
