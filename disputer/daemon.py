@@ -29,7 +29,6 @@ from web3 import Web3
 from attest.chain.artifacts import shipped
 from attest.chain.connect import ChainContext
 from attest.chain.oov3 import AssertionMade
-from attest.chain.tx import Sender
 from attest.chain.voting import VotingClient
 from attest.claim import parse_claim
 from attest.config import Config, config_path
