@@ -14,10 +14,10 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.types import RPCEndpoint
 
-from attest.chain.deploy import Deployment
-from attest.devnet import DEV_MNEMONIC, Devnet
-from attest.ipfs.jsipfs import JsIpfsDaemon
+from attest.accounts import DEV_MNEMONIC
+from attest.devnet import Deployment, Devnet
 from attest.localnet import free_port
+from tests.support.jsipfs import JsIpfsDaemon
 
 Account.enable_unaudited_hdwallet_features()
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from hexbytes import HexBytes
 
-from attest.chain.connect import ChainContext, connect
+from attest.connect import ChainContext, connect
 from bench import disputer as bench
 from bench.fake_judge import JudgeServer, Rule
 from disputer.daemon import StepReport, made_of

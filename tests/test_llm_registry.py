@@ -25,7 +25,7 @@ from attest.llm.registry import (
     get_provider,
 )
 from attest.prompts import get
-from tests.llm_fakes import CHUNKS, FakeModelServer, chunk
+from tests.support.llm_fakes import CHUNKS, FakeModelServer, chunk
 
 QUERY = "What happens to the base fee?"
 TEMPLATE = get("rag-answer@1")

@@ -78,7 +78,7 @@ def ask(
     a = result.attestation
     chain_now = None
     if a.expiration is not None:
-        from attest.chain.connect import connect
+        from attest.connect import connect
 
         chain_now = int(connect(a.network).w3.eth.get_block("latest")["timestamp"])
     token = result.token
