@@ -15,14 +15,13 @@ from attest.llm.base import GenerationParams, RetryPolicy, citations_in, public_
 from attest.llm.extractive import EXTRACTIVE_MODEL
 from attest.llm.registry import (
     DEFAULT_CONTEXT_WINDOW,
-    DEFAULT_MODELS,
-    KEY_ENVS,
     check_budget,
     context_window,
     default_provider,
     default_provider_name,
     estimate_tokens,
     get_provider,
+    provider_spec,
 )
 from attest.prompts import get
 from tests.support.llm_fakes import CHUNKS, FakeModelServer, chunk
@@ -50,7 +49,8 @@ def test_a_provider_without_its_key_is_missing_key_naming_the_variable(name: str
 
 
 def test_registry_key_variables_are_the_providers_own() -> None:
-    assert KEY_ENVS == {"openai": openai_provider.KEY_ENV, "anthropic": anthropic_provider.KEY_ENV}
+    keyed = {name: provider_spec(name).key_env for name in ("openai", "anthropic")}
+    assert keyed == {"openai": openai_provider.KEY_ENV, "anthropic": anthropic_provider.KEY_ENV}
 
 
 @pytest.mark.parametrize(
@@ -248,4 +248,4 @@ def test_llm_config_naming_an_unset_key_variable_is_a_config_error(
 def test_default_models_are_not_ones_the_sdk_marks_deprecated() -> None:
     from anthropic.resources.messages.messages import DEPRECATED_MODELS
 
-    assert DEFAULT_MODELS["anthropic"] not in DEPRECATED_MODELS
+    assert provider_spec("anthropic").default_model not in DEPRECATED_MODELS
