@@ -32,7 +32,7 @@ from attest.errors import AccountError
 from attest.jsonsafe import nested_deeper_than
 
 KeySource = Literal["keystore", "dev", "env"]
-Prompt = Callable[[str], str]
+PassphrasePrompt = Callable[[str], str]  # asks for a passphrase, given the question to show
 
 ENV_KEY = "ATTEST_PRIVATE_KEY"
 ENV_PASSPHRASE = "ATTEST_PASSPHRASE"
@@ -111,7 +111,7 @@ def load_account(
     network: str,
     *,
     default: str | None = None,
-    prompt: Prompt | None = None,
+    prompt: PassphrasePrompt | None = None,
     folder: Path | None = None,
 ) -> LoadedAccount:
     """The account that signs on `network` (a network name), from an explicit spec or the fallbacks.
@@ -134,7 +134,7 @@ def load_account(
     )
 
 
-def _load_spec(spec: str, network: str, prompt: Prompt | None, folder: Path | None) -> LoadedAccount:
+def _load_spec(spec: str, network: str, prompt: PassphrasePrompt | None, folder: Path | None) -> LoadedAccount:
     if spec.startswith("dev:"):
         index = spec.removeprefix("dev:")
         if not index.isdigit():
@@ -189,7 +189,7 @@ def parse_private_key(text: str, source: str) -> LocalAccount:
 
 
 # -- keystores -------------------------------------------------------------------------------------------
-def load_keystore(alias: str, *, prompt: Prompt | None = None, folder: Path | None = None) -> LoadedAccount:
+def load_keystore(alias: str, *, prompt: PassphrasePrompt | None = None, folder: Path | None = None) -> LoadedAccount:
     """Decrypt `<alias>.json` with the passphrase from `APE_ACCOUNTS_<alias>_PASSPHRASE` (ape's own variable),
     else `ATTEST_PASSPHRASE`, else the prompt (up to three tries)."""
     folder = folder or keystore_dir()

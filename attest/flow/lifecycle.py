@@ -15,8 +15,6 @@ from attest.flow.outbox import checkpoint, send_once
 from attest.ipfs.local import LocalStore
 from attest.ledger import Attestation, Ledger
 
-ZERO = "0x0000000000000000000000000000000000000000"
-
 
 @dataclass(frozen=True)
 class Outcome:
