@@ -19,7 +19,7 @@ from web3 import Web3
 
 from attest.chain.artifacts import Artifact
 from attest.devnet import Deployment, Devnet
-from attest.localnet import free_port
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

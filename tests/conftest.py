@@ -16,8 +16,8 @@ from web3.types import RPCEndpoint
 
 from attest.accounts import DEV_MNEMONIC
 from attest.devnet import Deployment, Devnet
-from attest.localnet import free_port
 from tests.support.jsipfs import JsIpfsDaemon
+from tests.support.ports import free_port
 
 Account.enable_unaudited_hdwallet_features()
 

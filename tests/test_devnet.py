@@ -20,9 +20,9 @@ from attest.accounts import dev_account
 from attest.chain.artifacts import uma
 from attest.chain.oov3 import OptimisticOracleV3
 from attest.chain.tx import Sender
-from attest.localnet import free_port
 from attest.paths import anvil_executable
 from tests.support.oov3 import assert_truth
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -22,12 +22,13 @@ from attest.chain.oov3 import ZERO_ADDRESS, AssertionMade, OptimisticOracleV3
 from attest.chain.tx import Sender
 from attest.connect import ChainContext, connect
 from attest.errors import ChainError
-from attest.localnet import HOST, free_port
+from attest.localnet import HOST
 from attest.networks import ASSERT_TRUTH2
 from disputer.store import DisputerStore
 from disputer.watcher import Watcher
 from tests.conftest import LocalChain
 from tests.support.oov3 import assert_truth, dispute, settle
+from tests.support.ports import free_port
 
 LIVENESS = 3600
 

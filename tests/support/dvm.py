@@ -30,10 +30,11 @@ from attest.config import NetworkConfig
 from attest.connect import ChainContext
 from attest.devnet import Deployment, StackParams, deploy_stack
 from attest.errors import ChainError, ConfigError
-from attest.localnet import HOST, free_port
+from attest.localnet import HOST
 from attest.networks import ASSERT_TRUTH2, Network, OracleKind
 from attest.paths import anvil_executable
 from tests.support.oov3 import assert_truth, dispute, sync_uma_params
+from tests.support.ports import free_port
 
 PHASE = 120  # seconds per vote phase; a round is two
 # Role ids of UMA's MultiRole contracts (ExpandedERC20.Roles, Registry.Roles).
