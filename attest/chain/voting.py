@@ -106,7 +106,7 @@ class VotingClient:
     # Reads see the latest block's timestamp; a transaction lands in a later block, so callers leave a margin
     # before a phase ends (see `seconds_left_in_phase`).
     def vote_phase(self) -> RoundPhase:
-        return RoundPhase(int(self.contract.functions.getRoundPhase().call()))
+        return RoundPhase(int(self.contract.functions.getVotePhase().call()))
 
     def current_round_id(self) -> int:
         return int(self.contract.functions.getCurrentRoundId().call())
