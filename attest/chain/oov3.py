@@ -1,4 +1,8 @@
-"""A typed client for UMA's OptimisticOracleV3 and the UMA contracts it consults."""
+"""A typed client for UMA's OptimisticOracleV3 and the UMA contracts it consults.
+
+Writes are returned as unsent calls (`assert_truth_call`, `settle_call`, ...): the outboxes sign each once and
+send it. Tests send them directly through tests/support/oov3.py.
+"""
 
 from __future__ import annotations
 
