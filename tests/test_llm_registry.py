@@ -249,3 +249,24 @@ def test_default_models_are_not_ones_the_sdk_marks_deprecated() -> None:
     from anthropic.resources.messages.messages import DEPRECATED_MODELS
 
     assert provider_spec("anthropic").default_model not in DEPRECATED_MODELS
+
+
+def test_a_provider_registered_once_is_known_to_config_lookup_and_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from attest.config import LlmConfig
+    from attest.llm import registry
+    from attest.llm.extractive import ExtractiveProvider
+
+    with pytest.raises(ValidationError, match="Input should be 'auto', 'openai', 'anthropic' or 'extractive'"):
+        LlmConfig(provider="local-test")
+    spec = registry.ProviderSpec("local-test", lambda **_: ExtractiveProvider(), "local-model", "LOCAL_TEST_KEY")
+    monkeypatch.setitem(registry._REGISTRY, spec.name, spec)
+    assert registry.provider_names()[-1] == "local-test"
+    assert LlmConfig(provider="local-test").provider == "local-test"
+    assert registry.provider_spec("Local-Test") is spec and registry.can_grade("local-test")
+    assert get_provider("local-test").name == "extractive"
+    monkeypatch.setenv("LOCAL_TEST_KEY", "k")
+    assert default_provider_name() == "local-test"  # keyed providers first, in registration order
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register_provider(spec)
