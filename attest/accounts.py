@@ -32,7 +32,7 @@ from attest.errors import AccountError
 from attest.jsonsafe import nested_deeper_than
 
 KeySource = Literal["keystore", "dev", "env"]
-Prompt = Callable[[str], str]
+PassphrasePrompt = Callable[[str], str]  # asks for a passphrase, given the question to show
 
 ENV_KEY = "ATTEST_PRIVATE_KEY"
 ENV_PASSPHRASE = "ATTEST_PASSPHRASE"
@@ -40,6 +40,9 @@ ENV_KEY_LABEL = f"env:{ENV_KEY}"
 ENV_KEY_WARNING = f"using {ENV_KEY} from the environment; prefer an encrypted keystore (`attest accounts import`)"
 LOCAL_NETWORK = "local"
 DEFAULT_DEV_INDEX = 1  # account 0 deploys the devnet's contracts; 1 asserts
+# anvil's well-known dev mnemonic: these keys are public, for the local chain only.
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+DEV_ACCOUNTS = 10  # the devnet funds this many of them
 PASSPHRASE_ATTEMPTS = 3
 
 # A keystore is a few hundred bytes; anything far larger is not one and is not worth parsing.
@@ -108,7 +111,7 @@ def load_account(
     network: str,
     *,
     default: str | None = None,
-    prompt: Prompt | None = None,
+    prompt: PassphrasePrompt | None = None,
     folder: Path | None = None,
 ) -> LoadedAccount:
     """The account that signs on `network` (a network name), from an explicit spec or the fallbacks.
@@ -131,7 +134,7 @@ def load_account(
     )
 
 
-def _load_spec(spec: str, network: str, prompt: Prompt | None, folder: Path | None) -> LoadedAccount:
+def _load_spec(spec: str, network: str, prompt: PassphrasePrompt | None, folder: Path | None) -> LoadedAccount:
     if spec.startswith("dev:"):
         index = spec.removeprefix("dev:")
         if not index.isdigit():
@@ -151,9 +154,14 @@ def _load_spec(spec: str, network: str, prompt: Prompt | None, folder: Path | No
     return load_keystore(spec, prompt=prompt, folder=folder)
 
 
-def _load_dev(index: int, network: str) -> LoadedAccount:
-    from attest.devnet import DEV_ACCOUNTS, dev_account
+def dev_account(index: int) -> LocalAccount:
+    """The devnet's `dev:index` key, derived from the public mnemonic anvil is started with."""
+    Account.enable_unaudited_hdwallet_features()
+    account: LocalAccount = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    return account
 
+
+def _load_dev(index: int, network: str) -> LoadedAccount:
     if network != LOCAL_NETWORK:
         raise AccountError(
             f"dev:{index} is a public devnet key and is only used on the local network, not on {network}; "
@@ -181,7 +189,7 @@ def parse_private_key(text: str, source: str) -> LocalAccount:
 
 
 # -- keystores -------------------------------------------------------------------------------------------
-def load_keystore(alias: str, *, prompt: Prompt | None = None, folder: Path | None = None) -> LoadedAccount:
+def load_keystore(alias: str, *, prompt: PassphrasePrompt | None = None, folder: Path | None = None) -> LoadedAccount:
     """Decrypt `<alias>.json` with the passphrase from `APE_ACCOUNTS_<alias>_PASSPHRASE` (ape's own variable),
     else `ATTEST_PASSPHRASE`, else the prompt (up to three tries)."""
     folder = folder or keystore_dir()

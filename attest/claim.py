@@ -61,10 +61,6 @@ class Claim:
     def record_uri(self) -> str:
         return f"ipfs://{self.record_cid}"
 
-    @property
-    def rules_uri(self) -> str:
-        return f"ipfs://{self.rules_cid}"
-
 
 # -- rules -----------------------------------------------------------------------------------------------
 def rules_bytes() -> bytes:

@@ -43,8 +43,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from attest.errors import ConfigError
+from attest.llm.registry import AUTO, provider_names
 from attest.paths import attest_home
 
 # Extra gas over the estimate for every transaction. The estimate runs against the latest block, and the block a
@@ -102,11 +104,20 @@ class LlmConfig(_Strict):
     offline extractive provider. A key is read from the environment variable `key_env` names (default: the
     provider's own, OPENAI_API_KEY / ANTHROPIC_API_KEY), never from this file."""
 
-    provider: Literal["auto", "openai", "anthropic", "extractive"] = "auto"
+    provider: str = AUTO  # or a name registered in attest.llm.registry
     model: str | None = None
     base_url: str | None = None  # an OpenAI-compatible server (Ollama, vLLM, llama.cpp) or a proxy
     key_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
     budget_tokens: int | None = Field(default=None, gt=0)
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, value: str) -> str:
+        allowed = (AUTO, *provider_names())
+        if value not in allowed:
+            names = [repr(name) for name in allowed]
+            raise PydanticCustomError("literal_error", f"Input should be {', '.join(names[:-1])} or {names[-1]}")
+        return value
 
     @field_validator("base_url")
     @classmethod

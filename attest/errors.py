@@ -11,26 +11,31 @@ class AttestError(Exception):
     """A failure the user can act on. `str(err)` is the whole message."""
 
 
+# -- setup and configuration ---------------------------------------------------------------------------------
 class ToolchainMissing(AttestError, FileNotFoundError):
     """The npm toolchain (anvil, solcjs, UMA artifacts) is not installed."""
+
+
+class ConfigError(AttestError):
+    """A configuration file or value that cannot be used."""
 
 
 class UnknownNetwork(AttestError, LookupError):
     """A network name or chain id that the registry does not know."""
 
 
-class DevnetError(AttestError):
-    """The local devnet cannot be started, stopped or read."""
+# -- accounts ------------------------------------------------------------------------------------------------
+class AccountError(AttestError):
+    """No usable signing account: unknown alias, wrong passphrase, refused dev key, malformed key or keystore.
+    Messages name the alias or source, never key material."""
 
 
-class PortBusy(DevnetError):
-    """Something that is not our devnet holds the port."""
+# -- the local ledger ----------------------------------------------------------------------------------------
+class LedgerError(AttestError):
+    """The local ledger of attestations cannot be read or written, or names no such attestation."""
 
 
-class CorruptState(DevnetError):
-    """A devnet state or deployment file cannot be read back."""
-
-
+# -- chain and transactions ----------------------------------------------------------------------------------
 class ChainError(AttestError):
     """A chain call or transaction failed."""
 
@@ -44,24 +49,29 @@ class TransactionRejected(ChainError):
         self.reason = reason
 
 
-# -- records ---------------------------------------------------------------------------------------------
-class RecordError(AttestError, ValueError):
-    """An attestation record that fails the schema, its size limit, or its signature."""
+class RpcUnavailable(ChainError):
+    """The RPC endpoint kept failing (5xx, timeouts, dropped connections, transient JSON-RPC errors) after the
+    bounded retries. Whether a transaction sent meanwhile reached the chain is unknown: the outbox finds out."""
 
 
-class UnsupportedSchema(RecordError):
-    """A record whose `schema` version this release cannot read."""
+class BondError(ChainError):
+    """A bond cannot be posted: below the oracle's minimum, more than the balance, or a currency not allowed."""
 
 
-class OversizeRecord(RecordError):
-    """A record over the configured size limit (on write or on read)."""
+# -- the local devnet ----------------------------------------------------------------------------------------
+class DevnetError(AttestError):
+    """The local devnet cannot be started, stopped or read."""
 
 
-class BadSignature(RecordError):
-    """A record signature that does not recover to the record's asserter."""
+class PortBusy(DevnetError):
+    """Something that is not our devnet holds the port."""
 
 
-# -- content addressing and stores -----------------------------------------------------------------------
+class CorruptState(DevnetError):
+    """A devnet state or deployment file cannot be read back."""
+
+
+# -- content addressing and IPFS stores ----------------------------------------------------------------------
 class InvalidCid(AttestError, ValueError):
     """A string or bytes that is not a CID we can read."""
 
@@ -104,15 +114,16 @@ class TamperedContent(StoreError):
         self.source = source
 
 
-class ConfigError(AttestError):
-    """A configuration file or value that cannot be used."""
-
-
 class MalformedBlock(StoreError, ValueError):
     """A block that matches its CID but does not decode as the dag-pb / UnixFS it claims to be."""
 
 
-# -- knowledge base --------------------------------------------------------------------------------------
+class ContentTooLarge(AttestError, ValueError):
+    """More verified bytes of a CID arrived than the reader allows: the content itself is that large (every byte
+    was checked against its CID), so no other source can serve it smaller. Not a StoreError on purpose."""
+
+
+# -- knowledge base ------------------------------------------------------------------------------------------
 class KbError(AttestError):
     """The knowledge base cannot ingest, find or read something."""
 
@@ -121,7 +132,7 @@ class IngestError(KbError):
     """A document that cannot be ingested (binary, empty, undecodable, not found); the KB is left as it was."""
 
 
-# -- prompts and models ----------------------------------------------------------------------------------
+# -- prompts and models --------------------------------------------------------------------------------------
 class PromptError(AttestError, LookupError):
     """An unknown prompt template or version."""
 
@@ -154,36 +165,42 @@ class QueryTooLong(ModelError):
     """A query (with its context) that does not fit the model's budget."""
 
 
-# -- accounts (helper B) ---------------------------------------------------------------------------------
-class AccountError(AttestError):
-    """No usable signing account: unknown alias, wrong passphrase, refused dev key, malformed key or keystore.
-    Messages name the alias or source, never key material."""
+class ModelRefused(ModelError):
+    """The model declined to answer (OpenAI's `refusal` field, Anthropic's stop_reason "refusal"); whatever
+    partial text came with it is not an answer."""
 
 
-# -- lead: ledger and the ask flow ------------------------------------------------------------------------
-class LedgerError(AttestError):
-    """The local ledger of attestations cannot be read or written, or names no such attestation."""
+# -- records and claims --------------------------------------------------------------------------------------
+class RecordError(AttestError, ValueError):
+    """An attestation record that fails the schema, its size limit, or its signature."""
 
 
-class BondError(ChainError):
-    """A bond cannot be posted: below the oracle's minimum, more than the balance, or a currency not allowed."""
+class UnsupportedSchema(RecordError):
+    """A record whose `schema` version this release cannot read."""
 
 
-# -- disputer state (helper E) ---------------------------------------------------------------------------
-class DisputerStateError(AttestError):
-    """The disputer's SQLite state cannot be opened, migrated or written, or a write breaks its rules."""
+class OversizeRecord(RecordError):
+    """A record over the configured size limit (on write or on read)."""
 
 
-# -- claims and verification (helper A) ------------------------------------------------------------------
+class BadSignature(RecordError):
+    """A record signature that does not recover to the record's asserter."""
+
+
 class ClaimError(AttestError, ValueError):
     """A claim that cannot be built within its size limit, or bytes that are not an llm-attest claim."""
 
 
+# -- verification --------------------------------------------------------------------------------------------
 class VerifyError(AttestError):
     """`attest verify` cannot start: an unknown target, or an assertion that does not exist on the network."""
 
 
-# -- judge, calibration and evaluation (helper C) --------------------------------------------------------
+# -- the disputer: its state, judge, calibration and evaluation ----------------------------------------------
+class DisputerStateError(AttestError):
+    """The disputer's SQLite state cannot be opened, migrated or written, or a write breaks its rules."""
+
+
 class JudgeError(AttestError):
     """The disputer's judge cannot be built or used as configured."""
 
@@ -198,20 +215,3 @@ class CalibrationError(JudgeError, ValueError):
 
 class EvalDataError(JudgeError, ValueError):
     """An evaluation data set (JSONL rows) that cannot be read; the message names the file and line."""
-
-
-# -- RPC faults (helper D) -------------------------------------------------------------------------------
-class RpcUnavailable(ChainError):
-    """The RPC endpoint kept failing (5xx, timeouts, dropped connections, transient JSON-RPC errors) after the
-    bounded retries. Whether a transaction sent meanwhile reached the chain is unknown: the outbox finds out."""
-
-
-# -- model refusals, oversize content (helper F) ---------------------------------------------------------
-class ModelRefused(ModelError):
-    """The model declined to answer (OpenAI's `refusal` field, Anthropic's stop_reason "refusal"); whatever
-    partial text came with it is not an answer."""
-
-
-class ContentTooLarge(AttestError, ValueError):
-    """More verified bytes of a CID arrived than the reader allows: the content itself is that large (every byte
-    was checked against its CID), so no other source can serve it smaller. Not a StoreError on purpose."""

@@ -1,4 +1,4 @@
-"""Helpers shared by the local processes llm-attest starts (anvil, the js-ipfs daemon): ports and logs."""
+"""Helpers for the local processes llm-attest starts (the devnet's anvil) and serves on: ports and logs."""
 
 from __future__ import annotations
 
@@ -18,13 +18,6 @@ def port_in_use(port: int, host: str = HOST) -> bool:
         except OSError:
             return True
     return False
-
-
-def free_port(host: str = HOST) -> int:
-    """A port nothing holds right now (the OS picks it), for processes started on loopback."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def log_tail(path: Path, lines: int = 5) -> str:

@@ -33,8 +33,8 @@ from attest.record.model import AttestationRecord, validate_record
 from attest.record.signing import verify_record
 
 if TYPE_CHECKING:
-    from attest.chain.connect import ChainContext
     from attest.chain.oov3 import AssertionMade
+    from attest.connect import ChainContext
     from attest.ipfs.store import ContentStore
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"

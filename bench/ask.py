@@ -22,10 +22,10 @@ from typing import Any
 
 from web3 import Web3
 
+from attest.accounts import dev_account
 from attest.chain.artifacts import uma
-from attest.chain.deploy import Deployment
 from attest.chain.oov3 import to_bytes32
-from attest.devnet import dev_account
+from attest.devnet import Deployment
 from bench.common import ROOT, Table, env_var, peak_rss_mib, percentile, rss_mib, throwaway_home
 
 GOAL_MS = 300.0

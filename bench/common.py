@@ -18,9 +18,8 @@ from pathlib import Path
 from web3 import Web3
 
 from attest.chain.artifacts import Artifact
-from attest.chain.deploy import Deployment
-from attest.devnet import Devnet
-from attest.localnet import free_port
+from attest.devnet import Deployment, Devnet
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

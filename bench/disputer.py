@@ -38,14 +38,14 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.types import RPCEndpoint
 
+from attest.accounts import dev_account
 from attest.chain.artifacts import shipped
-from attest.chain.connect import ChainContext, connect
-from attest.chain.deploy import Deployment
 from attest.chain.oov3 import ZERO_ADDRESS, to_bytes32
 from attest.claim import build_claim, rules_bytes
 from attest.config import Config, LlmConfig
+from attest.connect import ChainContext, connect
 from attest.context import RetrievedChunk
-from attest.devnet import dev_account
+from attest.devnet import Deployment
 from attest.flow.token import Token
 from attest.ipfs.local import LocalStore
 from attest.llm.registry import provider_from_config

@@ -14,12 +14,13 @@ from collections.abc import Callable
 
 from web3 import Web3
 
+from attest.accounts import dev_account
 from attest.chain.artifacts import uma
-from attest.chain.deploy import Deployment
 from attest.chain.oov3 import NUMERICAL_TRUE, ZERO_ADDRESS, OptimisticOracleV3, to_bytes32
 from attest.chain.tx import Sender
-from attest.devnet import dev_account
+from attest.devnet import Deployment
 from bench.common import ROOT, Table, compile_solidity, throwaway_devnet
+from tests.support.oov3 import assert_truth, dispute, settle
 
 LIVENESS = 7200
 DIGEST = hashlib.sha256(b"bench record").digest()
@@ -70,7 +71,8 @@ class GasBench:
         self.assert_data(data_id=b"\1" * 32)
 
     def assert_direct(self, callback: str, domain: bytes, claim: bytes = CLAIM) -> tuple[int, bytes]:
-        made, receipt = self.oov3.assert_truth(
+        made, receipt = assert_truth(
+            self.oov3,
             self.asserter,
             claim=claim,
             asserter=self.asserter.address,
@@ -109,7 +111,7 @@ class GasBench:
         _, assertion_id = assert_fn()
         dispute_gas = 0
         if disputed:
-            dispute_gas = int(self.oov3.dispute(self.disputer, assertion_id, self.disputer.address)["gasUsed"])
+            dispute_gas = int(dispute(self.oov3, self.disputer, assertion_id, self.disputer.address)["gasUsed"])
             a = self.oov3.get_assertion(assertion_id)
             ancillary = self.oov3.contract.functions.stampAssertion(assertion_id).call()
             push = self.oracle.functions.pushPrice(a.identifier, a.assertion_time, ancillary, NUMERICAL_TRUE)
@@ -117,7 +119,7 @@ class GasBench:
         else:
             self.w3.provider.make_request("evm_increaseTime", [LIVENESS])  # type: ignore[arg-type]
             self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
-        settle_gas = int(self.oov3.settle(self.settler, assertion_id)["gasUsed"])
+        settle_gas = int(settle(self.oov3, self.settler, assertion_id)["gasUsed"])
         return dispute_gas, settle_gas
 
 

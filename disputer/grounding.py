@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from attest.context import RetrievedChunk
 from attest.llm.base import citations_in
-from attest.llm.extractive import STOPWORDS
+from attest.text import STOPWORDS, strip_markup
 from disputer.calibration import CalibrationMap
 from disputer.judge import Verdict, check_calibration, undecided
 
@@ -27,7 +27,6 @@ GROUNDING_JUDGE = "grounding-v1"
 _WORD = re.compile(r"[^\W_]+")
 _CITATION = re.compile(r"\[\d{1,4}(?:\s*,\s*\d{1,4})*\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
-_MARKUP = re.compile(r"^(?:#{1,6}\s+|[-*+>]\s+|\d+[.)]\s+)+")
 # Negations flip a claim, so they must be found in the passages like any content word.
 _NEGATIONS = frozenset({"no", "not", "nor", "never", "cannot"})
 # Words that frame an answer ("The retrieved passages say:") rather than claim anything.
@@ -90,7 +89,7 @@ def _union(passages: Sequence[_Passage]) -> _Passage:
 def answer_sentences(answer: str) -> list[str]:
     pieces: list[str] = []
     for line in answer.splitlines():
-        line = _MARKUP.sub("", line.strip())
+        line = strip_markup(line.strip())
         pieces += [p.strip() for p in _SENTENCE_END.split(line) if p.strip()]
     return pieces
 

@@ -21,12 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, NoReturn, Protocol
 
-from attest.config import LlmConfig
 from attest.context import RetrievedChunk
-from attest.errors import JudgeError, JudgeOutputError, MissingKey, ModelError, PromptError
+from attest.errors import JudgeError, JudgeOutputError, ModelError, PromptError
 from attest.jsonsafe import nested_deeper_than
-from attest.llm.base import GenerationParams, OutputSchema, Provider, RetryPolicy
-from attest.llm.registry import DEFAULT_MODELS, default_provider_name, provider_from_config
+from attest.llm.base import GenerationParams, OutputSchema, Provider
+from attest.llm.registry import can_grade
 from attest.prompts import catalog
 from disputer.calibration import CalibrationMap
 
@@ -181,8 +180,8 @@ class LlmJudge:
             raise JudgeError(f"the judge takes 1 to {MAX_SAMPLES} samples per answer, not {samples}")
         if parallel < 1:
             raise JudgeError("the judge needs parallel >= 1 (requests in flight per answer)")
-        if provider.name == "extractive":
-            raise JudgeError("the extractive provider quotes and cannot grade; use GroundingJudge to judge offline")
+        if not can_grade(provider.name):
+            raise JudgeError(f"the {provider.name} provider cannot grade; use GroundingJudge to judge offline")
         self.provider = provider
         self.params = GenerationParams(model, temperature=temperature, max_tokens=max_tokens)
         self.samples = samples
@@ -277,27 +276,3 @@ def check_calibration(calibration: CalibrationMap | None, label: str) -> Calibra
 def undecided(judge: str, reason: str, latency_ms: float = 0.0) -> Verdict:
     """An undecided verdict from a judge that uses no template."""
     return Verdict(None, "", (), judge, None, None, reason, latency_ms, None)
-
-
-def judge_from_config(
-    config: LlmConfig | None,
-    samples: int = 3,
-    *,
-    calibration: CalibrationMap | None = None,
-    retry: RetryPolicy | None = None,
-) -> Judge:
-    """An LLM judge for `[llm]` when its provider has a key (or is a keyless compatible server), else the offline
-    GroundingJudge. A calibration map must have been fitted for the judge chosen."""
-    # Imported here: grounding builds its verdicts with this module's Verdict.
-    from disputer.grounding import GroundingJudge
-
-    config = config or LlmConfig()
-    name = default_provider_name() if config.provider == "auto" else config.provider
-    if name != "extractive":
-        try:
-            provider = provider_from_config(config, retry=retry)
-        except MissingKey as err:
-            log.warning("judging offline with grounding-v1: %s", err)
-        else:
-            return LlmJudge(provider, config.model or DEFAULT_MODELS[name], samples=samples, calibration=calibration)
-    return GroundingJudge(calibration=calibration)

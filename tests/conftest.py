@@ -9,23 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.types import RPCEndpoint
 
-from attest.chain.deploy import Deployment
-from attest.devnet import DEV_MNEMONIC, Devnet
-from attest.ipfs.jsipfs import JsIpfsDaemon
-from attest.localnet import free_port
-
-Account.enable_unaudited_hdwallet_features()
+from attest.accounts import dev_account
+from attest.devnet import Deployment, Devnet
+from tests.support.jsipfs import JsIpfsDaemon
+from tests.support.ports import free_port
 
 
 @pytest.fixture(scope="session")
 def dev_keys() -> list[LocalAccount]:
     """The anvil dev accounts (ape-config.yaml's test mnemonic): 0 deploys, 1 asserts, 2 disputes, 3 is a stranger."""
-    return [Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(5)]
+    return [dev_account(i) for i in range(5)]
 
 
 @pytest.fixture

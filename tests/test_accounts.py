@@ -21,6 +21,7 @@ from attest.accounts import (
     ENV_KEY_LABEL,
     ENV_KEY_WARNING,
     LoadedAccount,
+    dev_account,
     list_keystores,
     load_account,
     load_keystore,
@@ -28,7 +29,6 @@ from attest.accounts import (
     write_keystore,
 )
 from attest.cli.accounts import accounts
-from attest.devnet import dev_account
 from attest.errors import AccountError
 
 PASSPHRASE = "correct horse 42"

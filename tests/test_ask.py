@@ -15,16 +15,17 @@ import pytest
 from click.testing import CliRunner, Result
 from web3 import Web3
 
+from attest.accounts import dev_account
 from attest.chain.artifacts import shipped
 from attest.chain.oov3 import OptimisticOracleV3
 from attest.chain.tx import Sender
 from attest.cli import cli
-from attest.devnet import dev_account
 from attest.flow.outbox import CRASH_ENV
 from attest.flow.token import Token
 from attest.ledger import Ledger
 from attest.record.codec import decode_record
 from tests.conftest import LocalChain
+from tests.support.oov3 import dispute
 
 KB_DOCS = Path(__file__).parent / "fixtures" / "kb" / "good"
 QUESTION = "What does the guide say about chunking?"
@@ -62,7 +63,7 @@ def dispute_and_resolve(chain: LocalChain, assertion_id: str, price: int) -> Non
     raw_id = bytes.fromhex(assertion_id[2:])
     assertion = oracle.get_assertion(raw_id)
     disputer.transact(token.approve_call(oracle.address, assertion.bond), "approve")
-    oracle.dispute(disputer, raw_id, disputer.address)
+    dispute(oracle, disputer, raw_id, disputer.address)
     ancillary = oracle.contract.functions.stampAssertion(raw_id).call()
     mock = chain.w3.eth.contract(address=chain.deployment.oracle, abi=shipped("MockOracleAncillary").abi)
     push = mock.functions.pushPrice(assertion.identifier, assertion.assertion_time, ancillary, price)

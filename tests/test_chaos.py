@@ -31,11 +31,11 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.types import TxData
 
+from attest.accounts import dev_account
 from attest.chain.artifacts import uma
-from attest.chain.connect import ChainContext, connect
 from attest.chain.oov3 import AssertionDisputed, AssertionMade
 from attest.claim import build_claim, rules_bytes
-from attest.devnet import dev_account
+from attest.connect import ChainContext, connect
 from attest.ipfs.local import LocalStore
 from attest.networks import ASSERT_TRUTH2
 from attest.record.canonical import digest_hex

@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 from web3 import Web3
 
+from attest.accounts import dev_account
 from attest.chain.artifacts import uma
 from attest.chain.oov3 import OptimisticOracleV3
 from attest.chain.tx import Sender
-from attest.devnet import dev_account
-from attest.localnet import free_port
 from attest.paths import anvil_executable
+from tests.support.oov3 import assert_truth
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +84,8 @@ def test_up_restart_finds_the_same_deployment_assertions_and_later_time(cli: Cli
     bond = oov3.minimum_bond(deployment["currency"])
     currency = w3.eth.contract(address=deployment["currency"], abi=uma("TestnetERC20").abi)
     asserter.transact(currency.functions.approve(oov3.address, bond), "approve")
-    made, _ = oov3.assert_truth(
+    made, _ = assert_truth(
+        oov3,
         asserter,
         claim=b"devnet restart test",
         asserter=asserter.address,

@@ -19,15 +19,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from attest.chain.connect import connect
-from attest.devnet import dev_account
+from attest.accounts import dev_account
+from attest.connect import connect
 from attest.ipfs.local import LocalStore
 from attest.kb import KnowledgeBase
-from attest.localnet import free_port
 from disputer.cli import cli
 from disputer.store import DisputerStore
 from tests.conftest import LocalChain
-from tests.llm_fakes import FakeModelServer, text_body
+from tests.support.llm_fakes import FakeModelServer, text_body
+from tests.support.ports import free_port
 from tests.test_disputer_daemon import KEY_ENV, REPO, WRONG, Env
 
 DISPUTER = Path(sys.executable).parent / "disputer"  # the console script pyproject installs

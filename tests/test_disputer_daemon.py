@@ -17,13 +17,13 @@ import pytest
 from hexbytes import HexBytes
 from web3 import Web3
 
+from attest.accounts import dev_account
 from attest.chain.artifacts import uma
-from attest.chain.connect import ChainContext, connect
 from attest.chain.oov3 import AssertionDisputed, AssertionMade
 from attest.chain.tx import Sender
 from attest.claim import build_claim, parse_claim, rules_cid
 from attest.config import Config, LlmConfig
-from attest.devnet import dev_account
+from attest.connect import ChainContext, connect
 from attest.flow.ask import AskRequest, ask
 from attest.ipfs.cid import CID
 from attest.ipfs.local import LocalStore
@@ -35,7 +35,8 @@ from disputer.daemon import Daemon, StepReport, build_daemon
 from disputer.judge import LlmJudge
 from disputer.store import DisputerStore
 from tests.conftest import LocalChain
-from tests.llm_fakes import FakeModelServer, text_body
+from tests.support.llm_fakes import FakeModelServer, text_body
+from tests.support.oov3 import assert_truth
 
 QUERY = "How often should the wick be trimmed?"
 HONEST = "Trim the wick every four hours so the flame stays bright."
@@ -209,7 +210,7 @@ def test_a_tampered_record_is_disputed_without_calling_the_judge(honest_env: Env
     token = honest_env.ctx.w3.eth.contract(address=Web3.to_checksum_address(currency), abi=uma("TestnetERC20").abi)
     bond = honest_env.ctx.oov3.minimum_bond(currency)
     asserter.transact(token.functions.approve(honest_env.ctx.oov3.address, bond), "approve")
-    made, _ = honest_env.ctx.oov3.assert_truth(
+    made, _ = assert_truth(honest_env.ctx.oov3,
         asserter, claim=claim, asserter=asserter.address, callback_recipient=honest_env.ctx.require_registry(),
         liveness=7200, currency=currency, bond=bond, identifier=ASSERT_TRUTH2,
         domain_id=bytes.fromhex(original.digest[2:]),

@@ -12,14 +12,14 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from attest.chain.voting import VotePhase
+from attest.chain.voting import RoundPhase
 from attest.config import Config
 from disputer.cli import assertion_status, voting_for
 from disputer.config import DisputerConfig
 from disputer.daemon import Daemon, build_daemon
 from disputer.grounding import GroundingJudge
 from disputer.store import DisputerStore
-from tests.voting_stack import PHASE, deploy_dvm, throwaway_anvil, warp
+from tests.support.dvm import PHASE, deploy_dvm, throwaway_anvil, warp
 
 STAKE = 5_000_000 * 10**18  # alone past the GAT and the SPAT
 
@@ -51,7 +51,7 @@ def test_dvm_commit_reveal_settle_end_to_end(
         assert step() == {aid: "not up for a vote in this round"}  # the request waits for the next round
         vote_round = voting.current_round_id() + 1
         warp(w3, vote_round * 2 * PHASE + 1)
-        assert voting.vote_phase() is VotePhase.COMMIT
+        assert voting.vote_phase() is RoundPhase.COMMIT
         assert step() == {aid: f"committed in round {vote_round}"}
         vote = store.vote(aid, vote_round)
         assert vote is not None and vote.phase == "committed" and vote.price == 0 and vote.committed_tx is not None

@@ -14,10 +14,10 @@ import pytest
 
 from attest.chain.oov3 import NUMERICAL_TRUE
 from attest.errors import ConfigError
-from attest.localnet import free_port
 from disputer.config import load_attest_config, load_disputer_config
 from disputer.policy import Facts, decide, vote_price
 from disputer.telemetry import JsonFormatter, Metrics, TelemetryServer, alert
+from tests.support.ports import free_port
 
 BASE = Facts(
     failed_checks=(),

@@ -12,9 +12,9 @@ from typing import Any
 
 from hexbytes import HexBytes
 
-from attest.chain.connect import ChainContext, connect
+from attest.connect import ChainContext, connect
 from bench import disputer as bench
-from bench.fake_judge import JudgeServer, Rule
+from bench.fake_judge import Rule, judge_server
 from disputer.daemon import StepReport, made_of
 from disputer.store import DisputerStore
 from tests.conftest import LocalChain
@@ -48,7 +48,7 @@ def test_judging_runs_concurrency_calls_at_once(local_chain: LocalChain) -> None
     honest = [d for d in backlog.digests if d not in backlog.wrong]
     assert len(honest) == 18  # answers 9 and 19 are wrong
     ctx = connect("local")
-    with JudgeServer([Rule(bench.WRONG_MARKER, 0.9)], latency_s=LATENCY_S) as judge:  # every answer stands here
+    with judge_server([Rule(bench.WRONG_MARKER, 0.9)], latency_s=LATENCY_S) as judge:  # every answer stands here
         with DisputerStore(local_chain.home / "wide.sqlite") as store:
             daemon = bench.daemon_for(ctx, store, judge.base_url, concurrency=n)
             daemon.watcher.poll()
@@ -77,7 +77,7 @@ def test_a_dispute_is_not_held_back_by_slow_judgements(local_chain: LocalChain) 
     backlog = _assert_backlog(local_chain, 10)  # answer 9, the last asserted, is the wrong one
     ctx = connect("local")
     rules = [Rule(bench.WRONG_MARKER, 0.05, latency_s=0.1)]
-    with JudgeServer(rules, latency_s=3.0) as judge, DisputerStore(local_chain.home / "d.sqlite") as store:
+    with judge_server(rules, latency_s=3.0) as judge, DisputerStore(local_chain.home / "d.sqlite") as store:
         daemon = bench.daemon_for(ctx, store, judge.base_url, concurrency=10)
         with bench.recording() as seen:
             report: StepReport = asyncio.run(daemon.step())
@@ -96,7 +96,7 @@ def test_a_dispute_is_not_held_back_by_slow_judgements(local_chain: LocalChain) 
 def test_one_at_a_time_still_decides_everything_in_chain_order(local_chain: LocalChain) -> None:
     _assert_backlog(local_chain, 3)
     ctx = connect("local")
-    with JudgeServer(latency_s=0.05) as judge, DisputerStore(local_chain.home / "one.sqlite") as store:
+    with judge_server(latency_s=0.05) as judge, DisputerStore(local_chain.home / "one.sqlite") as store:
         daemon = bench.daemon_for(ctx, store, judge.base_url, concurrency=1)
         report = asyncio.run(daemon.step())
         order = [a.assertion_id for a in store.assertions(ctx.chain_id, ours=True)]
@@ -114,7 +114,7 @@ def test_disputes_decided_together_go_out_in_one_pipeline(local_chain: LocalChai
     disputer = bench.dev_account(2).address
     nonce_before = int(ctx.w3.eth.get_transaction_count(disputer))
     rules = [Rule(bench.WRONG_MARKER, 0.05)]
-    with JudgeServer(rules, latency_s=0.0) as judge, DisputerStore(local_chain.home / "p.sqlite") as store:
+    with judge_server(rules, latency_s=0.0) as judge, DisputerStore(local_chain.home / "p.sqlite") as store:
         daemon = bench.daemon_for(ctx, store, judge.base_url, concurrency=1)
         daemon.watcher.poll()
         mine = store.assertions(ctx.chain_id, ours=True)

@@ -28,7 +28,7 @@ from disputer.metrics import (
     parse_row,
     report,
 )
-from tests.llm_fakes import FakeModelServer
+from tests.support.llm_fakes import FakeModelServer
 
 PASSAGES = [
     "EIP-1559 adds a base fee per gas. The base fee is burned rather than paid to the miner.",

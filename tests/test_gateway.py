@@ -1,4 +1,5 @@
-"""Gateway against a local trustless gateway (tests/fake_ipfs_services.py): every block verified, every wait bounded."""
+"""Gateway against a local trustless gateway (tests/support/ipfs_services.py): every block verified, every wait
+bounded."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from attest.ipfs.cid import CID
 from attest.ipfs.gateway import MAX_BLOCK_BYTES, Gateway
 from attest.ipfs.store import ContentStore
 from attest.ipfs.unixfs import import_bytes
-from tests.fake_ipfs_services import CAR_TYPE, RAW_TYPE, FakeGateway
+from tests.support.ipfs_services import CAR_TYPE, RAW_TYPE, FakeGateway
 
 Mode = Literal["raw", "car"]
 MODES: tuple[Mode, ...] = ("raw", "car")

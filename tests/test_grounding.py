@@ -16,7 +16,7 @@ from attest.llm.extractive import EXTRACTIVE_MODEL, ExtractiveProvider
 from attest.prompts import catalog
 from disputer.calibration import fit_isotonic
 from disputer.grounding import GROUNDING_JUDGE, GroundingJudge, answer_sentences, content_words, stem
-from tests.llm_fakes import chunk
+from tests.support.llm_fakes import chunk
 
 EIPS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "eips"
 HOSTILE = Path(__file__).parent / "fixtures" / "injection" / "hostile.jsonl"

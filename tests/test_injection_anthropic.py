@@ -11,7 +11,7 @@ import pytest
 
 from attest.llm.registry import get_provider
 from disputer.judge import LlmJudge
-from tests.llm_fakes import FakeModelServer, text_body
+from tests.support.llm_fakes import FakeModelServer, text_body
 from tests.test_judge import FAST, HOSTILE, LOW, TEMPLATE, assert_fenced, placed
 
 

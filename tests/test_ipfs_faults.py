@@ -22,13 +22,13 @@ from typing import Literal
 import pytest
 from web3 import Web3
 
+from attest.accounts import dev_account
 from attest.chain.artifacts import uma
-from attest.chain.connect import connect
 from attest.chain.oov3 import AssertionMade
 from attest.chain.tx import Sender
 from attest.claim import build_claim, parse_claim, rules_cid
 from attest.config import Config
-from attest.devnet import dev_account
+from attest.connect import connect
 from attest.ipfs.cid import CID
 from attest.ipfs.gateway import Gateway
 from attest.ipfs.local import LocalStore
@@ -39,7 +39,8 @@ from disputer.daemon import Daemon, build_daemon
 from disputer.evaluate import Evaluation, Evaluator
 from disputer.store import DisputerStore
 from tests.conftest import LocalChain
-from tests.fake_ipfs_services import FakeGateway
+from tests.support.ipfs_services import FakeGateway
+from tests.support.oov3 import assert_truth
 from tests.test_disputer_daemon import HONEST, QUERY, Env, kb_home, step, verdict
 
 __all__ = ["kb_home"]  # the fixture, imported for pytest
@@ -94,7 +95,7 @@ def assert_claim(env: Env, cid: str, like: AssertionMade) -> AssertionMade:
     token = env.ctx.w3.eth.contract(address=Web3.to_checksum_address(currency), abi=uma("TestnetERC20").abi)
     bond = env.ctx.oov3.minimum_bond(currency)
     asserter.transact(token.functions.approve(env.ctx.oov3.address, bond), "approve")
-    made, _ = env.ctx.oov3.assert_truth(
+    made, _ = assert_truth(env.ctx.oov3,
         asserter, claim=claim, asserter=asserter.address, callback_recipient=env.ctx.require_registry(),
         liveness=7200, currency=currency, bond=bond, identifier=ASSERT_TRUTH2,
         domain_id=bytes.fromhex(original.digest[2:]),

@@ -27,10 +27,10 @@ from disputer.judge import (
     VERDICT_SCHEMA,
     LlmJudge,
     Verdict,
-    judge_from_config,
     parse_judge_output,
 )
-from tests.llm_fakes import CHUNKS, FakeModelServer, chunk, text_body
+from disputer.judges import judge_from_config
+from tests.support.llm_fakes import CHUNKS, FakeModelServer, chunk, text_body
 
 FAST = RetryPolicy(attempts=2, backoff_s=0.01, max_backoff_s=0.02, timeout_s=5)
 QUERY = "What happens to the base fee?"

@@ -19,11 +19,10 @@ from attest.kb.chunking import (
     chunk_text,
     decode,
     html_to_text,
-    markdown_outline,
-    normalize,
     parse_document,
     sniff,
 )
+from attest.kb.outline import markdown_outline, normalize
 
 GOOD = Path(__file__).parent / "fixtures" / "kb" / "good"
 BAD = Path(__file__).parent / "fixtures" / "kb" / "bad"

@@ -21,7 +21,7 @@ import pytest
 from attest.errors import KbError, MissingKey, ModelError, ProviderUnavailable, RateLimited, RejectedKey
 from attest.kb import KnowledgeBase
 from attest.kb.embeddings import OpenAIEmbedder, embed_missing, hybrid_search
-from attest.localnet import free_port
+from tests.support.ports import free_port
 
 KEY = "fake-embeddings-key-for-tests"
 MODEL = "fake-embed-1"

@@ -25,11 +25,11 @@ import pytest
 
 from attest.errors import NotFound, StoreError, TamperedContent
 from attest.ipfs.cid import CID
-from attest.ipfs.jsipfs import JsIpfsDaemon
 from attest.ipfs.kubo import HAS_TIMEOUT_S, SOCKET_GRACE_S, KuboStore, parse_api
 from attest.ipfs.store import ContentStore
 from attest.ipfs.unixfs import cid_of, import_bytes
-from attest.localnet import free_port
+from tests.support.jsipfs import JsIpfsDaemon
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'strict' parameter is no longer needed:FutureWarning")
 

@@ -18,7 +18,7 @@ from attest.llm.anthropic_provider import DEFAULT_MAX_TOKENS, AnthropicProvider
 from attest.llm.base import GenerationParams, RetryPolicy, SentParams, Usage
 from attest.prompts import get
 from attest.record import validate_record
-from tests.llm_fakes import ANTHROPIC_OK, CHUNKS, FakeModelServer, full_record
+from tests.support.llm_fakes import ANTHROPIC_OK, CHUNKS, FakeModelServer, full_record
 
 QUERY = "What happens to the base fee?"
 FAST = RetryPolicy(attempts=3, backoff_s=0.01, max_backoff_s=0.02, timeout_s=5)

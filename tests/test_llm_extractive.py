@@ -15,7 +15,7 @@ from attest.llm.base import GenerationParams, SentParams, model_metadata_for_rec
 from attest.llm.extractive import EXTRACTIVE_MODEL, NO_CONTEXT, NO_MATCH, ExtractiveProvider
 from attest.prompts import get
 from attest.record import validate_record
-from tests.llm_fakes import CHUNKS, chunk, full_record
+from tests.support.llm_fakes import CHUNKS, chunk, full_record
 
 EIPS = Path("/work/shared/corpus/eips")
 QUERY = "What happens to the base fee?"

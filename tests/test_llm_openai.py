@@ -17,10 +17,10 @@ import pytest
 from attest.errors import MissingKey, ModelError, ProviderUnavailable, QueryTooLong, RateLimited, RejectedKey
 from attest.llm.base import GenerationParams, RetryPolicy, SentParams, Usage, model_metadata_for_record
 from attest.llm.openai_provider import OpenAIProvider
-from attest.localnet import free_port
 from attest.prompts import get
 from attest.record import validate_record
-from tests.llm_fakes import CHUNKS, OPENAI_OK, FakeModelServer, full_record
+from tests.support.llm_fakes import CHUNKS, OPENAI_OK, FakeModelServer, full_record
+from tests.support.ports import free_port
 
 QUERY = "What happens to the base fee?"
 FAST = RetryPolicy(attempts=3, backoff_s=0.01, max_backoff_s=0.02, timeout_s=5)

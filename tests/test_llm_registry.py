@@ -15,17 +15,16 @@ from attest.llm.base import GenerationParams, RetryPolicy, citations_in, public_
 from attest.llm.extractive import EXTRACTIVE_MODEL
 from attest.llm.registry import (
     DEFAULT_CONTEXT_WINDOW,
-    DEFAULT_MODELS,
-    KEY_ENVS,
     check_budget,
     context_window,
     default_provider,
     default_provider_name,
     estimate_tokens,
     get_provider,
+    provider_spec,
 )
 from attest.prompts import get
-from tests.llm_fakes import CHUNKS, FakeModelServer, chunk
+from tests.support.llm_fakes import CHUNKS, FakeModelServer, chunk
 
 QUERY = "What happens to the base fee?"
 TEMPLATE = get("rag-answer@1")
@@ -50,7 +49,8 @@ def test_a_provider_without_its_key_is_missing_key_naming_the_variable(name: str
 
 
 def test_registry_key_variables_are_the_providers_own() -> None:
-    assert KEY_ENVS == {"openai": openai_provider.KEY_ENV, "anthropic": anthropic_provider.KEY_ENV}
+    keyed = {name: provider_spec(name).key_env for name in ("openai", "anthropic")}
+    assert keyed == {"openai": openai_provider.KEY_ENV, "anthropic": anthropic_provider.KEY_ENV}
 
 
 @pytest.mark.parametrize(
@@ -248,4 +248,25 @@ def test_llm_config_naming_an_unset_key_variable_is_a_config_error(
 def test_default_models_are_not_ones_the_sdk_marks_deprecated() -> None:
     from anthropic.resources.messages.messages import DEPRECATED_MODELS
 
-    assert DEFAULT_MODELS["anthropic"] not in DEPRECATED_MODELS
+    assert provider_spec("anthropic").default_model not in DEPRECATED_MODELS
+
+
+def test_a_provider_registered_once_is_known_to_config_lookup_and_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from attest.config import LlmConfig
+    from attest.llm import registry
+    from attest.llm.extractive import ExtractiveProvider
+
+    with pytest.raises(ValidationError, match="Input should be 'auto', 'openai', 'anthropic' or 'extractive'"):
+        LlmConfig(provider="local-test")
+    spec = registry.ProviderSpec("local-test", lambda **_: ExtractiveProvider(), "local-model", "LOCAL_TEST_KEY")
+    monkeypatch.setitem(registry._REGISTRY, spec.name, spec)
+    assert registry.provider_names()[-1] == "local-test"
+    assert LlmConfig(provider="local-test").provider == "local-test"
+    assert registry.provider_spec("Local-Test") is spec and registry.can_grade("local-test")
+    assert get_provider("local-test").name == "extractive"
+    monkeypatch.setenv("LOCAL_TEST_KEY", "k")
+    assert default_provider_name() == "local-test"  # keyed providers first, in registration order
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register_provider(spec)

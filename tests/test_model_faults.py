@@ -15,10 +15,10 @@ from typing import Any, Literal
 
 import pytest
 
-from attest.chain.connect import connect
+from attest.accounts import dev_account
 from attest.config import Config
+from attest.connect import connect
 from attest.context import RetrievedChunk
-from attest.devnet import dev_account
 from attest.errors import ModelRefused
 from attest.llm.base import GenerationParams, RetryPolicy
 from attest.llm.registry import get_provider
@@ -27,7 +27,7 @@ from disputer.daemon import build_daemon
 from disputer.judge import JUDGE_TEMPLATE, VERDICT_SCHEMA, LlmJudge
 from disputer.telemetry import JsonFormatter
 from tests.conftest import LocalChain
-from tests.llm_fakes import ANTHROPIC_OK, OPENAI_OK, FakeModelServer, chunk, text_body
+from tests.support.llm_fakes import ANTHROPIC_OK, OPENAI_OK, FakeModelServer, chunk, text_body
 from tests.test_disputer_daemon import HONEST, KEY_ENV, Env, kb_home, step
 
 __all__ = ["kb_home"]  # the fixture, imported for pytest

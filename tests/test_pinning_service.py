@@ -1,4 +1,4 @@
-"""PinningService against a local server implementing the IPFS Pinning Service API (tests/fake_ipfs_services.py)."""
+"""PinningService against a local server implementing the IPFS Pinning Service API (tests/support/ipfs_services.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from attest.errors import NotFound, StoreError
 from attest.ipfs.cid import CID
 from attest.ipfs.pinning import PinningService, PinStatus
 from attest.ipfs.store import ContentStore, PinResult
-from tests.fake_ipfs_services import FakePinningService
+from tests.support.ipfs_services import FakePinningService
 
 TOKEN = "psa-test-token-7d41c0e9b2"  # distinctive, so any leak of it is found by a substring search
 HELLO_V0 = CID.parse("QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o")  # b"hello world\n", `ipfs add`

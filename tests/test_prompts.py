@@ -14,7 +14,7 @@ from attest.cli.prompts import prompts
 from attest.errors import PromptError
 from attest.prompts import catalog, fence_for, get, list_templates
 from attest.record.model import TEMPLATE_PATTERN
-from tests.llm_fakes import CHUNKS, chunk
+from tests.support.llm_fakes import CHUNKS, chunk
 
 TEMPLATES_DIR = Path(catalog.__file__).parent / "templates"
 QUERY = "What happens to the base fee?"

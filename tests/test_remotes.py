@@ -15,12 +15,11 @@ import pytest
 from attest.errors import NotFound, TamperedContent
 from attest.ipfs.cid import CID
 from attest.ipfs.gateway import Gateway
-from attest.ipfs.jsipfs import JsIpfsDaemon
 from attest.ipfs.local import LocalStore
 from attest.ipfs.remotes import read_anywhere
 from attest.ipfs.unixfs import import_bytes
-
-from .fake_ipfs_services import FakeGateway, FakePinningService
+from tests.support.ipfs_services import FakeGateway, FakePinningService
+from tests.support.jsipfs import JsIpfsDaemon
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'strict' parameter is no longer needed:FutureWarning")
 

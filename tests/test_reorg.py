@@ -16,11 +16,11 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.types import RPCEndpoint
 
-from attest.chain.connect import ChainContext, connect
+from attest.accounts import dev_account
 from attest.chain.oov3 import AssertionDisputed, AssertionMade
 from attest.chain.tx import Sender
 from attest.config import Config
-from attest.devnet import dev_account
+from attest.connect import ChainContext, connect
 from attest.networks import ASSERT_TRUTH2
 from disputer.actions import GONE
 from disputer.config import DisputerConfig
@@ -28,6 +28,7 @@ from disputer.daemon import Daemon, StepReport, build_daemon
 from disputer.grounding import GroundingJudge
 from disputer.store import DisputerStore
 from tests.conftest import LocalChain
+from tests.support.oov3 import assert_truth
 from tests.test_chaos import txs_from
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,7 +45,7 @@ class Env:
         """An assertion for our registry whose claim is not an llm-attest claim: the checks fail, so it is disputed."""
         currency = self.chain.deployment.currency
         bond = self.ctx.oov3.minimum_bond(currency)
-        made, _ = self.ctx.oov3.assert_truth(
+        made, _ = assert_truth(self.ctx.oov3,
             self.asserter, claim=claim, asserter=self.asserter.address,
             callback_recipient=self.ctx.require_registry(), liveness=LIVENESS, currency=currency, bond=bond,
             identifier=ASSERT_TRUTH2, domain_id=Web3.keccak(claim),

@@ -20,12 +20,13 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.types import RPCEndpoint
 
-from attest.chain.connect import connect
+from attest.accounts import dev_account
 from attest.chain.oov3 import AssertionDisputed, AssertionMade, OptimisticOracleV3
-from attest.chain.tx import RetryingHTTPProvider, Sender, rpc_origin
+from attest.chain.tx import RPC_TIMEOUT_ENV, RetryingHTTPProvider, Sender, http_provider, rpc_origin
 from attest.cli import cli
 from attest.config import Config
-from attest.devnet import RPC_TIMEOUT_ENV, Devnet, dev_account, http_provider
+from attest.connect import connect
+from attest.devnet import Devnet
 from attest.errors import AttestError, ChainError, ConfigError, RpcUnavailable
 from attest.flow.ask import AskRequest, ask
 from attest.flow.token import Token
@@ -35,7 +36,7 @@ from disputer.daemon import Daemon, StepReport, build_daemon, made_of
 from disputer.grounding import GroundingJudge
 from disputer.store import DisputerStore
 from tests.conftest import LocalChain
-from tests.faultproxy import FaultProxy
+from tests.support.faultproxy import FaultProxy
 
 KB_DOCS = Path(__file__).parent / "fixtures" / "kb" / "good"
 ASKS = 8

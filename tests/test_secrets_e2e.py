@@ -28,8 +28,8 @@ from attest.accounts import ENV_KEY_WARNING
 from attest.ipfs.cid import CID
 from attest.ipfs.local import LocalStore
 from tests.conftest import LocalChain
-from tests.fake_ipfs_services import FakePinningService
-from tests.llm_fakes import FakeModelServer
+from tests.support.ipfs_services import FakePinningService
+from tests.support.llm_fakes import FakeModelServer
 
 REPO = Path(__file__).resolve().parent.parent
 KB = REPO / "tests" / "fixtures" / "kb" / "good"
@@ -99,7 +99,7 @@ def services(fake_secrets: Secrets) -> Iterator[tuple[FakeModelServer, FakePinni
 
 
 def _verdict_body() -> dict[str, object]:
-    from tests.llm_fakes import text_body
+    from tests.support.llm_fakes import text_body
 
     return text_body("openai", VERDICT)
 

@@ -16,11 +16,11 @@ from web3 import Web3
 from web3.contract import Contract
 
 from attest.chain.artifacts import uma
-from attest.chain.connect import ChainContext, connect
 from attest.chain.oov3 import AssertionMade
 from attest.chain.tx import Sender
 from attest.claim import build_claim, rules_cid
 from attest.cli.verify import verify as verify_command
+from attest.connect import ChainContext, connect
 from attest.errors import VerifyError
 from attest.ipfs.local import LocalStore
 from attest.networks import ASSERT_TRUTH2
@@ -30,6 +30,7 @@ from attest.record.model import validate_record
 from attest.record.signing import sign_record, signable
 from attest.verify import Check, check_record, verify
 from tests.conftest import LocalChain
+from tests.support.oov3 import assert_truth
 
 LIVENESS = 3600
 DOC_A = "# EIP-1559\n\nEIP-1559 adds a base fee per gas. The base fee is burned rather than paid to the miner.\n"
@@ -122,7 +123,8 @@ class World:
     def assert_claim(self, claim: bytes, domain_id: bytes, *, callback: str | None = None) -> AssertionMade:
         bond = self.ctx.oov3.minimum_bond(self.chain.deployment.currency)
         self.sender.transact(self.currency.functions.approve(self.ctx.oov3.address, bond), "approve")
-        made, _ = self.ctx.oov3.assert_truth(
+        made, _ = assert_truth(
+            self.ctx.oov3,
             self.sender,
             claim=claim,
             asserter=self.sender.address,

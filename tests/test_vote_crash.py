@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from attest.chain.voting import VotePhase
+from attest.chain.voting import RoundPhase
 from attest.config import Config
 from disputer.config import DisputerConfig
 from disputer.daemon import Daemon, build_daemon
 from disputer.grounding import GroundingJudge
 from disputer.store import DisputerStore
-from tests.voting_stack import Dvm, deploy_dvm, throwaway_anvil
+from tests.support.dvm import Dvm, deploy_dvm, throwaway_anvil
 
 REPO = Path(__file__).resolve().parent.parent
 STAKE = 5_000_000 * 10**18  # the disputer alone passes the GAT and the SPAT
@@ -31,11 +31,11 @@ CHILD = """
 import asyncio, json, sys
 from pathlib import Path
 from web3 import Web3
-from attest.chain.connect import ChainContext
-from attest.chain.deploy import Deployment
+from attest.connect import ChainContext
+from attest.devnet import Deployment
 from attest.chain.oov3 import OptimisticOracleV3
 from attest.config import Config, NetworkConfig
-from attest.devnet import dev_account
+from attest.accounts import dev_account
 from attest.networks import Network, OracleKind
 from disputer.config import DisputerConfig
 from disputer.daemon import build_daemon
@@ -115,24 +115,24 @@ def resolved_price(dvm: Dvm, aid: bytes) -> int:
 @pytest.mark.parametrize(
     ("crash_at", "phase_after"),
     [
-        ("commit-signed", VotePhase.COMMIT),  # salt saved, commit signed, not sent
-        ("commit-sent", VotePhase.COMMIT),  # commit sent (mined at once here), not marked
-        ("commit-sent", VotePhase.REVEAL),  # ... and the restart comes in the reveal phase
-        ("reveal-sent", VotePhase.REVEAL),  # reveal sent, not marked
+        ("commit-signed", RoundPhase.COMMIT),  # salt saved, commit signed, not sent
+        ("commit-sent", RoundPhase.COMMIT),  # commit sent (mined at once here), not marked
+        ("commit-sent", RoundPhase.REVEAL),  # ... and the restart comes in the reveal phase
+        ("reveal-sent", RoundPhase.REVEAL),  # reveal sent, not marked
     ],
 )
 def test_a_crash_at_any_vote_step_loses_and_repeats_nothing(
-    dvm: Dvm, tmp_path: Path, crash_at: str, phase_after: VotePhase
+    dvm: Dvm, tmp_path: Path, crash_at: str, phase_after: RoundPhase
 ) -> None:
     db = tmp_path / "disputer.sqlite"
     aid = dvm.assert_claim(f"not an llm-attest claim ({crash_at}, {phase_after.name})".encode())
     step(dvm, db)  # decided from the failed claim check and disputed
     assert dvm.oov3.get_assertion(aid).disputed
     round_id = next_vote_round(dvm)
-    dvm.warp_to_phase(round_id, VotePhase.COMMIT)
+    dvm.warp_to_phase(round_id, RoundPhase.COMMIT)
     if crash_at.startswith("reveal"):
         assert step(dvm, db)[aid] == f"committed in round {round_id}"
-        dvm.warp_to_phase(round_id, VotePhase.REVEAL)
+        dvm.warp_to_phase(round_id, RoundPhase.REVEAL)
     with DisputerStore(db) as store:
         before = store.vote(aid, round_id)
     crash(dvm, db, crash_at)
@@ -142,8 +142,8 @@ def test_a_crash_at_any_vote_step_loses_and_repeats_nothing(
     if dvm.voting.vote_phase() is not phase_after:
         dvm.warp_to_phase(round_id, phase_after)
     step(dvm, db)
-    if phase_after is VotePhase.COMMIT:
-        dvm.warp_to_phase(round_id, VotePhase.REVEAL)
+    if phase_after is RoundPhase.COMMIT:
+        dvm.warp_to_phase(round_id, RoundPhase.REVEAL)
         step(dvm, db)
     with DisputerStore(db) as store:
         vote = store.vote(aid, round_id)
@@ -153,7 +153,7 @@ def test_a_crash_at_any_vote_step_loses_and_repeats_nothing(
     assert step(dvm, db)[aid] == f"revealed in round {round_id}"  # nothing sent again
     assert votes_on_chain(dvm, "VoteCommitted", aid) == [round_id]  # one commit, one reveal
     assert votes_on_chain(dvm, "VoteRevealed", aid) == [round_id]
-    dvm.warp_to_phase(round_id + 1, VotePhase.COMMIT)
+    dvm.warp_to_phase(round_id + 1, RoundPhase.COMMIT)
     assert resolved_price(dvm, aid) == 0  # counted: the request resolved to the price the disputer voted
 
 
@@ -162,12 +162,12 @@ def test_a_rolled_vote_is_committed_again_in_the_new_round(dvm: Dvm, tmp_path: P
     aid = dvm.assert_claim(b"not an llm-attest claim (rolled)")
     step(dvm, db)
     first = next_vote_round(dvm)
-    dvm.warp_to_phase(first, VotePhase.COMMIT)
+    dvm.warp_to_phase(first, RoundPhase.COMMIT)
     assert step(dvm, db)[aid] == f"committed in round {first}"
     # Down for the whole reveal phase: nothing revealed, so the request rolls to the next round.
-    dvm.warp_to_phase(first + 1, VotePhase.COMMIT)
+    dvm.warp_to_phase(first + 1, RoundPhase.COMMIT)
     assert step(dvm, db)[aid] == f"committed in round {first + 1}"
-    dvm.warp_to_phase(first + 1, VotePhase.REVEAL)
+    dvm.warp_to_phase(first + 1, RoundPhase.REVEAL)
     assert step(dvm, db)[aid] == f"revealed in round {first + 1}"
     with DisputerStore(db) as store:
         rounds = store.votes_for(aid)
@@ -177,5 +177,5 @@ def test_a_rolled_vote_is_committed_again_in_the_new_round(dvm: Dvm, tmp_path: P
         assert store.open_txs() == []
     assert votes_on_chain(dvm, "VoteCommitted", aid) == [first, first + 1]
     assert votes_on_chain(dvm, "VoteRevealed", aid) == [first + 1]
-    dvm.warp_to_phase(first + 2, VotePhase.COMMIT)
+    dvm.warp_to_phase(first + 2, RoundPhase.COMMIT)
     assert resolved_price(dvm, aid) == 0

@@ -14,10 +14,19 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from attest.chain.oov3 import NUMERICAL_TRUE, ZERO_ADDRESS
-from attest.chain.voting import VotePhase, VotingDeployment, VotingParams, deploy_voting_stack, new_salt, vote_hash
+from attest.chain.voting import RoundPhase, new_salt, vote_hash
 from attest.errors import ChainError, ConfigError, TransactionRejected
 from attest.networks import ASSERT_TRUTH2
-from tests.voting_stack import PHASE, Dvm, deploy_dvm, throwaway_anvil
+from tests.support.dvm import (
+    PHASE,
+    Dvm,
+    VotingDeployment,
+    VotingParams,
+    deploy_dvm,
+    deploy_voting_stack,
+    throwaway_anvil,
+)
+from tests.support.oov3 import settle
 
 BIG_STAKE = 4_000_000 * 10**18  # the disputer's: alone it passes the GAT and the SPAT (more than half of all stake)
 SMALL_STAKE = 2_000_000 * 10**18
@@ -72,9 +81,9 @@ def test_commit_reveal_resolves_the_dispute_and_settles_the_assertion(dvm: Dvm, 
     # The request waits for the next round: nothing to vote on yet.
     assert dvm.stamp(assertion_id) not in {r.ancillary_data for r in dvm.voting.pending_requests()}
 
-    dvm.warp_to_phase(vote_round, VotePhase.COMMIT)
+    dvm.warp_to_phase(vote_round, RoundPhase.COMMIT)
     assert dvm.voting.current_round_id() == vote_round
-    assert dvm.voting.vote_phase() is VotePhase.COMMIT
+    assert dvm.voting.vote_phase() is RoundPhase.COMMIT
     assert dvm.voting.seconds_left_in_phase(dvm.now()) == PHASE - 1
     request = dvm.request_for(assertion_id)
     assert (request.identifier, request.time) == (assertion.identifier, assertion.assertion_time)
@@ -95,21 +104,21 @@ def test_commit_reveal_resolves_the_dispute_and_settles_the_assertion(dvm: Dvm, 
     with pytest.raises(ChainError, match="Current voting round not ended"):
         dvm.voting.get_price(request.identifier, request.time, request.ancillary_data, **oov3_view)
     with pytest.raises(TransactionRejected, match="settleAssertion"):
-        dvm.oov3.settle(dvm.stranger, assertion_id)
+        settle(dvm.oov3, dvm.stranger, assertion_id)
 
-    dvm.warp_to_phase(vote_round, VotePhase.REVEAL)
-    assert dvm.voting.vote_phase() is VotePhase.REVEAL
+    dvm.warp_to_phase(vote_round, RoundPhase.REVEAL)
+    assert dvm.voting.vote_phase() is RoundPhase.REVEAL
     for who in (dvm.disputer, dvm.voter):
         price, salt = _load_vote(db, request.request_id, who.address)
         dvm.voting.reveal(who, request.identifier, request.time, price, request.ancillary_data, salt)
 
-    dvm.warp_to_phase(vote_round + 1, VotePhase.COMMIT)
+    dvm.warp_to_phase(vote_round + 1, RoundPhase.COMMIT)
     assert dvm.voting.has_price(request.identifier, request.time, request.ancillary_data, **oov3_view)
     assert dvm.voting.get_price(request.identifier, request.time, request.ancillary_data, **oov3_view) == 0
     assert request.request_id not in {r.request_id for r in dvm.voting.pending_requests()}
 
     disputer_before = dvm.balance(dvm.disputer.address)
-    dvm.oov3.settle(dvm.stranger, assertion_id)
+    settle(dvm.oov3, dvm.stranger, assertion_id)
     settled = dvm.oov3.get_assertion(assertion_id)
     assert settled.settled and settled.settlement_resolution is False
     # The disputer wins: its bond back plus half of the asserter's (the other half is burned to the Store).
@@ -120,7 +129,7 @@ def test_a_wrong_salt_is_refused_before_sending_and_the_right_one_resolves_true(
     assertion_id, vote_round = dvm.assert_and_dispute(
         b'{"title":"t","description":"a true claim"}', callback_recipient=ZERO_ADDRESS
     )
-    dvm.warp_to_phase(vote_round, VotePhase.COMMIT)
+    dvm.warp_to_phase(vote_round, RoundPhase.COMMIT)
     request = dvm.request_for(assertion_id)
     who, ident, when, ancillary = dvm.disputer, request.identifier, request.time, request.ancillary_data
     salt = -new_salt()  # int256: a negative salt must hash as Solidity's two's complement
@@ -130,7 +139,7 @@ def test_a_wrong_salt_is_refused_before_sending_and_the_right_one_resolves_true(
     with pytest.raises(TransactionRejected, match="Reveal phase has not started yet"):
         dvm.voting.reveal(who, ident, when, NUMERICAL_TRUE, ancillary, salt)
 
-    dvm.warp_to_phase(vote_round, VotePhase.REVEAL)
+    dvm.warp_to_phase(vote_round, RoundPhase.REVEAL)
     nonce = dvm.w3.eth.get_transaction_count(who.address)
     for wrong_price, wrong_salt in ((NUMERICAL_TRUE, salt + 1), (0, salt)):
         with pytest.raises(TransactionRejected, match="Revealed data != commit hash"):
@@ -143,9 +152,9 @@ def test_a_wrong_salt_is_refused_before_sending_and_the_right_one_resolves_true(
         dvm.voting.reveal(who, ident, when, NUMERICAL_TRUE, ancillary, salt)
 
     # Only the disputer voted; its stake alone passes the GAT and more than half of all stake agrees.
-    dvm.warp_to_phase(vote_round + 1, VotePhase.COMMIT)
+    dvm.warp_to_phase(vote_round + 1, RoundPhase.COMMIT)
     assert dvm.voting.get_price(ident, when, ancillary, requester=dvm.oov3.address) == NUMERICAL_TRUE
-    dvm.oov3.settle(dvm.stranger, assertion_id)
+    settle(dvm.oov3, dvm.stranger, assertion_id)
     assert dvm.oov3.get_assertion(assertion_id).settlement_resolution is True
 
 

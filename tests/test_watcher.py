@@ -16,17 +16,19 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.types import RPCEndpoint
 
+from attest.accounts import dev_account
 from attest.chain.artifacts import uma
-from attest.chain.connect import ChainContext, connect
 from attest.chain.oov3 import ZERO_ADDRESS, AssertionMade, OptimisticOracleV3
 from attest.chain.tx import Sender
-from attest.devnet import dev_account
+from attest.connect import ChainContext, connect
 from attest.errors import ChainError
-from attest.localnet import HOST, free_port
+from attest.localnet import HOST
 from attest.networks import ASSERT_TRUTH2
 from disputer.store import DisputerStore
 from disputer.watcher import Watcher
 from tests.conftest import LocalChain
+from tests.support.oov3 import assert_truth, dispute, settle
+from tests.support.ports import free_port
 
 LIVENESS = 3600
 
@@ -42,7 +44,8 @@ class Env:
     db: Path
 
     def make(self, claim: bytes = b"an answer", *, ours: bool = True) -> AssertionMade:
-        made, _ = self.ctx.oov3.assert_truth(
+        made, _ = assert_truth(
+            self.ctx.oov3,
             self.asserter,
             claim=claim,
             asserter=self.asserter.address,
@@ -195,14 +198,14 @@ def test_disputes_and_settlements_update_the_status(env: Env) -> None:
     with env.store() as store:
         watcher = env.watcher(store)
         watcher.poll()
-        env.ctx.oov3.dispute(env.disputer, a.assertion_id, env.disputer.address)
+        dispute(env.ctx.oov3, env.disputer, a.assertion_id, env.disputer.address)
         result = watcher.poll()
         assert result.disputed == [a.assertion_id] and result.settled == []
         stored = store.get(a.assertion_id)
         assert stored is not None and stored.status == "disputed" and stored.disputed_by == env.disputer.address
         assert watcher.poll().disputed == []  # the rescan sees the dispute again: no second report
         env.chain.advance(LIVENESS + 1)
-        env.ctx.oov3.settle(env.disputer, b.assertion_id)
+        settle(env.ctx.oov3, env.disputer, b.assertion_id)
         assert watcher.poll().settled == [b.assertion_id]
         settled = store.get(b.assertion_id)
         assert settled is not None and settled.status == "settled" and settled.settled_resolution is True
@@ -253,7 +256,7 @@ def test_a_reorged_dispute_is_forgotten(env: Env) -> None:
         watcher = env.watcher(store)
         watcher.poll()
         snapshot = env.rpc("evm_snapshot")
-        env.ctx.oov3.dispute(env.disputer, made.assertion_id, env.disputer.address)
+        dispute(env.ctx.oov3, env.disputer, made.assertion_id, env.disputer.address)
         assert watcher.poll().disputed == [made.assertion_id]
         assert env.rpc("evm_revert", snapshot) is True
         env.mine(3)

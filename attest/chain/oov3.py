@@ -1,4 +1,8 @@
-"""A typed client for UMA's OptimisticOracleV3 and the UMA contracts it consults."""
+"""A typed client for UMA's OptimisticOracleV3 and the UMA contracts it consults.
+
+Writes are returned as unsent calls (`assert_truth_call`, `settle_call`, ...): the outboxes sign each once and
+send it. Tests send them directly through tests/support/oov3.py.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,6 @@ from web3.types import TxReceipt
 
 from attest.chain.abi import Event, checksum, event, method
 from attest.chain.artifacts import shipped
-from attest.chain.tx import Sender
 from attest.errors import ChainError
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -30,10 +33,6 @@ def to_bytes32(text: str) -> bytes:
     if len(raw) > 32:
         raise ValueError(f"identifier {text!r} is longer than 32 bytes")
     return raw.ljust(32, b"\0")
-
-
-def from_bytes32(value: bytes) -> str:
-    return bytes(value).rstrip(b"\0").decode("ascii", errors="replace")
 
 
 @dataclass(frozen=True)
@@ -150,9 +149,6 @@ class OptimisticOracleV3:
     def default_currency(self) -> str:
         return str(self.contract.functions.defaultCurrency().call())
 
-    def burned_bond_percentage(self) -> int:
-        return int(self.contract.functions.burnedBondPercentage().call())
-
     def _finder_lookup(self, name: str, abi_name: str) -> Contract:
         # UMA governance can re-point the Finder, so a looked-up address is trusted for a while, not forever
         # (a daemon runs for months); within an `ask` this saves two calls and an ABI load per lookup.
@@ -222,11 +218,6 @@ class OptimisticOracleV3:
             domain_id,
         )
 
-    def assert_truth(self, sender: Sender, **kwargs: Any) -> tuple[AssertionMade, TxReceipt]:
-        """Assert and wait; keyword arguments as `assert_truth_call`."""
-        receipt = sender.transact(self.assert_truth_call(**kwargs), "assertTruth")
-        return self.made_in(receipt), receipt
-
     def made_in(self, receipt: TxReceipt) -> AssertionMade:
         made = self.assertions_made(receipt)
         if len(made) != 1:
@@ -236,22 +227,12 @@ class OptimisticOracleV3:
     def default_liveness(self) -> int:
         return int(self.contract.functions.defaultLiveness().call())
 
-    def dispute(self, sender: Sender, assertion_id: bytes, disputer: str) -> TxReceipt:
-        call = self.contract.functions.disputeAssertion(assertion_id, Web3.to_checksum_address(disputer))
-        return sender.transact(call, "disputeAssertion")
-
-    def settle(self, sender: Sender, assertion_id: bytes) -> TxReceipt:
-        return sender.transact(self.settle_call(assertion_id), "settleAssertion")
-
     def settle_call(self, assertion_id: bytes) -> ContractFunction:
         return self.contract.functions.settleAssertion(assertion_id)
 
     def settled_in(self, receipt: TxReceipt) -> list[AssertionSettled]:
         events = self.contract.events.AssertionSettled().process_receipt(receipt, errors=DISCARD)
         return [_assertion_settled(e) for e in events]
-
-    def sync_uma_params(self, sender: Sender, identifier: str, currency: str) -> TxReceipt:
-        return sender.transact(self.sync_uma_params_call(identifier, currency), "syncUmaParams")
 
     def sync_uma_params_call(self, identifier: str, currency: str) -> ContractFunction:
         return self.contract.functions.syncUmaParams(to_bytes32(identifier), Web3.to_checksum_address(currency))

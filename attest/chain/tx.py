@@ -8,6 +8,7 @@ whose same signed bytes can only ever be one transaction.
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from web3.types import RPCEndpoint, TxParams, TxReceipt
 from attest.chain.abi import EncodedCall
 from attest.chain.artifacts import Artifact
 from attest.config import DEFAULT_GAS_MARGIN_PCT
-from attest.errors import ChainError, RpcUnavailable, TransactionRejected
+from attest.errors import ChainError, ConfigError, RpcUnavailable, TransactionRejected
 
 RECEIPT_TIMEOUT_S = 120.0
 RPC_TRIES = 6
@@ -153,6 +154,24 @@ class RetryingHTTPProvider(HTTPProvider):
             f"the RPC at {rpc_origin(url)} did not answer {method} after {tries} "
             f"{'try' if tries == 1 else 'tries'} ({why}); check the node, then `attest resume`"
         )
+
+
+RPC_TIMEOUT_ENV = "ATTEST_RPC_TIMEOUT_S"  # seconds per RPC request, for every connection; overrides the defaults
+
+
+def http_provider(url: str, timeout: float) -> HTTPProvider:
+    """Bounded retries on transient RPC failures (see `RetryingHTTPProvider`), `timeout` seconds per request
+    unless ATTEST_RPC_TIMEOUT_S says otherwise (a slow remote node; an impatient test).
+    web3's validation asks eth_chainId before every call and estimate; a chain id never changes under a URL."""
+    chosen = os.environ.get(RPC_TIMEOUT_ENV, "").strip()
+    if chosen:
+        try:
+            timeout = float(chosen)
+        except ValueError:
+            timeout = -1.0
+        if not 0 < timeout <= 600:
+            raise ConfigError(f"{RPC_TIMEOUT_ENV}={chosen!r} is not a number of seconds in (0, 600]; fix or unset it")
+    return RetryingHTTPProvider(url, timeout=timeout, cache_allowed_requests=True, cacheable_requests={"eth_chainId"})
 
 
 def _retry_after(response: requests.Response | None) -> float:

@@ -1,4 +1,4 @@
-"""UMA's DVM (VotingV2): a typed vote client, the commit hash, and a local deployment for devnets and tests.
+"""UMA's DVM (VotingV2): a typed vote client and the commit hash.
 
 Disputes on Ethereum mainnet go to VotingV2, where stakers vote in rounds of two phases: commit a hash of
 (price, salt, …) in the commit phase, reveal price and salt in the reveal phase. A request is voted on in the
@@ -9,10 +9,8 @@ persist it before `commit` sends anything.
 
 from __future__ import annotations
 
-import json
 import secrets
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import IntEnum
 from functools import cached_property
 from typing import Any
@@ -25,21 +23,15 @@ from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractLogicError
 from web3.types import TxReceipt
 
-from attest.chain.artifacts import shipped, uma
-from attest.chain.deploy import Deployment
-from attest.chain.oov3 import OptimisticOracleV3, to_bytes32
+from attest.chain.artifacts import shipped
+from attest.chain.oov3 import to_bytes32
 from attest.chain.tx import Sender, revert_reason
-from attest.errors import ChainError, ConfigError
-from attest.networks import ASSERT_TRUTH2
-
-# Role ids of UMA's MultiRole contracts (ExpandedERC20.Roles, Registry.Roles).
-TOKEN_MINTER_ROLE = 1
-REGISTRY_CONTRACT_CREATOR_ROLE = 1
+from attest.errors import ChainError
 
 Identifier = bytes | str  # a raw bytes32, or its ASCII name such as "ASSERT_TRUTH2"
 
 
-class VotePhase(IntEnum):
+class RoundPhase(IntEnum):
     COMMIT = 0
     REVEAL = 1
 
@@ -113,8 +105,8 @@ class VotingClient:
     # -- timing ----------------------------------------------------------------------------------------
     # Reads see the latest block's timestamp; a transaction lands in a later block, so callers leave a margin
     # before a phase ends (see `seconds_left_in_phase`).
-    def vote_phase(self) -> VotePhase:
-        return VotePhase(int(self.contract.functions.getVotePhase().call()))
+    def vote_phase(self) -> RoundPhase:
+        return RoundPhase(int(self.contract.functions.getVotePhase().call()))
 
     def current_round_id(self) -> int:
         return int(self.contract.functions.getCurrentRoundId().call())
@@ -210,108 +202,3 @@ class VotingClient:
     ) -> ContractFunction:
         """The revealVote call, unsent."""
         return self.contract.functions.revealVote(_identifier(identifier), time, price, ancillary, salt)
-
-
-# -- a local DVM ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class VotingParams:
-    """A VotingV2 for devnets: short phases, no emissions; quorum and slashing shaped like mainnet's."""
-
-    phase_length: int = 120  # seconds; mainnet uses 86400
-    emission_rate: int = 0  # voting tokens per second shared by stakers
-    unstake_cooldown: int = 0
-    max_rolls: int = 4
-    max_requests_per_round: int = 1000
-    gat: int = 1_000_000 * 10**18  # more than this many staked tokens must reveal for a vote to resolve
-    spat: int = 5 * 10**17  # more than this share of the stake must agree on the winning price
-    base_slash: int = 10**15  # per staked token, for missed or wrong votes (FixedSlashSlashingLibrary)
-    governance_slash: int = 0
-    mint_amount: int = 10_000_000 * 10**18  # voting tokens minted to each account in `mint_to`
-
-
-@dataclass(frozen=True)
-class VotingDeployment:
-    voting: str
-    voting_token: str
-    slashing_library: str
-    uma_registry: str  # UMA's Registry of contracts allowed to request prices (not our AttestationRegistry)
-    finder: str
-    oov3: str
-    phase_length: int
-    block_number: int
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> VotingDeployment:
-        return cls(**json.loads(text))
-
-
-def deploy_voting_stack(
-    sender: Sender,
-    base: Deployment,
-    params: VotingParams = VotingParams(),
-    *,
-    mint_to: Iterable[str] = (),
-) -> VotingDeployment:
-    """Put a real VotingV2 behind `base`'s OptimisticOracleV3 (from `deploy_stack`), in place of MockOracleAncillary.
-
-    Steps: VotingToken (deployer made minter, tokens minted to `mint_to`) → FixedSlashSlashingLibrary → VotingV2
-    (made a minter too, for staking rewards) → UMA Registry with the OOv3 registered (VotingV2 serves registered
-    contracts only) → Finder "Registry" and "Oracle" → `syncUmaParams` on the OOv3, which caches the oracle.
-    Assertions disputed before the switch stay with the old oracle's request but settle against VotingV2, so switch
-    before any dispute.
-    """
-    recipients = [Web3.to_checksum_address(a) for a in mint_to]
-    supply = params.mint_amount * len(recipients)
-    if supply <= params.gat:
-        # VotingV2's constructor requires GAT < total supply, without a revert message.
-        raise ConfigError(
-            f"the GAT ({params.gat}) must be below the voting token supply ({supply}); mint to more accounts, "
-            "raise mint_amount or lower gat"
-        )
-    w3 = sender.w3
-    token = sender.deploy(uma("VotingToken"))
-    sender.transact(token.functions.addMember(TOKEN_MINTER_ROLE, sender.address), "make deployer a minter")
-    for account in recipients:
-        sender.transact(token.functions.mint(account, params.mint_amount), "mint voting tokens")
-    slashing = sender.deploy(uma("FixedSlashSlashingLibrary"), params.base_slash, params.governance_slash)
-    finder = w3.eth.contract(address=Web3.to_checksum_address(base.finder), abi=shipped("Finder").abi)
-    voting = sender.deploy(
-        uma("VotingV2"),
-        params.emission_rate,
-        params.unstake_cooldown,
-        params.phase_length,
-        params.max_rolls,
-        params.max_requests_per_round,
-        params.gat,
-        params.spat,
-        token.address,
-        finder.address,
-        slashing.address,
-        "0x0000000000000000000000000000000000000000",  # no previous voting contract to fall back on
-    )
-    sender.transact(token.functions.addMember(TOKEN_MINTER_ROLE, voting.address), "make VotingV2 a minter")
-    registry = sender.deploy(uma("Registry"))
-    sender.transact(
-        registry.functions.addMember(REGISTRY_CONTRACT_CREATOR_ROLE, sender.address), "make deployer a creator"
-    )
-    oov3 = OptimisticOracleV3(w3, base.oov3)
-    sender.transact(registry.functions.registerContract([], oov3.contract.address), "register OOv3 with UMA")
-    for name, address in (("Registry", registry.address), ("Oracle", voting.address)):
-        sender.transact(finder.functions.changeImplementationAddress(to_bytes32(name), address), f"register {name}")
-    for identifier in base.params.get("identifiers") or (ASSERT_TRUTH2,):
-        oov3.sync_uma_params(sender, identifier, base.currency)
-    if oov3.contract.functions.cachedOracle().call() != voting.address:
-        raise ChainError("OptimisticOracleV3 still caches the old oracle; call syncUmaParams on it and retry")
-    return VotingDeployment(
-        voting=voting.address,
-        voting_token=token.address,
-        slashing_library=slashing.address,
-        uma_registry=registry.address,
-        finder=finder.address,
-        oov3=oov3.address,
-        phase_length=params.phase_length,
-        block_number=w3.eth.block_number,
-    )

@@ -23,6 +23,8 @@ from attest.cli.prompts import prompts
 from attest.cli.verify import verify
 from attest.errors import AttestError
 
+__all__ = ["cli", "main"]
+
 
 @click.group()
 @click.version_option(__version__, prog_name="attest")

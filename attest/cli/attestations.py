@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from attest.cli.output import echo_json, short, table
+from attest.llm.registry import provider_names
 
 
 def _progress(enabled: bool) -> Any:
@@ -41,7 +42,7 @@ def _when(expiration: int | None, chain_now: int | None) -> str:
 @click.argument("query")
 @click.option("--network", help="local (default), sepolia, ethereum, ... (see `attest networks list`).")
 @click.option("--account", help="ape keystore alias, or dev:N on the local devnet.")
-@click.option("--provider", type=click.Choice(["openai", "anthropic", "extractive"]), help="Model provider.")
+@click.option("--provider", type=click.Choice(provider_names()), help="Model provider.")
 @click.option("--model", help="Model name (default: the provider's default).")
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(0, 50), help="Passages to retrieve.")
 @click.option("--bond", help="Bond in currency units (default: the oracle's minimum bond).")
@@ -78,7 +79,7 @@ def ask(
     a = result.attestation
     chain_now = None
     if a.expiration is not None:
-        from attest.chain.connect import connect
+        from attest.connect import connect
 
         chain_now = int(connect(a.network).w3.eth.get_block("latest")["timestamp"])
     token = result.token

@@ -12,7 +12,7 @@ import click
 from attest.networks import DEVNET_PORT
 
 if TYPE_CHECKING:
-    from attest.devnet import Devnet, Status
+    from attest.devnet import Devnet, DevnetStatus
 
 
 def _devnet() -> Devnet:
@@ -64,8 +64,8 @@ def devnet_reset(yes: bool) -> None:
     click.echo("devnet reset; `attest devnet up` starts a fresh chain")
 
 
-def _print_status(status: Status) -> None:
-    from attest.devnet import DEV_ACCOUNTS, dev_account
+def _print_status(status: DevnetStatus) -> None:
+    from attest.accounts import DEV_ACCOUNTS, dev_account
 
     if status.running:
         assert status.chain_time is not None

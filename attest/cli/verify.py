@@ -9,7 +9,7 @@ import click
 from attest.cli.output import echo_json
 
 if TYPE_CHECKING:
-    from attest.chain.connect import ChainContext
+    from attest.connect import ChainContext
 
 
 @click.command()
@@ -60,7 +60,7 @@ def verify(target: str, network: str | None, as_json: bool, require_assertion: b
 
 
 def _connect(network: str) -> ChainContext:
-    from attest.chain.connect import connect
+    from attest.connect import connect
 
     # Verifying never starts a devnet: a stopped one has no assertions to show.
     return connect(network, start_devnet=False)

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 
 from web3 import Web3
 
-from attest.chain.connect import ChainContext, connect
 from attest.chain.tx import Sender
 from attest.claim import build_claim, rules_bytes
 from attest.config import Config, load_config
+from attest.connect import ChainContext, connect
 from attest.context import RetrievedChunk
 from attest.errors import BondError, KbError
 from attest.flow.outbox import checkpoint, send_once, settle_open
@@ -191,7 +191,7 @@ def _context_entry(chunk: RetrievedChunk) -> dict[str, object]:
 
 def _answer(request: AskRequest, chunks: list[RetrievedChunk], config: Config) -> tuple[Answer, str]:
     from attest.llm.base import ModelMetadata, SentParams
-    from attest.llm.registry import DEFAULT_MODELS, default_provider_name, get_provider
+    from attest.llm.registry import AUTO, default_provider_name, get_provider, provider_spec
     from attest.prompts import catalog
 
     if request.answer is not None:
@@ -206,15 +206,15 @@ def _answer(request: AskRequest, chunks: list[RetrievedChunk], config: Config) -
             raise KbError("--answer is empty; give the answer text to attest")
         return Answer(text, citations_in(text, len(chunks)), metadata), f"external ({model})"
     llm = config.llm
-    name = request.provider or (default_provider_name() if llm.provider == "auto" else llm.provider)
-    same_as_config = name == llm.provider or (llm.provider == "auto" and request.provider is None)
+    name = request.provider or (default_provider_name() if llm.provider == AUTO else llm.provider)
+    same_as_config = name == llm.provider or (llm.provider == AUTO and request.provider is None)
     provider = get_provider(
         name,
         base_url=llm.base_url if same_as_config else None,
         api_key=llm.api_key() if same_as_config else None,
         budget_tokens=llm.budget_tokens if same_as_config else None,
     )
-    model = request.model or (llm.model if same_as_config else None) or DEFAULT_MODELS[name]
+    model = request.model or (llm.model if same_as_config else None) or provider_spec(name).default_model
     answer = provider.answer(request.query, chunks, catalog.get(ANSWER_TEMPLATE), GenerationParams(model=model))
     return answer, f"{provider.label}:{model}"
 

@@ -1,7 +1,7 @@
 """The ledger as a dataset: one row per attestation with what was asked, answered and cited, and how it ended.
 
 This is the evaluation / RLHF export: the outcome on chain is the label the market produced, and the
-disputer's judge data (when a disputer ran on this machine) sits beside it.
+disputer's judge data (when a disputer ran on this machine) sits beside it, found through `judge_data`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -84,24 +85,19 @@ def render(data: Sequence[dict[str, Any]], fmt: str) -> str:
     return buffer.getvalue()
 
 
-def judge_data(assertion_ids: Iterable[str], home: Path | None = None) -> dict[str, dict[str, Any]]:
-    """The disputer's decision per assertion id, when a disputer kept its state in this ATTEST_HOME."""
-    path = (home or attest_home()) / "disputer.sqlite"
-    if not path.exists():
-        return {}
-    from disputer.store import DisputerStore
+JUDGE_DATA_GROUP = "attest.judge_data"
+# A judge-data source: (assertion ids, ATTEST_HOME) -> {lowercase assertion id: {score, rationale, judge, action}}.
+JudgeData = Callable[[Sequence[str], Path], dict[str, dict[str, Any]]]
 
+
+def judge_data(assertion_ids: Iterable[str], home: Path | None = None) -> dict[str, dict[str, Any]]:
+    """What judges kept in this ATTEST_HOME about these assertions. The library does not know who judges: a
+    package that does (the disputer) registers a source under the `attest.judge_data` entry point group."""
+    ids = list(assertion_ids)
     found: dict[str, dict[str, Any]] = {}
-    with DisputerStore(path) as store:
-        for assertion_id in assertion_ids:
-            decision = store.decision(bytes.fromhex(assertion_id.removeprefix("0x")))
-            if decision is not None:
-                found[assertion_id.lower()] = {
-                    "score": decision.calibrated if decision.calibrated is not None else decision.score,
-                    "rationale": decision.rationale,
-                    "judge": decision.judge,
-                    "action": decision.action,
-                }
+    for entry in entry_points(group=JUDGE_DATA_GROUP):
+        source: JudgeData = entry.load()
+        found.update(source(ids, home or attest_home()))
     return found
 
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from attest.chain.connect import ChainContext, connect
 from attest.chain.oov3 import Assertion
 from attest.chain.tx import Sender
 from attest.config import Config, load_config
+from attest.connect import ChainContext, connect
 from attest.errors import AttestError, LedgerError, TransactionRejected
 from attest.flow.ask import Progress, _quiet, assert_pinned, pin_record
 from attest.flow.outbox import checkpoint, send_once
 from attest.ipfs.local import LocalStore
 from attest.ledger import Attestation, Ledger
-
-ZERO = "0x0000000000000000000000000000000000000000"
 
 
 @dataclass(frozen=True)

@@ -14,23 +14,27 @@ from attest.llm.base import (
     model_metadata_for_record,
 )
 from attest.llm.registry import (
-    DEFAULT_MODELS,
-    PROVIDERS,
+    AUTO,
     Budgeted,
+    ProviderSpec,
     check_budget,
     default_provider,
     default_provider_name,
     get_provider,
+    provider_from_config,
+    provider_names,
+    provider_spec,
+    register_provider,
 )
 
 __all__ = [
-    "DEFAULT_MODELS",
-    "PROVIDERS",
+    "AUTO",
     "Answer",
     "Budgeted",
     "GenerationParams",
     "ModelMetadata",
     "Provider",
+    "ProviderSpec",
     "RetryPolicy",
     "SdkInfo",
     "SentParams",
@@ -41,4 +45,8 @@ __all__ = [
     "default_provider_name",
     "get_provider",
     "model_metadata_for_record",
+    "provider_from_config",
+    "provider_names",
+    "provider_spec",
+    "register_provider",
 ]

@@ -18,6 +18,7 @@ from attest.context import RetrievedChunk
 from attest.errors import ModelError
 from attest.llm.base import Answer, GenerationParams, ModelMetadata, OutputSchema, SdkInfo, SentParams
 from attest.prompts.catalog import Template
+from attest.text import STOPWORDS, strip_markup
 
 EXTRACTIVE_MODEL = "extractive-v1"
 LICENSE = "AGPL-3.0-or-later"  # extractive-v1 is llm-attest's own code
@@ -27,20 +28,10 @@ NO_MATCH = "None of the retrieved passages shares a word with the question, so t
 _WORD = re.compile(r"\w+")
 # A sentence ends at . ! or ? followed by a capital or an opening mark, so "i.e. the" stays whole.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[*`])")
-_MARKUP = re.compile(r"^(?:#{1,6}\s+|[-*+>]\s+|\d+[.)]\s+)+")
 _MIN_WORDS = 3
 _MAX_QUOTE_CHARS = 320
 _MIN_QUOTE_CHARS = 40
 _LENGTH_DAMPING = 0.5
-# Words that match nearly every passage; counting them would rank sentences by length, not relevance.
-_STOPWORD_TEXT = """
-    a about above after again all also am an and any are as at be because been before being below between both
-    but by can could did do does doing down during each few for from further had has have having he her here hers
-    how i if in into is it its itself just me more most my no nor not now of off on once only or other our out over
-    own same she should so some such than that the their them then there these they this those through to too under
-    until up very was we were what when where which while who whom why will with would you your
-"""
-STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 @dataclass(frozen=True)
@@ -176,7 +167,7 @@ def _sentences(passage: int, chunk: RetrievedChunk) -> list[_Sentence]:
             continue
         if in_code or not line or line.startswith("|") or set(line) <= set("-=*_ "):
             continue
-        for piece in _SENTENCE_END.split(_MARKUP.sub("", line)):
+        for piece in _SENTENCE_END.split(strip_markup(line)):
             piece = piece.strip()
             if len(_WORD.findall(piece)) >= _MIN_WORDS:
                 found.append(_Sentence(passage, len(found), piece, _terms(piece)))

@@ -1,5 +1,9 @@
 """Providers by name, the default choice, and the budget check that refuses an oversized prompt before it is sent.
 
+Every provider is registered once here (`register_provider`, the built-ins at the bottom of this module); the
+config's allowed `[llm] provider` values, the `auto` order, the CLI's `--provider` choices and whether a provider
+can judge are all read from this one table.
+
 Every provider handed out here is wrapped in `Budgeted`: it renders the prompt, estimates its tokens
 (characters / 4, the usual rule of thumb for English) and raises QueryTooLong when the estimate plus the reserved
 output exceeds the model's context window. Nothing is sent, and no tokens are paid for, when it does not fit.
@@ -10,18 +14,52 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
-from attest.config import LlmConfig
 from attest.context import RetrievedChunk
 from attest.errors import QueryTooLong, UnknownProvider
 from attest.llm.base import Answer, GenerationParams, OutputSchema, Provider, RetryPolicy
 from attest.llm.extractive import EXTRACTIVE_MODEL, ExtractiveProvider
 from attest.prompts.catalog import Template
 
-PROVIDERS = ("openai", "anthropic", "extractive")
-# The SDKs take seconds to import, so their modules load only when their provider is asked for.
-KEY_ENVS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
-DEFAULT_MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-sonnet-4-6", "extractive": EXTRACTIVE_MODEL}
+AUTO = "auto"  # the config value that picks the first provider whose key is set, else the offline one
+
+
+class ProviderFactory(Protocol):
+    def __call__(self, *, api_key: str | None, base_url: str | None, retry: RetryPolicy | None) -> Provider: ...
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    name: str
+    make: ProviderFactory
+    default_model: str
+    key_env: str | None  # the variable holding its key; None: it needs none and answers offline
+    grades: bool = True  # can be a judge's model (the extractive provider only quotes)
+
+
+_REGISTRY: dict[str, ProviderSpec] = {}
+
+
+def register_provider(spec: ProviderSpec) -> None:
+    """Add a provider; `auto` tries keyed providers in registration order."""
+    if spec.name in _REGISTRY or spec.name == AUTO:
+        raise ValueError(f"a provider named {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+
+
+def provider_names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def provider_spec(name: str) -> ProviderSpec:
+    spec = _REGISTRY.get(name.strip().lower())
+    if spec is None:
+        raise UnknownProvider(f"unknown model provider {name!r}; choose one of: {', '.join(_REGISTRY)}")
+    return spec
+
+
 CHARS_PER_TOKEN = 4
 # Context windows (tokens) by model-name prefix, longest prefix first. A model not listed (a local server's) gets
 # the conservative default; pass budget_tokens to get_provider() to use a larger window.
@@ -48,37 +86,42 @@ def get_provider(
     budget_tokens: int | None = None,
 ) -> Budgeted:
     """A provider by name. Keys come from `api_key`, else the provider's environment variable."""
-    inner: Provider
-    match name.strip().lower():
-        case "openai":
-            from attest.llm.openai_provider import OpenAIProvider
-
-            inner = OpenAIProvider(api_key=api_key, base_url=base_url, retry=retry)
-        case "anthropic":
-            from attest.llm.anthropic_provider import AnthropicProvider
-
-            inner = AnthropicProvider(api_key=api_key, base_url=base_url, retry=retry)
-        case "extractive":
-            inner = ExtractiveProvider()
-        case _:
-            raise UnknownProvider(f"unknown model provider {name!r}; choose one of: {', '.join(PROVIDERS)}")
+    inner = provider_spec(name).make(api_key=api_key, base_url=base_url, retry=retry)
     return Budgeted(inner, budget_tokens=budget_tokens)
 
 
-def provider_from_config(config: LlmConfig, *, retry: RetryPolicy | None = None) -> Budgeted:
+class LlmSettings(Protocol):
+    """What `provider_from_config` reads: attest.config's LlmConfig."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def base_url(self) -> str | None: ...
+    @property
+    def budget_tokens(self) -> int | None: ...
+    def api_key(self) -> str | None: ...
+
+
+def provider_from_config(config: LlmSettings, *, retry: RetryPolicy | None = None) -> Budgeted:
     """The provider `[llm]` in config.toml describes (`auto` picks by which key is set)."""
-    name = default_provider_name() if config.provider == "auto" else config.provider
+    name = default_provider_name() if config.provider == AUTO else config.provider
     return get_provider(
         name, base_url=config.base_url, api_key=config.api_key(), retry=retry, budget_tokens=config.budget_tokens
     )
 
 
+def can_grade(name: str) -> bool:
+    """Whether a provider can be a judge's model; one not registered here (a caller's own) is assumed to."""
+    spec = _REGISTRY.get(name)
+    return spec is None or spec.grades
+
+
 def default_provider_name() -> str:
-    """openai if its key is set, else anthropic if its key is set, else the offline extractive provider."""
-    for name in ("openai", "anthropic"):
-        if os.environ.get(KEY_ENVS[name]):
-            return name
-    return "extractive"
+    """The first registered provider whose key is set (openai, then anthropic), else the offline one."""
+    for spec in _REGISTRY.values():
+        if spec.key_env is not None and os.environ.get(spec.key_env):
+            return spec.name
+    return next(spec.name for spec in _REGISTRY.values() if spec.key_env is None)
 
 
 def default_provider(*, retry: RetryPolicy | None = None) -> Budgeted:
@@ -158,3 +201,26 @@ class Budgeted:
     ) -> Answer:
         check_budget(query, chunks, template, params, budget_tokens=self.budget_tokens, graded=graded)
         return self.inner.answer(query, chunks, template, params, graded=graded, output=output)
+
+
+# -- the built-in providers ----------------------------------------------------------------------------------
+# The SDKs take seconds to import, so their modules load only when their provider is asked for.
+def _openai(*, api_key: str | None, base_url: str | None, retry: RetryPolicy | None) -> Provider:
+    from attest.llm.openai_provider import OpenAIProvider
+
+    return OpenAIProvider(api_key=api_key, base_url=base_url, retry=retry)
+
+
+def _anthropic(*, api_key: str | None, base_url: str | None, retry: RetryPolicy | None) -> Provider:
+    from attest.llm.anthropic_provider import AnthropicProvider
+
+    return AnthropicProvider(api_key=api_key, base_url=base_url, retry=retry)
+
+
+def _extractive(*, api_key: str | None, base_url: str | None, retry: RetryPolicy | None) -> Provider:
+    return ExtractiveProvider()
+
+
+register_provider(ProviderSpec("openai", _openai, "gpt-4.1-mini", "OPENAI_API_KEY"))
+register_provider(ProviderSpec("anthropic", _anthropic, "claude-sonnet-4-6", "ANTHROPIC_API_KEY"))
+register_provider(ProviderSpec("extractive", _extractive, EXTRACTIVE_MODEL, None, grades=False))

@@ -12,9 +12,9 @@ from web3 import Web3
 from web3.contract import Contract
 
 from attest.chain.artifacts import Artifact, uma
-from attest.chain.deploy import Deployment, StackParams, deploy_stack
 from attest.chain.oov3 import OptimisticOracleV3
 from attest.chain.tx import Sender
+from attest.devnet import Deployment, StackParams, deploy_stack
 
 LIVENESS = 3600
 

@@ -10,6 +10,8 @@ from web3 import Web3
 from attest.chain.artifacts import uma
 from attest.chain.oov3 import NUMERICAL_TRUE, ZERO_ADDRESS, AssertionMade, to_bytes32
 from attest.errors import TransactionRejected
+from tests.support import oov3 as oracle
+from tests.support.oov3 import assert_truth, burned_bond_percentage, settle, sync_uma_params
 
 from .conftest import LIVENESS, Stack
 
@@ -31,7 +33,8 @@ def make_assertion(
 ) -> AssertionMade:
     bond = stack.oov3.minimum_bond(stack.deployment.currency)
     stack.approve(stack.asserter, bond)
-    made, _ = stack.oov3.assert_truth(
+    made, _ = assert_truth(
+        stack.oov3,
         stack.asserter,
         claim=claim,
         asserter=stack.asserter.address,
@@ -53,7 +56,7 @@ def attestation(stack: Stack, assertion_id: bytes) -> tuple[bytes, str, int, int
 
 def dispute(stack: Stack, made: AssertionMade) -> None:
     stack.approve(stack.disputer, made.bond)
-    stack.oov3.dispute(stack.disputer, made.assertion_id, stack.disputer.address)
+    oracle.dispute(stack.oov3, stack.disputer, made.assertion_id, stack.disputer.address)
 
 
 def push_price(stack: Stack, made: AssertionMade, price: int) -> None:
@@ -76,11 +79,11 @@ def test_undisputed_assertion_is_pending_then_attested_after_liveness(stack: Sta
     assert not stack.registry.functions.isAttested(digest).call()
 
     with pytest.raises(TransactionRejected, match="Assertion not expired"):
-        stack.oov3.settle(stack.stranger, made.assertion_id)
+        settle(stack.oov3, stack.stranger, made.assertion_id)
 
     before = stack.balance(stack.asserter.address)
     stack.warp(LIVENESS)
-    receipt = stack.oov3.settle(stack.stranger, made.assertion_id)
+    receipt = settle(stack.oov3, stack.stranger, made.assertion_id)
 
     assert attestation(stack, made.assertion_id)[2] == ATTESTED
     assert stack.registry.functions.isAttested(digest).call()
@@ -103,15 +106,15 @@ def test_disputed_then_oracle_says_true_attests_and_pays_the_asserter(stack: Sta
     )
 
     with pytest.raises(TransactionRejected):  # no price yet: settlement must wait for the oracle
-        stack.oov3.settle(stack.stranger, made.assertion_id)
+        settle(stack.oov3, stack.stranger, made.assertion_id)
 
     push_price(stack, made, NUMERICAL_TRUE)
     before = stack.balance(stack.asserter.address)
-    stack.oov3.settle(stack.stranger, made.assertion_id)
+    settle(stack.oov3, stack.stranger, made.assertion_id)
 
     assert attestation(stack, made.assertion_id)[2] == ATTESTED
     assert stack.registry.functions.isAttested(digest).call()
-    burned = made.bond * stack.oov3.burned_bond_percentage() // 10**18
+    burned = made.bond * burned_bond_percentage(stack.oov3) // 10**18
     assert stack.balance(stack.asserter.address) - before == 2 * made.bond - burned  # 1.5x with 50% burned
 
 
@@ -123,11 +126,11 @@ def test_disputed_then_oracle_says_anything_but_1e18_rejects_and_pays_the_disput
     push_price(stack, made, price)
     before = stack.balance(stack.disputer.address)
     store_before = stack.balance(stack.deployment.store)
-    stack.oov3.settle(stack.stranger, made.assertion_id)
+    settle(stack.oov3, stack.stranger, made.assertion_id)
 
     assert attestation(stack, made.assertion_id)[2] == REJECTED
     assert not stack.registry.functions.isAttested(digest).call()
-    burned = made.bond * stack.oov3.burned_bond_percentage() // 10**18
+    burned = made.bond * burned_bond_percentage(stack.oov3) // 10**18
     assert stack.balance(stack.disputer.address) - before == 2 * made.bond - burned
     assert stack.balance(stack.deployment.store) - store_before == burned
 
@@ -151,7 +154,7 @@ def test_assertion_with_escalation_manager_settles_but_does_not_attest(stack: St
     digest = digest_of("escalation-manager")
     made = make_assertion(stack, digest, escalation_manager=manager.address)
     stack.warp(LIVENESS)
-    receipt = stack.oov3.settle(stack.stranger, made.assertion_id)
+    receipt = settle(stack.oov3, stack.stranger, made.assertion_id)
 
     assert receipt["status"] == 1
     assert stack.oov3.get_assertion(made.assertion_id).settlement_resolution  # true for UMA ...
@@ -166,7 +169,7 @@ def test_liveness_below_the_registry_minimum_settles_but_does_not_attest(stack: 
     digest = digest_of("short-liveness")
     made = make_assertion(stack, digest, liveness=minimum - 1)
     stack.warp(minimum)
-    receipt = stack.oov3.settle(stack.stranger, made.assertion_id)
+    receipt = settle(stack.oov3, stack.stranger, made.assertion_id)
     assert attestation(stack, made.assertion_id)[2] == REJECTED
     [event] = registry_events(stack, "AttestationIneligible", receipt)
     assert event["reason"] == "liveness below minimum"
@@ -183,7 +186,7 @@ def test_callbacks_never_block_settlement(stack: Stack) -> None:
     push_price(stack, rejected, 0)
     stack.warp(LIVENESS)
     for made in (second, first, zero, rejected):
-        assert stack.oov3.settle(stack.stranger, made.assertion_id)["status"] == 1
+        assert settle(stack.oov3, stack.stranger, made.assertion_id)["status"] == 1
         assert stack.oov3.get_assertion(made.assertion_id).settled
 
     # The first assertion to resolve true is the one a digest points at; a later rejection does not undo it.
@@ -203,7 +206,8 @@ def test_attestation_of_unknown_or_foreign_assertions_is_empty(stack: Stack) -> 
 
     bond = stack.oov3.minimum_bond(stack.deployment.currency)
     stack.approve(stack.asserter, bond)
-    foreign, _ = stack.oov3.assert_truth(
+    foreign, _ = assert_truth(
+        stack.oov3,
         stack.asserter,
         claim=CLAIM,
         asserter=stack.asserter.address,
@@ -255,7 +259,8 @@ def test_bond_below_minimum_is_refused_before_sending(stack: Stack) -> None:
     stack.approve(stack.asserter, minimum)
     nonce = stack.w3.eth.get_transaction_count(stack.asserter.address)
     with pytest.raises(TransactionRejected, match="Bond amount too low"):
-        stack.oov3.assert_truth(
+        assert_truth(
+            stack.oov3,
             stack.asserter,
             claim=CLAIM,
             asserter=stack.asserter.address,
@@ -284,7 +289,7 @@ def test_whitelists_are_read_from_uma_and_a_stale_oracle_cache_is_detected(stack
     assert stack.oov3.cache_is_stale("ASSERT_TRUTH2", currency)
     assert stack.oov3.minimum_bond(currency) == new_fee  # still the old fee x 2: the cache is behind
 
-    stack.oov3.sync_uma_params(stack.stranger, "ASSERT_TRUTH2", currency)
+    sync_uma_params(stack.oov3, stack.stranger, "ASSERT_TRUTH2", currency)
     assert not stack.oov3.cache_is_stale("ASSERT_TRUTH2", currency)
     assert stack.oov3.minimum_bond(currency) == 2 * new_fee
 
@@ -314,8 +319,8 @@ def test_oracle_events_are_decoded_in_chain_order(stack: Stack) -> None:
     dispute(stack, wrong)
     push_price(stack, wrong, 0)
     stack.warp(LIVENESS)
-    stack.oov3.settle(stack.stranger, wrong.assertion_id)
-    stack.oov3.settle(stack.stranger, honest.assertion_id)
+    settle(stack.oov3, stack.stranger, wrong.assertion_id)
+    settle(stack.oov3, stack.stranger, honest.assertion_id)
 
     events = stack.oov3.events_between(start, stack.w3.eth.block_number)
     assert [type(e).__name__ for e in events] == [

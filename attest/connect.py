@@ -13,11 +13,10 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.middleware import ExtraDataToPOAMiddleware
 
-from attest.chain.deploy import Deployment
 from attest.chain.oov3 import OptimisticOracleV3, to_bytes32
-from attest.chain.tx import Sender
+from attest.chain.tx import Sender, http_provider
 from attest.config import Config, NetworkConfig, load_config
-from attest.devnet import Devnet, http_provider
+from attest.devnet import Deployment, Devnet
 from attest.errors import ChainError, ConfigError
 from attest.networks import Network, get_network
 

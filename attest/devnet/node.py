@@ -19,29 +19,19 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-from web3 import HTTPProvider, Web3
+from web3 import Web3
 
-from attest.chain.deploy import Deployment, StackParams, deploy_stack
-from attest.chain.tx import RetryingHTTPProvider, Sender
+from attest.accounts import DEV_ACCOUNTS, DEV_MNEMONIC, dev_account
+from attest.chain.tx import Sender, http_provider
+from attest.devnet.stack import Deployment, StackParams, deploy_stack
 from attest.errors import CorruptState, DevnetError, PortBusy
 from attest.localnet import HOST, log_tail, port_in_use
 from attest.networks import DEVNET_PORT, LOCAL_CHAIN_ID
 from attest.paths import anvil_executable, attest_home
 
-# anvil's well-known dev mnemonic: these keys are public, for the local chain only.
-DEV_MNEMONIC = "test test test test test test test test test test test junk"
-DEV_ACCOUNTS = 10
 STATE_INTERVAL_S = 2
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 15.0
-
-
-def dev_account(index: int) -> LocalAccount:
-    Account.enable_unaudited_hdwallet_features()
-    account: LocalAccount = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
-    return account
 
 
 @dataclass(frozen=True)
@@ -56,7 +46,7 @@ class NodeInfo:
 
 
 @dataclass(frozen=True)
-class Status:
+class DevnetStatus:
     running: bool
     rpc_url: str | None
     pid: int | None
@@ -90,26 +80,6 @@ def _pid_alive(pid: int) -> bool:
 
 def _web3(url: str, timeout: float = 3.0) -> Web3:
     return Web3(http_provider(url, timeout))
-
-
-RPC_TIMEOUT_ENV = "ATTEST_RPC_TIMEOUT_S"  # seconds per RPC request, for every connection; overrides the defaults
-
-
-def http_provider(url: str, timeout: float) -> HTTPProvider:
-    """Bounded retries on transient RPC failures (see `RetryingHTTPProvider`), `timeout` seconds per request
-    unless ATTEST_RPC_TIMEOUT_S says otherwise (a slow remote node; an impatient test).
-    web3's validation asks eth_chainId before every call and estimate; a chain id never changes under a URL."""
-    from attest.errors import ConfigError
-
-    chosen = os.environ.get(RPC_TIMEOUT_ENV, "").strip()
-    if chosen:
-        try:
-            timeout = float(chosen)
-        except ValueError:
-            timeout = -1.0
-        if not 0 < timeout <= 600:
-            raise ConfigError(f"{RPC_TIMEOUT_ENV}={chosen!r} is not a number of seconds in (0, 600]; fix or unset it")
-    return RetryingHTTPProvider(url, timeout=timeout, cache_allowed_requests=True, cacheable_requests={"eth_chainId"})
 
 
 class Devnet:
@@ -178,7 +148,7 @@ class Devnet:
         self.node_file.unlink(missing_ok=True)
         return None
 
-    def up(self, port: int = DEVNET_PORT) -> tuple[Status, bool]:
+    def up(self, port: int = DEVNET_PORT) -> tuple[DevnetStatus, bool]:
         """Start the node (and deploy on first start). Returns the status and whether it was already up."""
         with self._lock():
             node = self.running_node()
@@ -223,10 +193,10 @@ class Devnet:
             for path in (self.state_file, self.deployment_file, self.log_file):
                 path.unlink(missing_ok=True)
 
-    def status(self) -> Status:
+    def status(self) -> DevnetStatus:
         node = self.running_node()
         if node is None:
-            return Status(False, None, None, None, None, self.deployment())
+            return DevnetStatus(False, None, None, None, None, self.deployment())
         return self._status(node)
 
     def web3(self) -> Web3:
@@ -332,13 +302,15 @@ class Devnet:
         if ahead >= 0:
             w3.provider.make_request("evm_increaseTime", [ahead + 1])  # type: ignore[arg-type]
 
-    def _status(self, node: NodeInfo) -> Status:
+    def _status(self, node: NodeInfo) -> DevnetStatus:
         w3 = _web3(node.rpc_url)
         try:
             block = w3.eth.get_block("latest")
         except Exception:
-            return Status(False, node.rpc_url, node.pid, None, None, self.deployment())
-        return Status(True, node.rpc_url, node.pid, int(block["number"]), int(block["timestamp"]), self.deployment())
+            return DevnetStatus(False, node.rpc_url, node.pid, None, None, self.deployment())
+        return DevnetStatus(
+            True, node.rpc_url, node.pid, int(block["number"]), int(block["timestamp"]), self.deployment()
+        )
 
     def _describe_port_owner(self, port: int) -> str:
         url = f"http://{HOST}:{port}"

@@ -1,6 +1,8 @@
 """Local stand-ins for the model APIs we cannot reach from tests: the OpenAI chat completions endpoint and the
 Anthropic messages endpoint. Real threaded HTTP servers on 127.0.0.1 (free port), so the real SDKs speak real HTTP
 to them; they record every request and misbehave on request (status sequence, delays, Retry-After, odd bodies).
+The one fake model server of the project: bench/fake_judge.py serves its slow judge with it too (`reply`), which
+is why it keeps connections alive, accepts bursts and counts the requests it had in flight.
 Also helpers to build retrieved chunks and a full record around an answer.
 """
 
@@ -10,7 +12,7 @@ import hashlib
 import json
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -59,8 +61,20 @@ class Recorded:
     body: Any  # parsed JSON, or the raw text when it is not JSON
 
 
+@dataclass(frozen=True)
+class Stats:
+    requests: int
+    max_in_flight: int
+
+
+STATS_PATH = "/stats"  # GET: the counters as JSON, for a server running in another process
+# From a prompt's text to the reply text and the seconds to wait before sending it, as a slow hosted model would.
+Responder = Callable[[str], tuple[str, float]]
+
+
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # socketserver's 5 would drop SYNs from a burst of concurrent clients
 
     def handle_error(self, request: object, client_address: object) -> None:
         # Clients that time out under test drop the connection; writing to it then fails, which is the point.
@@ -87,8 +101,15 @@ class FakeModelServer:
         error_code: str | None = None,
         echo: bool = False,
         texts: Sequence[str] = (),
+        reply: Responder | None = None,
+        port: int = 0,
     ) -> None:
         self.kind = kind
+        # reply: a 200 answers with what `reply` makes of the prompt, after the wait it names.
+        self.reply = reply
+        self._port = port
+        self._in_flight = 0
+        self._max_in_flight = 0
         # echo: a 200 answers with the prompt it was sent (system, then each message), as the reply text.
         # texts: request i that succeeds answers with texts[i] as the reply text (the canned body after the list).
         self.echo = echo
@@ -120,6 +141,10 @@ class FakeModelServer:
     def path(self) -> str:
         return "/v1/chat/completions" if self.kind == "openai" else "/v1/messages"
 
+    def stats(self) -> Stats:
+        with self._lock:
+            return Stats(len(self.requests), self._max_in_flight)
+
     def last_body(self) -> dict[str, Any]:
         assert self.requests, "no request reached the fake server"
         body = self.requests[-1].body
@@ -130,6 +155,11 @@ class FakeModelServer:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: the SDKs' pools reuse their connections
+            # Headers and body go out in two writes; with Nagle on, the client's delayed ACK held the body back
+            # 40 ms on every reply of a kept-alive connection (a judge of "1 s" answered in 1.04 s).
+            disable_nagle_algorithm = True
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
@@ -137,9 +167,13 @@ class FakeModelServer:
                 fake._serve(self)
 
             def do_GET(self) -> None:
-                fake._serve(self)
+                if self.path == STATS_PATH:
+                    stats = fake.stats()
+                    fake._reply(self, 200, {"requests": stats.requests, "max_in_flight": stats.max_in_flight})
+                else:
+                    fake._serve(self)
 
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", self._port), Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"fake-{self.kind}", daemon=True
         )
@@ -157,6 +191,16 @@ class FakeModelServer:
             self._thread.join(timeout=5)
 
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        try:
+            self._answer(handler)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _answer(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length).decode("utf-8") if length else ""
         try:
@@ -175,7 +219,11 @@ class FakeModelServer:
             return
         status = self.statuses[index] if index < len(self.statuses) else 200
         if status == 200:
-            if self.echo or index < len(self.texts):
+            if self.reply is not None:
+                text, wait_s = self.reply(prompt_of(self.kind, parsed))
+                self._stopping.wait(wait_s)
+                self._reply(handler, 200, text_body(self.kind, text))
+            elif self.echo or index < len(self.texts):
                 text = prompt_of(self.kind, parsed) if self.echo else self.texts[index]
                 self._reply(handler, 200, text_body(self.kind, text))
             elif self.raw_body is not None:

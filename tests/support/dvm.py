@@ -3,43 +3,148 @@
 `throwaway_anvil()` starts its own anvil (not the session devnet: VotingV2 needs time warped by whole rounds, which
 would disturb every other test). `deploy_dvm` puts the full stack on it and stakes voting tokens; `Dvm` carries
 the helpers the tests need (warp to a phase, assert and dispute, find a pending request, a daemon's
-`ChainContext`). Time moves with `evm_setNextBlockTimestamp` + `evm_mine`, so a round takes no wall time.
+`ChainContext`); `deploy_voting_stack` is the VotingV2 deployer under it. Time moves with
+`evm_setNextBlockTimestamp` + `evm_mine`, so a round takes no wall time.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
 from web3.types import RPCEndpoint
 
-from attest.chain.artifacts import uma
-from attest.chain.connect import ChainContext
-from attest.chain.deploy import Deployment, StackParams, deploy_stack
-from attest.chain.oov3 import OptimisticOracleV3
+from attest.accounts import DEV_MNEMONIC
+from attest.chain.artifacts import shipped, uma
+from attest.chain.oov3 import OptimisticOracleV3, to_bytes32
 from attest.chain.tx import Sender
-from attest.chain.voting import (
-    PendingRequest,
-    VotePhase,
-    VotingClient,
-    VotingDeployment,
-    VotingParams,
-    deploy_voting_stack,
-)
+from attest.chain.voting import PendingRequest, RoundPhase, VotingClient
 from attest.config import NetworkConfig
-from attest.devnet import DEV_MNEMONIC
-from attest.localnet import HOST, free_port
+from attest.connect import ChainContext
+from attest.devnet import Deployment, StackParams, deploy_stack
+from attest.errors import ChainError, ConfigError
+from attest.localnet import HOST
 from attest.networks import ASSERT_TRUTH2, Network, OracleKind
 from attest.paths import anvil_executable
+from tests.support.oov3 import assert_truth, dispute, sync_uma_params
+from tests.support.ports import free_port
 
 PHASE = 120  # seconds per vote phase; a round is two
+# Role ids of UMA's MultiRole contracts (ExpandedERC20.Roles, Registry.Roles).
+TOKEN_MINTER_ROLE = 1
+REGISTRY_CONTRACT_CREATOR_ROLE = 1
 LIVENESS = 3600
+
+
+@dataclass(frozen=True)
+class VotingParams:
+    """A VotingV2 for devnets: short phases, no emissions; quorum and slashing shaped like mainnet's."""
+
+    phase_length: int = 120  # seconds; mainnet uses 86400
+    emission_rate: int = 0  # voting tokens per second shared by stakers
+    unstake_cooldown: int = 0
+    max_rolls: int = 4
+    max_requests_per_round: int = 1000
+    gat: int = 1_000_000 * 10**18  # more than this many staked tokens must reveal for a vote to resolve
+    spat: int = 5 * 10**17  # more than this share of the stake must agree on the winning price
+    base_slash: int = 10**15  # per staked token, for missed or wrong votes (FixedSlashSlashingLibrary)
+    governance_slash: int = 0
+    mint_amount: int = 10_000_000 * 10**18  # voting tokens minted to each account in `mint_to`
+
+
+@dataclass(frozen=True)
+class VotingDeployment:
+    voting: str
+    voting_token: str
+    slashing_library: str
+    uma_registry: str  # UMA's Registry of contracts allowed to request prices (not our AttestationRegistry)
+    finder: str
+    oov3: str
+    phase_length: int
+    block_number: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> VotingDeployment:
+        return cls(**json.loads(text))
+
+
+def deploy_voting_stack(
+    sender: Sender,
+    base: Deployment,
+    params: VotingParams = VotingParams(),
+    *,
+    mint_to: Iterable[str] = (),
+) -> VotingDeployment:
+    """Put a real VotingV2 behind `base`'s OptimisticOracleV3 (from `deploy_stack`), in place of MockOracleAncillary.
+
+    Steps: VotingToken (deployer made minter, tokens minted to `mint_to`) → FixedSlashSlashingLibrary → VotingV2
+    (made a minter too, for staking rewards) → UMA Registry with the OOv3 registered (VotingV2 serves registered
+    contracts only) → Finder "Registry" and "Oracle" → `syncUmaParams` on the OOv3, which caches the oracle.
+    Assertions disputed before the switch stay with the old oracle's request but settle against VotingV2, so switch
+    before any dispute.
+    """
+    recipients = [Web3.to_checksum_address(a) for a in mint_to]
+    supply = params.mint_amount * len(recipients)
+    if supply <= params.gat:
+        # VotingV2's constructor requires GAT < total supply, without a revert message.
+        raise ConfigError(
+            f"the GAT ({params.gat}) must be below the voting token supply ({supply}); mint to more accounts, "
+            "raise mint_amount or lower gat"
+        )
+    w3 = sender.w3
+    token = sender.deploy(uma("VotingToken"))
+    sender.transact(token.functions.addMember(TOKEN_MINTER_ROLE, sender.address), "make deployer a minter")
+    for account in recipients:
+        sender.transact(token.functions.mint(account, params.mint_amount), "mint voting tokens")
+    slashing = sender.deploy(uma("FixedSlashSlashingLibrary"), params.base_slash, params.governance_slash)
+    finder = w3.eth.contract(address=Web3.to_checksum_address(base.finder), abi=shipped("Finder").abi)
+    voting = sender.deploy(
+        uma("VotingV2"),
+        params.emission_rate,
+        params.unstake_cooldown,
+        params.phase_length,
+        params.max_rolls,
+        params.max_requests_per_round,
+        params.gat,
+        params.spat,
+        token.address,
+        finder.address,
+        slashing.address,
+        "0x0000000000000000000000000000000000000000",  # no previous voting contract to fall back on
+    )
+    sender.transact(token.functions.addMember(TOKEN_MINTER_ROLE, voting.address), "make VotingV2 a minter")
+    registry = sender.deploy(uma("Registry"))
+    sender.transact(
+        registry.functions.addMember(REGISTRY_CONTRACT_CREATOR_ROLE, sender.address), "make deployer a creator"
+    )
+    oov3 = OptimisticOracleV3(w3, base.oov3)
+    sender.transact(registry.functions.registerContract([], oov3.contract.address), "register OOv3 with UMA")
+    for name, address in (("Registry", registry.address), ("Oracle", voting.address)):
+        sender.transact(finder.functions.changeImplementationAddress(to_bytes32(name), address), f"register {name}")
+    for identifier in base.params.get("identifiers") or (ASSERT_TRUTH2,):
+        sync_uma_params(oov3, sender, identifier, base.currency)
+    if oov3.contract.functions.cachedOracle().call() != voting.address:
+        raise ChainError("OptimisticOracleV3 still caches the old oracle; call syncUmaParams on it and retry")
+    return VotingDeployment(
+        voting=voting.address,
+        voting_token=token.address,
+        slashing_library=slashing.address,
+        uma_registry=registry.address,
+        finder=finder.address,
+        oov3=oov3.address,
+        phase_length=params.phase_length,
+        block_number=w3.eth.block_number,
+    )
 
 
 @contextmanager
@@ -89,7 +194,7 @@ class Dvm:
     def warp_to(self, timestamp: int) -> None:
         warp(self.w3, timestamp)
 
-    def warp_to_phase(self, round_id: int, phase: VotePhase) -> None:
+    def warp_to_phase(self, round_id: int, phase: RoundPhase) -> None:
         self.warp_to(round_id * 2 * PHASE + phase * PHASE + 1)
 
     def now(self) -> int:
@@ -105,7 +210,8 @@ class Dvm:
         the stack's AttestationRegistry, the one the disputer watches."""
         bond = self.oov3.minimum_bond(self.base.currency)
         self.asserter.transact(self.currency.functions.approve(self.oov3.address, bond), "approve bond")
-        made, _ = self.oov3.assert_truth(
+        made, _ = assert_truth(
+            self.oov3,
             self.asserter,
             claim=claim,
             asserter=self.asserter.address,
@@ -123,7 +229,7 @@ class Dvm:
         assertion_id = self.assert_claim(claim, callback_recipient=callback_recipient)
         bond = self.oov3.minimum_bond(self.base.currency)
         self.disputer.transact(self.currency.functions.approve(self.oov3.address, bond), "approve bond")
-        self.oov3.dispute(self.disputer, assertion_id, self.disputer.address)
+        dispute(self.oov3, self.disputer, assertion_id, self.disputer.address)
         return assertion_id, self.voting.current_round_id() + 1
 
     def stamp(self, assertion_id: bytes) -> bytes:
