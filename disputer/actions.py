@@ -26,10 +26,10 @@ from web3.types import TxReceipt
 
 from attest.chain.abi import EncodedCall, method
 from attest.chain.artifacts import shipped
-from attest.chain.connect import ChainContext
 from attest.chain.oov3 import Assertion
 from attest.chain.tx import Sender, SignedTx, revert_reason
-from attest.chain.voting import VotePhase, VotingClient, new_salt, vote_hash
+from attest.chain.voting import RoundPhase, VotingClient, new_salt, vote_hash
+from attest.connect import ChainContext
 from attest.errors import ChainError, RpcUnavailable, TransactionRejected
 from attest.flow.outbox import checkpoint
 from attest.flow.token import Token
@@ -319,7 +319,7 @@ class Actor:
         vote = self.store.vote(aid, round_id)
         if vote is not None and vote.phase == "salted":
             vote = self._commit_landed(vote, voting)
-        if voting.vote_phase() is VotePhase.COMMIT:
+        if voting.vote_phase() is RoundPhase.COMMIT:
             if vote is None:
                 vote = self.store.save_salt(
                     aid, round_id=round_id, request_id=request.request_id, price=price, salt=new_salt()

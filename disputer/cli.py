@@ -22,7 +22,7 @@ from attest import __version__
 from attest.errors import AttestError, ConfigError
 
 if TYPE_CHECKING:
-    from attest.chain.connect import ChainContext
+    from attest.connect import ChainContext
     from disputer.store import DisputerStore
 
 log = logging.getLogger("disputer.cli")
@@ -48,8 +48,8 @@ class _Session:
 
     def __init__(self, stack: ExitStack, network: str | None, account: str | None, **overrides: Any) -> None:
         from attest.accounts import load_account
-        from attest.chain.connect import connect
         from attest.config import config_path
+        from attest.connect import connect
         from disputer.config import load_attest_config, load_disputer_config
         from disputer.daemon import build_daemon
         from disputer.store import DisputerStore
@@ -459,7 +459,7 @@ def eval_(dataset: Path, threshold: float | None, bond: float, save_calibration:
     """Accuracy, AUROC, ECE, Brier and bond P/L of the configured judge on labelled rows (JSONL)."""
     from disputer.calibration import fit_isotonic
     from disputer.config import load_attest_config, load_disputer_config
-    from disputer.judge import judge_from_config
+    from disputer.judges import judge_from_config
     from disputer.metrics import load_rows, report
 
     config = load_disputer_config(threshold=threshold)

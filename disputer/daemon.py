@@ -27,11 +27,11 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from attest.chain.artifacts import shipped
-from attest.chain.connect import ChainContext
 from attest.chain.oov3 import AssertionMade
 from attest.chain.voting import VotingClient
 from attest.claim import parse_claim
 from attest.config import Config, config_path
+from attest.connect import ChainContext
 from attest.errors import AttestError, ClaimError
 from attest.flow.token import Token
 from attest.ipfs.store import ContentStore
@@ -40,7 +40,8 @@ from disputer.actions import Actor, SendResult, ancillary_data
 from disputer.calibration import CalibrationMap
 from disputer.config import DisputerConfig
 from disputer.evaluate import Evaluation, Evaluator
-from disputer.judge import Judge, judge_from_config
+from disputer.judge import Judge
+from disputer.judges import judge_from_config
 from disputer.policy import Facts, PolicyDecision, decide, vote_price, wants_dispute
 from disputer.store import Decision, DisputerStore, StoredAssertion
 from disputer.telemetry import Metrics, alert, standard_metrics

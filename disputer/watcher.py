@@ -22,8 +22,8 @@ from requests import RequestException
 from web3 import Web3
 from web3.exceptions import BlockNotFound, Web3Exception, Web3RPCError
 
-from attest.chain.connect import ChainContext
 from attest.chain.oov3 import AssertionDisputed, AssertionMade, AssertionSettled, OracleEvent
+from attest.connect import ChainContext
 from attest.errors import ChainError
 from disputer.actions import release_reorged
 from disputer.store import DisputerStore
