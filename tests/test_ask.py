@@ -20,7 +20,7 @@ from attest.chain.oov3 import OptimisticOracleV3
 from attest.chain.tx import Sender
 from attest.cli import cli
 from attest.devnet import dev_account
-from attest.flow.outbox import CRASH_ENV
+from attest.chain.outbox import CRASH_ENV
 from attest.flow.token import Token
 from attest.ledger import Ledger
 from attest.record.codec import decode_record
