@@ -25,11 +25,11 @@ from web3.exceptions import ContractLogicError, TransactionNotFound
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
+from attest.chain import outbox
 from attest.chain.abi import EncodedCall, method
 from attest.chain.artifacts import shipped
 from attest.chain.connect import ChainContext
 from attest.chain.oov3 import Assertion
-from attest.chain import outbox
 from attest.chain.outbox import IN_FLIGHT, REORGED, SIGNABLE, Outbox, TxRow
 from attest.chain.tx import Sender, revert_reason
 from attest.chain.voting import VotePhase, VotingClient, new_salt, vote_hash
