@@ -78,7 +78,7 @@ class Actor:
         self.ctx = ctx
         self.store = store
         self.sender = sender
-        self.outbox = Outbox(store, sender, resign_lost=True, abandon=self._vanished)
+        self.outbox = Outbox(store, sender, resign_lost=True, abandon=self._vanished, reopened=self._reopened)
 
     # -- the outbox ----------------------------------------------------------------------------------------
     def send(
@@ -92,6 +92,10 @@ class Actor:
     ) -> SendResult:
         """Send one intent once. `spent(receipt)` says why a mined row's effect no longer counts (None: it does)."""
         return self.outbox.send(assertion_id, kind, build, action, spent=spent)
+
+    @staticmethod
+    def _reopened(row: TxRow[bytes], why: str) -> None:
+        log.info("%s for 0x%s is sent again: %s", row.kind, row.subject.hex(), why)
 
     def _vanished(self, row: TxRow[bytes]) -> str | None:
         """Rebroadcast, a dispute's bytes could only revert (and spend gas) once a reorg took its assertion away."""

@@ -142,7 +142,8 @@ class Outbox(Generic[S]):
     only a nonce provably spent elsewhere lets it sign again. The disputer (True) signs again at once: its
     watcher follows reorgs, and what it acted on may have changed on the new branch.
     `abandon(row)`: why an in-flight row must not be rebroadcast when it has no receipt (its bytes could only
-    revert now), or None."""
+    revert now), or None. `reopened(row, why)` hears of a mined row whose effect is gone, before its intent is
+    signed again (the disputer logs it)."""
 
     def __init__(
         self,
@@ -151,11 +152,13 @@ class Outbox(Generic[S]):
         *,
         resign_lost: bool,
         abandon: Callable[[TxRow[S]], str | None] | None = None,
+        reopened: Callable[[TxRow[S], str], None] | None = None,
     ) -> None:
         self.log = log
         self.sender = sender
         self.resign_lost = resign_lost
         self.abandon = abandon
+        self.reopened = reopened
 
     def send(
         self,
@@ -280,6 +283,8 @@ class Outbox(Generic[S]):
             why = None if spent is None else spent(receipt)
         if why is None:
             return row, receipt
+        if self.reopened is not None:
+            self.reopened(row, why)
         return self.log.tx_record(row, "dropped", error=why), None
 
     def _sign_and_send(self, row: TxRow[S], kind: str, build: Callable[[], Call], action: str) -> SendResult[S]:
