@@ -106,8 +106,8 @@ def test_one_at_a_time_still_decides_everything_in_chain_order(local_chain: Loca
 
 def test_disputes_decided_together_go_out_in_one_pipeline(local_chain: LocalChain) -> None:
     """Five wrong answers handled as one batch: one approval of all five bonds, then five disputes signed with
-    consecutive nonces before any is mined; each lands (the later ones carry a gas margin: estimated exactly,
-    the third of a row ran out of gas) and is recorded mined."""
+    consecutive nonces before any is mined; each lands (each carries a gas margin: estimated exactly, the third
+    of a row ran out of gas) and is recorded mined."""
     n = 50  # answers 9, 19, 29, 39 and 49 are wrong
     backlog = _assert_backlog(local_chain, n)
     ctx = connect("local")
@@ -134,9 +134,8 @@ def test_disputes_decided_together_go_out_in_one_pipeline(local_chain: LocalChai
     assert int(ctx.w3.eth.get_transaction_count(disputer)) == nonce_before + 6
     approve_input = bytes(ctx.w3.eth.get_transaction(HexBytes(approvals[0].tx_hash or b""))["input"])
     assert int.from_bytes(approve_input[36:68], "big") == sum(a.bond for a in wrong)
-    gas = []
     for row in disputes:
         receipt = ctx.w3.eth.get_transaction_receipt(HexBytes(row.tx_hash or b""))
         assert receipt["status"] == 1
-        gas.append(int(ctx.w3.eth.get_transaction(HexBytes(row.tx_hash or b""))["gas"]))
-    assert gas[1] > gas[0]  # the margin of a transaction signed behind another
+        limit = int(ctx.w3.eth.get_transaction(HexBytes(row.tx_hash or b""))["gas"])
+        assert limit * 100 >= int(receipt["gasUsed"]) * 120  # every one carries the margin over its estimate
