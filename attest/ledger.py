@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from attest.chain.tx import SignedTx
 
 # started -> signed -> pinned -> asserting -> asserted -> (disputed) -> settled; pinned is final with --no-assert.
-Status = Literal["signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed"]
-STATUSES: tuple[str, ...] = ("signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed")
+AttestationStatus = Literal["signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed"]
+STATUSES: tuple[AttestationStatus, ...] = ("signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed")
 TxKind = Literal["approve", "assert", "settle"]
 
 _MIGRATIONS: tuple[Migration, ...] = (

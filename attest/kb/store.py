@@ -35,13 +35,13 @@ from attest.storage import Database, utc_now
 MANIFEST_SCHEMA = "llm-attest/kb-manifest/v1"
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 
-Status = Literal["added", "unchanged", "replaced"]
+AddOutcome = Literal["added", "unchanged", "replaced"]
 
 
 @dataclass(frozen=True)
 class AddResult:
     doc_cid: str
-    status: Status
+    status: AddOutcome
     chunks: int
     source: str = ""
 
