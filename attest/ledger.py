@@ -3,32 +3,37 @@
 It is an outbox. Every step is written before it happens and again after: the signed record before it is
 pinned, the signed transaction bytes before they are sent, the hash once sent, the receipt once mined. A crash
 at any point leaves enough here for `attest resume` to finish the job by rebroadcasting the very same bytes,
-so no transaction is ever signed twice for one intent.
+so no transaction is ever signed twice for one intent. The transactions are a `TxLog` for the one outbox
+engine (attest/chain/outbox.py): a row per signing, so the earlier attempts of an intent stay on record.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from attest.chain.outbox import TxRow, TxState
 from attest.errors import LedgerError
 from attest.paths import attest_home
-from attest.sqlitedb import Migration, migrate, open_db, utc_now
+from attest.storage import Database, Migration, utc_now
+
+if TYPE_CHECKING:
+    from web3.types import TxReceipt
+
+    from attest.chain.tx import SignedTx
 
 # started -> signed -> pinned -> asserting -> asserted -> (disputed) -> settled; pinned is final with --no-assert.
-Status = Literal["signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed"]
-STATUSES: tuple[str, ...] = ("signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed")
+AttestationStatus = Literal["signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed"]
+STATUSES: tuple[AttestationStatus, ...] = ("signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed")
 TxKind = Literal["approve", "assert", "settle"]
-TxStatus = Literal["signed", "sent", "mined", "reverted", "dropped"]
 
 _MIGRATIONS: tuple[Migration, ...] = (
-    (
-        1,
+    Migration(
         "attestations, transactions, steps",
         """
         CREATE TABLE attestations(
@@ -88,6 +93,13 @@ _MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX steps_by_attestation ON steps(attestation_id);
         """,
     ),
+    Migration(
+        "one transaction vocabulary: reverted is failed; why a transaction failed or was dropped",
+        """
+        ALTER TABLE txs ADD COLUMN error TEXT;
+        UPDATE txs SET status = 'failed', error = 'reverted on chain' WHERE status = 'reverted'
+        """,
+    ),
 )
 
 _UPDATABLE = frozenset(
@@ -139,17 +151,6 @@ class Attestation:
 
 
 @dataclass(frozen=True)
-class TxRow:
-    id: int
-    attestation_id: int
-    kind: str
-    status: str
-    nonce: int
-    tx_hash: str
-    raw: bytes
-
-
-@dataclass(frozen=True)
 class Step:
     at: str
     step: str
@@ -159,12 +160,12 @@ class Step:
 class Ledger:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or attest_home() / "ledger.sqlite"
-        self._db = open_db(self.path, LedgerError, "ledger")
+        self._database = Database(self.path, _MIGRATIONS, what="ledger", error=LedgerError)
+        self._db = self._database.conn
         self._db.row_factory = sqlite3.Row
-        migrate(self._db, _MIGRATIONS, self.path, LedgerError, "ledger")
 
     def close(self) -> None:
-        self._db.close()
+        self._database.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -172,18 +173,8 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as err:
-            raise LedgerError(f"cannot write to the ledger {self.path}: {err}; is it on a full disk?") from None
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._database.transaction()
 
     # -- attestations ------------------------------------------------------------------------------------
     def begin(
@@ -201,7 +192,7 @@ class Ledger:
     ) -> int:
         """The signed record, before anything leaves this machine; `plan` holds the assertion's parameters."""
         now = utc_now()
-        with self._write() as db:
+        with self.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO attestations(status, network, chain_id, account, asserter, query, record, digest, "
                 "want_assert, oov3, registry, currency, bond, liveness, identifier, created_at, updated_at) "
@@ -223,7 +214,7 @@ class Ledger:
         if unknown:
             raise ValueError(f"not ledger fields: {sorted(unknown)}")
         values = [_column_value(name, value) for name, value in fields.items()]
-        with self._write() as db:
+        with self.transaction() as db:
             if fields:
                 assignments = ", ".join(f"{name} = ?" for name in fields)
                 db.execute(
@@ -289,45 +280,60 @@ class Ledger:
         )
         return [Step(r["at"], r["step"], json.loads(r["detail"])) for r in rows]
 
-    # -- transactions ------------------------------------------------------------------------------------
-    def tx_signed(self, attestation_id: int, kind: TxKind, nonce: int, tx_hash: str, raw: bytes) -> None:
-        """The exact bytes, before they are sent: after a crash they are rebroadcast, never re-signed."""
+    # -- transactions: the outbox's log ------------------------------------------------------------------
+    def tx_intent(self, subject: int, kind: str) -> TxRow[int]:
+        """The latest transaction of this attestation's `kind`, or an intent not stored (nothing is signed)."""
+        row = self._db.execute(
+            "SELECT * FROM txs WHERE attestation_id = ? AND kind = ? ORDER BY id DESC LIMIT 1", (subject, kind)
+        ).fetchone()
+        if row is not None:
+            return _tx(row)
         now = utc_now()
-        with self._write() as db:
-            db.execute(
+        return TxRow(0, subject, kind, "intent", None, None, None, None, 0, None, now, now)
+
+    def tx_record_signed(self, row: TxRow[int], signed: SignedTx, sender: str) -> TxRow[int]:
+        """The exact bytes, before they are sent, in a new row: after a crash they are rebroadcast, never
+        re-signed."""
+        now = utc_now()
+        with self.transaction() as db:
+            cursor = db.execute(
                 "INSERT INTO txs(attestation_id, kind, status, nonce, tx_hash, raw, created_at, updated_at) "
                 "VALUES (?, ?, 'signed', ?, ?, ?, ?, ?)",
-                (attestation_id, kind, nonce, tx_hash, raw, now, now),
+                (row.subject, row.kind, signed.nonce, signed.tx_hash, signed.raw, now, now),
             )
-            self._step(db, attestation_id, f"{kind} signed", {"tx": tx_hash, "nonce": nonce})
+            self._step(db, row.subject, f"{row.kind} signed", {"tx": signed.tx_hash, "nonce": signed.nonce})
+        return self._tx_by_id(int(cursor.lastrowid or 0))
 
-    def tx_status(self, tx_hash: str, status: TxStatus, detail: dict[str, Any] | None = None) -> None:
-        with self._write() as db:
-            row = db.execute("SELECT attestation_id, kind FROM txs WHERE tx_hash = ?", (tx_hash,)).fetchone()
-            if row is None:
-                raise LedgerError(f"transaction {tx_hash} is not in the ledger")
-            db.execute("UPDATE txs SET status = ?, updated_at = ? WHERE tx_hash = ?", (status, utc_now(), tx_hash))
-            self._step(db, row["attestation_id"], f"{row['kind']} {status}", {"tx": tx_hash, **(detail or {})})
+    def tx_record(
+        self, row: TxRow[int], status: TxState, *, error: str | None = None, receipt: TxReceipt | None = None
+    ) -> TxRow[int]:
+        if row.id == 0:  # an intent the static call refused: the ledger keeps no row until one is signed
+            return row
+        detail: dict[str, Any] = {"tx": row.hash_hex}
+        if error is not None:
+            detail["why"] = error
+        if receipt is not None:
+            detail |= {"block": receipt["blockNumber"], "gas": receipt["gasUsed"]}
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE txs SET status = ?, error = ?, updated_at = ? WHERE id = ?", (status, error, utc_now(), row.id)
+            )
+            self._step(db, row.subject, f"{row.kind} {status}", detail)
+        return self._tx_by_id(row.id)
 
-    def open_tx(self, attestation_id: int, kind: TxKind) -> TxRow | None:
-        """The transaction of this kind still in flight (signed or sent), if any."""
-        row = self._db.execute(
-            "SELECT * FROM txs WHERE attestation_id = ? AND kind = ? AND status IN ('signed', 'sent') "
-            "ORDER BY id DESC LIMIT 1",
-            (attestation_id, kind),
-        ).fetchone()
-        return None if row is None else _tx(row)
-
-    def mined_tx(self, attestation_id: int, kind: TxKind) -> TxRow | None:
+    def mined_tx(self, attestation_id: int, kind: TxKind) -> TxRow[int] | None:
         row = self._db.execute(
             "SELECT * FROM txs WHERE attestation_id = ? AND kind = ? AND status = 'mined' ORDER BY id DESC LIMIT 1",
             (attestation_id, kind),
         ).fetchone()
         return None if row is None else _tx(row)
 
-    def txs(self, attestation_id: int) -> list[TxRow]:
+    def txs(self, attestation_id: int) -> list[TxRow[int]]:
         rows = self._db.execute("SELECT * FROM txs WHERE attestation_id = ? ORDER BY id", (attestation_id,))
         return [_tx(r) for r in rows]
+
+    def _tx_by_id(self, row_id: int) -> TxRow[int]:
+        return _tx(self._db.execute("SELECT * FROM txs WHERE id = ?", (row_id,)).fetchone())
 
     @staticmethod
     def _step(db: sqlite3.Connection, attestation_id: int, step: str, detail: dict[str, Any]) -> None:
@@ -353,5 +359,9 @@ def _attestation(row: sqlite3.Row) -> Attestation:
     return Attestation(**data)
 
 
-def _tx(row: sqlite3.Row) -> TxRow:
-    return TxRow(row["id"], row["attestation_id"], row["kind"], row["status"], row["nonce"], row["tx_hash"], row["raw"])
+def _tx(row: sqlite3.Row) -> TxRow[int]:
+    """A ledger row is one signing (attempts 1); its hash is kept as 0x-hex text."""
+    return TxRow(
+        row["id"], row["attestation_id"], row["kind"], row["status"], row["nonce"], bytes.fromhex(row["tx_hash"][2:]),
+        row["raw"], None, 1, row["error"], row["created_at"], row["updated_at"],
+    )  # fmt: skip

@@ -360,7 +360,7 @@ def verdict(sides: Sequence[Side]) -> str:
 
 
 def _retrieval_table(table: type[Table], by_set: dict[str, list[Side]], rounds: int) -> Table:
-    from attest.kb.store import HEADING_WEIGHT
+    from attest.kb.schema import HEADING_WEIGHT
 
     def row(set_name: str, side: Side, ours: Side) -> tuple[str, ...]:
         s = side.scores

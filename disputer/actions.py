@@ -1,10 +1,11 @@
-"""What the disputer sends: disputes, bond approvals, votes and settlements, each through the store's outbox.
+"""What the disputer sends: disputes, bond approvals, votes and settlements, each through the outbox engine
+(attest/chain/outbox.py) over the store's outbox rows.
 
 Every transaction follows one path: an outbox row for (assertion, kind), a static call, the signed bytes and
 their hash recorded, then the bytes sent. A row already signed or sent is reconciled instead (its receipt, or
 the same bytes re-broadcast, or marked dropped when its nonce went elsewhere), so a restart at any point never
-sends one intent twice. `ATTEST_CRASH_AT=<kind>-signed|<kind>-sent` kills the process right after that step
-is recorded (the crash tests use it, as the asserter's outbox does).
+sends one intent twice. `ATTEST_CRASH_AT=<kind>-signed|<kind>-sent|<kind>-mined` kills the process right
+after that step is recorded (the crash tests use it, as the asserter's outbox does).
 
 A mined row is final only while its effect lasts: one a reorg removed, an approval another dispute spent, or a
 vote commit or reveal of an earlier round (the request rolled) is reopened (`dropped`, with the reason) and its
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import TypeAlias
 
 from hexbytes import HexBytes
 from web3 import Web3
@@ -24,32 +25,21 @@ from web3.exceptions import ContractLogicError, TransactionNotFound
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
+from attest.chain import outbox
 from attest.chain.abi import EncodedCall, method
 from attest.chain.artifacts import shipped
 from attest.chain.oov3 import Assertion
-from attest.chain.tx import Sender, SignedTx, revert_reason
+from attest.chain.outbox import IN_FLIGHT, REORGED, SIGNABLE, Outbox, TxRow
+from attest.chain.tx import Sender, revert_reason
 from attest.chain.voting import RoundPhase, VotingClient, new_salt, vote_hash
 from attest.connect import ChainContext
-from attest.errors import ChainError, RpcUnavailable, TransactionRejected
-from attest.flow.outbox import checkpoint
+from attest.errors import ChainError
 from attest.flow.token import Token
-from disputer.store import SIGNABLE, DisputerStore, TxKind, TxRow, Vote
+from disputer.store import DisputerStore, TxKind, Vote
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class SendResult:
-    row: TxRow
-    error: str | None = None  # why nothing was sent, or why what was sent did not land
-
-    @property
-    def mined(self) -> bool:
-        return self.row.status == "mined"
-
-    @property
-    def tx_hash(self) -> str | None:
-        return None if self.row.tx_hash is None else "0x" + self.row.tx_hash.hex()
+SendResult: TypeAlias = outbox.SendResult[bytes]  # the disputer's transactions act for an assertion id
 
 
 def ancillary_data(assertion_id: bytes, asserter: str) -> bytes:
@@ -60,7 +50,7 @@ def ancillary_data(assertion_id: bytes, asserter: str) -> bytes:
 GONE = "the assertion left the chain in a reorg; nothing more is sent for it"
 
 
-def release_reorged(store: DisputerStore, w3: Web3, assertion_id: bytes, *, gone: bool) -> list[TxRow]:
+def release_reorged(store: DisputerStore, w3: Web3, assertion_id: bytes, *, gone: bool) -> list[TxRow[bytes]]:
     """After a reorg removed an assertion (`gone`) or its dispute: rows whose transaction is no longer on chain.
 
     For a gone assertion every open row is failed with the reason (signed bytes are never rebroadcast: they
@@ -72,7 +62,7 @@ def release_reorged(store: DisputerStore, w3: Web3, assertion_id: bytes, *, gone
         if gone and row.status in ("intent", "signed", "sent") and not on_chain:
             changed.append(store.tx_failed(row.id, GONE))
         elif row.status == "mined" and row.kind == "dispute" and not on_chain:
-            changed.append(store.tx_reopen(row.id, "a reorg removed it from the chain"))
+            changed.append(store.tx_reopen(row.id, REORGED))
     return changed
 
 
@@ -88,6 +78,7 @@ class Actor:
         self.ctx = ctx
         self.store = store
         self.sender = sender
+        self.outbox = Outbox(store, sender, resign_lost=True, abandon=self._vanished, reopened=self._reopened)
 
     # -- the outbox ----------------------------------------------------------------------------------------
     def send(
@@ -100,77 +91,30 @@ class Actor:
         spent: Callable[[TxReceipt], str | None] | None = None,
     ) -> SendResult:
         """Send one intent once. `spent(receipt)` says why a mined row's effect no longer counts (None: it does)."""
-        row = self.store.tx_intent(assertion_id, kind)
-        if row.status == "mined":
-            row = self._still_mined(row, spent)
-            if row.status == "mined":
-                return SendResult(row)
-        if row.status in ("signed", "sent"):
-            row = self._reconcile(row, action)
-            if row.status != "dropped":
-                return SendResult(row, None if row.status == "mined" else row.error)
-        try:
-            signed = self.sender.prepare(build(), action)
-        except TransactionRejected as err:
-            if row.status == "intent":
-                row = self.store.tx_failed(row.id, err.reason)
-            return SendResult(row, err.reason)
-        except ChainError as err:  # not enough gas money: nothing was signed
-            return SendResult(row, str(err))
-        row = self.store.tx_signed(
-            row.id, signed.nonce, bytes.fromhex(signed.tx_hash[2:]), signed.raw, sender=self.sender.address
-        )
-        checkpoint(f"{kind}-signed")
-        try:
-            self.sender.broadcast(signed)
-        except RpcUnavailable as err:  # it may have landed: the row stays signed and the next reconcile finds out
-            return SendResult(row, str(err))
-        except ChainError as err:
-            return SendResult(self.store.tx_failed(row.id, str(err)), str(err))
-        row = self.store.tx_sent(row.id)
-        checkpoint(f"{kind}-sent")
-        try:
-            receipt = self.sender.wait(signed.tx_hash, action)
-        except ChainError as err:  # still in flight: the next reconcile finds out
-            return SendResult(row, str(err))
-        row = self.store.tx_mined(row.id, int(receipt["status"]))
-        return SendResult(row, None if row.status == "mined" else f"{action} reverted on chain")
+        return self.outbox.send(assertion_id, kind, build, action, spent=spent)
 
-    def _reconcile(self, row: TxRow, action: str) -> TxRow:
-        assert row.tx_hash is not None and row.raw is not None and row.nonce is not None
-        signed = SignedTx(action, row.nonce, "0x" + row.tx_hash.hex(), row.raw)
-        if self._assertion_vanished(row) and self.sender.receipt(signed.tx_hash) is None:
-            # Rebroadcast, these bytes could only revert (and spend gas): a reorg took the assertion away.
-            return self.store.tx_failed(row.id, GONE)
-        try:
-            receipt = self.sender.reconcile(signed)
-        except ChainError as err:
-            log.warning("%s %s is still unresolved: %s", action, signed.tx_hash, err)
-            return row
-        if receipt is None:
-            return self.store.tx_dropped(row.id)
-        return self.store.tx_mined(row.id, int(receipt["status"]))
+    @staticmethod
+    def _reopened(row: TxRow[bytes], why: str) -> None:
+        log.info("%s for 0x%s is sent again: %s", row.kind, row.subject.hex(), why)
 
-    def _still_mined(self, row: TxRow, spent: Callable[[TxReceipt], str | None] | None) -> TxRow:
-        assert row.tx_hash is not None
-        receipt = self.sender.receipt("0x" + row.tx_hash.hex())
-        why = "a reorg removed it from the chain" if receipt is None else spent(receipt) if spent else None
-        if why is None:
-            return row
-        log.info("%s for 0x%s is sent again: %s", row.kind, row.assertion_id.hex(), why)
-        return self.store.tx_reopen(row.id, why)
+    def _vanished(self, row: TxRow[bytes]) -> str | None:
+        """Rebroadcast, a dispute's bytes could only revert (and spend gas) once a reorg took its assertion away."""
+        if row.kind == "dispute" and not self.ctx.oov3.get_assertion(row.subject).exists:
+            return GONE
+        return None
 
-    def _assertion_vanished(self, row: TxRow) -> bool:
-        return row.kind == "dispute" and not self.ctx.oov3.get_assertion(row.assertion_id).exists
-
-    def reconcile_open(self) -> list[TxRow]:
+    def reconcile_open(self) -> list[TxRow[bytes]]:
         """At start: settle what every signed or sent row became (intent rows sent nothing and wait for their
         action to come round again)."""
         done = []
         # In nonce order: a batch's later transactions can only be mined once its earlier ones are.
-        open_rows = [row for row in self.store.open_txs() if row.status in ("signed", "sent")]
+        open_rows = [row for row in self.store.open_txs() if row.status in IN_FLIGHT]
         for row in sorted(open_rows, key=lambda r: (r.sender or "", r.nonce or 0, r.id)):
-            done.append(self._reconcile(row, row.kind))
+            try:
+                done.append(self.outbox.reconcile(row, row.kind)[0])
+            except ChainError as err:
+                log.warning("%s %s is still unresolved: %s", row.kind, row.hash_hex, err)
+                done.append(row)
         return done
 
     # -- disputes ------------------------------------------------------------------------------------------
@@ -211,13 +155,9 @@ class Actor:
         self, disputes: list[tuple[bytes, int]], *, currency: str, approve: bool
     ) -> dict[bytes, SendResult]:
         """Dispute several assertions (id, bond) in one pipeline: at most one approval (of all their bonds, keyed
-        on the first), then every dispute static-called and signed with consecutive nonces, recorded, sent, and
-        its receipt awaited, each stage one commit for the whole batch.
-
-        The outbox guarantees of `send` hold: the bytes are recorded before they leave, a restart reconciles them
-        by hash. Rows already signed, sent or mined (an earlier attempt) take the one-by-one path. If a broadcast
-        fails, the rows after it are released unsent (their bytes never left this process), so no nonce gap is
-        left behind; their disputes are sent again on the next step."""
+        on the first), then every dispute through the outbox's batch pipeline (consecutive nonces, one commit
+        per stage). Rows already signed, sent or mined (an earlier attempt) take the one-by-one path; a dispute
+        a failed broadcast left unsent is sent again on the next step."""
         results: dict[bytes, SendResult] = {}
         with self.store.transaction():
             rows = {aid: self.store.tx_intent(aid, "dispute") for aid, _bond in disputes}
@@ -232,52 +172,8 @@ class Actor:
             if not approved.mined:
                 why = f"its approval did not land: {approved.error}"
                 return results | {aid: SendResult(rows[aid], why) for aid, _bond in fresh}
-        try:
-            prepared = self.sender.prepare_many([(self.dispute_call(aid), "disputeAssertion") for aid, _ in fresh])
-        except ChainError as err:  # not enough gas money: nothing was signed
-            return results | {aid: SendResult(rows[aid], str(err)) for aid, _bond in fresh}
-        signed: list[tuple[TxRow, SignedTx]] = []
-        with self.store.transaction():
-            for (aid, _bond), tx in zip(fresh, prepared, strict=True):
-                if isinstance(tx, TransactionRejected):
-                    row = rows[aid] if rows[aid].status != "intent" else self.store.tx_failed(rows[aid].id, tx.reason)
-                    results[aid] = SendResult(row, tx.reason)
-                    continue
-                row = self.store.tx_signed(
-                    rows[aid].id, tx.nonce, bytes.fromhex(tx.tx_hash[2:]), tx.raw, sender=self.sender.address
-                )
-                signed.append((row, tx))
-        if signed:
-            checkpoint("dispute-signed")
-        sent: list[tuple[TxRow, SignedTx]] = []
-        for i, (row, tx) in enumerate(signed):
-            try:
-                self.sender.broadcast(tx)
-            except ChainError as err:
-                # An outage may have let it land: it stays signed for the reconcile. Anything else: it never will.
-                failed = row if isinstance(err, RpcUnavailable) else self.store.tx_failed(row.id, str(err))
-                results[row.assertion_id] = SendResult(failed, str(err))
-                with self.store.transaction():
-                    for later, _tx in signed[i + 1 :]:
-                        why = "not sent: an earlier transaction of its batch did not go out"
-                        results[later.assertion_id] = SendResult(self.store.tx_dropped(later.id, why), why)
-                break
-            sent.append((row, tx))
-        with self.store.transaction():
-            sent = [(self.store.tx_sent(row.id), tx) for row, tx in sent]
-        if sent:
-            checkpoint("dispute-sent")
-        receipts: list[tuple[TxRow, TxReceipt]] = []
-        for row, tx in sent:
-            try:
-                receipts.append((row, self.sender.wait(tx.tx_hash, tx.action)))
-            except ChainError as err:  # still in flight: the next reconcile finds out
-                results[row.assertion_id] = SendResult(row, str(err))
-        with self.store.transaction():
-            for row, receipt in receipts:
-                done = self.store.tx_mined(row.id, int(receipt["status"]))
-                results[row.assertion_id] = SendResult(done, None if done.status == "mined" else "reverted on chain")
-        return results
+        calls = [(aid, self.dispute_call(aid)) for aid, _bond in fresh]
+        return results | self.outbox.send_many(calls, "dispute", "disputeAssertion")
 
     # -- settling ------------------------------------------------------------------------------------------
     def settle(self, assertion_id: bytes) -> SendResult:

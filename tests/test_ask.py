@@ -18,9 +18,9 @@ from web3 import Web3
 from attest.accounts import dev_account
 from attest.chain.artifacts import shipped
 from attest.chain.oov3 import OptimisticOracleV3
+from attest.chain.outbox import CRASH_ENV
 from attest.chain.tx import Sender
 from attest.cli import cli
-from attest.flow.outbox import CRASH_ENV
 from attest.flow.token import Token
 from attest.ledger import Ledger
 from attest.record.codec import decode_record

@@ -51,7 +51,7 @@ def test_newer_schema_and_garbage_files_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "d.sqlite"
     DisputerStore(path).close()
     with sqlite3.connect(path) as db:
-        db.execute("INSERT INTO schema_version VALUES (?, 'from the future', 'now')", (SCHEMA_VERSION + 1,))
+        db.execute("INSERT INTO migrations VALUES (?, 'from the future', 'now')", (SCHEMA_VERSION + 1,))
     with pytest.raises(DisputerStateError, match=r"newer than this release reads.*upgrade llm-attest"):
         DisputerStore(path)
     junk = tmp_path / "junk.sqlite"
@@ -188,7 +188,7 @@ def test_a_v1_state_file_is_migrated_in_place(tmp_path: Path) -> None:
         s.record_decision(made(1).assertion_id, action="dispute", reason="preview", dry_run=True)
     with sqlite3.connect(path) as db:  # as a release with schema v1 left it
         db.execute("DROP TABLE superseded_decisions")
-        db.execute("DELETE FROM schema_version WHERE version > 1")
+        db.execute("DELETE FROM migrations WHERE version > 1")
     with DisputerStore(path) as s:
         assert s.schema_version() == SCHEMA_VERSION
         s.record_decision(made(1).assertion_id, action="none", reason="real")

@@ -19,7 +19,7 @@ from attest.ipfs.cid import CID
 from attest.ipfs.local import LocalStore
 from attest.ipfs.unixfs import cid_of
 from attest.kb import MANIFEST_SCHEMA, ChunkParams, KnowledgeBase, fts_query, query_terms
-from attest.kb.store import restricted_match, split_by_bound
+from attest.kb.search import restricted_match, split_by_bound
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kb"
 GOOD_SOURCES = ["good/guide.md", "good/nested/anchors.md", "good/notes.txt", "good/page.html"]

@@ -137,7 +137,7 @@ def test_a_dispute_signed_for_a_vanished_assertion_is_failed_not_rebroadcast(env
     assert crashed.returncode == 137, crashed.stderr
     with env.store() as store:
         (signed,) = [r for r in store.open_txs() if r.kind == "dispute"]
-        assert signed.assertion_id == gone.assertion_id
+        assert signed.subject == gone.assertion_id
         assert signed.status == "signed" and signed.tx_hash is not None
     assert env.rpc("evm_revert", snapshot) is True
     env.rpc("anvil_mine", hex(3))

@@ -14,13 +14,13 @@ from datetime import UTC, datetime
 
 from web3 import Web3
 
+from attest.chain.outbox import checkpoint, send_once, settle_open
 from attest.chain.tx import Sender
 from attest.claim import build_claim, rules_bytes
 from attest.config import Config, load_config
 from attest.connect import ChainContext, connect
 from attest.context import RetrievedChunk
 from attest.errors import BondError, KbError
-from attest.flow.outbox import checkpoint, send_once, settle_open
 from attest.flow.token import Token
 from attest.ipfs.local import LocalStore
 from attest.ipfs.remotes import Remotes, replicate

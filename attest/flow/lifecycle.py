@@ -6,12 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from attest.chain.oov3 import Assertion
+from attest.chain.outbox import checkpoint, send_once
 from attest.chain.tx import Sender
 from attest.config import Config, load_config
 from attest.connect import ChainContext, connect
 from attest.errors import AttestError, LedgerError, TransactionRejected
 from attest.flow.ask import Progress, _quiet, assert_pinned, pin_record
-from attest.flow.outbox import checkpoint, send_once
 from attest.ipfs.local import LocalStore
 from attest.ledger import Attestation, Ledger
 

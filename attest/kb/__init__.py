@@ -11,16 +11,9 @@ from attest.kb.chunking import (
     html_to_text,
     parse_document,
 )
-from attest.kb.store import (
-    MANIFEST_SCHEMA,
-    SCHEMA_VERSION,
-    AddResult,
-    DocumentInfo,
-    KbStats,
-    KnowledgeBase,
-    fts_query,
-    query_terms,
-)
+from attest.kb.schema import SCHEMA_VERSION
+from attest.kb.search import fts_query, query_terms
+from attest.kb.store import MANIFEST_SCHEMA, AddResult, DocumentInfo, KbStats, KnowledgeBase
 
 __all__ = [
     "CHUNKER",

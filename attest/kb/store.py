@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import array
 import json
-import math
 import os
-import re
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -30,95 +27,21 @@ from attest.ipfs.cid import CID
 from attest.ipfs.store import DEFAULT_TIMEOUT_S, ContentStore
 from attest.ipfs.unixfs import cid_of
 from attest.kb.chunking import CHUNKER, SUFFIXES, ChunkParams, ParsedDocument, parse_document
+from attest.kb.schema import MIGRATIONS, SCHEMA_VERSION, index_heading
+from attest.kb.search import Search
 from attest.paths import attest_home
+from attest.storage import Database, utc_now
 
 MANIFEST_SCHEMA = "llm-attest/kb-manifest/v1"
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
-MAX_QUERY_TERMS = 32
-HEADING_WEIGHT = 4.0  # a query word in a document's name or heading path counts this much more than in its body
-_BM25 = f"bm25(chunks_fts, {HEADING_WEIGHT}, 1.0)"
-_BM25_MAX = 1.2 + 1.0  # FTS5's k1 + 1: the most one term adds to a score, per unit of its idf
-# Below these many matching chunks a plain OR query is already fast: FTS5 steps through every chunk an OR
-# matches (~1 µs each) and ranks each (~4 µs), so common words, not ranking, are what make a query slow.
-_PLAIN_BELOW = 1000
-_PROBE_ROWS = 400  # how many chunks the rarest terms may match in the query that finds a first k-th best score
 
-Status = Literal["added", "unchanged", "replaced"]
-
-# FTS5 with porter stemming; `_` is a word character, so a snake_case identifier (max_fee_per_gas) is one term,
-# as it is one name in the specs it comes from, rather than four common words.
-_TOKENIZER = "porter unicode61 remove_diacritics 2 tokenchars '_'"
-_FTS_TABLE = f"""
-    CREATE VIRTUAL TABLE chunks_fts USING fts5(heading, body, tokenize = "{_TOKENIZER}");
-    INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('rank', 'bm25({HEADING_WEIGHT}, 1.0)');
-"""
-
-# A migration is SQL, or a function run on the connection (inside the migration's transaction).
-Migration = str | Callable[[sqlite3.Connection], None]
-_MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
-    (
-        1,
-        "documents, chunks, FTS5 index, embeddings",
-        f"""
-        CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        CREATE TABLE documents(
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            source TEXT NOT NULL UNIQUE,
-            doc_cid TEXT NOT NULL,
-            title TEXT NOT NULL,
-            media_type TEXT NOT NULL,
-            bytes INTEGER NOT NULL,
-            added_at TEXT NOT NULL
-        );
-        CREATE INDEX documents_by_cid ON documents(doc_cid);
-        CREATE TABLE chunks(
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-            doc_cid TEXT NOT NULL,
-            idx INTEGER NOT NULL,
-            text TEXT NOT NULL,
-            sha256 TEXT NOT NULL,
-            heading_path TEXT NOT NULL,
-            start_char INTEGER NOT NULL,
-            end_char INTEGER NOT NULL,
-            UNIQUE(document_id, idx)
-        );
-        CREATE VIRTUAL TABLE chunks_fts USING fts5(
-            heading, body, tokenize = 'porter unicode61 remove_diacritics 2'
-        );
-        INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('rank', 'bm25({HEADING_WEIGHT}, 1.0)');
-        CREATE TABLE embeddings(
-            chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
-            model TEXT NOT NULL,
-            dim INTEGER NOT NULL,
-            vector BLOB NOT NULL
-        );
-        CREATE INDEX embeddings_by_model ON embeddings(model);
-        """,
-    ),
-    (2, "FTS index keeps snake_case identifiers whole (tokenchars '_')", lambda db: _rebuild_fts(db)),
-)
-SCHEMA_VERSION = _MIGRATIONS[-1][0]
-
-# Dropped from queries (unless nothing else is left): they match nearly every chunk and only slow ranking.
-_STOPWORD_TEXT = """
-    a about above after again all also am an and any are as at be because been before being below between both
-    but by can could did do does doing down during each few for from further had has have having he her here
-    hers how i if in into is it its itself just me more most my no nor not now of off on once only or other
-    our ours out over own same she should so some such than that the their theirs them then there these they
-    this those through to too under until up very was we were what when where which while who whom why will
-    with would you your yours
-"""
-_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-_TOKEN = re.compile(r"\w+")  # what the FTS tokenizer keeps together (`_` included)
-# "the user's wallet" means the user; left in, the "s" would turn the word into the phrase "user s".
-_POSSESSIVE = re.compile(r"(?<=\w)['\u2019]s\b", re.IGNORECASE)
+AddOutcome = Literal["added", "unchanged", "replaced"]
 
 
 @dataclass(frozen=True)
 class AddResult:
     doc_cid: str
-    status: Status
+    status: AddOutcome
     chunks: int
     source: str = ""
 
@@ -174,118 +97,11 @@ class _Incoming:
     doc_cid: str
 
 
-def query_terms(text: str) -> list[str]:
-    """Any user text as FTS5 terms that cannot fail to parse: each word quoted, stop words dropped.
-
-    A word the tokenizer splits (EIP-1559, max_fee_per_gas) becomes a phrase, so its parts must be adjacent.
-    Stop words are kept only when nothing else is left.
-    """
-    terms: list[str] = []
-    stop: list[str] = []
-    for word in _POSSESSIVE.sub("", text).split():
-        tokens = _TOKEN.findall(word.lower())
-        if not tokens:
-            continue
-        term = '"' + " ".join(tokens).replace('"', '""') + '"'
-        target = stop if len(tokens) == 1 and tokens[0] in _STOPWORDS else terms
-        if term not in target:
-            target.append(term)
-    return (terms or stop)[:MAX_QUERY_TERMS]
-
-
-def fts_query(text: str) -> str:
-    """The FTS5 MATCH expression for `text`: its terms joined by OR ("" when it has none)."""
-    return " OR ".join(query_terms(text))
-
-
-def _idf(rows: int, hits: int) -> float:
-    """FTS5's bm25 idf, clamped the way it clamps it."""
-    return max(math.log((rows - hits + 0.5) / (hits + 0.5)), 1e-6)
-
-
-def split_by_bound(terms: Sequence[str], bounds: dict[str, float], threshold: float) -> tuple[list[str], list[str]]:
-    """(required, optional): the optional terms are the weakest ones whose bounds together stay below `threshold`.
-
-    A chunk that holds only optional terms scores less than `threshold`, so when `threshold` is at most the
-    k-th best score it cannot be in the top k (MaxScore), and the search only has to rank chunks that hold
-    a required term.
-    """
-    optional: list[str] = []
-    total = 0.0
-    for term in sorted(terms, key=lambda t: bounds[t]):
-        if total + bounds[term] >= threshold:
-            break
-        optional.append(term)
-        total += bounds[term]
-    return [t for t in terms if t not in optional], optional
-
-
-def restricted_match(required: Sequence[str], optional: Sequence[str]) -> str:
-    """Chunks with a required term, each scored on every term exactly as the plain OR query scores it.
-
-    `(R OR O) NOT (O NOT R)`: the NOT side removes chunks with only optional terms and adds no score. FTS5 steps
-    through every chunk of R OR O to evaluate it, so search uses `required_match`, which steps through R's only,
-    unless a term is a phrase of several tokens.
-    """
-    r = "(" + " OR ".join(required) + ")"
-    if not optional:
-        return r
-    o = "(" + " OR ".join(optional) + ")"
-    return f"(({r} OR {o}) NOT ({o} NOT {r}))"
-
-
-def required_match(required: Sequence[str], optional: Sequence[str]) -> str:
-    """The same chunks scored the same way as `restricted_match`, found by stepping through the required terms'
-    chunks only: `(R AND O) OR (R NOT O)`.
-
-    FTS5 scores only the phrases of the branch a chunk matches (the other branch's phrases count nothing), so
-    each chunk's score is its plain OR score when every term is one token (a phrase of several can lose
-    instances); but where `restricted_match` steps through every chunk any term matches, both branches here step
-    through R's chunks and only look up O in them.
-    """
-    r = "(" + " OR ".join(required) + ")"
-    if not optional:
-        return r
-    o = "(" + " OR ".join(optional) + ")"
-    return f"(({r} AND {o}) OR ({r} NOT {o}))"
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _run_script(db: sqlite3.Connection, sql: str) -> None:
-    """Statements separated by `;` (none holds one inside a literal), each on its own: `executescript` would
-    commit the open transaction."""
-    for statement in sql.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-def _index_heading(source: str, heading_path: Sequence[str]) -> str:
-    """The heading column of a chunk: its file name (not for ipfs:// sources, whose name is a CID) and heading path."""
-    name = "" if source.startswith("ipfs://") else PurePosixPath(source).name
-    return " ".join((name, *heading_path))
-
-
-def _rebuild_fts(db: sqlite3.Connection) -> None:
-    """A new FTS table with the current tokenizer, indexed again from the stored chunks (which it never changes)."""
-    db.execute("DROP TABLE IF EXISTS chunks_fts")
-    _run_script(db, _FTS_TABLE)
-    rows = db.execute(
-        "SELECT c.id, d.source, c.heading_path, c.text FROM chunks c JOIN documents d ON d.id = c.document_id"
-    )
-    db.executemany(
-        "INSERT INTO chunks_fts(rowid, heading, body) VALUES (?, ?, ?)",
-        ((chunk_id, _index_heading(source, json.loads(path)), text) for chunk_id, source, path, text in rows),
-    )
-
-
-class KnowledgeBase:
+class KnowledgeBase(Search):
     """One SQLite file (default `ATTEST_HOME/kb.sqlite3`). Use as a context manager, or call `close()`."""
 
     def __init__(
@@ -294,24 +110,13 @@ class KnowledgeBase:
         self.path = path if path is not None else attest_home() / "kb.sqlite3"
         # Where ingested documents' bytes are kept and pinned, so a record citing them can be checked by CID.
         self.document_store = document_store
-        self._depth = 0
-        # Corpus statistics for search; `PRAGMA data_version` tells when another connection changed them.
         self._stats_version = -1
-        self._rows: int | None = None
-        self._hits: dict[str, int] = {}
+        self._rows = None
+        self._hits = {}
+        self._database = Database(self.path, MIGRATIONS, what="knowledge base", error=KbError)
+        self._db = self._database.conn
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
-        except (OSError, sqlite3.Error) as err:
-            raise KbError(f"cannot open the knowledge base at {self.path}: {err}") from None
-        try:
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            # The write-ahead log is cut back to 8 MiB when next reset, so a big ingest leaves no big file behind.
-            self._db.execute("PRAGMA journal_size_limit = 8388608")
-            self._db.execute("PRAGMA foreign_keys = ON")
             self._db.execute("PRAGMA cache_size = -32768")  # 32 MiB: the FTS index of a large corpus stays in memory
-            self._migrate()
             self.params = self._settle_params(params)
         except sqlite3.DatabaseError as err:
             self._db.close()
@@ -323,34 +128,13 @@ class KnowledgeBase:
             raise
 
     def close(self) -> None:
-        self._db.close()
+        self._database.close()
 
     def __enter__(self) -> KnowledgeBase:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # -- schema --------------------------------------------------------------------------------------------
-    def _migrate(self) -> None:
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS migrations(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT)"
-        )
-        current = self._db.execute("SELECT coalesce(max(version), 0) FROM migrations").fetchone()[0]
-        if current > SCHEMA_VERSION:
-            raise KbError(
-                f"{self.path} has knowledge base schema v{current}, newer than this release reads "
-                f"(v{SCHEMA_VERSION}); upgrade llm-attest"
-            )
-        for version, name, sql in _MIGRATIONS:
-            if version <= current:
-                continue
-            with self.transaction():
-                if callable(sql):
-                    sql(self._db)
-                else:
-                    _run_script(self._db, sql)
-                self._db.execute("INSERT INTO migrations VALUES (?, ?, ?)", (version, name, _now()))
 
     def _settle_params(self, wanted: ChunkParams | None) -> ChunkParams:
         """The chunking parameters are the KB's: fixed by its first use, since the manifest names them."""
@@ -373,31 +157,11 @@ class KnowledgeBase:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """All writes inside commit together or not at all; nested uses join the outer transaction."""
-        if self._depth:
-            self._depth += 1
-            try:
+        """All writes inside commit together or not at all; an inner use is a savepoint of the outer one."""
+        try:
+            with self._database.transaction():
                 yield
-            finally:
-                self._depth -= 1
-            return
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as err:
-            raise KbError(f"cannot write to {self.path}: {err}; is another attest process writing to it?") from None
-        self._depth = 1
-        try:
-            yield
-        except sqlite3.Error as err:
-            self._db.execute("ROLLBACK")
-            raise KbError(f"the knowledge base at {self.path} failed: {err}; nothing was changed") from None
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        else:
-            self._db.execute("COMMIT")
         finally:
-            self._depth = 0
             self._stats_version = -1  # our own commits do not change data_version
 
     # -- ingest --------------------------------------------------------------------------------------------
@@ -493,7 +257,7 @@ class KnowledgeBase:
             self._delete_document(row[0])
         cur = db.execute(
             "INSERT INTO documents(source, doc_cid, title, media_type, bytes, added_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (item.source, item.doc_cid, parsed.title, parsed.media_type, len(item.data), _now()),
+            (item.source, item.doc_cid, parsed.title, parsed.media_type, len(item.data), utc_now()),
         )
         self._insert_chunks(cur.lastrowid, item, parsed)
         return AddResult(item.doc_cid, "added" if row is None else "replaced", len(parsed.chunks), item.source)
@@ -515,7 +279,7 @@ class KnowledgeBase:
                     chunk.end,
                 ),
             )
-            index_rows.append((cur.lastrowid, _index_heading(item.source, chunk.heading_path), chunk.text))
+            index_rows.append((cur.lastrowid, index_heading(item.source, chunk.heading_path), chunk.text))
         self._db.executemany("INSERT INTO chunks_fts(rowid, heading, body) VALUES (?, ?, ?)", index_rows)
 
     def _delete_document(self, document_id: int) -> None:
@@ -548,101 +312,6 @@ class KnowledgeBase:
             "FROM documents d ORDER BY d.source"
         )
         return [DocumentInfo(*row) for row in rows]
-
-    def search(self, query: str, k: int = 5) -> list[RetrievedChunk]:
-        """The `k` chunks that best match `query` (BM25; a match in a heading or file name weighs more).
-
-        Exactly the top k of the plain OR query over the query's words, found without stepping through the
-        chunks that hold only common words when those cannot reach the top k. The same chunk of the same bytes
-        under two sources is returned once.
-        """
-        if k < 1:
-            raise KbError(f"k must be at least 1 (got {k})")
-        terms = query_terms(query)
-        limit = k
-        while True:
-            match, rows = self._plan(terms, limit)
-            if not match:
-                return []
-            found: list[RetrievedChunk] = []
-            seen: set[tuple[str, int]] = set()
-            for source, doc_cid, idx, text, sha256, path, score in rows:
-                if (doc_cid, idx) not in seen and len(found) < k:
-                    seen.add((doc_cid, idx))
-                    chunk = RetrievedChunk(source, doc_cid, idx, text, sha256, tuple(json.loads(path)), float(score))
-                    found.append(chunk)
-            if len(found) == k or len(rows) < limit:
-                return found
-            limit = 2 * limit + 8  # duplicates took places: look further
-
-    def _top(self, match: str, limit: int) -> list[tuple[Any, ...]]:
-        return self._db.execute(
-            "SELECT d.source, c.doc_cid, c.idx, c.text, c.sha256, c.heading_path, hits.score FROM "
-            f"(SELECT rowid, -{_BM25} AS score FROM chunks_fts WHERE chunks_fts MATCH ? "
-            "ORDER BY score DESC LIMIT ?) AS hits "
-            "JOIN chunks c ON c.id = hits.rowid JOIN documents d ON d.id = c.document_id "
-            "ORDER BY hits.score DESC, d.source, c.idx",
-            (match, limit),
-        ).fetchall()
-
-    def _match(self, terms: list[str], limit: int) -> str:
-        """The MATCH expression whose top `limit` are the top `limit` of `terms` joined by OR."""
-        return self._plan(terms, limit)[0]
-
-    def _plan(self, terms: list[str], limit: int) -> tuple[str, list[tuple[Any, ...]]]:
-        """The MATCH expression whose top `limit` are the top `limit` of `terms` joined by OR, and those rows.
-
-        MaxScore over FTS5: the chunks holding one of the rarest terms are ranked first, on every term, and
-        the limit-th of their exact scores is a lower bound of the limit-th best score overall. Every term whose
-        bound, added to those of the terms weaker than it, stays below that score is optional: a chunk holding
-        only optional terms cannot reach the top. When all required terms were among the rarest, the first
-        ranking is already the answer; otherwise the chunks holding the other required terms are ranked too.
-        """
-        rows, hits = self._corpus_counts(terms)
-        terms = [t for t in terms if hits[t]]
-        everything = " OR ".join(terms)
-        if not terms or sum(hits[t] for t in terms) < _PLAIN_BELOW:
-            return everything, self._top(everything, limit) if terms else []
-        # A phrase of several tokens (EIP-1559, s-value) is not always scored as in the plain OR query when it sits
-        # in `required_match`'s branches (SQLite 3.40's FTS5 loses some of its instances there; the tests pin
-        # this); `restricted_match` scores phrases exactly, at the cost of stepping through every term's chunks.
-        combine = restricted_match if any(" " in t for t in terms) else required_match
-        probe: list[str] = []
-        probed = 0
-        for term in sorted(terms, key=lambda t: hits[t]):
-            if probe and probed + hits[term] > _PROBE_ROWS:
-                break
-            probe.append(term)
-            probed += hits[term]
-        first = combine(probe, [t for t in terms if t not in probe])
-        top = self._top(first, limit)
-        if len(top) < limit:  # fewer chunks hold a rare term than are asked for: no bound to prune with
-            return everything, self._top(everything, limit)
-        bounds = {t: _BM25_MAX * _idf(rows, hits[t]) for t in terms}
-        required, _optional = split_by_bound(terms, bounds, top[-1][-1])
-        rest = [t for t in required if t not in probe]
-        if not rest:
-            return first, top
-        # Chunks holding a probe term are ranked already: the second ranking steps through the other required
-        # terms' chunks only, and the two rankings merge (a chunk in both has the same score in each).
-        match = combine(rest, [t for t in terms if t not in rest])
-        merged = {(row[0], row[2]): row for row in [*top, *self._top(match, limit)]}
-        return match, sorted(merged.values(), key=lambda row: (-row[-1], row[0], row[2]))[:limit]
-
-    def _corpus_counts(self, terms: list[str]) -> tuple[int, dict[str, int]]:
-        """How many chunks there are and how many hold each term; cached until the KB changes."""
-        version = self._db.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._stats_version or len(self._hits) > 100_000:
-            self._stats_version = version
-            self._hits.clear()
-            self._rows = None
-        if self._rows is None:
-            self._rows = int(self._db.execute("SELECT count(*) FROM chunks").fetchone()[0])
-        for term in terms:
-            if term not in self._hits:
-                query = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?"
-                self._hits[term] = int(self._db.execute(query, (term,)).fetchone()[0])
-        return self._rows, self._hits
 
     def chunk(self, chunk_id: int) -> RetrievedChunk:
         row = self._db.execute(

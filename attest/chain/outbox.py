@@ -1,0 +1,349 @@
+"""The transaction outbox: every transaction is sent at most once per intent, across crashes and reorgs.
+
+One engine for both roles, over a small transaction log (`TxLog`) each role's store implements: the asserter's
+ledger (a row per signing, the earlier attempts kept) and the disputer's state (one row per intent, re-signed
+in place, attempts counted). Each step is written before it happens: the signed bytes and their hash before
+they are sent, `sent` once the node has them, the receipt's verdict once mined. A row signed or sent is
+reconciled, never signed again: its receipt, or the same bytes rebroadcast, or `dropped` once its nonce went
+to another transaction. Only then may the intent be signed anew.
+
+The states, one vocabulary for both logs:
+  intent   the transaction is wanted, nothing is signed yet (the ledger keeps no row for this: it has none)
+  signed   the bytes are recorded, maybe sent (a crash between sending and recording `sent` leaves this)
+  sent     the node accepted the bytes
+  mined    a receipt with status 1
+  failed   nothing of it can count: it reverted on chain, its static call refused it, or its subject is gone
+  dropped  its bytes can never be mined (the nonce went elsewhere, or the node refused them), or a mined one
+           whose effect is gone (a reorg, a spent allowance, an earlier vote round); it may be signed anew
+These are the disputer's words: they are a superset of the ledger's, whose `reverted` meant `failed` (its rows
+were renamed by a ledger migration), and `intent` names the state every transaction starts in.
+
+`checkpoint` is a fault-injection point: with `ATTEST_CRASH_AT=<step>` in the environment the process dies
+(SIGKILL-like, no cleanup) right after that step is recorded (`<kind>-signed`, `<kind>-sent`, `<kind>-mined`,
+and the asserter's own steps). The crash-recovery tests stop a run between every pair of steps with it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeAlias, TypeVar
+
+from attest.errors import ChainError, RpcUnavailable, TransactionRejected
+
+if TYPE_CHECKING:  # the stores import this module for TxRow; web3 loads only where transactions are sent
+    from web3.contract.contract import ContractFunction
+    from web3.types import TxReceipt
+
+    from attest.chain.abi import EncodedCall
+    from attest.chain.tx import Sender, SignedTx
+
+    Call: TypeAlias = ContractFunction | EncodedCall
+
+CRASH_ENV = "ATTEST_CRASH_AT"
+
+TxState = Literal["intent", "signed", "sent", "mined", "failed", "dropped"]
+TX_STATES: tuple[TxState, ...] = ("intent", "signed", "sent", "mined", "failed", "dropped")
+IN_FLIGHT: tuple[TxState, ...] = ("signed", "sent")  # may still land: reconcile, never sign again
+# A transaction may be (re)signed only when nothing signed for it can still land on chain.
+SIGNABLE: tuple[TxState, ...] = ("intent", "failed", "dropped")
+
+NONCE_ELSEWHERE = "nonce used by another transaction"
+REORGED = "a reorg removed it from the chain"
+
+S = TypeVar("S")
+
+
+def checkpoint(step: str) -> None:
+    if os.environ.get(CRASH_ENV) == step:
+        os._exit(137)
+
+
+@dataclass(frozen=True)
+class TxRow(Generic[S]):
+    """One transaction of one intent: (`subject`, `kind`). `subject` is what it acts for: a ledger attestation
+    number, or an assertion id in the disputer's state."""
+
+    id: int
+    subject: S
+    kind: str
+    status: TxState
+    nonce: int | None
+    tx_hash: bytes | None
+    raw: bytes | None
+    sender: str | None
+    attempts: int  # how many times this intent was signed
+    error: str | None  # why it failed or was dropped
+    created_at: str
+    updated_at: str
+
+    @property
+    def hash_hex(self) -> str | None:
+        return None if self.tx_hash is None else "0x" + self.tx_hash.hex()
+
+    def signed(self, action: str) -> SignedTx:
+        from attest.chain.tx import SignedTx
+
+        assert self.nonce is not None and self.tx_hash is not None and self.raw is not None, self
+        return SignedTx(action, self.nonce, "0x" + self.tx_hash.hex(), self.raw)
+
+
+class TxLog(Protocol[S]):
+    """Where the outbox keeps its rows. Every method commits on its own unless inside `transaction()`."""
+
+    def transaction(self) -> AbstractContextManager[object]: ...
+
+    def tx_intent(self, subject: S, kind: str) -> TxRow[S]:
+        """The intent's current row (the latest one), or a new one in `intent`."""
+        ...
+
+    def tx_record_signed(self, row: TxRow[S], signed: SignedTx, sender: str) -> TxRow[S]:
+        """Keep the signed bytes of `row`'s intent before they are sent (`row` is signable)."""
+        ...
+
+    def tx_record(
+        self, row: TxRow[S], status: TxState, *, error: str | None = None, receipt: TxReceipt | None = None
+    ) -> TxRow[S]:
+        """Move `row` to `status` (`receipt`: the one that moved it to mined or failed)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SendResult(Generic[S]):
+    row: TxRow[S]
+    error: str | None = None  # why nothing was sent, or why what was sent did not land
+    receipt: TxReceipt | None = None
+    failure: ChainError | None = None  # the error behind `error`, for callers that stop on it
+
+    @property
+    def mined(self) -> bool:
+        return self.row.status == "mined"
+
+    @property
+    def tx_hash(self) -> str | None:
+        return self.row.hash_hex
+
+    def landed(self) -> TxReceipt:
+        """The receipt of the mined transaction; otherwise why not, raised."""
+        if self.failure is not None:
+            raise self.failure
+        if not self.mined or self.receipt is None:
+            raise ChainError(self.error or f"{self.row.kind}: transaction {self.tx_hash} did not land")
+        return self.receipt
+
+
+class Outbox(Generic[S]):
+    """Sends through `sender`, keeping every step in `log`.
+
+    `resign_lost`: what a mined row whose receipt is gone means. The asserter (False) rebroadcasts the same
+    bytes, since a load-balanced RPC lagging behind the node that reported the receipt is the likely cause, and
+    only a nonce provably spent elsewhere lets it sign again. The disputer (True) signs again at once: its
+    watcher follows reorgs, and what it acted on may have changed on the new branch.
+    `abandon(row)`: why an in-flight row must not be rebroadcast when it has no receipt (its bytes could only
+    revert now), or None. `reopened(row, why)` hears of a mined row whose effect is gone, before its intent is
+    signed again (the disputer logs it)."""
+
+    def __init__(
+        self,
+        log: TxLog[S],
+        sender: Sender,
+        *,
+        resign_lost: bool,
+        abandon: Callable[[TxRow[S]], str | None] | None = None,
+        reopened: Callable[[TxRow[S], str], None] | None = None,
+    ) -> None:
+        self.log = log
+        self.sender = sender
+        self.resign_lost = resign_lost
+        self.abandon = abandon
+        self.reopened = reopened
+
+    def send(
+        self,
+        subject: S,
+        kind: str,
+        build: Callable[[], Call],
+        action: str,
+        *,
+        spent: Callable[[TxReceipt], str | None] | None = None,
+        repeatable: bool = False,
+    ) -> SendResult[S]:
+        """Send one intent once: an earlier mined transaction if its effect lasts, the one in flight settled if
+        there is one, a new one only when nothing sent can still land.
+
+        `spent(receipt)` says why a mined transaction's effect no longer counts (None: it does).
+        `repeatable`: a mined earlier one never satisfies the intent (the caller read the chain and needs another
+        one); only for a log that keeps a row per signing. One in flight is still settled first."""
+        row = self.log.tx_intent(subject, kind)
+        try:
+            if row.status == "mined" and not repeatable:
+                row, receipt = self._still_mined(row, action, spent)
+                if row.status == "mined":
+                    return SendResult(row, receipt=receipt)
+            if row.status in IN_FLIGHT:
+                row, receipt = self.reconcile(row, action)
+                if row.status != "dropped":
+                    return self._result(row, receipt, action)
+            return self._sign_and_send(row, kind, build, action)
+        except ChainError as err:
+            return SendResult(self.log.tx_intent(subject, kind), str(err), failure=err)
+
+    def settle_open(self, subject: S, kind: str, action: str) -> SendResult[S] | None:
+        """Settle the intent's transaction in flight, if any: None when there is none or it was dropped.
+        Callers that choose what to send from chain state (is an approval still needed?) settle this first."""
+        row = self.log.tx_intent(subject, kind)
+        if row.status not in IN_FLIGHT:
+            return None
+        try:
+            row, receipt = self.reconcile(row, action)
+        except ChainError as err:
+            return SendResult(row, str(err), failure=err)
+        return None if row.status == "dropped" else self._result(row, receipt, action)
+
+    def reconcile(self, row: TxRow[S], action: str) -> tuple[TxRow[S], TxReceipt | None]:
+        """What an in-flight row became: mined or failed (its receipt), failed (`abandon`), dropped (its nonce
+        went elsewhere), or still in flight after its bytes were rebroadcast. Raises `ChainError` when the RPC
+        cannot tell (the row is left as it was)."""
+        signed = row.signed(action)
+        why = None if self.abandon is None else self.abandon(row)
+        if why is not None and self.sender.receipt(signed.tx_hash) is None:
+            return self.log.tx_record(row, "failed", error=why), None
+        receipt = self.sender.reconcile(signed)
+        if receipt is None:
+            return self.log.tx_record(row, "dropped", error=NONCE_ELSEWHERE), None
+        return self._mined(row, receipt), receipt
+
+    def send_many(self, items: Sequence[tuple[S, Call]], kind: str, action: str) -> dict[S, SendResult[S]]:
+        """Signable intents of one kind sent in one pipeline: every call static-called and signed with
+        consecutive nonces, recorded, sent, and its receipt awaited, each stage one commit for the whole batch.
+
+        The guarantees of `send` hold: the bytes are recorded before they leave, a restart reconciles them by
+        hash. If a broadcast fails, the rows after it are released unsent (their bytes never left this process),
+        so no nonce gap is left behind."""
+        results: dict[S, SendResult[S]] = {}
+        with self.log.transaction():
+            rows = [self.log.tx_intent(subject, kind) for subject, _call in items]
+        assert all(row.status in SIGNABLE for row in rows), "send_many takes signable intents only"
+        try:
+            prepared = self.sender.prepare_many([(call, action) for _subject, call in items])
+        except ChainError as err:  # not enough gas money: nothing was signed
+            return {row.subject: SendResult(row, str(err), failure=err) for row in rows}
+        signed: list[tuple[TxRow[S], SignedTx]] = []
+        with self.log.transaction():
+            for row, tx in zip(rows, prepared, strict=True):
+                if isinstance(tx, TransactionRejected):
+                    results[row.subject] = SendResult(self._rejected(row, tx), tx.reason, failure=tx)
+                else:
+                    signed.append((self.log.tx_record_signed(row, tx, self.sender.address), tx))
+        if signed:
+            checkpoint(f"{kind}-signed")
+        sent: list[tuple[TxRow[S], SignedTx]] = []
+        for i, (row, tx) in enumerate(signed):
+            try:
+                self.sender.broadcast(tx)
+            except ChainError as err:
+                results[row.subject] = SendResult(self._unsent(row, err), str(err), failure=err)
+                with self.log.transaction():
+                    for later, _tx in signed[i + 1 :]:
+                        why = "not sent: an earlier transaction of its batch did not go out"
+                        results[later.subject] = SendResult(self.log.tx_record(later, "dropped", error=why), why)
+                break
+            sent.append((row, tx))
+        with self.log.transaction():
+            sent = [(self.log.tx_record(row, "sent"), tx) for row, tx in sent]
+        if sent:
+            checkpoint(f"{kind}-sent")
+        receipts: list[tuple[TxRow[S], TxReceipt]] = []
+        for row, tx in sent:
+            try:
+                receipts.append((row, self.sender.wait(tx.tx_hash, tx.action)))
+            except ChainError as err:  # still in flight: the next reconcile finds out
+                results[row.subject] = SendResult(row, str(err), failure=err)
+        with self.log.transaction():
+            for row, receipt in receipts:
+                results[row.subject] = self._result(self._mined(row, receipt, crash=False), receipt, action)
+        if receipts:
+            checkpoint(f"{kind}-mined")
+        return results
+
+    # -- the steps -----------------------------------------------------------------------------------------
+    def _still_mined(
+        self, row: TxRow[S], action: str, spent: Callable[[TxReceipt], str | None] | None
+    ) -> tuple[TxRow[S], TxReceipt | None]:
+        assert row.tx_hash is not None
+        receipt = self.sender.receipt("0x" + row.tx_hash.hex())
+        if receipt is None and not self.resign_lost:
+            receipt = self.sender.reconcile(row.signed(action))
+        why: str | None
+        if receipt is None:
+            why = REORGED if self.resign_lost else f"reorganised out; its {NONCE_ELSEWHERE}"
+        else:
+            why = None if spent is None else spent(receipt)
+        if why is None:
+            return row, receipt
+        if self.reopened is not None:
+            self.reopened(row, why)
+        return self.log.tx_record(row, "dropped", error=why), None
+
+    def _sign_and_send(self, row: TxRow[S], kind: str, build: Callable[[], Call], action: str) -> SendResult[S]:
+        try:
+            signed = self.sender.prepare(build(), action)
+        except TransactionRejected as err:
+            return SendResult(self._rejected(row, err), err.reason, failure=err)
+        row = self.log.tx_record_signed(row, signed, self.sender.address)
+        checkpoint(f"{kind}-signed")
+        # A transport failure from here on leaves the row signed or sent: whether the bytes reached the chain is
+        # unknown, and the next reconcile finds out from the receipt before anything else is signed.
+        try:
+            self.sender.broadcast(signed)
+        except ChainError as err:
+            return SendResult(self._unsent(row, err), str(err), failure=err)
+        row = self.log.tx_record(row, "sent")
+        checkpoint(f"{kind}-sent")
+        receipt = self.sender.wait(signed.tx_hash, action)
+        return self._result(self._mined(row, receipt), receipt, action)
+
+    def _rejected(self, row: TxRow[S], err: TransactionRejected) -> TxRow[S]:
+        """A static call refused it: nothing was signed. An intent records why; a row dropped or failed before
+        keeps its own reason."""
+        return self.log.tx_record(row, "failed", error=err.reason) if row.status == "intent" else row
+
+    def _unsent(self, row: TxRow[S], err: ChainError) -> TxRow[S]:
+        """A broadcast failed. Through an outage the bytes may have landed: the row stays signed for the
+        reconcile. Refused by the node, they never will."""
+        return row if isinstance(err, RpcUnavailable) else self.log.tx_record(row, "dropped", error=str(err))
+
+    def _mined(self, row: TxRow[S], receipt: TxReceipt, *, crash: bool = True) -> TxRow[S]:
+        if receipt["status"] != 1:
+            return self.log.tx_record(row, "failed", error="reverted on chain", receipt=receipt)
+        row = self.log.tx_record(row, "mined", receipt=receipt)
+        if crash:
+            checkpoint(f"{row.kind}-mined")
+        return row
+
+    @staticmethod
+    def _result(row: TxRow[S], receipt: TxReceipt | None, action: str) -> SendResult[S]:
+        if row.status == "mined":
+            return SendResult(row, receipt=receipt)
+        if row.status == "failed" and receipt is not None:
+            message = f"{action}: transaction {row.hash_hex} reverted on chain"
+            return SendResult(row, message, receipt, ChainError(message))
+        return SendResult(row, row.error)
+
+
+def send_once(
+    log: TxLog[S], subject: S, kind: str, sender: Sender, call: Call, action: str, *, repeatable: bool = False
+) -> TxReceipt:
+    """For a flow that stops at the first failure (the asserter's): `Outbox.send`, its receipt or its error
+    raised."""
+    outbox = Outbox(log, sender, resign_lost=False)
+    return outbox.send(subject, kind, lambda: call, action, repeatable=repeatable).landed()
+
+
+def settle_open(log: TxLog[S], subject: S, kind: str, sender: Sender, action: str) -> TxReceipt | None:
+    """`Outbox.settle_open` for a flow that stops at the first failure: the receipt of the transaction that was
+    in flight, or None when there was none or it was dropped."""
+    result = Outbox(log, sender, resign_lost=False).settle_open(subject, kind, action)
+    return None if result is None else result.landed()

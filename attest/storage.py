@@ -1,0 +1,161 @@
+"""One way to keep state in SQLite, for every store here: the ledger, the knowledge base, the disputer's state.
+
+- Durability: write-ahead log (readers never block the writer) with `synchronous=FULL`. The ledger and the
+  disputer's state are transaction outboxes: a signed transaction recorded and then sent must still be there
+  after a power cut, or a restart could sign a second one for the same intent. FULL costs one fsync per commit,
+  which is why the busy writers commit in batches (the disputer one commit per batch of disputes, an ingest one
+  per call); NORMAL would only survive a process crash, not the machine's.
+- Transactions: `Database.transaction()` nests. The outermost is `BEGIN IMMEDIATE` (the write lock is taken
+  up front, so two writers queue rather than fail half-way), an inner one a SAVEPOINT, so an inner failure that
+  its caller handles undoes only the inner writes.
+- Migrations: named, applied in order, each in its own transaction, and recorded in one table,
+  `migrations(version, name, applied_at)`; the version is the migration's place in its store's list. Releases
+  before this module kept the disputer's list in `schema_version`; its rows move over when the file is opened.
+- Time stamps: `utc_now()`, RFC 3339 in UTC with microseconds and a Z. `parse_time` also reads the
+  whole-second stamps earlier releases wrote into the knowledge base and the disputer's state.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from attest.errors import AttestError
+
+_STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"
+_LEGACY_BOOKKEEPING = "schema_version"  # the disputer's migration table before this module
+
+
+def utc_now() -> str:
+    """Now, the way every store writes it; sorts as text in time order."""
+    return datetime.now(UTC).strftime(_STAMP)
+
+
+def parse_time(stamp: str) -> datetime:
+    """A stored time stamp, with or without fractions of a second."""
+    return datetime.fromisoformat(stamp)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One named schema step: SQL statements separated by `;` (none holds one inside a literal), or a function run
+    on the connection; either way inside the migration's transaction."""
+
+    name: str
+    apply: str | Callable[[sqlite3.Connection], None]
+
+
+def run_script(db: sqlite3.Connection, sql: str) -> None:
+    """Statements one by one: `executescript` would commit the open transaction."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+class Database:
+    """One SQLite file of one store. `what` names the store in messages ("knowledge base"); `error` is the
+    store's error class. Refuses a file that is not SQLite, or was migrated by a newer release."""
+
+    def __init__(self, path: Path, migrations: Sequence[Migration], *, what: str, error: type[AttestError]) -> None:
+        self.path = path
+        self.what = what
+        self.error = error
+        self.migrations = tuple(migrations)
+        self._depth = 0
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
+        except (OSError, sqlite3.Error) as err:
+            raise error(f"cannot open the {what} at {path}: {err}; check the path and its permissions") from None
+        try:
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = FULL")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            # The write-ahead log is cut back to 8 MiB when next reset, so a big write leaves no big file behind.
+            self.conn.execute("PRAGMA journal_size_limit = 8388608")
+            self._migrate()
+        except sqlite3.DatabaseError as err:
+            self.conn.close()
+            raise error(f"{path} is not a readable {what} ({err}); move it away or set ATTEST_HOME") from None
+        except AttestError:
+            self.conn.close()
+            raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All writes inside commit together or not at all; an inner use is a savepoint of the outer one."""
+        if self._depth:
+            name = f"nested{self._depth}"
+            self.conn.execute(f"SAVEPOINT {name}")
+            self._depth += 1
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute(f"ROLLBACK TO {name}")
+                self.conn.execute(f"RELEASE {name}")
+                raise
+            else:
+                self.conn.execute(f"RELEASE {name}")
+            finally:
+                self._depth -= 1
+            return
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise self.error(
+                f"cannot write to the {self.what} at {self.path}: {err}; is another process writing to it, "
+                "or is the disk full?"
+            ) from None
+        self._depth = 1
+        try:
+            yield self.conn
+        except sqlite3.Error as err:
+            self.conn.execute("ROLLBACK")
+            raise self.error(f"the {self.what} at {self.path} failed: {err}; nothing was changed") from None
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    def schema_version(self) -> int:
+        return int(self.conn.execute("SELECT coalesce(max(version), 0) FROM migrations").fetchone()[0])
+
+    def _migrate(self) -> None:
+        db = self.conn
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS migrations(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT)"
+        )
+        if db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_LEGACY_BOOKKEEPING,)
+        ).fetchone():
+            with self.transaction():
+                db.execute(
+                    f"INSERT OR IGNORE INTO migrations SELECT version, name, applied_at FROM {_LEGACY_BOOKKEEPING}"
+                )
+                db.execute(f"DROP TABLE {_LEGACY_BOOKKEEPING}")
+        current = self.schema_version()
+        latest = len(self.migrations)
+        if current > latest:
+            raise self.error(
+                f"{self.path} has {self.what} schema v{current}, newer than this release reads (v{latest}); "
+                "upgrade llm-attest"
+            )
+        for version, migration in enumerate(self.migrations, start=1):
+            if version <= current:
+                continue
+            with self.transaction():
+                if callable(migration.apply):
+                    migration.apply(db)
+                else:
+                    run_script(db, migration.apply)
+                db.execute("INSERT INTO migrations VALUES (?, ?, ?)", (version, migration.name, utc_now()))

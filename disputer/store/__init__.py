@@ -1,0 +1,129 @@
+"""The disputer's state: what it has seen on chain, what it decided, and every transaction it means to send.
+
+One SQLite file (default `ATTEST_HOME/disputer.sqlite`) opened through attest/storage.py, in parts by idea:
+checkpoints and assertions (assertions.py), decisions (decisions.py), the outbox rows (txs.py) and votes
+(votes.py); `DisputerStore` is all of them on one connection. A vote's salt is stored before its commit is sent.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from attest.chain.outbox import SIGNABLE, TX_STATES, TxRow, TxState
+from attest.errors import DisputerStateError
+from attest.paths import attest_home
+from attest.storage import Database
+from disputer.store.assertions import (
+    ASSERTION_STATUSES,
+    CHECKPOINT_HISTORY,
+    MAX_SQLITE_INT,
+    AssertionStatus,
+    AssertionTables,
+    Checkpoint,
+    StoredAssertion,
+)
+from disputer.store.base import hex_or_none
+from disputer.store.decisions import ACTIONS, Action, Decision, DecisionTables
+from disputer.store.schema import MIGRATIONS, SCHEMA_VERSION
+from disputer.store.txs import TX_KINDS, TxKind, TxTable
+from disputer.store.votes import VOTE_PROGRESS, Vote, VoteProgress, VoteTable
+
+__all__ = [
+    "ACTIONS",
+    "ASSERTION_STATUSES",
+    "CHECKPOINT_HISTORY",
+    "MAX_SQLITE_INT",
+    "SCHEMA_VERSION",
+    "SIGNABLE",
+    "TX_KINDS",
+    "Action",
+    "AssertionStatus",
+    "Checkpoint",
+    "Decision",
+    "DisputerStore",
+    "StoredAssertion",
+    "TxKind",
+    "TxRow",
+    "TxState",
+    "Vote",
+    "VoteProgress",
+]
+
+
+class DisputerStore(AssertionTables, DecisionTables, TxTable, VoteTable):
+    """The disputer's SQLite state (default `ATTEST_HOME/disputer.sqlite`). A context manager, or call `close()`.
+
+    Every method commits on its own; `transaction()` groups several into one commit (the watcher saves a
+    chunk's events and its checkpoint together). It is the outbox engine's `TxLog` for the disputer.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path if path is not None else attest_home() / "disputer.sqlite"
+        self._database = Database(self.path, MIGRATIONS, what="disputer state", error=DisputerStateError)
+        self._db = self._database.conn
+        self._db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        self._database.close()
+
+    def __enter__(self) -> DisputerStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def schema_version(self) -> int:
+        return self._database.schema_version()
+
+    # -- status --------------------------------------------------------------------------------------------
+    def status_summary(self, chain_id: int) -> dict[str, Any]:
+        """Plain JSON for `disputer status`: checkpoints, assertions per status (ours and all), decisions per
+        action, outbox rows per status, votes per phase."""
+        checkpoints = [
+            {
+                "oov3": r["oov3"],
+                "block_number": r["block_number"],
+                "block_hash": hex_or_none(r["block_hash"]),
+                "updated_at": r["updated_at"],
+            }
+            for r in self._db.execute("SELECT * FROM checkpoints WHERE chain_id = ? ORDER BY oov3", (chain_id,))
+        ]
+
+        def counts(sql: str, keys: Iterable[str]) -> dict[str, int]:
+            found = {r[0]: r[1] for r in self._db.execute(sql, (chain_id,))}
+            return {k: int(found.get(k, 0)) for k in keys}
+
+        mine = "FROM assertions a WHERE a.chain_id = ?"
+        return {
+            "path": str(self.path),
+            "schema_version": self.schema_version(),
+            "chain_id": chain_id,
+            "checkpoints": checkpoints,
+            "ours": counts(f"SELECT status, count(*) {mine} AND is_ours = 1 GROUP BY status", ASSERTION_STATUSES),
+            "all": counts(f"SELECT status, count(*) {mine} GROUP BY status", ASSERTION_STATUSES),
+            "decisions": counts(
+                "SELECT d.action, count(*) FROM decisions d JOIN assertions a USING(assertion_id) "
+                "WHERE a.chain_id = ? GROUP BY d.action",
+                ACTIONS,
+            ),
+            "dry_run_decisions": int(
+                self._db.execute(
+                    "SELECT count(*) FROM decisions d JOIN assertions a USING(assertion_id) "
+                    "WHERE a.chain_id = ? AND d.dry_run = 1",
+                    (chain_id,),
+                ).fetchone()[0]
+            ),
+            "txs": counts(
+                "SELECT t.status, count(*) FROM txs t JOIN assertions a USING(assertion_id) "
+                "WHERE a.chain_id = ? GROUP BY t.status",
+                TX_STATES,
+            ),
+            "votes": counts(
+                "SELECT v.phase, count(*) FROM votes v JOIN assertions a USING(assertion_id) "
+                "WHERE a.chain_id = ? GROUP BY v.phase",
+                VOTE_PROGRESS,
+            ),
+        }

@@ -1,0 +1,133 @@
+"""The one outbox engine over both transaction logs (the asserter's ledger, the disputer's state), against a
+scripted sender: one vocabulary, never a second signature while one can still land."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from attest.chain.outbox import Outbox, TxLog
+from attest.chain.tx import SignedTx
+from attest.errors import ChainError, RpcUnavailable
+from attest.ledger import Ledger
+from disputer.store import DisputerStore
+
+AID = b"\x01" * 32
+
+
+@dataclass
+class ScriptedSender:
+    """Signs with consecutive nonces; `refuse`/`outage` make the next broadcast fail, `status` is each receipt's."""
+
+    address: str = "0x" + "ab" * 20
+    nonce: int = 0
+    status: int = 1
+    refuse: bool = False
+    outage: bool = False
+    signed: list[SignedTx] = field(default_factory=list)
+    landed: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def prepare(self, call: object, action: str) -> SignedTx:
+        tx = SignedTx(action, self.nonce, "0x" + bytes([self.nonce + 1]).hex() * 32, b"\x02" + bytes([self.nonce]))
+        self.nonce += 1
+        self.signed.append(tx)
+        return tx
+
+    def broadcast(self, signed: SignedTx) -> None:
+        if self.outage:
+            self.outage = False
+            raise RpcUnavailable("the RPC is down")
+        if self.refuse:
+            self.refuse = False
+            raise ChainError(f"{signed.action}: the node refused transaction {signed.tx_hash}")
+        self.landed[signed.tx_hash] = {"status": self.status, "blockNumber": 7, "gasUsed": 21000}
+
+    def wait(self, tx_hash: str, action: str) -> dict[str, Any]:
+        return self.landed[tx_hash]
+
+    def receipt(self, tx_hash: str) -> dict[str, Any] | None:
+        return self.landed.get(tx_hash)
+
+    def reconcile(self, signed: SignedTx) -> dict[str, Any] | None:
+        if signed.tx_hash not in self.landed:
+            self.broadcast(signed)
+        return self.landed[signed.tx_hash]
+
+
+@pytest.fixture(params=["ledger", "disputer"])
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[TxLog[Any], Any]]:
+    if request.param == "ledger":
+        with Ledger(tmp_path / "ledger.sqlite") as ledger:
+            subject = ledger.begin(
+                network="devnet", chain_id=1, account="dev", asserter="0x" + "11" * 20, query="q", record=b"r",
+                digest="0x" + "00" * 32, want_assert=True, plan={},
+            )  # fmt: skip
+            yield ledger, subject
+    else:
+        with DisputerStore(tmp_path / "disputer.sqlite") as store:
+            yield store, AID
+
+
+def send(outbox: Outbox[Any], subject: Any) -> Any:
+    return outbox.send(subject, "settle", lambda: object(), "settleAssertion")
+
+
+def test_a_mined_intent_is_never_signed_again(log: tuple[TxLog[Any], Any]) -> None:
+    book, subject = log
+    sender = ScriptedSender()
+    outbox = Outbox(book, sender, resign_lost=False)
+    first = send(outbox, subject)
+    assert first.mined and first.receipt is not None and first.row.status == "mined"
+    again = send(outbox, subject)
+    assert again.mined and again.row.tx_hash == first.row.tx_hash and len(sender.signed) == 1
+
+
+def test_bytes_sent_through_an_outage_are_reconciled_not_signed_again(log: tuple[TxLog[Any], Any]) -> None:
+    book, subject = log
+    sender = ScriptedSender(outage=True)
+    outbox = Outbox(book, sender, resign_lost=False)
+    failed = send(outbox, subject)
+    assert failed.row.status == "signed" and isinstance(failed.failure, RpcUnavailable)
+    with pytest.raises(RpcUnavailable):
+        failed.landed()
+    done = send(outbox, subject)
+    assert done.mined and done.row.tx_hash == failed.row.tx_hash and len(sender.signed) == 1
+
+
+def test_refused_bytes_are_dropped_and_the_intent_signed_anew(log: tuple[TxLog[Any], Any]) -> None:
+    book, subject = log
+    sender = ScriptedSender(refuse=True)
+    outbox = Outbox(book, sender, resign_lost=False)
+    refused = send(outbox, subject)
+    assert refused.row.status == "dropped" and "refused" in (refused.row.error or "")
+    done = send(outbox, subject)
+    assert done.mined and done.row.tx_hash != refused.row.tx_hash and len(sender.signed) == 2
+
+
+def test_a_revert_is_failed_with_its_reason(log: tuple[TxLog[Any], Any]) -> None:
+    book, subject = log
+    sender = ScriptedSender(status=0)
+    result = send(Outbox(book, sender, resign_lost=False), subject)
+    assert result.row.status == "failed" and result.row.error == "reverted on chain"
+    with pytest.raises(ChainError, match=r"settleAssertion: transaction 0x[0-9a-f]+ reverted on chain"):
+        result.landed()
+
+
+def test_a_lost_mined_transaction_is_rebroadcast_or_signed_again(log: tuple[TxLog[Any], Any]) -> None:
+    """The asserter's outbox rebroadcasts the same bytes; the disputer's signs again (its watcher saw a reorg)."""
+    book, subject = log
+    sender = ScriptedSender()
+    first = send(Outbox(book, sender, resign_lost=False), subject)
+    sender.landed.clear()  # a reorg took it away, its nonce is free again
+    same = send(Outbox(book, sender, resign_lost=False), subject)
+    assert same.mined and same.row.tx_hash == first.row.tx_hash and len(sender.signed) == 1
+    sender.landed.clear()
+    reopened: list[str] = []
+    outbox = Outbox(book, sender, resign_lost=True, reopened=lambda _row, why: reopened.append(why))
+    anew = send(outbox, subject)
+    assert anew.mined and anew.row.tx_hash != first.row.tx_hash and len(sender.signed) == 2
+    assert reopened == ["a reorg removed it from the chain"]

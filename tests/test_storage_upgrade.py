@@ -1,0 +1,124 @@
+"""Files written by the release before one storage module open with today's code: the data reads back as it
+was written (tests/fixtures/legacy/make_legacy.py made them), the schema is upgraded in place and recorded in
+the one `migrations` table, old time stamps still read, and opening again changes nothing."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from attest.errors import KbError
+from attest.kb import KnowledgeBase
+from attest.ledger import Ledger
+from attest.storage import Database, Migration, parse_time, utc_now
+from disputer.store import SCHEMA_VERSION, DisputerStore
+
+LEGACY = Path(__file__).parent / "fixtures" / "legacy"
+AID = b"\xaa" * 32
+
+
+def legacy(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    shutil.copyfile(LEGACY / name, path)
+    return path
+
+
+def bookkeeping(path: Path) -> tuple[list[tuple[int, str]], list[str]]:
+    db = sqlite3.connect(path)
+    try:
+        rows = [(v, n) for v, n in db.execute("SELECT version, name FROM migrations ORDER BY version")]
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    finally:
+        db.close()
+    return rows, tables
+
+
+def test_a_legacy_ledger_upgrades_in_place(tmp_path: Path) -> None:
+    path = legacy(tmp_path, "ledger.sqlite")
+    with Ledger(path) as book:
+        (a,) = book.select()
+        assert (a.status, a.query, a.record, a.cid, a.bond, a.liveness) == (
+            "asserting", "why is the sky blue?", b'{"record": 1}', "bafyrecord", 10**30, 7200
+        )  # fmt: skip
+        assert a.pins == [{"store": "local"}] and a.want_assert and a.oov3 == "0x" + "a3" * 20
+        txs = book.txs(a.id)
+        assert [(t.kind, t.status, t.nonce, t.raw) for t in txs] == [
+            ("approve", "mined", 0, b"\x02approve"),
+            ("assert", "failed", 1, b"\x02assert-1"),  # was `reverted`: one vocabulary now
+            ("assert", "signed", 2, b"\x02assert-2"),
+        ]
+        assert [t.tx_hash for t in txs] == [bytes([n]) * 32 for n in (1, 2, 3)]
+        assert txs[1].error == "reverted on chain" and txs[0].error is None
+        assert book.tx_intent(a.id, "assert") == txs[2]  # the one in flight is what the outbox reconciles
+        steps = [s.step for s in book.steps(a.id)]
+        assert steps[:3] == ["signed", "pinned", "approve signed"] and "assert reverted" in steps  # history kept
+        assert parse_time(a.created_at) <= datetime.now(UTC)
+    rows, tables = bookkeeping(path)
+    assert [v for v, _n in rows] == [1, 2] and rows[0][1] == "attestations, transactions, steps"
+    with Ledger(path):  # opening again applies nothing
+        pass
+    assert bookkeeping(path) == (rows, tables)
+
+
+def test_a_legacy_disputer_state_upgrades_in_place(tmp_path: Path) -> None:
+    path = legacy(tmp_path, "disputer.sqlite")
+    with DisputerStore(path) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        cp = store.checkpoint(31337, "0x" + "a3" * 20)
+        assert cp is not None and (cp.block_number, cp.block_hash) == (12, b"\x12" * 32)
+        stored = store.get(AID)
+        assert stored is not None and (stored.status, stored.block_number, stored.bond) == (
+            "evaluated",
+            10,
+            200 * 10**6,
+        )
+        decision = store.decision(AID)
+        assert decision is not None and (decision.action, decision.reason, decision.score) == ("dispute", "wrong", 0.1)
+        rows = {t.kind: t for t in store.txs_for(AID)}
+        assert {k: (t.status, t.nonce, t.attempts) for k, t in rows.items()} == {
+            "approve": ("mined", 4, 1), "dispute": ("failed", 5, 1), "settle": ("intent", None, 0)
+        }  # fmt: skip
+        assert rows["dispute"].error == "reverted on chain" and rows["approve"].raw == b"\x02approve"
+        assert rows["approve"].tx_hash == b"\x44" * 32 and rows["approve"].sender == "0x" + "22" * 20
+        vote = store.vote(AID, 7)
+        assert vote is not None and (vote.phase, vote.salt, vote.price) == ("committed", 12345, 10**18)
+        # Whole-second stamps of the earlier release still read, and sort with today's.
+        assert len(stored.seen_at) == len("2026-01-01T00:00:00Z") and parse_time(stored.seen_at) <= datetime.now(UTC)
+        assert parse_time(stored.seen_at) <= parse_time(utc_now())
+    rows_, tables = bookkeeping(path)
+    assert [v for v, _n in rows_] == [1, 2] and "schema_version" not in tables  # moved into the one table
+    with DisputerStore(path) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+    assert bookkeeping(path) == (rows_, tables)
+
+
+def test_a_legacy_kb_upgrades_in_place(tmp_path: Path) -> None:
+    path = legacy(tmp_path, "kb.sqlite3")
+    with KnowledgeBase(path) as base:
+        assert [d.source for d in base.documents()] == ["ipfs://bafyexample", "notes/gas.md"]
+        assert [h.source for h in base.search("gas_limit_target")] == ["notes/gas.md"]
+        assert [h.source for h in base.search("foghorn")] == ["ipfs://bafyexample"]
+        assert all(parse_time(d.added_at) <= datetime.now(UTC) for d in base.documents())
+        base.add_document("new.md", b"# New\n\nWritten after the upgrade.\n")
+    rows, tables = bookkeeping(path)
+    assert [v for v, _n in rows] == [1, 2]
+    with KnowledgeBase(path):
+        pass
+    assert bookkeeping(path) == (rows, tables)
+
+
+def test_nested_transactions_are_savepoints(tmp_path: Path) -> None:
+    db = Database(tmp_path / "t.sqlite", [Migration("t", "CREATE TABLE t(x INTEGER)")], what="test", error=KbError)
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO t VALUES (1)")
+        with pytest.raises(RuntimeError), db.transaction():
+            conn.execute("INSERT INTO t VALUES (2)")
+            raise RuntimeError("the inner part fails, the caller goes on")
+        conn.execute("INSERT INTO t VALUES (3)")
+    assert [r[0] for r in db.conn.execute("SELECT x FROM t ORDER BY x")] == [1, 3]
+    assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    db.close()
