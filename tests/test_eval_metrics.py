@@ -16,7 +16,7 @@ from attest.llm.base import RetryPolicy
 from attest.llm.registry import get_provider
 from disputer.grounding import GroundingJudge
 from disputer.judge import LlmJudge
-from disputer.metrics import (
+from disputer.evalstats import (
     EvalRow,
     accuracy,
     auroc,
