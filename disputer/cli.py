@@ -406,8 +406,8 @@ def eval_(dataset: Path, threshold: float | None, bond: float, save_calibration:
     """Accuracy, AUROC, ECE, Brier and bond P/L of the configured judge on labelled rows (JSONL)."""
     from disputer.calibration import fit_isotonic
     from disputer.config import load_attest_config, load_disputer_config
-    from disputer.judge import judge_from_config
     from disputer.evalstats import load_rows, report
+    from disputer.judge import judge_from_config
 
     config = load_disputer_config(threshold=threshold)
     rows = load_rows(dataset)

@@ -55,7 +55,8 @@ def assertion_status(store: DisputerStore, assertion_id: bytes) -> dict[str, Any
         "txs": [{"kind": t.kind, "status": t.status, "nonce": t.nonce, "tx": hex_or_none(t.tx_hash), "sender": t.sender,
                  "attempts": t.attempts, "error": t.error, "updated_at": t.updated_at}
                 for t in store.txs_for(assertion_id)],
-        "votes": [{"round": v.round_id, "phase": v.phase, "price": str(v.price), "committed_tx": hex_or_none(v.committed_tx),
-                   "revealed_tx": hex_or_none(v.revealed_tx), "updated_at": v.updated_at}
+        "votes": [{"round": v.round_id, "phase": v.phase, "price": str(v.price),
+                   "committed_tx": hex_or_none(v.committed_tx), "revealed_tx": hex_or_none(v.revealed_tx),
+                   "updated_at": v.updated_at}
                   for v in store.votes_for(assertion_id)],
     }  # fmt: skip

@@ -15,10 +15,10 @@ from web3 import Web3
 from attest.chain.voting import VotePhase
 from attest.config import Config
 from disputer.cli import voting_for
-from disputer.status import assertion_status
 from disputer.config import DisputerConfig
 from disputer.daemon import Daemon, build_daemon
 from disputer.grounding import GroundingJudge
+from disputer.status import assertion_status
 from disputer.store import DisputerStore
 from tests.voting_stack import PHASE, deploy_dvm, throwaway_anvil, warp
 

@@ -14,8 +14,6 @@ from attest.errors import EvalDataError, JudgeError
 from attest.ipfs.unixfs import cid_of
 from attest.llm.base import RetryPolicy
 from attest.llm.registry import get_provider
-from disputer.grounding import GroundingJudge
-from disputer.judge import LlmJudge
 from disputer.evalstats import (
     EvalRow,
     accuracy,
@@ -28,6 +26,8 @@ from disputer.evalstats import (
     parse_row,
     report,
 )
+from disputer.grounding import GroundingJudge
+from disputer.judge import LlmJudge
 from tests.llm_fakes import FakeModelServer
 
 PASSAGES = [
