@@ -215,3 +215,8 @@ class ModelRefused(ModelError):
 class ContentTooLarge(AttestError, ValueError):
     """More verified bytes of a CID arrived than the reader allows: the content itself is that large (every byte
     was checked against its CID), so no other source can serve it smaller. Not a StoreError on purpose."""
+
+
+# --- new (h2) ---
+class StateUnwritable(DisputerStateError):
+    """The disputer's state cannot take a write (a full disk, a read-only file): the daemon stops."""

@@ -47,8 +47,8 @@ class _Session:
         from attest.chain.connect import connect
         from attest.config import config_path
         from disputer.config import load_attest_config, load_disputer_config
-        from disputer.daemon import build_daemon
         from disputer.store import DisputerStore
+        from disputer.wiring import build_daemon
 
         self.config = load_disputer_config(**overrides)
         self.attest_config = load_attest_config()

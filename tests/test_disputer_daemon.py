@@ -31,9 +31,10 @@ from attest.kb import KnowledgeBase
 from attest.llm.registry import provider_from_config
 from attest.networks import ASSERT_TRUTH2
 from disputer.config import DisputerConfig, load_attest_config
-from disputer.daemon import Daemon, StepReport, build_daemon
+from disputer.daemon import Daemon, StepReport
 from disputer.judge import LlmJudge
 from disputer.store import DisputerStore
+from disputer.wiring import build_daemon
 from tests.conftest import LocalChain
 from tests.llm_fakes import FakeModelServer, text_body
 

@@ -23,9 +23,9 @@ from attest.errors import ModelRefused
 from attest.llm.base import GenerationParams, RetryPolicy
 from attest.llm.registry import get_provider
 from attest.prompts import catalog
-from disputer.daemon import build_daemon
 from disputer.judge import JUDGE_TEMPLATE, VERDICT_SCHEMA, LlmJudge
 from disputer.telemetry import JsonFormatter
+from disputer.wiring import build_daemon
 from tests.conftest import LocalChain
 from tests.llm_fakes import ANTHROPIC_OK, OPENAI_OK, FakeModelServer, chunk, text_body
 from tests.test_disputer_daemon import HONEST, KEY_ENV, Env, kb_home, step
