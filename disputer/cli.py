@@ -115,12 +115,12 @@ def _stop_gracefully(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> No
 def voting_for(ctx: ChainContext, address: str) -> dict[str, Any] | None:
     """On a DVM network, whose stake the account votes with: its own, or a staker's that made it its delegate
     (VotingV2 counts a delegate's commit and reveal for the staker once both sides have named each other)."""
-    from attest.chain.voting import VotingClient
-    from attest.networks import OracleKind
+    from attest.chain.oracle import DvmOracle, oracle_for
 
-    if ctx.network.oracle_kind is not OracleKind.DVM:
+    oracle = oracle_for(ctx)
+    if not isinstance(oracle, DvmOracle):
         return None
-    voting = VotingClient(ctx.w3, ctx.oracle_address())
+    voting = oracle.voting
     functions = voting.contract.functions
     voter = str(functions.getVoterFromDelegate(address).call())
     named = str(functions.delegateToStaker(address).call())

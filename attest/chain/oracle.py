@@ -28,9 +28,6 @@ from attest.networks import OracleKind
 class Oracle(ABC):
     kind: ClassVar[OracleKind]
 
-    def __init__(self, address: str) -> None:
-        self.address = Web3.to_checksum_address(address)
-
     @abstractmethod
     def has_price(self, identifier: bytes, time: int, ancillary: bytes, *, requester: str) -> bool:
         """Whether the request (of `requester`, OOv3) is resolved; True where only a static call can tell."""
@@ -40,7 +37,7 @@ class MockOracle(Oracle):
     kind = OracleKind.MOCK
 
     def __init__(self, w3: Web3, address: str) -> None:
-        super().__init__(address)
+        self.address = Web3.to_checksum_address(address)
         self.contract: Contract = w3.eth.contract(address=self.address, abi=shipped("MockOracleAncillary").abi)
 
     def has_price(self, identifier: bytes, time: int, ancillary: bytes, *, requester: str) -> bool:
@@ -54,8 +51,8 @@ class DvmOracle(Oracle):
     kind = OracleKind.DVM
 
     def __init__(self, w3: Web3, address: str) -> None:
-        super().__init__(address)
-        self.voting = VotingClient(w3, self.address)
+        self.voting = VotingClient(w3, address)
+        self.address = self.voting.address
 
     def has_price(self, identifier: Identifier, time: int, ancillary: bytes, *, requester: str) -> bool:
         try:
@@ -72,12 +69,12 @@ class SpokeOracle(Oracle):
 
 
 def oracle_for(ctx: ChainContext) -> Oracle:
-    """The oracle behind `ctx`'s OOv3, of the kind its network names."""
-    address = ctx.oracle_address()
+    """The oracle behind `ctx`'s OOv3, of the kind its network names (a spoke needs no lookup: it is voted on
+    elsewhere)."""
     match ctx.network.oracle_kind:
         case OracleKind.MOCK:
-            return MockOracle(ctx.w3, address)
+            return MockOracle(ctx.w3, ctx.oracle_address())
         case OracleKind.DVM:
-            return DvmOracle(ctx.w3, address)
+            return DvmOracle(ctx.w3, ctx.oracle_address())
         case OracleKind.SPOKE:
-            return SpokeOracle(address)
+            return SpokeOracle()
