@@ -58,7 +58,7 @@ class StepReport:
 
 _Finished = tuple[StoredAssertion, Evaluation | Exception]
 
-# What SQLite says when the state cannot take a write; no later poll can fix these, only the operator.
+# SQLite's words when the state cannot take a write: no later poll fixes these, only the operator.
 _UNWRITABLE = ("database or disk is full", "readonly database", "disk I/O error")
 
 
@@ -186,17 +186,17 @@ class Daemon:
         return report
 
     def _unwritable(self, err: Exception) -> StateUnwritable | None:
-        """The error as a reason to stop, when it says the state cannot take a write (a full disk, a read-only
-        file); None for errors a later pass may not meet (the store's own wording carries SQLite's)."""
+        """The error as a reason to stop, when the state cannot take a write: SQLite's own error reaching the
+        loop (the store could not even roll back cleanly), or the store's error carrying SQLite's words for a full
+        disk or a read-only file. None for errors a later pass may not meet."""
         if isinstance(err, StateUnwritable):
             return err
         text = str(err)
-        reason = next((r for r in _UNWRITABLE if r in text), None)
-        if reason is None:
+        if not isinstance(err, sqlite3.Error) and not any(words in text for words in _UNWRITABLE):
             return None
         return StateUnwritable(
-            f"the disputer stopped: it cannot write its state at {self.store.path} ({reason}). Free disk space or "
-            "make the file writable, then start it again: what was in flight is resumed from the outbox"
+            f"the disputer stopped: it cannot write its state at {self.store.path} ({text}). Check that the disk has "
+            "free space and the file is writable, then start it again: what was in flight is resumed from the outbox"
         )
 
     # -- evaluating and deciding ---------------------------------------------------------------------------
