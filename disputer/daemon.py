@@ -1,10 +1,11 @@
-"""The disputer daemon: poll, evaluate, decide, act; vote on disputes; settle what is due.
+"""The disputer's loop: poll, judge, decide, and hand the verdicts to the jobs; it reports what they sent.
 
 One `step()` is one pass: the watcher's poll, then every undecided assertion of ours evaluated (judge calls in
-threads, at most `concurrency` at once), decided by the pure policy and recorded once, disputes sent through the
-outbox, votes cast on disputed assertions and due assertions settled. `run()` repeats `step()` every
-`poll_interval_s` until its stop event is set. The SQLite store and every transaction stay on the loop's
-thread: only judging, which is slow and touches no state, runs elsewhere.
+threads, at most `concurrency` at once), decided by the pure policy and recorded once, then the jobs
+(disputer/jobs/): disputes sent through the outbox, votes cast on disputed assertions, due assertions settled.
+`run()` repeats `step()` every `poll_interval_s` until its stop event is set, or until the state cannot be
+written. The SQLite store and every transaction stay on the loop's thread: only judging, which is slow and
+touches no state, runs elsewhere. The wiring from the config is disputer/wiring.py.
 
 Restarts: open outbox rows are reconciled first; a decision to dispute whose transaction never landed is acted
 on again (the outbox makes that idempotent); assertions made while the daemon was down are found by the
@@ -386,7 +387,8 @@ class Daemon:
             self._sent(report, stored.assertion_id, "vote_push", outcome.sent)
         if outcome.cast:
             report.votes[stored.assertion_id] = outcome.text
-            log.info("vote", extra={"assertion": "0x" + stored.assertion_id.hex(), "outcome": outcome.text})
+            fields = {"assertion": "0x" + stored.assertion_id.hex(), "price": str(outcome.price)}
+            log.info("vote", extra={**fields, "outcome": outcome.text})
         return outcome.text
 
     async def _settle_all(self, report: StepReport) -> None:

@@ -472,7 +472,7 @@ def test_the_vote_job_is_idempotent(wrong_env: Env) -> None:
         )
         first = vote()
         assert first.text == "pushed 0" and first.sent is not None and first.sent.mined
-        assert vote() == VoteOutcome("a price is already pushed", cast=True)
+        assert vote() == VoteOutcome("a price is already pushed", cast=True, price=0)
 
 
 def test_the_settle_job_is_idempotent(honest_env: Env) -> None:

@@ -17,6 +17,7 @@ VOTED_ELSEWHERE = "voted on Ethereum"
 class VoteOutcome:
     text: str  # what happened, for the log and `disputer score --vote`
     cast: bool = False  # the oracle was asked (a push, a commit or reveal tried or found done)
+    price: int | None = None  # the price voted for, when cast
     sent: SendResult | None = None  # the price push, on a mock oracle
 
 
@@ -42,11 +43,11 @@ def vote_on(
     if chain.settled:
         return VoteOutcome("settled")
     if isinstance(oracle, DvmOracle):
-        return VoteOutcome(actor.dvm_vote(chain, price), cast=True)
+        return VoteOutcome(actor.dvm_vote(chain, price), cast=True, price=price)
     assert isinstance(oracle, MockOracle)
     request = (chain.identifier, chain.assertion_time, ancillary_data(aid, chain.asserter))
     if oracle.has_price(*request, requester=oov3.address):
-        return VoteOutcome("a price is already pushed", cast=True)
+        return VoteOutcome("a price is already pushed", cast=True, price=price)
     result = actor.send(aid, "vote_push", lambda: oracle.push_price_call(*request, price), "pushPrice")
     text = f"pushed {price}" if result.mined else f"push failed: {result.error}"
-    return VoteOutcome(text, cast=True, sent=result)
+    return VoteOutcome(text, cast=True, price=price, sent=result)
