@@ -100,8 +100,8 @@ class Metrics:
         found = self.registry.get_sample_value(f"{self.prefix}_{name}", dict(labels or {}))
         return 0.0 if found is None else found
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self) -> str:
+        return generate_latest(self.registry).decode()
 
     def health(self, max_age_s: float) -> tuple[bool, dict[str, Any]]:
         """Healthy when a poll succeeded within `max_age_s` (or the daemon started less than that ago)."""
@@ -150,7 +150,7 @@ class TelemetryServer:
 
             def do_GET(self) -> None:
                 if self.path == "/metrics":
-                    body, status, kind = served.metrics.render(), 200, CONTENT_TYPE_LATEST
+                    body, status, kind = served.metrics.render().encode(), 200, CONTENT_TYPE_LATEST
                 elif self.path == "/healthz":
                     ok, data = served.metrics.health(served.max_age_s)
                     body, status, kind = json.dumps(data).encode(), 200 if ok else 503, "application/json"

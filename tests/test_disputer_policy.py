@@ -164,7 +164,7 @@ def test_each_daemon_has_its_own_metrics() -> None:
     first.inc("judge_calls_total", 4)
     assert second.value("txs_total", {"kind": "dispute", "result": "mined"}) == 0
     assert first.value("judge_calls_total") == 4 and second.value("judge_calls_total") == 0
-    families = {f.name: f for f in text_string_to_metric_families(first.render().decode())}
+    families = {f.name: f for f in text_string_to_metric_families(first.render())}
     assert set(families) == {
         "disputer_" + n.removesuffix("_total")
         for n in ("polls_total", "assertions_seen_total", "evaluations_total", "decisions_total", "judge_calls_total",
