@@ -20,7 +20,6 @@ import click
 
 from attest import __version__
 from attest.errors import AttestError, ConfigError
-from disputer.status import assertion_status, hex_or_none
 
 if TYPE_CHECKING:
     from attest.chain.connect import ChainContext
@@ -214,6 +213,7 @@ def score(
     from attest.verify import ASSERTION_ID
     from disputer.daemon import StepReport, made_of
     from disputer.policy import decide
+    from disputer.status import hex_or_none
 
     if not ASSERTION_ID.fullmatch(assertion_id):
         raise ConfigError(f"{assertion_id[:80]!r} is not an assertion id (0x and 64 hex digits)")
@@ -291,6 +291,7 @@ def status(assertion_id: str | None, network: str | None, limit: int, as_json: b
     needed)."""
     from attest.networks import get_network
     from disputer.config import load_attest_config
+    from disputer.status import hex_or_none
     from disputer.store import DisputerStore
 
     if assertion_id is not None:
@@ -341,6 +342,7 @@ def _printable(text: str) -> str:
 
 def _status_of(assertion_id: str, as_json: bool) -> None:
     from attest.verify import ASSERTION_ID
+    from disputer.status import assertion_status
     from disputer.store import DisputerStore
 
     if not ASSERTION_ID.fullmatch(assertion_id):
