@@ -5,6 +5,7 @@ mock oracle vote and the settler close the loop."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import os
@@ -22,7 +23,7 @@ from web3 import Web3
 from attest.chain.artifacts import uma
 from attest.chain.connect import ChainContext, connect
 from attest.chain.oov3 import AssertionDisputed, AssertionMade
-from attest.chain.oracle import MockOracle, oracle_for
+from attest.chain.oracle import MockOracle, SpokeOracle, oracle_for
 from attest.chain.tx import Sender
 from attest.claim import build_claim, parse_claim, rules_cid
 from attest.config import Config, LlmConfig
@@ -33,12 +34,12 @@ from attest.ipfs.cid import CID
 from attest.ipfs.local import LocalStore
 from attest.kb import KnowledgeBase
 from attest.llm.registry import provider_from_config
-from attest.networks import ASSERT_TRUTH2
+from attest.networks import ASSERT_TRUTH2, get_network
 from disputer.config import DisputerConfig, load_attest_config
 from disputer.daemon import Daemon, StepReport
 from disputer.jobs.dispute import resume_disputes, send_disputes
 from disputer.jobs.settle import settle_due
-from disputer.jobs.vote import VoteOutcome, vote_on
+from disputer.jobs.vote import VOTED_ELSEWHERE, VoteOutcome, vote_on
 from disputer.judge import LlmJudge
 from disputer.policy import PolicyDecision
 from disputer.store import DisputerStore
@@ -542,3 +543,23 @@ def test_a_transient_rpc_error_keeps_the_daemon_going(honest_env: Env) -> None:
         decision = store.decision(made.assertion_id)
     assert daemon.metrics.value("polls_total", {"result": "error"}) == 1
     assert decision is not None and decision.action == "none"
+
+
+def test_each_oracle_kind_is_one_object(wrong_env: Env) -> None:
+    ctx = wrong_env.ctx
+    local = oracle_for(ctx)
+    assert isinstance(local, MockOracle) and local.address == wrong_env.chain.deployment.oracle
+    spoke = oracle_for(dataclasses.replace(ctx, network=get_network("polygon")))  # no Finder read
+    assert isinstance(spoke, SpokeOracle) and spoke.has_price(b"\0" * 32, 0, b"", requester=ctx.oov3.address)
+    made = wrong_env.attest(WRONG)
+    with wrong_env.store() as store:
+        daemon = wrong_env.daemon(store, vote=False, settle=False)
+        step(daemon)  # disputed
+        step(daemon)  # the watcher sees the dispute
+        stored = store.get(made.assertion_id)
+        assert stored is not None and stored.status == "disputed"
+        daemon.oracle = spoke  # as on an L2: disputes there are voted on Ethereum's DVM
+        report = StepReport()
+        assert [daemon.vote(stored, report) for _ in range(2)] == [VOTED_ELSEWHERE] * 2
+    assert report.votes == {} and report.sent == {}
+    assert daemon.metrics.value("alerts_total", {"reason": "spoke_vote"}) == 1  # said once, not every poll

@@ -69,12 +69,16 @@ class SpokeOracle(Oracle):
 
 
 def oracle_for(ctx: ChainContext) -> Oracle:
-    """The oracle behind `ctx`'s OOv3, of the kind its network names (a spoke needs no lookup: it is voted on
-    elsewhere)."""
-    match ctx.network.oracle_kind:
-        case OracleKind.MOCK:
-            return MockOracle(ctx.w3, ctx.oracle_address())
-        case OracleKind.DVM:
-            return DvmOracle(ctx.w3, ctx.oracle_address())
-        case OracleKind.SPOKE:
-            return SpokeOracle()
+    """The oracle behind `ctx`'s OOv3, of the kind its network names: the network's configured `oracle`, else
+    what OOv3's Finder names "Oracle" (a spoke needs neither: it is voted on elsewhere)."""
+    kind = ctx.network.oracle_kind
+    if kind is OracleKind.SPOKE:
+        return SpokeOracle()
+    address = ctx.settings.oracle or _finder_oracle(ctx, kind)
+    return MockOracle(ctx.w3, address) if kind is OracleKind.MOCK else DvmOracle(ctx.w3, address)
+
+
+def _finder_oracle(ctx: ChainContext, kind: OracleKind) -> str:
+    # OOv3's own Finder lookup (cached for a while: governance can re-point it), not a second Finder client.
+    abi = "MockOracleAncillary" if kind is OracleKind.MOCK else "VotingV2"
+    return str(ctx.oov3._finder_lookup("Oracle", abi).address)
