@@ -261,7 +261,7 @@ class Recorder(logging.Handler):
 
 @contextlib.contextmanager
 def recording(milestones: tuple[int, ...] = ()) -> Iterator[Recorder]:
-    logger = logging.getLogger("disputer")
+    logger = logging.getLogger("disputer.daemon")
     recorder = Recorder(milestones)
     old_level = logger.level
     logger.setLevel(logging.INFO)
