@@ -19,14 +19,14 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from eth_utils.address import is_checksum_address
 
 from attest.errors import ClaimError, InvalidCid
 from attest.ipfs.cid import CID
 from attest.ipfs.unixfs import cid_of
-from attest.jsonsafe import nested_deeper_than
+from attest.jsonsafe import NonJsonConstant, RepeatedKey, nested_deeper_than, strict_loads
 
 CLAIM_SCHEMA_V1 = "llm-attest/claim/v1"
 # Calldata costs 16 gas a byte and the event log 8 more: a full claim costs well under 50k gas.
@@ -207,9 +207,12 @@ def parse_claim(claim: bytes) -> Claim:
     if nested_deeper_than(text, _MAX_JSON_DEPTH):
         raise ClaimError(f"the claim's JSON nests deeper than {_MAX_JSON_DEPTH} levels; an llm-attest claim is flat")
     try:
-        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
-    except ClaimError:
-        raise
+        value = strict_loads(text)
+    except RepeatedKey as err:
+        # JSON.parse keeps the last of repeated keys; refusing them keeps every reader on the same claim.
+        raise ClaimError(f"the claim repeats the key {_short(json.dumps(err.key))}") from None
+    except NonJsonConstant as err:
+        raise ClaimError(f"the claim contains {err.name}, which is not JSON") from None
     except (ValueError, RecursionError) as err:
         raise ClaimError(f"the claim is not JSON ({_short(str(err))}), so not an llm-attest claim") from None
     if not isinstance(value, dict):
@@ -276,20 +279,6 @@ def _address(text: str) -> str:
     if not isinstance(text, str) or not is_checksum_address(text):
         raise ClaimError(f"the asserter {_short(json.dumps(text))} is not an EIP-55 checksummed address")
     return text
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # JSON.parse keeps the last of repeated keys; refusing them keeps every reader on the same claim.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ClaimError(f"the claim repeats the key {_short(json.dumps(key))}")
-        result[key] = value
-    return result
-
-
-def _refuse_constant(name: str) -> NoReturn:
-    raise ClaimError(f"the claim contains {name}, which is not JSON")
 
 
 def _short(text: str, limit: int = 80) -> str:

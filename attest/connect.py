@@ -13,7 +13,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.middleware import ExtraDataToPOAMiddleware
 
-from attest.chain.oov3 import OptimisticOracleV3, to_bytes32
+from attest.chain.oov3 import OptimisticOracleV3
 from attest.chain.tx import Sender, http_provider
 from attest.config import Config, NetworkConfig, load_config
 from attest.devnet import Deployment, Devnet
@@ -57,24 +57,6 @@ class ChainContext:
     def currency(self, override: str | None = None) -> str:
         chosen = override or self.settings.currency or self.network.default_currency
         return Web3.to_checksum_address(chosen) if chosen else self.oov3.default_currency()
-
-    def oracle_address(self) -> str:
-        """The contract that resolves disputes: configured, else what OOv3's Finder names as "Oracle"."""
-        if self.settings.oracle:
-            return Web3.to_checksum_address(self.settings.oracle)
-        finder = self.w3.eth.contract(
-            address=self.oov3.contract.functions.finder().call(),
-            abi=[
-                {
-                    "name": "getImplementationAddress",
-                    "type": "function",
-                    "stateMutability": "view",
-                    "inputs": [{"name": "interfaceName", "type": "bytes32"}],
-                    "outputs": [{"name": "", "type": "address"}],
-                }
-            ],
-        )
-        return str(finder.functions.getImplementationAddress(to_bytes32("Oracle")).call())
 
 
 def connect(

@@ -201,6 +201,10 @@ class DisputerStateError(AttestError):
     """The disputer's SQLite state cannot be opened, migrated or written, or a write breaks its rules."""
 
 
+class StateUnwritable(DisputerStateError):
+    """The disputer's state cannot take a write (a full disk, a read-only file): the daemon stops."""
+
+
 class JudgeError(AttestError):
     """The disputer's judge cannot be built or used as configured."""
 

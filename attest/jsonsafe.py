@@ -7,7 +7,9 @@ raising. Everything that parses JSON it did not write checks the nesting first, 
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any, NoReturn
 
 _BRACKET_OR_QUOTE = re.compile(r'[\[\]{}"]')
 _BRACKET = re.compile(r"[\[\]{}]")
@@ -39,3 +41,39 @@ def nested_deeper_than(text: str, limit: int) -> bool:
         else:
             depth -= 1
     return False
+
+
+class RepeatedKey(ValueError):
+    """An object repeats a key. JSON.parse keeps the last, other parsers the first: refusing it keeps every reader
+    on the same value."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"repeated key {key!r}")
+        self.key = key
+
+
+class NonJsonConstant(ValueError):
+    """NaN, Infinity or -Infinity, which Python's json reads but JSON does not have."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name} is not JSON")
+        self.name = name
+
+
+def strict_loads(text: str) -> Any:
+    """`json.loads` that raises `RepeatedKey` or `NonJsonConstant` (both ValueErrors) instead of accepting them.
+    Check the nesting first (`nested_deeper_than`)."""
+    return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise RepeatedKey(key)
+        result[key] = value
+    return result
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise NonJsonConstant(name)

@@ -57,9 +57,10 @@ from attest.record.signing import sign_record
 from bench.common import Table, env_var, percentile, throwaway_home
 from bench.fake_judge import Rule, judge_process
 from disputer.config import DisputerConfig
-from disputer.daemon import Daemon, build_daemon
+from disputer.daemon import Daemon
 from disputer.judge import LlmJudge
 from disputer.store import DisputerStore
+from disputer.wiring import build_daemon
 
 GOAL_PER_S = 50.0
 LATENCY_S = 1.0

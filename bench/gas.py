@@ -55,7 +55,7 @@ class GasBench:
         )
         # UMA's own example integration: pulls the bond from its caller, asserts with itself as callback recipient.
         # It asserts under OOv3's default identifier, ASSERT_TRUTH, which our devnet does not whitelist by itself.
-        whitelist = self.oov3._finder_lookup("IdentifierWhitelist", "IdentifierWhitelist")
+        whitelist = self.oov3.finder_lookup("IdentifierWhitelist", "IdentifierWhitelist")
         Sender(w3, dev_account(0)).transact(
             whitelist.functions.addSupportedIdentifier(to_bytes32("ASSERT_TRUTH")), "whitelist ASSERT_TRUTH"
         )

@@ -180,23 +180,9 @@ class Actor:
         return self.send(assertion_id, "settle", lambda: self.ctx.oov3.settle_call(assertion_id), "settleAssertion")
 
     # -- votes ---------------------------------------------------------------------------------------------
-    def push_price(self, assertion: Assertion, price: int) -> SendResult | None:
-        """MockOracleAncillary (devnet, testnets): push the price; None when a price is already there."""
-        oracle = self.ctx.w3.eth.contract(
-            address=Web3.to_checksum_address(self.ctx.oracle_address()), abi=shipped("MockOracleAncillary").abi
-        )
-        ancillary = ancillary_data(assertion.assertion_id, assertion.asserter)
-        args = (assertion.identifier, assertion.assertion_time, ancillary)
-        if oracle.functions.hasPrice(*args).call():
-            return None
-        return self.send(
-            assertion.assertion_id, "vote_push", lambda: oracle.functions.pushPrice(*args, price), "pushPrice"
-        )
-
-    def dvm_vote(self, assertion: Assertion, price: int) -> str:
+    def dvm_vote(self, assertion: Assertion, price: int, voting: VotingClient) -> str:
         """VotingV2: commit in the commit phase (the salt stored first), reveal in the reveal phase. Returns what
         happened, for the log."""
-        voting = VotingClient(self.ctx.w3, self.ctx.oracle_address())
         ancillary = ancillary_data(assertion.assertion_id, assertion.asserter)
         aid = assertion.assertion_id
         round_id = voting.current_round_id()

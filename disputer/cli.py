@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import signal
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -19,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from attest import __version__
+from attest.cli.edge import run_cli
 from attest.errors import AttestError, ConfigError
 
 if TYPE_CHECKING:
     from attest.connect import ChainContext
-    from disputer.store import DisputerStore
 
 log = logging.getLogger("disputer.cli")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -39,10 +38,6 @@ def cli() -> None:
     """Watch llm-attest assertions, judge their answers, and dispute the wrong ones on UMA."""
 
 
-def _hex(value: bytes | None) -> str | None:
-    return None if value is None else "0x" + value.hex()
-
-
 class _Session:
     """The config, chain connection, store and daemon one command works with."""
 
@@ -51,8 +46,8 @@ class _Session:
         from attest.config import config_path
         from attest.connect import connect
         from disputer.config import load_attest_config, load_disputer_config
-        from disputer.daemon import build_daemon
         from disputer.store import DisputerStore
+        from disputer.wiring import build_daemon
 
         self.config = load_disputer_config(**overrides)
         self.attest_config = load_attest_config()
@@ -119,12 +114,12 @@ def _stop_gracefully(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> No
 def voting_for(ctx: ChainContext, address: str) -> dict[str, Any] | None:
     """On a DVM network, whose stake the account votes with: its own, or a staker's that made it its delegate
     (VotingV2 counts a delegate's commit and reveal for the staker once both sides have named each other)."""
-    from attest.chain.voting import VotingClient
-    from attest.networks import OracleKind
+    from attest.oracle import DvmOracle, oracle_for
 
-    if ctx.network.oracle_kind is not OracleKind.DVM:
+    oracle = oracle_for(ctx)
+    if not isinstance(oracle, DvmOracle):
         return None
-    voting = VotingClient(ctx.w3, ctx.oracle_address())
+    voting = oracle.voting
     functions = voting.contract.functions
     voter = str(functions.getVoterFromDelegate(address).call())
     named = str(functions.delegateToStaker(address).call())
@@ -218,6 +213,7 @@ def score(
     from attest.verify import ASSERTION_ID
     from disputer.daemon import StepReport, made_of
     from disputer.policy import decide
+    from disputer.status import hex_or_none
 
     if not ASSERTION_ID.fullmatch(assertion_id):
         raise ConfigError(f"{assertion_id[:80]!r} is not an assertion id (0x and 64 hex digits)")
@@ -259,7 +255,7 @@ def score(
             "decision": {"action": decision.action, "reason": decision.reason},
             "recorded": None if recorded is None else {"action": recorded.action, "reason": recorded.reason,
                                                        "dry_run": recorded.dry_run},
-            "txs": {_hex(k): [{"status": r.row.status, "tx": r.tx_hash, "error": r.error} for r in v]
+            "txs": {hex_or_none(k): [{"status": r.row.status, "tx": r.tx_hash, "error": r.error} for r in v]
                     for k, v in report.sent.items()},
             "vote": vote_outcome,
         }  # fmt: skip
@@ -295,6 +291,7 @@ def status(assertion_id: str | None, network: str | None, limit: int, as_json: b
     needed)."""
     from attest.networks import get_network
     from disputer.config import load_attest_config
+    from disputer.status import hex_or_none
     from disputer.store import DisputerStore
 
     if assertion_id is not None:
@@ -303,16 +300,16 @@ def status(assertion_id: str | None, network: str | None, limit: int, as_json: b
     net = get_network(network or load_attest_config().defaults.network)
     with DisputerStore() as store:
         summary = store.status_summary(net.chain_id)
-        pending = [_hex(a.assertion_id) for a in store.pending(net.chain_id)]
+        pending = [hex_or_none(a.assertion_id) for a in store.pending(net.chain_id)]
         decided: list[dict[str, Any]] = []
         for a in reversed(store.assertions(net.chain_id, ours=None)):
             d = store.decision(a.assertion_id)
             if d is None:
                 continue
             decided.append({
-                "assertion": _hex(a.assertion_id), "status": a.status, "action": d.action, "reason": d.reason,
+                "assertion": hex_or_none(a.assertion_id), "status": a.status, "action": d.action, "reason": d.reason,
                 "score": d.calibrated, "judge": d.judge, "dry_run": d.dry_run, "at": d.created_at,
-                "disputed_tx": _hex(a.disputed_tx),
+                "disputed_tx": hex_or_none(a.disputed_tx),
             })  # fmt: skip
             if len(decided) >= limit:
                 break
@@ -343,57 +340,9 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _claim_facts(claim: bytes) -> dict[str, Any]:
-    from attest.claim import parse_claim
-    from attest.errors import ClaimError
-
-    try:
-        parsed = parse_claim(claim)
-    except ClaimError as err:
-        return {"bytes": len(claim), "llm_attest": False, "error": str(err)}
-    return {"bytes": len(claim), "llm_attest": True, "title": parsed.title, "record": parsed.record_uri,
-            "digest": parsed.digest, "asserter": parsed.asserter, "rules": f"ipfs://{parsed.rules_cid}"}  # fmt: skip
-
-
-def _decision_facts(d: Any) -> dict[str, Any]:
-    return {"action": d.action, "reason": d.reason, "score": d.score, "calibrated": d.calibrated,
-            "rationale": d.rationale, "judge": d.judge, "dry_run": d.dry_run, "at": d.created_at,
-            "failed_checks": list(d.checks.get("failed", []))}  # fmt: skip
-
-
-def assertion_status(store: DisputerStore, assertion_id: bytes) -> dict[str, Any] | None:
-    """Plain JSON of everything the state keeps about one assertion, or None when it is not stored. Vote salts
-    are left out: until the reveal they are the vote's only secret."""
-    from datetime import UTC, datetime
-
-    a = store.get(assertion_id)
-    if a is None:
-        return None
-    decision = store.decision(assertion_id)
-    expires = datetime.fromtimestamp(min(a.expiration_time, 253402300799), UTC).isoformat().replace("+00:00", "Z")
-    return {
-        "assertion": _hex(a.assertion_id), "chain_id": a.chain_id, "oov3": a.oov3, "status": a.status,
-        "ours": a.is_ours, "block": a.block_number, "tx": _hex(a.tx_hash), "log_index": a.log_index,
-        "asserter": a.asserter, "caller": a.caller, "callback_recipient": a.callback_recipient,
-        "escalation_manager": a.escalation_manager, "expiration_time": a.expiration_time, "expires_at": expires,
-        "currency": a.currency, "bond": str(a.bond), "identifier": a.identifier.rstrip(b"\0").decode("latin-1"),
-        "domain_id": _hex(a.domain_id), "claim": _claim_facts(a.claim), "seen_at": a.seen_at,
-        "disputed_by": a.disputed_by, "disputed_tx": _hex(a.disputed_tx), "disputed_block": a.disputed_block,
-        "settled_resolution": a.settled_resolution, "settled_tx": _hex(a.settled_tx),
-        "settled_block": a.settled_block,
-        "decision": None if decision is None else _decision_facts(decision),
-        "superseded_decisions": [_decision_facts(d) for d in store.superseded_decisions(assertion_id)],
-        "txs": [{"kind": t.kind, "status": t.status, "nonce": t.nonce, "tx": _hex(t.tx_hash), "sender": t.sender,
-                 "attempts": t.attempts, "error": t.error, "updated_at": t.updated_at}
-                for t in store.txs_for(assertion_id)],
-        "votes": [{"round": v.round_id, "phase": v.phase, "price": str(v.price), "committed_tx": _hex(v.committed_tx),
-                   "revealed_tx": _hex(v.revealed_tx), "updated_at": v.updated_at}
-                  for v in store.votes_for(assertion_id)],
-    }  # fmt: skip
-
-
 def _status_of(assertion_id: str, as_json: bool) -> None:
     from attest.verify import ASSERTION_ID
+    from disputer.status import assertion_status
     from disputer.store import DisputerStore
 
     if not ASSERTION_ID.fullmatch(assertion_id):
@@ -459,8 +408,8 @@ def eval_(dataset: Path, threshold: float | None, bond: float, save_calibration:
     """Accuracy, AUROC, ECE, Brier and bond P/L of the configured judge on labelled rows (JSONL)."""
     from disputer.calibration import fit_isotonic
     from disputer.config import load_attest_config, load_disputer_config
+    from disputer.evalstats import load_rows, report
     from disputer.judges import judge_from_config
-    from disputer.metrics import load_rows, report
 
     config = load_disputer_config(threshold=threshold)
     rows = load_rows(dataset)
@@ -496,17 +445,4 @@ def eval_(dataset: Path, threshold: float | None, bond: float, save_calibration:
 
 
 def main() -> None:
-    try:
-        cli.main(standalone_mode=False)
-    except AttestError as err:
-        click.echo(f"Error: {err}", err=True)
-        sys.exit(1)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(1)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
+    run_cli(cli)

@@ -1,10 +1,11 @@
-"""The disputer daemon: poll, evaluate, decide, act; vote on disputes; settle what is due.
+"""The disputer's loop: poll, judge, decide, and hand the verdicts to the jobs; it reports what they sent.
 
 One `step()` is one pass: the watcher's poll, then every undecided assertion of ours evaluated (judge calls in
-threads, at most `concurrency` at once), decided by the pure policy and recorded once, disputes sent through the
-outbox, votes cast on disputed assertions and due assertions settled. `run()` repeats `step()` every
-`poll_interval_s` until its stop event is set. The SQLite store and every transaction stay on the loop's
-thread: only judging, which is slow and touches no state, runs elsewhere.
+threads, at most `concurrency` at once), decided by the pure policy and recorded once, then the jobs
+(disputer/jobs/): disputes sent through the outbox, votes cast on disputed assertions, due assertions settled.
+`run()` repeats `step()` every `poll_interval_s` until its stop event is set, or until the state cannot be
+written. The SQLite store and every transaction stay on the loop's thread: only judging, which is slow and
+touches no state, runs elsewhere. The wiring from the config is disputer/wiring.py.
 
 Restarts: open outbox rows are reconciled first; a decision to dispute whose transaction never landed is acted
 on again (the outbox makes that idempotent); assertions made while the daemon was down are found by the
@@ -17,39 +18,30 @@ import asyncio
 import contextlib
 import logging
 import queue
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from decimal import Decimal
-from pathlib import Path
+from dataclasses import dataclass, field
+from functools import cached_property
 
-from eth_account.signers.local import LocalAccount
-from web3 import Web3
-
-from attest.chain.artifacts import shipped
 from attest.chain.oov3 import AssertionMade
-from attest.chain.voting import VotingClient
-from attest.claim import parse_claim
-from attest.config import Config, config_path
 from attest.connect import ChainContext
-from attest.errors import AttestError, ClaimError
-from attest.flow.token import Token
-from attest.ipfs.store import ContentStore
-from attest.networks import OracleKind
-from disputer.actions import Actor, SendResult, ancillary_data
-from disputer.calibration import CalibrationMap
+from attest.errors import AttestError, StateUnwritable
+from attest.oracle import Oracle, oracle_for
+from disputer.actions import Actor, SendResult
 from disputer.config import DisputerConfig
 from disputer.evaluate import Evaluation, Evaluator
-from disputer.judge import Judge
-from disputer.judges import judge_from_config
-from disputer.policy import Facts, PolicyDecision, decide, vote_price, wants_dispute
+from disputer.jobs.dispute import Judged, decide_batch, resume_disputes, send_disputes
+from disputer.jobs.settle import settle_due
+from disputer.jobs.vote import VOTED_ELSEWHERE, vote_on
+from disputer.policy import Facts, PolicyDecision
 from disputer.store import Decision, DisputerStore, StoredAssertion
 from disputer.telemetry import Metrics, alert, standard_metrics
+from disputer.wallet import Wallet
 from disputer.watcher import ScanResult, Watcher
 
 log = logging.getLogger(__name__)
 CHECKS_JUDGE = "deterministic-checks"
-DEFAULT_CONFIRMATIONS = 3  # off the devnet, when neither [disputer] nor [networks.<name>] says
 NOW_TTL_S = 1.0  # how old a chain time decisions that send nothing may use
 
 
@@ -65,12 +57,15 @@ class StepReport:
     errors: list[str] = field(default_factory=list)
 
 
-_Judged = tuple[StoredAssertion, Evaluation | Exception]
+_Finished = tuple[StoredAssertion, Evaluation | Exception]
+
+# SQLite's words when the state cannot take a write: no later poll fixes these, only the operator.
+_UNWRITABLE = ("database or disk is full", "readonly database", "disk I/O error")
 
 
-def _drain(results: queue.SimpleQueue[_Judged]) -> list[_Judged]:
+def _drain(results: queue.SimpleQueue[_Finished]) -> list[_Finished]:
     """Everything the judging threads have finished so far, without waiting."""
-    taken: list[_Judged] = []
+    taken: list[_Finished] = []
     with contextlib.suppress(queue.Empty):
         while True:
             taken.append(results.get_nowait())
@@ -104,6 +99,7 @@ class Daemon:
         watcher: Watcher,
         evaluator: Evaluator,
         actor: Actor,
+        wallet: Wallet,
         config: DisputerConfig,
         *,
         metrics: Metrics | None = None,
@@ -113,10 +109,10 @@ class Daemon:
         self.watcher = watcher
         self.evaluator = evaluator
         self.actor = actor
+        self.wallet = wallet
         self.config = config
         self.metrics = metrics or standard_metrics()
         self.attempts: dict[bytes, int] = {}  # evaluations so far of assertions not decided yet
-        self._tokens: dict[str, Token] = {}
         self._now: tuple[float, int] | None = None  # (monotonic time read, chain time)
         self._reconciled = False
         self._warned_spoke = False
@@ -144,6 +140,18 @@ class Daemon:
             log.info("disputer stopped")
 
     async def step(self) -> StepReport:
+        """One pass. Chain, RPC and model errors are reported and the next pass tries again; a state that cannot
+        be written raises `StateUnwritable`, which ends `run()`: no later pass could record what it does."""
+        try:
+            return await self._step()
+        except (AttestError, sqlite3.Error) as err:
+            stop = self._unwritable(err)
+            if stop is None:
+                raise
+            alert(log, self.metrics, "state_unwritable", str(stop))
+            raise stop from err
+
+    async def _step(self) -> StepReport:
         report = StepReport()
         if not self._reconciled:
             for row in self.actor.reconcile_open():
@@ -152,6 +160,8 @@ class Daemon:
         try:
             report.scan = self.watcher.poll()
         except AttestError as err:
+            if self._unwritable(err):
+                raise
             self.metrics.inc("polls_total", labels={"result": "error"})
             self.metrics.last_error = str(err)
             report.errors.append(str(err))
@@ -161,18 +171,34 @@ class Daemon:
         self.metrics.inc("assertions_seen_total", len(report.scan.new))
         if report.scan.to_block is not None:
             self.metrics.set("checkpoint_block", report.scan.to_block)
-        for step in (self._evaluate_all, self._resume_disputes, self._vote_all, self._settle_all):
+        for job in (self._evaluate_all, self._resume_disputes, self._vote_all, self._settle_all):
             try:
-                await step(report)
+                await job(report)
             except AttestError as err:
+                if self._unwritable(err):
+                    raise
                 report.errors.append(str(err))
                 self.metrics.last_error = str(err)
-                log.warning("%s failed: %s", step.__name__.strip("_"), err)
+                log.warning("%s failed: %s", job.__name__.strip("_"), err)
         self.metrics.set("pending_assertions", len(self.store.pending(self.chain_id)))
         if not report.errors:
             self.metrics.last_poll_ok = time.time()
             self.metrics.last_error = None
         return report
+
+    def _unwritable(self, err: Exception) -> StateUnwritable | None:
+        """The error as a reason to stop, when the state cannot take a write: SQLite's own error reaching the
+        loop (the store could not even roll back cleanly), or the store's error carrying SQLite's words for a full
+        disk or a read-only file. None for errors a later pass may not meet."""
+        if isinstance(err, StateUnwritable):
+            return err
+        text = str(err)
+        if not isinstance(err, sqlite3.Error) and not any(words in text for words in _UNWRITABLE):
+            return None
+        return StateUnwritable(
+            f"the disputer stopped: it cannot write its state at {self.store.path} ({text}). Check that the disk has "
+            "free space and the file is writable, then start it again: what was in flight is resumed from the outbox"
+        )
 
     # -- evaluating and deciding ---------------------------------------------------------------------------
     def undecided(self) -> list[StoredAssertion]:
@@ -196,7 +222,7 @@ class Daemon:
             return
         self._now = None  # chain time is read afresh each step (tests and idle hours move it)
         loop = asyncio.get_running_loop()
-        results: queue.SimpleQueue[_Judged] = queue.SimpleQueue()
+        results: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
         arrived = asyncio.Event()
 
         def evaluate(stored: StoredAssertion) -> None:
@@ -222,7 +248,7 @@ class Daemon:
                         await arrived.wait()
                     continue
                 waiting -= len(batch)
-                judged: list[tuple[StoredAssertion, Evaluation]] = []
+                judged: list[Judged] = []
                 for stored, result in batch:
                     if isinstance(result, Exception):
                         failure = result if failure is None else failure
@@ -241,12 +267,12 @@ class Daemon:
         """Decide on one evaluated assertion, record the decision and act on it."""
         return self.handle_many([(stored, evaluation)], report)[0]
 
-    def handle_many(self, judged: list[tuple[StoredAssertion, Evaluation]], report: StepReport) -> list[PolicyDecision]:
-        """Decide on evaluated assertions, record the decisions in one commit, then send the disputes together
-        (one pipeline per bond currency: `Actor.dispute_many`). Returns the decisions in the order given."""
+    def handle_many(self, judged: list[Judged], report: StepReport) -> list[PolicyDecision]:
+        """Decide on evaluated assertions, record the decisions in one commit, then hand the disputes to the
+        dispute job together (one pipeline per bond currency). Returns the decisions in the order given."""
         for stored, _evaluation in judged:
             self.attempts[stored.assertion_id] = self.attempts.get(stored.assertion_id, 0) + 1
-        decided = self._decide_many(judged)
+        decided = self._decide_batch(judged)
         final: list[tuple[StoredAssertion, PolicyDecision, dict[str, float | str | None]]] = []
         with self.store.transaction():
             for (stored, evaluation), (_facts, decision) in zip(judged, decided, strict=True):
@@ -267,7 +293,7 @@ class Daemon:
                 self.record(stored, evaluation, decision)
                 final.append((stored, decision, fields))
         # Logged once committed: a crash in between must not log a decision that a restart makes again.
-        disputes: dict[str, list[tuple[StoredAssertion, PolicyDecision]]] = {}
+        disputes: list[tuple[StoredAssertion, PolicyDecision]] = []
         for stored, decision, fields in final:
             aid = stored.assertion_id
             if decision.action == "undecided":
@@ -277,15 +303,9 @@ class Daemon:
             report.decisions[aid] = decision.action
             log.info("decided", extra=fields)
             if decision.action == "dispute" and not self.config.dry_run:
-                disputes.setdefault(stored.currency.lower(), []).append((stored, decision))
-        for group in disputes.values():
-            results = self.actor.dispute_many(
-                [(s.assertion_id, s.bond) for s, _d in group],
-                currency=group[0][0].currency,
-                approve=any(d.approve_first for _s, d in group),
-            )
-            for aid, result in results.items():
-                self._sent(report, aid, "dispute", result)
+                disputes.append((stored, decision))
+        for aid, result in send_disputes(self.actor, disputes).items():
+            self._sent(report, aid, "dispute", result)
         return [decision for _facts, decision in decided]
 
     def record(self, stored: StoredAssertion, evaluation: Evaluation, decision: PolicyDecision) -> Decision:
@@ -305,84 +325,14 @@ class Daemon:
         )
 
     def facts(self, stored: StoredAssertion, evaluation: Evaluation) -> Facts:
-        """What the policy looks at for one assertion (see `_decide_many`)."""
-        return self._decide_many([(stored, evaluation)])[0][0]
+        """What the policy looks at for one assertion (see `decide_batch`)."""
+        return self._decide_batch([(stored, evaluation)])[0][0]
 
-    def _decide_many(self, judged: list[tuple[StoredAssertion, Evaluation]]) -> list[tuple[Facts, PolicyDecision]]:
-        """The facts of each evaluation and the policy's decision on them, in order.
-
-        The chain and the wallet are read only for evaluations that want a dispute: for any other verdict the
-        policy stops at whether the assertion is settled and how long it has left, and the store knows both (as
-        of the last poll; the expiration never changes). That spares the reads for each of the many answers that
-        stand; on that path the money fields are placeholders the policy never reaches, and `now` is the chain
-        time read at most a second ago. For those that want one, the balance, the allowance and the budget are
-        read once per currency, and each decision to dispute takes its bond off them before the next is made,
-        so a batch never commits more than the wallet holds."""
-        out: list[tuple[Facts, PolicyDecision]] = []
-        committed: dict[str, int] = {}  # bond currency -> bonds of this batch's disputes so far
-        wallet: dict[str, tuple[Token, int, int, int | None]] = {}  # currency -> token, balance, allowance, budget
-        now: int | None = None
-        for stored, evaluation in judged:
-            known = self._known_facts(stored, evaluation)
-            if not wants_dispute(known):
-                out.append((known, decide(known)))
-                continue
-            key = stored.currency.lower()
-            if key not in wallet:
-                token = self._token(stored.currency)
-                wallet[key] = (
-                    token,
-                    token.balance(self.address),
-                    token.allowance(self.address, self.ctx.oov3.address),
-                    self._budget_left(token, stored.currency),
-                )
-            token, balance, allowance, budget = wallet[key]
-            spent = committed.get(key, 0)
-            now = self.now() if now is None else now
-            chain = self.ctx.oov3.get_assertion(stored.assertion_id)
-            facts = replace(
-                known,
-                now=now,
-                expiration_time=chain.expiration_time if chain.exists else stored.expiration_time,
-                max_bond_per_dispute=self._units(token, self.config.amount("max_bond_per_dispute")),
-                budget_left=None if budget is None else budget - spent,
-                balance=balance - spent,
-                allowance=max(0, allowance - spent),
-                disputed_by=chain.disputer if chain.disputed else None,
-                settled=chain.settled,
-            )
-            if facts.allowance >= stored.bond and not chain.disputed and not chain.settled:
-                error = self.actor.dispute_static_error(stored.assertion_id)
-                if error is not None:
-                    facts = replace(facts, static_call_error=error)
-            decision = decide(facts)
-            if decision.action == "dispute":
-                committed[key] = spent + stored.bond
-            out.append((facts, decision))
-        return out
-
-    def _known_facts(self, stored: StoredAssertion, evaluation: Evaluation) -> Facts:
-        return Facts(
-            failed_checks=evaluation.failed_checks,
-            score=evaluation.score,
-            undecided_reason=evaluation.undecided_reason,
-            unavailable=evaluation.unavailable is not None,
-            threshold=self.config.threshold,
-            now=self._recent_now(),
-            expiration_time=stored.expiration_time,
-            safety_margin_s=self.config.safety_margin_s,
-            bond=stored.bond,
-            max_bond_per_dispute=None,
-            budget_left=None,
-            balance=0,
-            allowance=0,
-            auto_approve=self.config.auto_approve,
-            disputed_by=stored.disputed_by,
-            settled=stored.status == "settled",
-            attempts=self.attempts.get(stored.assertion_id, 1),
-            max_attempts=self.config.attempts,
-            dry_run=self.config.dry_run,
-        )
+    def _decide_batch(self, judged: list[Judged]) -> list[tuple[Facts, PolicyDecision]]:
+        return decide_batch(
+            judged, config=self.config, attempts=self.attempts, recent_now=self._recent_now(), read_now=self.now,
+            wallet=self.wallet, oov3=self.ctx.oov3, actor=self.actor,
+        )  # fmt: skip
 
     def _recent_now(self) -> int:
         # One block read a second, not one per answer; the policy compares it with margins of minutes.
@@ -390,59 +340,14 @@ class Daemon:
             self._now = (time.monotonic(), self.now())
         return self._now[1]
 
-    def _token(self, currency: str) -> Token:
-        key = currency.lower()
-        if key not in self._tokens:
-            self._tokens[key] = Token(self.ctx.w3, currency)
-        return self._tokens[key]
-
     def now(self) -> int:
         return int(self.ctx.w3.eth.get_block("latest")["timestamp"])
 
-    @staticmethod
-    def _units(token: Token, amount: Decimal | None) -> int | None:
-        return None if amount is None else int(amount * (Decimal(10) ** token.decimals))
-
-    def _budget_left(self, token: Token, currency: str) -> int | None:
-        total = self._units(token, self.config.amount("total_budget"))
-        if total is None:
-            return None
-        return total - self.bonds_at_stake(currency)
-
-    def bonds_at_stake(self, currency: str) -> int:
-        """Bonds of our disputes not settled yet (sent or about to be), in one currency."""
-        at_stake = 0
-        for a in self.store.assertions(self.chain_id, statuses=("evaluated", "disputed"), ours=None):
-            if a.currency.lower() != currency.lower():
-                continue
-            if a.status == "disputed" and (a.disputed_by or "").lower() == self.address.lower():
-                at_stake += a.bond
-            elif a.status == "evaluated" and (d := self.store.decision(a.assertion_id)) is not None:
-                at_stake += a.bond if d.action == "dispute" and not d.dry_run else 0
-        return at_stake
-
-    async def _resume_disputes(self, report: StepReport) -> None:
-        """Decisions to dispute whose transaction has not landed (a crash, a timeout): act on them again.
-
-        Dry-run decisions are left alone: `undecided` hands them to this step's evaluation, which re-judges and
-        replaces them (acting on a stale preview could dispute what the judge no longer finds wrong)."""
-        if self.config.dry_run:
-            return
-        for stored in self.store.assertions(self.chain_id, statuses=("evaluated",), ours=None):
-            aid = stored.assertion_id
-            decision = self.store.decision(aid)
-            if decision is None or decision.action != "dispute" or decision.dry_run or aid in report.sent:
-                continue
-            # No shortcut on a "mined" row: a reorg may have removed that dispute before the watcher saw it. The
-            # chain says whether it stands; the outbox reopens a mined row whose receipt is gone.
-            chain = self.ctx.oov3.get_assertion(aid)
-            if chain.disputed or chain.settled or chain.expiration_time <= self.now():
-                continue
-            allowance = Token(self.ctx.w3, stored.currency).allowance(self.address, self.ctx.oov3.address)
-            result = self.actor.dispute(
-                aid, currency=stored.currency, bond=stored.bond, approve_first=allowance < stored.bond
-            )
-            self._sent(report, aid, "dispute", result)
+    @cached_property
+    def oracle(self) -> Oracle:
+        # Looked up on first use: a spoke network, or a daemon that never votes or settles a dispute, needs no
+        # Finder read at start.
+        return oracle_for(self.ctx)
 
     def _sent(self, report: StepReport, aid: bytes, kind: str, result: SendResult) -> None:
         report.sent.setdefault(aid, []).append(result)
@@ -453,7 +358,17 @@ class Daemon:
         else:
             log.info("%s %s", kind, result.row.status, extra=fields)
 
-    # -- voting --------------------------------------------------------------------------------------------
+    # -- the jobs --------------------------------------------------------------------------------------------
+    async def _resume_disputes(self, report: StepReport) -> None:
+        if self.config.dry_run:
+            return
+        sent = resume_disputes(
+            self.store, self.actor, self.wallet, self.ctx.oov3, chain_id=self.chain_id, now=self.now(),
+            skip=frozenset(report.sent),
+        )  # fmt: skip
+        for aid, result in sent.items():
+            self._sent(report, aid, "dispute", result)
+
     async def _vote_all(self, report: StepReport) -> None:
         if not self.config.vote or self.config.dry_run:  # a dry run sends nothing, votes included
             return
@@ -461,131 +376,26 @@ class Daemon:
             self.vote(stored, report)
 
     def vote(self, stored: StoredAssertion, report: StepReport) -> str:
-        aid = stored.assertion_id
-        decision = self.store.decision(aid)
-        if decision is None or decision.dry_run:  # a dry run's verdict is re-judged before anything is staked on it
-            return "not decided yet"
-        price = vote_price(decision.checks.get("failed", []), decision.calibrated, self.config.threshold)
-        if price is None:
-            return "undecided: no vote"
-        kind = self.ctx.network.oracle_kind
-        if kind is OracleKind.SPOKE:
-            if not self._warned_spoke:
-                alert(log, self.metrics, "spoke_vote", "disputes here are voted on Ethereum's DVM; vote there")
-                self._warned_spoke = True
-            return "voted on Ethereum"
-        chain = self.ctx.oov3.get_assertion(aid)
-        if chain.settled:
-            return "settled"
-        if kind is OracleKind.MOCK:
-            result = self.actor.push_price(chain, price)
-            if result is None:
-                outcome = "a price is already pushed"
-            else:
-                self._sent(report, aid, "vote_push", result)
-                outcome = f"pushed {price}" if result.mined else f"push failed: {result.error}"
-        else:
-            outcome = self.actor.dvm_vote(chain, price)
-        report.votes[aid] = outcome
-        log.info("vote", extra={"assertion": "0x" + aid.hex(), "price": str(price), "outcome": outcome})
-        return outcome
+        outcome = vote_on(
+            stored, store=self.store, actor=self.actor, oracle=self.oracle, oov3=self.ctx.oov3,
+            threshold=self.config.threshold,
+        )  # fmt: skip
+        if outcome.text == VOTED_ELSEWHERE and not self._warned_spoke:
+            alert(log, self.metrics, "spoke_vote", "disputes here are voted on Ethereum's DVM; vote there")
+            self._warned_spoke = True
+        if outcome.sent is not None:
+            self._sent(report, stored.assertion_id, "vote_push", outcome.sent)
+        if outcome.cast:
+            report.votes[stored.assertion_id] = outcome.text
+            fields = {"assertion": "0x" + stored.assertion_id.hex(), "price": str(outcome.price)}
+            log.info("vote", extra={**fields, "outcome": outcome.text})
+        return outcome.text
 
-    # -- settling ------------------------------------------------------------------------------------------
     async def _settle_all(self, report: StepReport) -> None:
         if not self.config.settle or self.config.dry_run:
             return
-        now = self.now()
-        for stored in self.store.assertions(self.chain_id, statuses=("evaluated", "disputed"), ours=True):
-            if stored.status == "evaluated" and stored.expiration_time > now:
-                continue
-            aid = stored.assertion_id
-            chain = self.ctx.oov3.get_assertion(aid)
-            if chain.settled:
-                continue
-            if chain.disputed and not self._resolved(stored, chain.assertion_time):
-                continue
-            if not chain.disputed and chain.expiration_time > now:
-                continue
-            result = self.actor.settle(aid)
+        sent = settle_due(self.store, self.actor, self.oracle, self.ctx.oov3, chain_id=self.chain_id, now=self.now())
+        for aid, result in sent.items():
             self._sent(report, aid, "settle", result)
             if result.mined:
                 report.settled.append(aid)
-
-    def _resolved(self, stored: StoredAssertion, assertion_time: int) -> bool:
-        """Whether the oracle has a price for the dispute (so settleAssertion can go through)."""
-        ancillary = ancillary_data(stored.assertion_id, stored.asserter)
-        if self.ctx.network.oracle_kind is OracleKind.MOCK:
-            oracle = self.ctx.w3.eth.contract(
-                address=Web3.to_checksum_address(self.ctx.oracle_address()), abi=shipped("MockOracleAncillary").abi
-            )
-            return bool(oracle.functions.hasPrice(stored.identifier, assertion_time, ancillary).call())
-        if self.ctx.network.oracle_kind is OracleKind.DVM:
-            voting = VotingClient(self.ctx.w3, self.ctx.oracle_address())
-            try:
-                return voting.has_price(stored.identifier, assertion_time, ancillary, requester=self.ctx.oov3.address)
-            except AttestError:
-                return False
-        return True  # elsewhere the static call of settleAssertion decides
-
-
-def readers_for(config: Config, network: str) -> list[ContentStore]:
-    """Where records and documents are read: the local store, then the configured Kubo node and gateways (not
-    the pinning services, whose tokens reading does not need)."""
-    from attest.ipfs.gateway import Gateway
-    from attest.ipfs.kubo import KuboStore
-    from attest.ipfs.local import LocalStore
-
-    ipfs = config.ipfs_for(network)
-    found: list[ContentStore] = [LocalStore()]
-    if ipfs.kubo_api:
-        found.append(KuboStore(ipfs.kubo_api, timeout_s=ipfs.timeout_s))
-    found += [Gateway(url, timeout_s=ipfs.timeout_s) for url in ipfs.gateways]
-    return found
-
-
-def build_daemon(
-    ctx: ChainContext,
-    store: DisputerStore,
-    config: DisputerConfig,
-    attest_config: Config,
-    account: LocalAccount,
-    *,
-    judge: Judge | None = None,
-    calibration_base: Path | None = None,
-    metrics: Metrics | None = None,
-) -> Daemon:
-    """A daemon wired from the config: the judge from `[llm]` (offline grounding-v1 without a key), the watcher,
-    the evaluator over the configured IPFS readers, and the actor signing with `account`."""
-    if judge is None:
-        path = config.calibration_path(calibration_base or config_path().parent)
-        calibration = CalibrationMap.load(path) if path is not None else None
-        judge = judge_from_config(attest_config.llm, config.samples, calibration=calibration)
-    confirmations = config.confirmations
-    if confirmations is None:
-        confirmations = ctx.settings.confirmations
-    if confirmations is None:
-        confirmations = 0 if ctx.network.name == "local" else DEFAULT_CONFIRMATIONS
-    if config.ours_only:
-        watcher = Watcher(ctx, store, confirmations=confirmations, backfill_s=config.backfill_s)
-    else:
-        watcher = Watcher(
-            ctx, store, confirmations=confirmations, backfill_s=config.backfill_s,
-            accept_claims_as_ours=True, claim_is_ours=_is_llm_attest_claim,
-        )  # fmt: skip
-    ipfs = attest_config.ipfs_for(ctx.network.name)
-    evaluator = Evaluator(
-        judge,
-        readers_for(attest_config, ctx.network.name),
-        registry=ctx.registry if config.ours_only else None,
-        timeout_s=ipfs.timeout_s,
-    )
-    actor = Actor(ctx, store, ctx.sender(account))
-    return Daemon(ctx, store, watcher, evaluator, actor, config, metrics=metrics)
-
-
-def _is_llm_attest_claim(claim: bytes) -> bool:
-    try:
-        parse_claim(claim)
-    except ClaimError:
-        return False
-    return True

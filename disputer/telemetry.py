@@ -14,12 +14,19 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
+
+import prometheus_client
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from attest.localnet import HOST
 
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()) | {"message", "asctime"}
-Labels = tuple[tuple[str, str], ...]
+Kind = Literal["counter", "gauge"]
+
+# Without this every counter also exposes a `<name>_created` gauge: series the exposition never had, which
+# dashboards and alerts built on it do not expect. (A process-wide switch; the disputer is the process.)
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 
 
 class JsonFormatter(logging.Formatter):
@@ -49,57 +56,52 @@ def json_logging(level: int = logging.INFO) -> logging.Handler:
     return handler
 
 
-def _labels(labels: Mapping[str, str] | None) -> Labels:
-    return tuple(sorted((labels or {}).items()))
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
 class Metrics:
-    """Counters and gauges with labels, rendered in the Prometheus text format (0.0.4)."""
+    """Counters and gauges with labels in a registry of their own (several daemons, or tests, in one process do
+    not share series), exposed in the Prometheus text format by prometheus_client."""
 
     def __init__(self, prefix: str = "disputer") -> None:
         self.prefix = prefix
+        self.registry = CollectorRegistry(auto_describe=True)
         self._lock = threading.Lock()
-        self._help: dict[str, tuple[str, str]] = {}  # name -> (type, help)
-        self._values: dict[str, dict[Labels, float]] = {}
+        self._series: dict[str, Counter | Gauge] = {}
         self.started = time.time()
         self.last_poll_ok: float | None = None
         self.last_error: str | None = None
 
-    def describe(self, name: str, kind: str, text: str) -> None:
+    def describe(self, name: str, kind: Kind, text: str, labels: tuple[str, ...] = ()) -> None:
+        """Declare a series (shown from the start, at 0 when it has no labels)."""
         with self._lock:
-            self._help[name] = (kind, text)
-            self._values.setdefault(name, {})
+            self._declare(name, kind, text, labels)
+
+    def _declare(self, name: str, kind: Kind, text: str, labels: tuple[str, ...]) -> Counter | Gauge:
+        made = (Counter if kind == "counter" else Gauge)(
+            name, text, labels, namespace=self.prefix, registry=self.registry
+        )
+        self._series[name] = made
+        return made
+
+    def _child(self, name: str, kind: Kind, labels: Mapping[str, str] | None) -> Counter | Gauge:
+        with self._lock:
+            series = self._series.get(name)
+            if series is None:  # not declared: the first use says its kind and label names
+                series = self._declare(name, kind, name, tuple(sorted(labels or {})))
+        return series.labels(**labels) if labels else series
 
     def inc(self, name: str, amount: float = 1.0, labels: Mapping[str, str] | None = None) -> None:
-        with self._lock:
-            series = self._values.setdefault(name, {})
-            key = _labels(labels)
-            series[key] = series.get(key, 0.0) + amount
+        self._child(name, "counter", labels).inc(amount)
 
     def set(self, name: str, value: float, labels: Mapping[str, str] | None = None) -> None:
-        with self._lock:
-            self._values.setdefault(name, {})[_labels(labels)] = value
+        gauge = self._child(name, "gauge", labels)
+        assert isinstance(gauge, Gauge), f"{name} is a counter"
+        gauge.set(value)
 
     def value(self, name: str, labels: Mapping[str, str] | None = None) -> float:
-        with self._lock:
-            return self._values.get(name, {}).get(_labels(labels), 0.0)
+        found = self.registry.get_sample_value(f"{self.prefix}_{name}", dict(labels or {}))
+        return 0.0 if found is None else found
 
     def render(self) -> str:
-        lines: list[str] = []
-        with self._lock:
-            for name in sorted(self._values):
-                full = f"{self.prefix}_{name}"
-                kind, text = self._help.get(name, ("untyped", name))
-                lines.append(f"# HELP {full} {text}")
-                lines.append(f"# TYPE {full} {kind}")
-                for labels, value in sorted(self._values[name].items()):
-                    shown = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-                    lines.append(f"{full}{{{shown}}} {value:g}" if shown else f"{full} {value:g}")
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode()
 
     def health(self, max_age_s: float) -> tuple[bool, dict[str, Any]]:
         """Healthy when a poll succeeded within `max_age_s` (or the daemon started less than that ago)."""
@@ -116,20 +118,21 @@ class Metrics:
 
 def standard_metrics() -> Metrics:
     metrics = Metrics()
-    for name, kind, text in (
-        ("polls_total", "counter", "watcher polls, by result"),
-        ("assertions_seen_total", "counter", "new assertions stored by the watcher"),
-        ("evaluations_total", "counter", "assertions evaluated, by outcome"),
-        ("decisions_total", "counter", "decisions recorded, by action"),
-        ("judge_calls_total", "counter", "calls to the judge"),
-        ("undecided_total", "counter", "evaluations without a verdict (model faults, records not fetched)"),
-        ("txs_total", "counter", "transactions, by kind and result"),
-        ("alerts_total", "counter", "alert log lines, by reason"),
-        ("checkpoint_block", "gauge", "the last block scanned"),
-        ("pending_assertions", "gauge", "our assertions seen but not decided"),
-        ("up", "gauge", "1 while the daemon runs"),
-    ):
-        metrics.describe(name, kind, text)
+    declared: tuple[tuple[str, Kind, str, tuple[str, ...]], ...] = (
+        ("polls_total", "counter", "watcher polls, by result", ("result",)),
+        ("assertions_seen_total", "counter", "new assertions stored by the watcher", ()),
+        ("evaluations_total", "counter", "assertions evaluated, by outcome", ("outcome",)),
+        ("decisions_total", "counter", "decisions recorded, by action", ("action",)),
+        ("judge_calls_total", "counter", "calls to the judge", ()),
+        ("undecided_total", "counter", "evaluations without a verdict (model faults, records not fetched)", ()),
+        ("txs_total", "counter", "transactions, by kind and result", ("kind", "result")),
+        ("alerts_total", "counter", "alert log lines, by reason", ("reason",)),
+        ("checkpoint_block", "gauge", "the last block scanned", ()),
+        ("pending_assertions", "gauge", "our assertions seen but not decided", ()),
+        ("up", "gauge", "1 while the daemon runs", ()),
+    )
+    for name, kind, text, labels in declared:
+        metrics.describe(name, kind, text, labels)
     return metrics
 
 
@@ -147,7 +150,7 @@ class TelemetryServer:
 
             def do_GET(self) -> None:
                 if self.path == "/metrics":
-                    body, status, kind = served.metrics.render().encode(), 200, "text/plain; version=0.0.4"
+                    body, status, kind = served.metrics.render().encode(), 200, CONTENT_TYPE_LATEST
                 elif self.path == "/healthz":
                     ok, data = served.metrics.health(served.max_age_s)
                     body, status, kind = json.dumps(data).encode(), 200 if ok else 503, "application/json"

@@ -12,7 +12,7 @@ import pytest
 
 from attest.errors import CalibrationError
 from disputer.calibration import FORMAT, CalibrationMap, fit_isotonic
-from disputer.metrics import brier, ece
+from disputer.evalstats import brier, ece
 
 
 def isotonic_by_minimax(ys: list[float]) -> list[float]:

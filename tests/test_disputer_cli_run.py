@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
 
 from attest.accounts import dev_account
 from attest.connect import connect
@@ -109,7 +110,8 @@ def test_a_signal_finishes_the_step_in_progress_then_exits_0(
                 status, body = get(f"http://127.0.0.1:{port}/healthz")
                 assert status == 200 and json.loads(body)["ok"] is True
                 status, body = get(f"http://127.0.0.1:{port}/metrics")
-                assert status == 200 and "disputer_up 1" in body.splitlines()
+                samples = {s.name: s.value for f in text_string_to_metric_families(body) for s in f.samples}
+                assert status == 200 and samples["disputer_up"] == 1
                 wait_for("judge call", lambda: len(fake.requests) >= 1, proc, log, 30)
                 assert env.disputes() == []  # mid-step: judged, nothing decided or sent yet
                 proc.send_signal(sig)

@@ -5,11 +5,14 @@ mock oracle vote and the settler close the loop."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import json
 import os
+import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,16 +27,24 @@ from attest.chain.tx import Sender
 from attest.claim import build_claim, parse_claim, rules_cid
 from attest.config import Config, LlmConfig
 from attest.connect import ChainContext, connect
+from attest.errors import RpcUnavailable, StateUnwritable
 from attest.flow.ask import AskRequest, ask
 from attest.ipfs.cid import CID
 from attest.ipfs.local import LocalStore
 from attest.kb import KnowledgeBase
 from attest.llm.registry import provider_from_config
-from attest.networks import ASSERT_TRUTH2
+from attest.networks import ASSERT_TRUTH2, get_network
+from attest.oracle import MockOracle, SpokeOracle, oracle_for
 from disputer.config import DisputerConfig, load_attest_config
-from disputer.daemon import Daemon, StepReport, build_daemon
+from disputer.daemon import Daemon, StepReport
+from disputer.jobs.dispute import resume_disputes, send_disputes
+from disputer.jobs.settle import settle_due
+from disputer.jobs.vote import VOTED_ELSEWHERE, VoteOutcome, vote_on
 from disputer.judge import LlmJudge
+from disputer.policy import PolicyDecision
 from disputer.store import DisputerStore
+from disputer.watcher import ScanResult
+from disputer.wiring import build_daemon
 from tests.conftest import LocalChain
 from tests.support.llm_fakes import FakeModelServer, text_body
 from tests.support.oov3 import assert_truth
@@ -420,3 +431,136 @@ def test_run_loops_until_stopped(honest_env: Env) -> None:
     assert decision is not None and decision.action == "none"
     assert daemon.metrics.value("up") == 0 and daemon.metrics.last_poll_ok is not None
     assert len(honest_env.fake.requests) == 1  # judged once across polls
+
+
+# -- the jobs, each called twice in a row: the second call sends nothing ---------------------------------------
+def test_the_dispute_jobs_are_idempotent(wrong_env: Env) -> None:
+    resent = wrong_env.attest(WRONG)
+    batched = wrong_env.attest(WRONG, "What should the lens be polished with?")
+    with wrong_env.store() as store:
+        daemon = wrong_env.daemon(store)
+        daemon.watcher.poll()
+        for made in (resent, batched):  # decided (as before a crash), nothing sent yet
+            store.record_decision(made.assertion_id, action="dispute", reason="judged wrong", calibrated=0.05)
+        ctx, now = wrong_env.ctx, wrong_env.chain.now()
+        resume = functools.partial(
+            resume_disputes, store, daemon.actor, daemon.wallet, ctx.oov3, chain_id=ctx.chain_id, now=now,
+            skip=frozenset({batched.assertion_id}),
+        )  # fmt: skip
+        first = resume()
+        assert list(first) == [resent.assertion_id] and first[resent.assertion_id].mined
+        assert resume() == {}  # the chain says it is disputed
+        decision = PolicyDecision("dispute", "judged wrong", approve_first=True)
+        stored = store.get(batched.assertion_id)
+        assert stored is not None
+        once = send_disputes(daemon.actor, [(stored, decision)])[batched.assertion_id]
+        twice = send_disputes(daemon.actor, [(stored, decision)])[batched.assertion_id]
+        assert once.mined and twice.mined and twice.tx_hash == once.tx_hash  # the outbox row, not a second send
+    assert sorted(wrong_env.disputes()) == sorted([resent.assertion_id, batched.assertion_id])
+
+
+def test_the_vote_job_is_idempotent(wrong_env: Env) -> None:
+    made = wrong_env.attest(WRONG)
+    with wrong_env.store() as store:
+        daemon = wrong_env.daemon(store, vote=False, settle=False)
+        step(daemon)  # disputed
+        step(daemon)  # the watcher sees the dispute
+        stored = store.get(made.assertion_id)
+        assert stored is not None and stored.status == "disputed"
+        oracle = oracle_for(wrong_env.ctx)
+        assert isinstance(oracle, MockOracle)
+        vote = functools.partial(
+            vote_on, stored, store=store, actor=daemon.actor, oracle=oracle, oov3=wrong_env.ctx.oov3, threshold=0.5
+        )
+        first = vote()
+        assert first.text == "pushed 0" and first.sent is not None and first.sent.mined
+        assert vote() == VoteOutcome("a price is already pushed", cast=True, price=0)
+
+
+def test_the_settle_job_is_idempotent(honest_env: Env) -> None:
+    made = honest_env.attest(HONEST)
+    with honest_env.store() as store:
+        daemon = honest_env.daemon(store, settle=False)
+        step(daemon)
+        honest_env.chain.advance(7200 + 1)
+        ctx = honest_env.ctx
+        settle = functools.partial(
+            settle_due, store, daemon.actor, daemon.oracle, ctx.oov3, chain_id=ctx.chain_id, now=honest_env.chain.now()
+        )
+        first = settle()
+        assert list(first) == [made.assertion_id] and first[made.assertion_id].mined
+        assert settle() == {}
+    assert ctx.oov3.get_assertion(made.assertion_id).settled
+
+
+# -- errors: which ones the daemon goes on after ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "unwritable",
+    [
+        # The file may not grow by one page: SQLite then fails writes as on a full disk.
+        lambda db: db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}"),
+        # Every write fails as on a read-only file (chmod would not do: the tests may run as root).
+        lambda db: db.execute("PRAGMA query_only = ON"),
+    ],
+    ids=["full-disk", "read-only"],
+)
+def test_a_state_that_cannot_be_written_stops_the_daemon(
+    honest_env: Env, unwritable: Callable[[sqlite3.Connection], object]
+) -> None:
+    for query in (QUERY, "What should the lens be polished with?", "Which oil burns cleanest?"):
+        honest_env.attest(HONEST, query)  # claims of a few KiB each: more than the file's free space
+    with honest_env.store() as store:
+        daemon = honest_env.daemon(store)
+        unwritable(store._db)
+        with pytest.raises(StateUnwritable, match=r"cannot write its state at .*free space and the file is writable"):
+            asyncio.run(daemon.run(asyncio.Event()))  # the first pass stops it: not retried every poll
+    assert daemon.metrics.value("alerts_total", {"reason": "state_unwritable"}) == 1
+    assert daemon.metrics.value("up") == 0
+
+
+def test_a_transient_rpc_error_keeps_the_daemon_going(honest_env: Env) -> None:
+    made = honest_env.attest(HONEST)
+    with honest_env.store() as store:
+        daemon = honest_env.daemon(store, poll_interval_s=0.02)
+        poll = daemon.watcher.poll
+        failures = iter([RpcUnavailable("the RPC endpoint timed out")])
+
+        def flaky() -> ScanResult:
+            for failure in failures:
+                raise failure
+            return poll()
+
+        daemon.watcher.poll = flaky  # type: ignore[method-assign]
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(daemon.run(stop))
+            while daemon.metrics.value("polls_total", {"result": "ok"}) < 2:
+                await asyncio.sleep(0.02)
+            stop.set()
+            await asyncio.wait_for(task, timeout=5)
+
+        asyncio.run(main())
+        decision = store.decision(made.assertion_id)
+    assert daemon.metrics.value("polls_total", {"result": "error"}) == 1
+    assert decision is not None and decision.action == "none"
+
+
+def test_each_oracle_kind_is_one_object(wrong_env: Env) -> None:
+    ctx = wrong_env.ctx
+    local = oracle_for(ctx)
+    assert isinstance(local, MockOracle) and local.address == wrong_env.chain.deployment.oracle
+    spoke = oracle_for(dataclasses.replace(ctx, network=get_network("polygon")))  # no Finder read
+    assert isinstance(spoke, SpokeOracle) and spoke.has_price(b"\0" * 32, 0, b"", requester=ctx.oov3.address)
+    made = wrong_env.attest(WRONG)
+    with wrong_env.store() as store:
+        daemon = wrong_env.daemon(store, vote=False, settle=False)
+        step(daemon)  # disputed
+        step(daemon)  # the watcher sees the dispute
+        stored = store.get(made.assertion_id)
+        assert stored is not None and stored.status == "disputed"
+        daemon.oracle = spoke  # as on an L2: disputes there are voted on Ethereum's DVM
+        report = StepReport()
+        assert [daemon.vote(stored, report) for _ in range(2)] == [VOTED_ELSEWHERE] * 2
+    assert report.votes == {} and report.sent == {}
+    assert daemon.metrics.value("alerts_total", {"reason": "spoke_vote"}) == 1  # said once, not every poll

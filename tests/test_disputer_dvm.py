@@ -14,11 +14,13 @@ from web3 import Web3
 
 from attest.chain.voting import RoundPhase
 from attest.config import Config
-from disputer.cli import assertion_status, voting_for
+from disputer.cli import voting_for
 from disputer.config import DisputerConfig
-from disputer.daemon import Daemon, build_daemon
+from disputer.daemon import Daemon
 from disputer.grounding import GroundingJudge
+from disputer.status import assertion_status
 from disputer.store import DisputerStore
+from disputer.wiring import build_daemon
 from tests.support.dvm import PHASE, deploy_dvm, throwaway_anvil, warp
 
 STAKE = 5_000_000 * 10**18  # alone past the GAT and the SPAT

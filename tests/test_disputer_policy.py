@@ -11,12 +11,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from attest.chain.oov3 import NUMERICAL_TRUE
 from attest.errors import ConfigError
 from disputer.config import load_attest_config, load_disputer_config
 from disputer.policy import Facts, decide, vote_price
-from disputer.telemetry import JsonFormatter, Metrics, TelemetryServer, alert
+from disputer.telemetry import JsonFormatter, Metrics, TelemetryServer, alert, standard_metrics
 from tests.support.ports import free_port
 
 BASE = Facts(
@@ -155,9 +156,28 @@ def test_json_logs_and_alerts() -> None:
     assert metrics.value("alerts_total", {"reason": "undecided"}) == 1
 
 
+def test_each_daemon_has_its_own_metrics() -> None:
+    """Series live in a registry per `Metrics`: two daemons (or tests) in one process count apart, and the
+    exposition parses as Prometheus text with only the declared series (no `_created` companions)."""
+    first, second = standard_metrics(), standard_metrics()
+    first.inc("txs_total", labels={"kind": "dispute", "result": "mined"})
+    first.inc("judge_calls_total", 4)
+    assert second.value("txs_total", {"kind": "dispute", "result": "mined"}) == 0
+    assert first.value("judge_calls_total") == 4 and second.value("judge_calls_total") == 0
+    families = {f.name: f for f in text_string_to_metric_families(first.render())}
+    assert set(families) == {
+        "disputer_" + n.removesuffix("_total")
+        for n in ("polls_total", "assertions_seen_total", "evaluations_total", "decisions_total", "judge_calls_total",
+                  "undecided_total", "txs_total", "alerts_total", "checkpoint_block", "pending_assertions", "up")
+    }  # fmt: skip
+    assert [(s.name, s.labels, s.value) for s in families["disputer_txs"].samples] == [
+        ("disputer_txs_total", {"kind": "dispute", "result": "mined"}, 1.0)
+    ]
+
+
 def test_metrics_and_health_over_http() -> None:
     metrics = Metrics()
-    metrics.describe("txs_total", "counter", "transactions")
+    metrics.describe("txs_total", "counter", "transactions", ("kind", "result"))
     metrics.inc("txs_total", labels={"kind": "dispute", "result": "mined"})
     metrics.inc("txs_total", 2, labels={"kind": "dispute", "result": "mined"})
     metrics.set("checkpoint_block", 42)

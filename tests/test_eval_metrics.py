@@ -14,9 +14,7 @@ from attest.errors import EvalDataError, JudgeError
 from attest.ipfs.unixfs import cid_of
 from attest.llm.base import RetryPolicy
 from attest.llm.registry import get_provider
-from disputer.grounding import GroundingJudge
-from disputer.judge import LlmJudge
-from disputer.metrics import (
+from disputer.evalstats import (
     EvalRow,
     accuracy,
     auroc,
@@ -28,6 +26,8 @@ from disputer.metrics import (
     parse_row,
     report,
 )
+from disputer.grounding import GroundingJudge
+from disputer.judge import LlmJudge
 from tests.support.llm_fakes import FakeModelServer
 
 PASSAGES = [

@@ -35,9 +35,10 @@ from attest.ipfs.local import LocalStore
 from attest.ipfs.unixfs import CHUNK_SIZE, import_bytes
 from attest.networks import ASSERT_TRUTH2
 from attest.record.codec import DEFAULT_MAX_BYTES
-from disputer.daemon import Daemon, build_daemon
+from disputer.daemon import Daemon
 from disputer.evaluate import Evaluation, Evaluator
 from disputer.store import DisputerStore
+from disputer.wiring import build_daemon
 from tests.conftest import LocalChain
 from tests.support.ipfs_services import FakeGateway
 from tests.support.oov3 import assert_truth

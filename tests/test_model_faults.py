@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from attest.accounts import dev_account
 from attest.config import Config
@@ -23,9 +24,9 @@ from attest.errors import ModelRefused
 from attest.llm.base import GenerationParams, RetryPolicy
 from attest.llm.registry import get_provider
 from attest.prompts import catalog
-from disputer.daemon import build_daemon
 from disputer.judge import JUDGE_TEMPLATE, VERDICT_SCHEMA, LlmJudge
 from disputer.telemetry import JsonFormatter
+from disputer.wiring import build_daemon
 from tests.conftest import LocalChain
 from tests.support.llm_fakes import ANTHROPIC_OK, OPENAI_OK, FakeModelServer, chunk, text_body
 from tests.test_disputer_daemon import HONEST, KEY_ENV, Env, kb_home, step
@@ -212,8 +213,10 @@ def test_the_daemon_never_disputes_on_a_model_fault_and_alerts_once(
     assert metrics.value("alerts_total", {"reason": "undecided"}) == 2
     assert metrics.value("decisions_total", {"action": "undecided"}) == 2
     assert metrics.value("decisions_total", {"action": "dispute"}) == 0
-    rendered = metrics.render()
-    assert "disputer_undecided_total 4\n" in rendered and 'disputer_alerts_total{reason="undecided"} 2\n' in rendered
+    exposed = {(s.name, tuple(s.labels.items())): s.value
+               for f in text_string_to_metric_families(metrics.render()) for s in f.samples}  # fmt: skip
+    assert exposed[("disputer_undecided_total", ())] == 4
+    assert exposed[("disputer_alerts_total", (("reason", "undecided"),))] == 2
     lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
     alerts = [line for line in lines if line.get("alert") == "undecided"]
     assert len(alerts) == 2 and {a["assertion"] for a in alerts} == {aid, "0x" + honest.assertion_id.hex()}

@@ -24,9 +24,10 @@ from attest.connect import ChainContext, connect
 from attest.networks import ASSERT_TRUTH2
 from disputer.actions import GONE
 from disputer.config import DisputerConfig
-from disputer.daemon import Daemon, StepReport, build_daemon
+from disputer.daemon import Daemon, StepReport
 from disputer.grounding import GroundingJudge
 from disputer.store import DisputerStore
+from disputer.wiring import build_daemon
 from tests.conftest import LocalChain
 from tests.support.oov3 import assert_truth
 from tests.test_chaos import txs_from

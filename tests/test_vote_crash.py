@@ -18,9 +18,10 @@ from eth_account.signers.local import LocalAccount
 from attest.chain.voting import RoundPhase
 from attest.config import Config
 from disputer.config import DisputerConfig
-from disputer.daemon import Daemon, build_daemon
+from disputer.daemon import Daemon
 from disputer.grounding import GroundingJudge
 from disputer.store import DisputerStore
+from disputer.wiring import build_daemon
 from tests.support.dvm import Dvm, deploy_dvm, throwaway_anvil
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,7 +39,7 @@ from attest.config import Config, NetworkConfig
 from attest.accounts import dev_account
 from attest.networks import Network, OracleKind
 from disputer.config import DisputerConfig
-from disputer.daemon import build_daemon
+from disputer.wiring import build_daemon
 from disputer.grounding import GroundingJudge
 from disputer.store import DisputerStore
 

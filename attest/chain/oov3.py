@@ -149,7 +149,7 @@ class OptimisticOracleV3:
     def default_currency(self) -> str:
         return str(self.contract.functions.defaultCurrency().call())
 
-    def _finder_lookup(self, name: str, abi_name: str) -> Contract:
+    def finder_lookup(self, name: str, abi_name: str) -> Contract:
         # UMA governance can re-point the Finder, so a looked-up address is trusted for a while, not forever
         # (a daemon runs for months); within an `ask` this saves two calls and an ABI load per lookup.
         cached = self._lookups.get(name)
@@ -163,11 +163,11 @@ class OptimisticOracleV3:
 
     def is_identifier_supported(self, identifier: str) -> bool:
         """Asks UMA's IdentifierWhitelist itself, not the oracle's cache (which may be stale)."""
-        whitelist = self._finder_lookup("IdentifierWhitelist", "IdentifierWhitelist")
+        whitelist = self.finder_lookup("IdentifierWhitelist", "IdentifierWhitelist")
         return bool(whitelist.functions.isIdentifierSupported(to_bytes32(identifier)).call())
 
     def is_currency_whitelisted(self, currency: str) -> bool:
-        whitelist = self._finder_lookup("CollateralWhitelist", "AddressWhitelist")
+        whitelist = self.finder_lookup("CollateralWhitelist", "AddressWhitelist")
         return bool(whitelist.functions.isOnWhitelist(Web3.to_checksum_address(currency)).call())
 
     def cache_is_stale(self, identifier: str, currency: str) -> bool:
@@ -187,7 +187,7 @@ class OptimisticOracleV3:
         return int(cached_fee) != self.final_fee(currency)
 
     def final_fee(self, currency: str) -> int:
-        store = self._finder_lookup("Store", "Store")
+        store = self.finder_lookup("Store", "Store")
         (fee,) = store.functions.computeFinalFee(Web3.to_checksum_address(currency)).call()
         return int(fee)
 

@@ -7,8 +7,6 @@ them, so `attest --help` stays instant.
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from attest import __version__
@@ -16,12 +14,12 @@ from attest.cli.accounts import accounts
 from attest.cli.attestations import ask, export, list_, resume, settle, status
 from attest.cli.config import config
 from attest.cli.devnet import devnet
+from attest.cli.edge import run_cli
 from attest.cli.ipfs import ipfs
 from attest.cli.kb import kb
 from attest.cli.networks import networks
 from attest.cli.prompts import prompts
 from attest.cli.verify import verify
-from attest.errors import AttestError
 
 __all__ = ["cli", "main"]
 
@@ -44,21 +42,4 @@ cli.add_command(accounts)
 
 
 def main() -> None:
-    try:
-        cli.main(standalone_mode=False)
-    except AttestError as err:
-        click.echo(f"Error: {err}", err=True)
-        sys.exit(1)
-    except click.exceptions.Abort as err:
-        # click turns Ctrl-C into Abort; keep the shell's convention for an interrupt (128 + SIGINT).
-        if isinstance(err.__context__, KeyboardInterrupt):
-            click.echo("Interrupted.", err=True)
-            sys.exit(130)
-        click.echo("Aborted.", err=True)
-        sys.exit(1)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
+    run_cli(cli)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Any, NoReturn
 
 from attest.errors import OversizeRecord, RecordError
-from attest.jsonsafe import nested_deeper_than
+from attest.jsonsafe import NonJsonConstant, RepeatedKey, nested_deeper_than, strict_loads
 from attest.record.canonical import record_bytes
 from attest.record.model import AttestationRecord, validate_record
 from attest.record.signing import verify_record
@@ -82,9 +81,12 @@ def parse_json(text: str) -> object:
     """JSON text to plain data, refusing duplicate keys and the non-JSON constants NaN and Infinity."""
     check_depth(text)
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
-    except RecordError:
-        raise
+        return strict_loads(text)
+    except RepeatedKey as err:
+        # A repeated key would let two readers see two different records in the same bytes.
+        raise RecordError(f"record JSON repeats the key {json.dumps(err.key)[:80]}; each key may appear once") from None
+    except NonJsonConstant as err:
+        raise RecordError(f"record JSON contains {err.name}, which is not JSON; numbers must be finite") from None
     except RecursionError:
         raise RecordError("record JSON is nested too deeply to be a record") from None
     except ValueError as err:  # JSONDecodeError, and integers past Python's digit limit
@@ -95,17 +97,3 @@ def check_depth(text: str, limit: int = MAX_JSON_DEPTH) -> None:
     """Refuse JSON nested deeper than `limit` (see attest.jsonsafe for why it matters)."""
     if nested_deeper_than(text, limit):
         raise RecordError(f"record JSON is nested more than {limit} levels deep; a record is not")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # A repeated key would let two readers see two different records in the same bytes.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise RecordError(f"record JSON repeats the key {json.dumps(key)[:80]}; each key may appear once")
-        result[key] = value
-    return result
-
-
-def _refuse_constant(name: str) -> NoReturn:
-    raise RecordError(f"record JSON contains {name}, which is not JSON; numbers must be finite")

@@ -1,0 +1,93 @@
+"""The daemon wired from the config: judge, watcher, evaluator over the IPFS readers, actor, wallet, telemetry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eth_account.signers.local import LocalAccount
+
+from attest.claim import parse_claim
+from attest.config import Config, config_path
+from attest.connect import ChainContext
+from attest.errors import ClaimError
+from attest.ipfs.store import ContentStore
+from disputer.actions import Actor
+from disputer.calibration import CalibrationMap
+from disputer.config import DisputerConfig
+from disputer.daemon import Daemon
+from disputer.evaluate import Evaluator
+from disputer.judge import Judge
+from disputer.judges import judge_from_config
+from disputer.store import DisputerStore
+from disputer.telemetry import Metrics
+from disputer.wallet import Wallet
+from disputer.watcher import Watcher
+
+DEFAULT_CONFIRMATIONS = 3  # off the devnet, when neither [disputer] nor [networks.<name>] says
+
+
+def readers_for(config: Config, network: str) -> list[ContentStore]:
+    """Where records and documents are read: the local store, then the configured Kubo node and gateways (not
+    the pinning services, whose tokens reading does not need)."""
+    from attest.ipfs.gateway import Gateway
+    from attest.ipfs.kubo import KuboStore
+    from attest.ipfs.local import LocalStore
+
+    ipfs = config.ipfs_for(network)
+    found: list[ContentStore] = [LocalStore()]
+    if ipfs.kubo_api:
+        found.append(KuboStore(ipfs.kubo_api, timeout_s=ipfs.timeout_s))
+    found += [Gateway(url, timeout_s=ipfs.timeout_s) for url in ipfs.gateways]
+    return found
+
+
+def build_daemon(
+    ctx: ChainContext,
+    store: DisputerStore,
+    config: DisputerConfig,
+    attest_config: Config,
+    account: LocalAccount,
+    *,
+    judge: Judge | None = None,
+    calibration_base: Path | None = None,
+    metrics: Metrics | None = None,
+) -> Daemon:
+    """A daemon wired from the config: the judge from `[llm]` (offline grounding-v1 without a key), the watcher,
+    the evaluator over the configured IPFS readers, the actor signing with `account` and its wallet."""
+    if judge is None:
+        path = config.calibration_path(calibration_base or config_path().parent)
+        calibration = CalibrationMap.load(path) if path is not None else None
+        judge = judge_from_config(attest_config.llm, config.samples, calibration=calibration)
+    confirmations = config.confirmations
+    if confirmations is None:
+        confirmations = ctx.settings.confirmations
+    if confirmations is None:
+        confirmations = 0 if ctx.network.name == "local" else DEFAULT_CONFIRMATIONS
+    if config.ours_only:
+        watcher = Watcher(ctx, store, confirmations=confirmations, backfill_s=config.backfill_s)
+    else:
+        watcher = Watcher(
+            ctx, store, confirmations=confirmations, backfill_s=config.backfill_s,
+            accept_claims_as_ours=True, claim_is_ours=_is_llm_attest_claim,
+        )  # fmt: skip
+    ipfs = attest_config.ipfs_for(ctx.network.name)
+    evaluator = Evaluator(
+        judge,
+        readers_for(attest_config, ctx.network.name),
+        registry=ctx.registry if config.ours_only else None,
+        timeout_s=ipfs.timeout_s,
+    )
+    actor = Actor(ctx, store, ctx.sender(account))
+    wallet = Wallet(
+        ctx.w3, store, ctx.chain_id, owner=actor.sender.address, spender=ctx.oov3.address,
+        max_bond_per_dispute=config.amount("max_bond_per_dispute"), total_budget=config.amount("total_budget"),
+    )  # fmt: skip
+    return Daemon(ctx, store, watcher, evaluator, actor, wallet, config, metrics=metrics)
+
+
+def _is_llm_attest_claim(claim: bytes) -> bool:
+    try:
+        parse_claim(claim)
+    except ClaimError:
+        return False
+    return True
