@@ -98,8 +98,9 @@ class Database:
             try:
                 yield self.conn
             except BaseException:
-                self.conn.execute(f"ROLLBACK TO {name}")
-                self.conn.execute(f"RELEASE {name}")
+                if self.conn.in_transaction:  # SQLite may have rolled back all of it already (a full disk)
+                    self.conn.execute(f"ROLLBACK TO {name}")
+                    self.conn.execute(f"RELEASE {name}")
                 raise
             else:
                 self.conn.execute(f"RELEASE {name}")
@@ -116,16 +117,21 @@ class Database:
         self._depth = 1
         try:
             yield self.conn
+            self.conn.execute("COMMIT")
         except sqlite3.Error as err:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise self.error(f"the {self.what} at {self.path} failed: {err}; nothing was changed") from None
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise
-        else:
-            self.conn.execute("COMMIT")
         finally:
             self._depth = 0
+
+    def _rollback(self) -> None:
+        # After some errors (a full disk, an I/O error) SQLite has already rolled the transaction back, and a
+        # second ROLLBACK would raise and hide the error that matters.
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
 
     def schema_version(self) -> int:
         return int(self.conn.execute("SELECT coalesce(max(version), 0) FROM migrations").fetchone()[0])

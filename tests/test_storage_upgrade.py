@@ -122,3 +122,18 @@ def test_nested_transactions_are_savepoints(tmp_path: Path) -> None:
     assert [r[0] for r in db.conn.execute("SELECT x FROM t ORDER BY x")] == [1, 3]
     assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     db.close()
+
+
+def test_a_full_disk_is_reported_as_the_store_error_and_writes_nothing(tmp_path: Path) -> None:
+    """SQLite rolls back by itself on a full disk; the store says so in its own error, not "cannot rollback"."""
+    db = Database(tmp_path / "t.sqlite", [Migration("t", "CREATE TABLE t(x BLOB)")], what="test", error=KbError)
+    pages = int(db.conn.execute("PRAGMA page_count").fetchone()[0])
+    db.conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+    with pytest.raises(KbError, match="full") as caught, db.transaction() as conn:
+        conn.execute("INSERT INTO t VALUES (?)", (b"small",))
+        with db.transaction():
+            conn.execute("INSERT INTO t VALUES (?)", (b"x" * 1_000_000,))
+    assert "rollback" not in str(caught.value)
+    assert db.conn.execute("SELECT count(*) FROM t").fetchone()[0] == 0
+    assert not db.conn.in_transaction
+    db.close()
