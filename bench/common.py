@@ -165,3 +165,24 @@ def measured_child(argv: list[str]) -> tuple[str, float, int]:
     if result["status"] != 0:
         raise RuntimeError(f"{argv[0]} exited with {result['status']}")
     return str(result["out"]), float(result["seconds"]), int(result["maxrss_kib"]) * 1024
+
+
+def status_kib(field_name: str) -> int:
+    """A memory figure of this process from /proc/self/status (VmRSS, VmHWM), in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field_name}")
+
+
+def reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False when the kernel refuses."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def mib(kib: int) -> str:
+    return f"{kib / 1024:.0f}"

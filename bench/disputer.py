@@ -18,6 +18,9 @@ Dispute and decision times come from the daemon's own log records (`created`), s
 Peak RSS is /proc/self/status VmHWM, reset (clear_refs) when each measured phase starts.
 
     python -m bench.disputer [--quick]
+
+One scenario, end to end (its setup, three measured phases and their tables), kept in one file of about 500
+lines so the numbers in docs/benchmarks.md can be traced to their code in one read.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from web3.types import RPCEndpoint
 from attest.accounts import dev_account
 from attest.chain.artifacts import shipped
 from attest.chain.oov3 import ZERO_ADDRESS, to_bytes32
+from attest.chain.tx import Sender
 from attest.claim import build_claim, rules_bytes
 from attest.config import Config, LlmConfig
 from attest.connect import ChainContext, connect
@@ -54,7 +58,7 @@ from attest.record.canonical import digest_hex
 from attest.record.codec import encode_record
 from attest.record.model import validate_record
 from attest.record.signing import sign_record
-from bench.common import Table, env_var, percentile, throwaway_home
+from bench.common import Table, env_var, mib, percentile, reset_peak, status_kib, throwaway_home
 from bench.fake_judge import Rule, judge_process
 from disputer.config import DisputerConfig
 from disputer.daemon import Daemon
@@ -91,27 +95,6 @@ class Sizes:
 
 FULL = Sizes(backlog=1000, baseline=30, stream=200, stream_rate=20.0)
 QUICK = Sizes(backlog=100, baseline=10, stream=30, stream_rate=15.0)
-
-
-# -- memory ------------------------------------------------------------------------------------------------
-def _status_kib(field_name: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field_name}")
-
-
-def reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False when the kernel refuses."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def mib(kib: int) -> str:
-    return f"{kib / 1024:.0f}"
 
 
 # -- setup -------------------------------------------------------------------------------------------------
@@ -180,7 +163,7 @@ def prepare(w3: Web3, deployment: Deployment, n: int) -> Backlog:
     token = Token(w3, deployment.currency)
     bond = int(oov3.functions.getMinimumBond(token.address).call())
     chain_id = int(w3.eth.chain_id)
-    _send_and_wait(w3, account, token.approve_call(oov3.address, 2**256 - 1), chain_id)
+    Sender(w3, account).transact(token.approve_call(oov3.address, 2**256 - 1), "approve")
     backlog = Backlog([], [], set())
     nonce = w3.eth.get_transaction_count(account.address, "pending")
     fees = _fees(w3)
@@ -211,14 +194,6 @@ def _fees(w3: Web3) -> dict[str, int]:
     tip = 10**9
     # Each assertion fills a small fraction of a block, so the base fee only falls: twice today's is plenty.
     return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
-
-
-def _send_and_wait(w3: Web3, account: LocalAccount, call: object, chain_id: int) -> None:
-    tx = dict(call.build_transaction({"from": account.address, "chainId": chain_id}))  # type: ignore[attr-defined]
-    tx["nonce"] = w3.eth.get_transaction_count(account.address, "pending")
-    tx_hash = w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
-    if w3.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.005)["status"] != 1:
-        raise RuntimeError("a setup transaction reverted")
 
 
 def send_all(w3: Web3, raw: Sequence[bytes]) -> None:
@@ -254,7 +229,7 @@ class Recorder(logging.Handler):
         if record.msg == "decided":
             self.decided[key] = record.created
             if len(self.decided) in self.milestones:
-                self.rss_at[len(self.decided)] = _status_kib("VmRSS")
+                self.rss_at[len(self.decided)] = status_kib("VmRSS")
         elif getattr(record, "kind", None) == "dispute" and getattr(record, "status", None) == "mined":
             self.disputed[key] = record.created
 
@@ -318,7 +293,7 @@ def _backlog_phase(daemon: Daemon, rec: Recorder, n: int) -> Phase:
     return Phase(
         judged=len(rec.decided),
         seconds=max(rec.decided.values()) - started,
-        peak_kib=_status_kib("VmHWM"),
+        peak_kib=status_kib("VmHWM"),
         start_to_dispute=[t - started for t in rec.disputed.values()],
         verdict_to_dispute=[t - rec.decided[a] for a, t in rec.disputed.items()],
         rss_at=dict(rec.rss_at),
@@ -374,7 +349,7 @@ def measure_stream(
         stream = Phase(
             judged=len(new_decided),
             seconds=(max(new_decided.values()) - stream_started) if new_decided else float("nan"),
-            peak_kib=_status_kib("VmHWM"),
+            peak_kib=status_kib("VmHWM"),
             start_to_dispute=[],
             verdict_to_dispute=[t - new_decided[a] for a, t in new_disputed.items() if a in new_decided],
             made_to_decision=[t - made_at[domain[a]] for a, t in new_decided.items() if domain.get(a) in made_at],
