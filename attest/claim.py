@@ -26,7 +26,7 @@ from eth_utils.address import is_checksum_address
 from attest.errors import ClaimError, InvalidCid
 from attest.ipfs.cid import CID
 from attest.ipfs.unixfs import cid_of
-from attest.jsonsafe import NonJsonConstant, RepeatedKey, nested_deeper_than, strict_loads
+from attest.jsonsafe import NonJsonConstant, RepeatedKey, encodable, nested_deeper_than, strict_loads
 
 CLAIM_SCHEMA_V1 = "llm-attest/claim/v1"
 # Calldata costs 16 gas a byte and the event log 8 more: a full claim costs well under 50k gas.
@@ -224,7 +224,7 @@ def parse_claim(claim: bytes) -> Claim:
     for key, item in fields.items():
         if not isinstance(item, str):
             raise ClaimError(f'the claim\'s "{key}" is a {type(item).__name__}, not a string')
-        if not _is_unicode(item):
+        if not encodable(item):
             raise ClaimError(f'the claim\'s "{key}" holds a lone UTF-16 surrogate, which is not text')
     if fields["schema"] != CLAIM_SCHEMA_V1:
         raise ClaimError(
@@ -241,15 +241,6 @@ def parse_claim(claim: bytes) -> Claim:
     if description != render_description(record, digest, asserter, rules):
         raise ClaimError("the claim's description is not the v1 wording for its fields; voters read another claim")
     return Claim(title, description, record, digest, asserter, rules)
-
-
-def _is_unicode(text: str) -> bool:
-    # JSON's \ud800 escapes decode to lone surrogates, which cannot be printed or re-encoded as UTF-8.
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _ipfs_uri(value: str, key: str) -> str:

@@ -77,3 +77,13 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _refuse_constant(name: str) -> NoReturn:
     raise NonJsonConstant(name)
+
+
+def encodable(text: str) -> bool:
+    """False for a string with lone surrogates, which JSON's \\ud800 escapes decode to: it cannot be printed or
+    re-encoded as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

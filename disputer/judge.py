@@ -23,7 +23,7 @@ from typing import Any, NoReturn, Protocol
 
 from attest.context import RetrievedChunk
 from attest.errors import JudgeError, JudgeOutputError, ModelError, PromptError
-from attest.jsonsafe import nested_deeper_than
+from attest.jsonsafe import encodable, nested_deeper_than
 from attest.llm.base import GenerationParams, OutputSchema, Provider
 from attest.llm.registry import can_grade
 from attest.prompts import catalog
@@ -206,7 +206,7 @@ class LlmJudge:
         started = time.perf_counter()
         common = {"judge": self._label, "template": self.template.ref, "template_sha256": self.template.sha256}
         texts = [query, answer, *(part for c in chunks for part in (c.source, c.text, *c.heading_path))]
-        if not all(_is_unicode(t) for t in texts):
+        if not all(encodable(t) for t in texts):
             # JSON escapes can smuggle lone surrogates into a str; no request can carry them.
             reason = "the query, answer or context holds lone surrogates (not Unicode text); nothing was sent"
             return Verdict(None, "", (), undecided_reason=reason, latency_ms=0.0, calibrated_score=None, **common)
@@ -254,14 +254,6 @@ class LlmJudge:
             # Messages from our providers are already scrubbed of keys; the class name tells retry from config.
             return _Sample(None, f"{type(err).__name__}: {_short(str(err), 300)}")
         return _Sample(score, rationale)
-
-
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def check_calibration(calibration: CalibrationMap | None, label: str) -> CalibrationMap | None:
