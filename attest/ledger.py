@@ -173,8 +173,8 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return self._database.transaction()
+    def transaction(self, *, durable: bool = False) -> AbstractContextManager[sqlite3.Connection]:
+        return self._database.transaction(durable=durable)
 
     # -- attestations ------------------------------------------------------------------------------------
     def begin(
@@ -295,7 +295,7 @@ class Ledger:
         """The exact bytes, before they are sent, in a new row: after a crash they are rebroadcast, never
         re-signed."""
         now = utc_now()
-        with self.transaction() as db:
+        with self.transaction(durable=True) as db:
             cursor = db.execute(
                 "INSERT INTO txs(attestation_id, kind, status, nonce, tx_hash, raw, created_at, updated_at) "
                 "VALUES (?, ?, 'signed', ?, ?, ?, ?, ?)",

@@ -1,10 +1,11 @@
 """One way to keep state in SQLite, for every store here: the ledger, the knowledge base, the disputer's state.
 
-- Durability: write-ahead log (readers never block the writer) with `synchronous=FULL`. The ledger and the
-  disputer's state are transaction outboxes: a signed transaction recorded and then sent must still be there
-  after a power cut, or a restart could sign a second one for the same intent. FULL costs one fsync per commit,
-  which is why the busy writers commit in batches (the disputer one commit per batch of disputes, an ingest one
-  per call); NORMAL would only survive a process crash, not the machine's.
+- Durability: write-ahead log (readers never block the writer) with `synchronous=NORMAL`: a commit survives a
+  crash of the process, and the last moments before a power cut may be lost. A commit that must survive a power
+  cut asks for it (`transaction(durable=True)`: synchronous=FULL, one fsync): the outboxes do, for the signed
+  bytes of a transaction before they are sent, or a restart after a power cut could sign a second transaction
+  for the same intent. The log is append-only, so that fsync makes every earlier commit durable too. Everything
+  else (steps, pins, decisions) can be redone and does not pay an fsync per commit.
 - Transactions: `Database.transaction()` nests. The outermost is `BEGIN IMMEDIATE` (the write lock is taken
   up front, so two writers queue rather than fail half-way), an inner one a SAVEPOINT, so an inner failure that
   its caller handles undoes only the inner writes.
@@ -66,6 +67,7 @@ class Database:
         self.error = error
         self.migrations = tuple(migrations)
         self._depth = 0
+        self._durable = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
@@ -73,7 +75,7 @@ class Database:
             raise error(f"cannot open the {what} at {path}: {err}; check the path and its permissions") from None
         try:
             self.conn.execute("PRAGMA journal_mode = WAL")
-            self.conn.execute("PRAGMA synchronous = FULL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
             self.conn.execute("PRAGMA foreign_keys = ON")
             # The write-ahead log is cut back to 8 MiB when next reset, so a big write leaves no big file behind.
             self.conn.execute("PRAGMA journal_size_limit = 8388608")
@@ -89,9 +91,13 @@ class Database:
         self.conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All writes inside commit together or not at all; an inner use is a savepoint of the outer one."""
+    def transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """All writes inside commit together or not at all; an inner use is a savepoint of the outer one.
+        `durable`: the commit that includes these writes is on disk before it returns (see the module doc)."""
         if self._depth:
+            if durable and not self._durable:
+                # SQLite reads `synchronous` when the transaction begins, so the outermost one must ask.
+                raise RuntimeError("a durable write inside a transaction that is not: open that one durable=True")
             name = f"nested{self._depth}"
             self.conn.execute(f"SAVEPOINT {name}")
             self._depth += 1
@@ -108,8 +114,13 @@ class Database:
                 self._depth -= 1
             return
         try:
+            if durable:
+                self.conn.execute("PRAGMA synchronous = FULL")  # SQLite reads it when the transaction begins
+                self._durable = True
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as err:
+            self._durable = False
+            self.conn.execute("PRAGMA synchronous = NORMAL")
             raise self.error(
                 f"cannot write to the {self.what} at {self.path}: {err}; is another process writing to it, "
                 "or is the disk full?"
@@ -126,6 +137,9 @@ class Database:
             raise
         finally:
             self._depth = 0
+            if self._durable:
+                self._durable = False
+                self.conn.execute("PRAGMA synchronous = NORMAL")
 
     def _rollback(self) -> None:
         # After some errors (a full disk, an I/O error) SQLite has already rolled the transaction back, and a

@@ -120,7 +120,33 @@ def test_nested_transactions_are_savepoints(tmp_path: Path) -> None:
             raise RuntimeError("the inner part fails, the caller goes on")
         conn.execute("INSERT INTO t VALUES (3)")
     assert [r[0] for r in db.conn.execute("SELECT x FROM t ORDER BY x")] == [1, 3]
-    assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    db.close()
+
+
+def test_a_durable_commit_is_synced_and_the_others_are_not(tmp_path: Path) -> None:
+    """SQLite reads `synchronous` when a transaction begins: a durable one is FULL from its BEGIN on, and a
+    durable write cannot hide inside a transaction that began without it."""
+    db = Database(tmp_path / "t.sqlite", [Migration("t", "CREATE TABLE t(x INTEGER)")], what="test", error=KbError)
+    statements: list[str] = []
+    db.conn.set_trace_callback(statements.append)
+    with db.transaction(durable=True) as conn:
+        conn.execute("INSERT INTO t VALUES (1)")
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO t VALUES (2)")
+    durable, plain = (
+        statements.index("BEGIN IMMEDIATE"),
+        len(statements) - 1 - statements[::-1].index("BEGIN IMMEDIATE"),
+    )
+    assert statements[durable - 1] == "PRAGMA synchronous = FULL"
+    assert "PRAGMA synchronous = FULL" not in statements[durable + 1 :]
+    assert statements[plain - 1] == "PRAGMA synchronous = NORMAL"  # reset after the durable commit
+    assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+    with pytest.raises(RuntimeError, match="durable"), db.transaction(), db.transaction(durable=True):
+        pass
+    with db.transaction(durable=True), db.transaction(durable=True) as conn:
+        conn.execute("INSERT INTO t VALUES (3)")
+    assert [r[0] for r in db.conn.execute("SELECT x FROM t ORDER BY x")] == [1, 2, 3]
     db.close()
 
 

@@ -93,14 +93,15 @@ class TxRow(Generic[S]):
 class TxLog(Protocol[S]):
     """Where the outbox keeps its rows. Every method commits on its own unless inside `transaction()`."""
 
-    def transaction(self) -> AbstractContextManager[object]: ...
+    def transaction(self, *, durable: bool = False) -> AbstractContextManager[object]: ...
 
     def tx_intent(self, subject: S, kind: str) -> TxRow[S]:
         """The intent's current row (the latest one), or a new one in `intent`."""
         ...
 
     def tx_record_signed(self, row: TxRow[S], signed: SignedTx, sender: str) -> TxRow[S]:
-        """Keep the signed bytes of `row`'s intent before they are sent (`row` is signable)."""
+        """Keep the signed bytes of `row`'s intent before they are sent (`row` is signable), durably: the commit
+        that holds them must survive a power cut."""
         ...
 
     def tx_record(
@@ -231,7 +232,7 @@ class Outbox(Generic[S]):
         except ChainError as err:  # not enough gas money: nothing was signed
             return {row.subject: SendResult(row, str(err), failure=err) for row in rows}
         signed: list[tuple[TxRow[S], SignedTx]] = []
-        with self.log.transaction():
+        with self.log.transaction(durable=True):
             for row, tx in zip(rows, prepared, strict=True):
                 if isinstance(tx, TransactionRejected):
                     results[row.subject] = SendResult(self._rejected(row, tx), tx.reason, failure=tx)

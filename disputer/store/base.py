@@ -26,9 +26,10 @@ class StoreBase:
     _database: Database
     _db: sqlite3.Connection
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        """All writes inside commit together or not at all; an inner use is a savepoint of the outer one."""
-        return self._database.transaction()
+    def transaction(self, *, durable: bool = False) -> AbstractContextManager[sqlite3.Connection]:
+        """All writes inside commit together or not at all; an inner use is a savepoint of the outer one.
+        `durable`: on disk before the commit returns (attest.storage)."""
+        return self._database.transaction(durable=durable)
 
     def _one(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Row | None:
         row = self._db.execute(sql, tuple(args)).fetchone()

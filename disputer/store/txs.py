@@ -121,7 +121,8 @@ class TxTable(StoreBase):
 
     # -- the outbox engine's log (attest.chain.outbox.TxLog) ------------------------------------------------
     def tx_record_signed(self, row: TxRow[bytes], signed: SignedTx, sender: str) -> TxRow[bytes]:
-        return self.tx_signed(row.id, signed.nonce, bytes.fromhex(signed.tx_hash[2:]), signed.raw, sender=sender)
+        with self.transaction(durable=True):  # the bytes must outlive a power cut once they may leave
+            return self.tx_signed(row.id, signed.nonce, bytes.fromhex(signed.tx_hash[2:]), signed.raw, sender=sender)
 
     def tx_record(
         self, row: TxRow[bytes], status: TxState, *, error: str | None = None, receipt: TxReceipt | None = None
