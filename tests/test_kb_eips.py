@@ -89,5 +89,5 @@ def test_search_on_the_corpus_is_exactly_the_plain_bm25_ranking(eips: KnowledgeB
             "ORDER BY score DESC LIMIT 5",
             (fts_query(query),),
         ).fetchall()
-        got = [hit.score for hit in eips.search(query, k=5)]
+        got = [hit.score for hit in eips.ranked(query, k=5)]
         assert got == pytest.approx([s for (s,) in expected], rel=1e-9), query
