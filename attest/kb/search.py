@@ -15,6 +15,7 @@ from attest.kb.schema import HEADING_WEIGHT
 from attest.text import document_stem, is_stub, named_documents
 
 MAX_QUERY_TERMS = 32
+_STUB_DEPTH = 1000  # how deep search looks past "moved to" stubs for real chunks
 _WHOLE_DOCUMENT = 500  # chunks read of a document the query only names
 _BM25 = f"bm25(chunks_fts, {HEADING_WEIGHT}, 1.0)"
 _BM25_MAX = 1.2 + 1.0  # FTS5's k1 + 1: the most one term adds to a score, per unit of its idf
@@ -134,7 +135,13 @@ class Search:
         if k < 1:
             raise KbError(f"k must be at least 1 (got {k})")
         named = named_documents(query)
-        pool = self.ranked(query, 2 * k)
+        depth = 2 * k
+        pool = self.ranked(query, depth)
+        # Enough real chunks to fill k, unless the corpus has no more: a common word ("ERC") can match hundreds
+        # of stubs before the first real chunk.
+        while len(pool) == depth and sum(not is_stub(c.text) for c in pool) < k and depth < _STUB_DEPTH:
+            depth *= 4
+            pool = self.ranked(query, depth)
         first = self._named(query, named, k // 2 + 1) if named else []
         taken = {(c.doc_cid, c.chunk_index) for c in first}
         rest = [c for c in pool if (c.doc_cid, c.chunk_index) not in taken]

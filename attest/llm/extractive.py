@@ -126,7 +126,7 @@ class ExtractiveProvider:
             # A question about EIP-1559 is answered by EIP-1559's text or not at all: another EIP that mentions
             # it answers a different question. A named document missing from the passages is not answered.
             top = [(n, c) for n, c in top if document_stem(c.source) in named]
-        with_code = bool(_terms(query) & _ASKS_FOR_CODE)
+        with_code = not _ASKS_FOR_CODE.isdisjoint(_WORD.findall(query.casefold()))
         sentences = [
             s for n, chunk in top for s in _sentences(n, chunk.text, with_code, _terms(" ".join(chunk.heading_path)))
         ]
@@ -215,17 +215,17 @@ def _terms(text: str) -> frozenset[str]:
     return frozenset(_stem(w) for w in (meaningful or words))
 
 
-def _paragraphs(text: str, with_code: bool) -> list[tuple[str, bool]]:
-    """The prose of a passage as (paragraph, is a list item), its hard line breaks joined: no front matter,
-    headings, tables, rules, link lines, nor code unless `with_code` (then each code line is a paragraph)."""
-    paragraphs: list[tuple[str, bool]] = []
+def _paragraphs(text: str, with_code: bool) -> list[tuple[str, str]]:
+    """The prose of a passage as (paragraph, kind: "prose", "item" or "code"), its hard line breaks joined: no
+    front matter, headings, tables, rules, link lines, nor code unless `with_code` (then each code line is one)."""
+    paragraphs: list[tuple[str, str]] = []
     current: list[str] = []
-    item = False
+    kind = "prose"
     in_code = in_front = False
 
     def close() -> None:
         if current:
-            paragraphs.append((" ".join(current), item))
+            paragraphs.append((" ".join(current), kind))
             current.clear()
 
     for number, raw_line in enumerate(text.splitlines()):
@@ -240,7 +240,7 @@ def _paragraphs(text: str, with_code: bool) -> list[tuple[str, bool]]:
             continue
         if in_code:
             if with_code and line:
-                paragraphs.append((line, True))
+                paragraphs.append((line, "code"))
             continue
         if in_front or not line or line.startswith(("#", "|", "<")) or set(line) <= set("-=*_ "):
             close()
@@ -250,9 +250,9 @@ def _paragraphs(text: str, with_code: bool) -> list[tuple[str, bool]]:
             continue
         if _LIST_ITEM.match(line) or line.startswith(">"):
             close()
-            item = True
+            kind = "item"
         elif not current:
-            item = False
+            kind = "prose"
         current.append(strip_markup(line))
     close()
     return paragraphs
@@ -265,14 +265,18 @@ def _sentences(
     last piece without its full stop) is not one."""
     found: list[_Sentence] = []
     paragraphs = _paragraphs(text, with_code)
-    for index, (paragraph, item) in enumerate(paragraphs):
+    for index, (paragraph, kind) in enumerate(paragraphs):
+        if kind == "code":  # asked for: a line of code is quoted as it is
+            if len(_WORD.findall(paragraph)) >= 2:
+                found.append(_Sentence(passage, len(found), paragraph, _terms(paragraph), section))
+            continue
         readable = _BOLD.sub(r"\1", _LINK.sub(r"\1", paragraph))
         pieces = [p.strip() for p in _SENTENCE_END.split(readable)]
         for position, piece in enumerate(pieces):
             last = index == len(paragraphs) - 1 and position == len(pieces) - 1
             if len(_WORD.findall(piece)) < _MIN_WORDS or piece[0].islower() or _URL.search(piece):
                 continue
-            if not _WHOLE_END.search(piece) and (last or not item):
+            if not _WHOLE_END.search(piece) and (last or kind != "item"):
                 continue
             found.append(_Sentence(passage, len(found), piece, _terms(piece), section))
     return found
