@@ -101,7 +101,7 @@ def _share(flags: list[bool]) -> str:
 
 
 def rows(outcomes: list[Outcome]) -> list[tuple[str, ...]]:
-    found = []
+    found: list[tuple[str, ...]] = []
     for split in SPLITS:
         mine = [o for o in outcomes if o.question.split == split]
         answerable = [o for o in mine if o.question.eip]
