@@ -46,6 +46,8 @@ _MIN_QUOTE_CHARS = 40
 _LENGTH_DAMPING = 0.5
 _OPENING_WORDS = 3
 _SUBJECT_BONUS = 1.25
+_SUMMARY_BONUS = 1.5
+_SUMMARY_HEADING = re.compile(r"(?:simple )?(?:summary|abstract)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class _Sentence:
     text: str
     words: frozenset[str]
     section: frozenset[str]  # the words of its passage's heading path: what the sentence is about
+    summary: bool = False  # under an "Abstract" or "Summary" heading: the document's own short account
 
 
 class ExtractiveProvider:
@@ -127,9 +130,7 @@ class ExtractiveProvider:
             # it answers a different question. A named document missing from the passages is not answered.
             top = [(n, c) for n, c in top if document_stem(c.source) in named]
         with_code = not _ASKS_FOR_CODE.isdisjoint(_WORD.findall(query.casefold()))
-        sentences = [
-            s for n, chunk in top for s in _sentences(n, chunk.text, with_code, _terms(" ".join(chunk.heading_path)))
-        ]
+        sentences = [s for n, chunk in top for s in _sentences(n, chunk.text, with_code, chunk.heading_path)]
         wanted = _terms(query) - _DOCUMENT_WORDS - {name.split("-", 1)[1] for name in named}
         if not wanted and named:
             # "What is EIP-4844?": the named document's own first sentences, in the retriever's order.
@@ -190,7 +191,8 @@ def _rank(sentences: list[_Sentence], wanted: frozenset[str]) -> list[_Sentence]
         damping = 1 - _LENGTH_DAMPING + _LENGTH_DAMPING * len(s.words) / mean_length
         opening = {_stem(w) for w in _WORD.findall(s.text.casefold())[:_OPENING_WORDS]}
         subject = _SUBJECT_BONUS if opening & wanted else 1.0
-        score = round(sum(weight.get(w, 0.0) for w in sorted(held)) * subject / damping, 9)
+        summary = _SUMMARY_BONUS if s.summary else 1.0
+        score = round(sum(weight.get(w, 0.0) for w in sorted(held)) * subject * summary / damping, 9)
         scored.append((-round(coverage, 6), -score, s.passage, s.position, s))
     if any(entry[1] < 0 for entry in scored):  # some sentence says a key term itself: those answer first
         scored = [entry for entry in scored if entry[1] < 0]
@@ -215,17 +217,18 @@ def _terms(text: str) -> frozenset[str]:
     return frozenset(_stem(w) for w in (meaningful or words))
 
 
-def _paragraphs(text: str, with_code: bool) -> list[tuple[str, str]]:
+def _paragraphs(text: str, with_code: bool, summary: bool = False) -> list[tuple[str, str, bool]]:
     """The prose of a passage as (paragraph, kind: "prose", "item" or "code"), its hard line breaks joined: no
-    front matter, headings, tables, rules, link lines, nor code unless `with_code` (then each code line is one)."""
-    paragraphs: list[tuple[str, str]] = []
+    front matter, headings, tables, rules, link lines, nor code unless `with_code` (then each code line is one);
+    and whether it sits under a summary heading (`summary`: the passage starts under one)."""
+    paragraphs: list[tuple[str, str, bool]] = []
     current: list[str] = []
     kind = "prose"
     in_code = in_front = False
 
     def close() -> None:
         if current:
-            paragraphs.append((" ".join(current), kind))
+            paragraphs.append((" ".join(current), kind, summary))
             current.clear()
 
     for number, raw_line in enumerate(text.splitlines()):
@@ -240,9 +243,13 @@ def _paragraphs(text: str, with_code: bool) -> list[tuple[str, str]]:
             continue
         if in_code:
             if with_code and line:
-                paragraphs.append((line, "code"))
+                paragraphs.append((line, "code", summary))
             continue
-        if in_front or not line or line.startswith(("#", "|", "<")) or set(line) <= set("-=*_ "):
+        if line.startswith("#"):
+            close()
+            summary = _SUMMARY_HEADING.match(strip_markup(line)) is not None
+            continue
+        if in_front or not line or line.startswith(("|", "<")) or set(line) <= set("-=*_ "):
             close()
             continue
         if _FRONT_MATTER_KEY.match(line) or (_URL.search(line) and len(_WORD.findall(_LINK.sub("", line))) < 8):
@@ -258,17 +265,16 @@ def _paragraphs(text: str, with_code: bool) -> list[tuple[str, str]]:
     return paragraphs
 
 
-def _sentences(
-    passage: int, text: str, with_code: bool = False, section: frozenset[str] = frozenset()
-) -> list[_Sentence]:
+def _sentences(passage: int, text: str, with_code: bool = False, headings: tuple[str, ...] = ()) -> list[_Sentence]:
     """Whole sentences of a passage: a piece the chunk boundary cut (starting in lower case, or the passage's
     last piece without its full stop) is not one."""
     found: list[_Sentence] = []
-    paragraphs = _paragraphs(text, with_code)
-    for index, (paragraph, kind) in enumerate(paragraphs):
+    section = _terms(" ".join(headings))
+    paragraphs = _paragraphs(text, with_code, bool(headings) and _SUMMARY_HEADING.match(headings[-1]) is not None)
+    for index, (paragraph, kind, summary) in enumerate(paragraphs):
         if kind == "code":  # asked for: a line of code is quoted as it is
             if len(_WORD.findall(paragraph)) >= 2:
-                found.append(_Sentence(passage, len(found), paragraph, _terms(paragraph), section))
+                found.append(_Sentence(passage, len(found), paragraph, _terms(paragraph), section, summary))
             continue
         readable = _BOLD.sub(r"\1", _LINK.sub(r"\1", paragraph))
         pieces = [p.strip() for p in _SENTENCE_END.split(readable)]
@@ -278,7 +284,7 @@ def _sentences(
                 continue
             if not _WHOLE_END.search(piece) and (last or kind != "item"):
                 continue
-            found.append(_Sentence(passage, len(found), piece, _terms(piece), section))
+            found.append(_Sentence(passage, len(found), piece, _terms(piece), section, summary))
     return found
 
 
