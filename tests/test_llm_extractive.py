@@ -209,3 +209,16 @@ def test_the_default_question_is_answered_first_by_eip_1559_saying_the_base_fee_
         for question in ("What does EIP-4844 introduce?", "What does PUSH0 do?"):
             text = ExtractiveProvider().answer(question, kb.search(question, k=5), TEMPLATE, PARAMS).text
             assert not re.search(r"(title|discussions-to|author|status):|https?://", text), text
+
+
+def test_a_non_answer_is_recognised_from_retrieval_the_finish_reason_or_the_words() -> None:
+    from attest.llm.base import non_answer
+
+    answered = ExtractiveProvider().answer(QUERY, CHUNKS, TEMPLATE, PARAMS)
+    assert non_answer(answered, len(CHUNKS)) is None
+    assert non_answer(answered, 0) == "retrieval found no passage for the question"
+    declined = ExtractiveProvider().answer("zebra migration routes?", CHUNKS[:2], TEMPLATE, PARAMS)
+    assert non_answer(declined, 2) == "the answer says the knowledge base does not answer the question"
+    for words in ("The provided passages do not answer this question.", "I don't know.", "The context doesn't say."):
+        assert non_answer(dataclasses.replace(answered, text=words), 2) is not None, words
+    assert non_answer(dataclasses.replace(answered, text="The base fee is not paid to miners [1]."), 2) is None
