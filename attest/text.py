@@ -21,3 +21,25 @@ STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 def strip_markup(line: str) -> str:
     """`line` without its leading Markdown markers ("## ", "- ", "1. ", "> ")."""
     return _MARKUP.sub("", line)
+
+
+# "EIP-1559", "ERC 20", "eip1559": a document the question names. The EIP corpus keeps ERCs as eip-N.md too.
+_NAMED = re.compile(r"\b(?:eip|erc)[-\s]?(\d{1,5})\b", re.IGNORECASE)
+# A document that only says where its text went ("This file was moved to https://…"): it answers nothing.
+_STUB = re.compile(r"^\s*this (?:file|document|eip|erc) (?:was|has been) moved to\b", re.IGNORECASE | re.MULTILINE)
+
+
+def named_documents(text: str) -> frozenset[str]:
+    """The document stems `text` names, as "eip-N" ("What does EIP-1559 do?" names "eip-1559")."""
+    return frozenset(f"eip-{int(number)}" for number in _NAMED.findall(text))
+
+
+def document_stem(source: str) -> str:
+    """ "eips/eip-1559.md" -> "eip-1559": what `named_documents` compares with."""
+    name = source.rsplit("/", 1)[-1].casefold()
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def is_stub(text: str) -> bool:
+    """Whether a chunk is a "moved to …" stub rather than text that could answer anything."""
+    return _STUB.search(text) is not None

@@ -28,7 +28,11 @@ from tests.conftest import LocalChain
 from tests.support.oov3 import dispute
 
 KB_DOCS = Path(__file__).parent / "fixtures" / "kb" / "good"
-QUESTION = "What does the guide say about chunking?"
+EIPS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "eips"
+needs_eips = pytest.mark.skipif(
+    not EIPS.is_dir(), reason=f"the EIP corpus is not at {EIPS} (ethereum/EIPs EIPS/*.md); this test asks it"
+)
+QUESTION = "How often should the wick be trimmed?"
 
 
 def run(*args: str) -> Result:
@@ -117,6 +121,44 @@ def test_no_assert_pins_only(chain: LocalChain) -> None:
     assert chain.w3.eth.block_number == block  # nothing sent
     assert json.loads(ok("list", "--json"))[0]["status"] == "pinned"
     assert "Nothing to resume" in ok("resume")
+
+
+def ask_split(*args: str) -> tuple[dict[str, object], str]:
+    """`attest ask ARGS --json`: its JSON (stdout) and its warnings (stderr)."""
+    result = CliRunner(mix_stderr=False).invoke(cli, ["ask", *args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output + result.stderr
+    return json.loads(result.stdout), result.stderr
+
+
+@needs_eips
+def test_no_bond_on_a_question_the_knowledge_base_does_not_answer(local_chain: LocalChain) -> None:
+    ok("kb", "add", str(EIPS))
+    block = local_chain.w3.eth.block_number
+    nothing, warned = ask_split("xyzzy qwerty plugh")
+    assert nothing["assertion_id"] is None and str(nothing["record_cid"]).startswith("bafk")
+    assert nothing["not_asserted"] == "retrieval found no passage for the question"
+    assert "not asserted" in warned and "--assert-anyway" in warned
+    assert str(nothing["answer"]).startswith("The knowledge base does not answer this")
+    # ERC-20 is a "moved to …" stub in the corpus: no other EIP's sentence about ERC-20 tokens answers it.
+    stub, _ = ask_split("What is ERC-20?")
+    assert str(stub["sources"][0]["source"]).endswith("/eip-20.md")  # type: ignore[index]
+    assert stub["assertion_id"] is None and stub["citations"] == []
+    assert stub["not_asserted"] == "the answer says the knowledge base does not answer the question"
+    assert local_chain.w3.eth.block_number == block  # nothing sent
+    assert [a["status"] for a in json.loads(ok("list", "--json"))] == ["pinned", "pinned"]
+    assert "Nothing to resume" in ok("resume")
+    shown = ok("ask", "xyzzy qwerty plugh")
+    assert "no bond" in shown and "nothing was sent on chain" in shown
+
+
+@needs_eips
+def test_assert_anyway_bonds_a_non_answer_with_a_warning(local_chain: LocalChain) -> None:
+    ok("kb", "add", str(EIPS))
+    forced, warned = ask_split("xyzzy qwerty plugh", "--assert-anyway")
+    assert forced["assertion_id"] is not None and forced["not_asserted"] is None
+    assert "asserting anyway" in warned and "bond is likely lost" in warned
+    answered, quiet = ask_split("What does EIP-1559 do with the base fee?")
+    assert answered["assertion_id"] is not None and "asserting anyway" not in quiet
 
 
 def test_bond_below_minimum_is_refused_before_anything_is_written(chain: LocalChain) -> None:

@@ -87,6 +87,16 @@ def test_search_prints_ranked_sources_and_json_with_full_texts(home: Path) -> No
     assert run("search", "x", "-k", "0").exit_code == 2  # click refuses it before the KB is opened
 
 
+def test_search_takes_top_k_as_ask_does_and_shows_small_scores_readably(home: Path) -> None:
+    ok("add", str(GOOD))
+    assert ok("search", "the", "--top-k", "2") == ok("search", "the", "-k", "2")
+    lines = [line for line in ok("search", "the", "--top-k", "2").splitlines() if line[:1].isdigit()]
+    assert len(lines) == 2
+    for line, hit in zip(lines, json.loads(ok("search", "--json", "the", "-k", "2")), strict=True):
+        shown = float(line.split()[2])  # "1. score 4.1e-06  good/…"
+        assert line.split()[1] == "score" and shown == pytest.approx(hit["score"], rel=5e-3) and shown > 0
+
+
 def test_list_stats_and_remove(home: Path) -> None:
     assert "empty" in ok("list")
     ok("add", str(GOOD))

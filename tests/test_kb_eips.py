@@ -12,6 +12,7 @@ import pytest
 
 from attest.kb import KnowledgeBase, fts_query
 from attest.kb.chunking import decode
+from attest.text import is_stub
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "eips"
 
@@ -89,5 +90,19 @@ def test_search_on_the_corpus_is_exactly_the_plain_bm25_ranking(eips: KnowledgeB
             "ORDER BY score DESC LIMIT 5",
             (fts_query(query),),
         ).fetchall()
-        got = [hit.score for hit in eips.search(query, k=5)]
+        got = [hit.score for hit in eips.ranked(query, k=5)]
         assert got == pytest.approx([s for (s,) in expected], rel=1e-9), query
+
+
+def test_moved_stubs_do_not_crowd_out_real_chunks(eips: KnowledgeBase) -> None:
+    stubs = [hit for hit in eips.ranked("ERC", k=5) if is_stub(hit.text)]
+    assert len(stubs) >= 4  # by plain BM25 the short stubs win on any word they hold
+    found = eips.search("ERC", k=5)
+    assert len(found) == 5 and not any(is_stub(hit.text) for hit in found)
+
+
+def test_a_named_document_comes_first_even_a_stub(eips: KnowledgeBase) -> None:
+    assert names(eips, "What does EIP-1559 do with the base fee?", 5)[:3] == ["eip-1559.md"] * 3
+    assert names(eips, "What is ERC-20?", 1) == ["eip-20.md"]  # a stub the question names: it is the answer
+    opening = eips.search("What is EIP-4844?", k=2)  # only the name: the document from its start
+    assert [(PurePosixPath(h.source).name, h.chunk_index) for h in opening] == [("eip-4844.md", 0), ("eip-4844.md", 1)]

@@ -136,3 +136,89 @@ def test_on_real_eips_every_quote_is_verbatim_and_deterministic() -> None:
     for quote, n in found:
         assert quote.removesuffix("…") in passages[n - 1].text
     assert provider.answer("Is the base fee burned?", passages, TEMPLATE, PARAMS).text == answer.text
+
+
+def test_front_matter_and_link_lines_are_never_quoted() -> None:
+    text = (
+        "---\neip: 3855\ntitle: PUSH0 instruction\ndiscussions-to: https://ethereum-magicians.org/t/eip-3855-push0/7014\n"
+        "---\n\n## Abstract\n\nIntroduce the `PUSH0` (`0x5f`) instruction, which pushes the constant value 0 onto the "
+        "stack.\n\nSee [the PUSH0 discussion](https://example.org/push0) and https://example.org/push0-notes\n"
+    )
+    answer = ExtractiveProvider().answer(
+        "What does PUSH0 do?", [chunk(text, source="eips/eip-3855.md")], TEMPLATE, PARAMS
+    )
+    assert quotes(answer.text) == [
+        ("Introduce the `PUSH0` (`0x5f`) instruction, which pushes the constant value 0 onto the stack.", 1)
+    ]
+
+
+def test_sentences_are_joined_across_hard_line_breaks_and_never_cut() -> None:
+    text = (
+        "Introduce a new transaction format for blob-carrying transactions which contain a large amount of data that\n"
+        "cannot be accessed by EVM execution, but whose commitment can be accessed.\n"
+        "The blob format is described in the specification of the blob carrying"  # cut by the chunk's end
+    )
+    found = quotes(
+        ExtractiveProvider().answer("What do blob transactions contain?", [chunk(text)], TEMPLATE, PARAMS).text
+    )
+    assert found == [
+        (
+            "Introduce a new transaction format for blob-carrying transactions which contain a large amount of data "
+            "that cannot be accessed by EVM execution, but whose commitment can be accessed.",
+            1,
+        )
+    ]
+
+
+def test_code_is_quoted_only_when_the_question_asks_for_code() -> None:
+    text = "The base fee is burned.\n\n```python\nburn(base_fee)  # the base fee is burned here\n```\n"
+    plain = quotes(ExtractiveProvider().answer("Is the base fee burned?", [chunk(text)], TEMPLATE, PARAMS).text)
+    assert plain == [("The base fee is burned.", 1)]
+    code = ExtractiveProvider().answer("Show the code that burns the base fee", [chunk(text)], TEMPLATE, PARAMS)
+    assert "burn(base_fee)" in code.text
+
+
+def test_a_named_eip_is_answered_from_its_own_text_or_not_at_all() -> None:
+    other = chunk("It does not modify existing ERC-20 interfaces or their token balances.", 0, "eips/eip-8182.md")
+    stub = chunk(
+        "---\neip: 20\nstatus: Moved\n---\n\nThis file was moved to https://x.org/erc-20.md\n", 1, "eips/eip-20.md"
+    )
+    answer = ExtractiveProvider().answer("What is ERC-20?", [stub, other], TEMPLATE, PARAMS)
+    assert (answer.text, answer.citations, answer.metadata.finish_reason) == (NO_MATCH, (), "no_match")
+    assert answer.text.startswith("The knowledge base does not answer this")
+
+
+def test_a_sentence_holding_too_few_of_the_key_terms_does_not_answer() -> None:
+    passage = chunk("The gas limit of a block is set by the validator that proposes it.")
+    answer = ExtractiveProvider().answer("How is the blob gas price computed for rollups?", [passage], TEMPLATE, PARAMS)
+    assert answer.text == NO_MATCH
+
+
+@pytest.mark.skipif(not EIPS.is_dir(), reason=f"the EIP corpus is not at {EIPS}")
+def test_the_default_question_is_answered_first_by_eip_1559_saying_the_base_fee_is_burned(tmp_path: Path) -> None:
+    from attest.kb import KnowledgeBase
+
+    question = "What does EIP-1559 do with the base fee?"
+    with KnowledgeBase(tmp_path / "kb.sqlite3") as kb:
+        kb.add_path(EIPS)
+        passages = kb.search(question, k=5)
+        answer = ExtractiveProvider().answer(question, passages, TEMPLATE, PARAMS)
+        first, n = quotes(answer.text)[0]
+        assert passages[n - 1].source.endswith("/eip-1559.md"), answer.text
+        assert re.search(r"base fee .*burned", first), answer.text
+        for question in ("What does EIP-4844 introduce?", "What does PUSH0 do?"):
+            text = ExtractiveProvider().answer(question, kb.search(question, k=5), TEMPLATE, PARAMS).text
+            assert not re.search(r"(title|discussions-to|author|status):|https?://", text), text
+
+
+def test_a_non_answer_is_recognised_from_retrieval_the_finish_reason_or_the_words() -> None:
+    from attest.llm.base import non_answer
+
+    answered = ExtractiveProvider().answer(QUERY, CHUNKS, TEMPLATE, PARAMS)
+    assert non_answer(answered, len(CHUNKS)) is None
+    assert non_answer(answered, 0) == "retrieval found no passage for the question"
+    declined = ExtractiveProvider().answer("zebra migration routes?", CHUNKS[:2], TEMPLATE, PARAMS)
+    assert non_answer(declined, 2) == "the answer says the knowledge base does not answer the question"
+    for words in ("The provided passages do not answer this question.", "I don't know.", "The context doesn't say."):
+        assert non_answer(dataclasses.replace(answered, text=words), 2) is not None, words
+    assert non_answer(dataclasses.replace(answered, text="The base fee is not paid to miners [1]."), 2) is None

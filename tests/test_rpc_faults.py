@@ -155,7 +155,7 @@ def test_asks_through_a_faulty_rpc_each_assert_exactly_once(proxied: Proxied) ->
     started = time.monotonic()
     outcomes = []
     for i in range(ASKS):
-        result = run("ask", f"What does the guide say about chunking, take {i}?", "--json")
+        result = run("ask", "How often should the wick be trimmed" + "?" * (i + 1), "--json")
         p.proxy.down = False
         if result.exit_code == 0:
             outcomes.append("ok")
@@ -183,7 +183,7 @@ def test_rpc_down_after_the_assertion_landed_then_resume_finds_it(proxied: Proxi
     p = proxied
     # approve, then assertTruth: the node mines it, the answer is lost, and the RPC stays down.
     p.proxy.script("eth_sendRawTransaction", "lost_response", nth=2, then_down=True)
-    result = run("ask", "What does the guide say about chunking?", "--json")
+    result = run("ask", "How often should the wick be trimmed?", "--json")
     err = result.exception
     assert isinstance(err, RpcUnavailable), err
     assert f"the RPC at {p.proxy.url} did not answer" in str(err) and "`attest resume`" in str(err)
@@ -205,11 +205,11 @@ def test_an_approval_used_up_by_another_ask_is_renewed_on_resume(proxied: Proxie
     p = proxied
     # The first ask's approve is mined; its assertTruth never leaves (dropped, then the RPC is down).
     p.proxy.script("eth_sendRawTransaction", "drop", nth=2, then_down=True)
-    first = run("ask", "What does the guide say about chunking?", "--json")
+    first = run("ask", "How often should the wick be trimmed?", "--json")
     assert isinstance(first.exception, RpcUnavailable)
     p.proxy.down = False
     # The second ask finds the first one's allowance, asserts with it, and takes the nonce the first had signed.
-    second = run("ask", "What does the guide say about overlap?", "--json")
+    second = run("ask", "When should the Fresnel lens be polished?", "--json")
     assert second.exit_code == 0, second.output
     assert run("resume").exit_code == 0, "resume must approve again: the allowance it had was used up"
     attestations, mined = assert_each_record_asserted_once(p)

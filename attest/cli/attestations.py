@@ -17,8 +17,8 @@ def _progress(enabled: bool) -> Any:
     started = time.perf_counter()
 
     def show(step: str, detail: str) -> None:
-        # The account step only ever warns (a raw key from the environment): stderr shows it even under --json.
-        if enabled or step == "account":
+        # Warnings (a raw key from the environment, a bond insisted on or withheld) show on stderr even under --json.
+        if enabled or step in ("account", "warning", "no bond"):
             elapsed = (time.perf_counter() - started) * 1000
             click.echo(f"  ✓ {step:<9} {detail}  ({elapsed:,.0f} ms)", err=True)
 
@@ -44,13 +44,19 @@ def _when(expiration: int | None, chain_now: int | None) -> str:
 @click.option("--account", help="ape keystore alias, or dev:N on the local devnet.")
 @click.option("--provider", type=click.Choice(provider_names()), help="Model provider.")
 @click.option("--model", help="Model name (default: the provider's default).")
-@click.option("--top-k", default=5, show_default=True, type=click.IntRange(0, 50), help="Passages to retrieve.")
+@click.option("-k", "--top-k", default=5, show_default=True, type=click.IntRange(0, 50), help="Passages to retrieve.")
 @click.option("--bond", help="Bond in currency units (default: the oracle's minimum bond).")
 @click.option("--liveness", type=click.IntRange(1), help="Seconds the assertion stays disputable.")
 @click.option("--currency", help="Bond currency address (default: the oracle's default currency).")
 @click.option("--identifier", help="UMA price identifier (default: ASSERT_TRUTH2).")
 @click.option("--answer", "answer_text", help="Attest an answer produced elsewhere (provider recorded as external).")
 @click.option("--no-assert", is_flag=True, help="Sign and pin the record only; send nothing on chain.")
+@click.option(
+    "--assert-anyway",
+    is_flag=True,
+    help="Assert even when nothing was retrieved or the answer says the knowledge base does not answer (the bond "
+    "is likely lost).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout, no progress display.")
 def ask(
     query: str,
@@ -65,6 +71,7 @@ def ask(
     identifier: str | None,
     answer_text: str | None,
     no_assert: bool,
+    assert_anyway: bool,
     as_json: bool,
 ) -> None:
     """Answer QUERY from the knowledge base, sign and pin the record, and assert it on UMA's Optimistic Oracle V3."""
@@ -74,6 +81,7 @@ def ask(
     request = AskRequest(
         query=query, network=network, account=account, provider=provider, model=model, top_k=top_k, bond=bond,
         liveness=liveness, currency=currency, identifier=identifier, answer=answer_text, do_assert=not no_assert,
+        assert_anyway=assert_anyway,
     )  # fmt: skip
     result = run(request, progress=_progress(not as_json))
     a = result.attestation
@@ -103,6 +111,7 @@ def ask(
                 "currency": a.currency,
                 "expiration": a.expiration,
                 "oracle_ui": result.ui_link,
+                "not_asserted": result.not_asserted,
                 "timings_ms": result.timings_ms,
             }
         )
@@ -127,6 +136,8 @@ def ask(
             ("oracle UI", result.ui_link or result.network.ui_note()),
             ("next", f"attest verify {a.assertion_id}   ·   attest settle {a.id} after expiry"),
         ]
+    elif result.not_asserted is not None:
+        rows.append(("no bond", f"{result.not_asserted}; nothing was sent on chain (--assert-anyway insists)"))
     else:
         rows.append(("next", "pinned only (--no-assert); nothing was sent on chain"))
     for label, value in rows:

@@ -135,7 +135,7 @@ def kb_embed() -> None:
 
 @kb.command("search")
 @click.argument("query", nargs=-1, required=True)
-@click.option("-k", "k", type=click.IntRange(1, 100), default=5, show_default=True, help="How many chunks.")
+@click.option("-k", "--top-k", "k", type=click.IntRange(1, 100), default=5, show_default=True, help="How many chunks.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (full chunk texts) instead of a summary.")
 @click.option("--hybrid", is_flag=True, help="Fuse BM25 with embedding similarity (needs `attest kb embed`).")
 def kb_search(query: tuple[str, ...], k: int, as_json: bool, hybrid: bool) -> None:
@@ -156,7 +156,9 @@ def kb_search(query: tuple[str, ...], k: int, as_json: bool, hybrid: bool) -> No
         return
     for rank, hit in enumerate(hits, 1):
         where = " > ".join(hit.heading_path)
-        click.echo(f"{rank}. {hit.score:.2f}  {hit.source}#{hit.chunk_index}" + (f"  ({where})" if where else ""))
+        # Three significant digits: BM25 of a word in most chunks is tiny (4e-06), and "0.00" hid it.
+        line = f"{rank}. score {hit.score:.3g}  {hit.source}#{hit.chunk_index}"
+        click.echo(line + (f"  ({where})" if where else ""))
         click.echo(f"   {short(hit.text, 200)}")
 
 

@@ -25,7 +25,7 @@ from attest.flow.token import Token
 from attest.ipfs.local import LocalStore
 from attest.ipfs.remotes import Remotes, replicate
 from attest.ledger import Attestation, Ledger
-from attest.llm.base import Answer, GenerationParams, citations_in, model_metadata_for_record
+from attest.llm.base import Answer, GenerationParams, citations_in, model_metadata_for_record, non_answer
 from attest.networks import Network, get_network
 from attest.record.canonical import digest_hex
 from attest.record.codec import encode_record
@@ -56,6 +56,9 @@ class AskRequest:
     identifier: str | None = None
     answer: str | None = None  # produced elsewhere: recorded with provider "external"
     do_assert: bool = True
+    # Assert even an answer that answers nothing (no passage, or "the knowledge base does not answer this"):
+    # the claim rules make it false, so its bond is lost to the first disputer. Only on an explicit flag.
+    assert_anyway: bool = False
 
 
 @dataclass
@@ -70,6 +73,7 @@ class AskResult:
     token: Token | None
     ui_link: str | None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    not_asserted: str | None = None  # why a record that was to be asserted was only signed and pinned
 
 
 class _Timer:
@@ -107,9 +111,11 @@ def ask(
         raise KbError("the question is not valid UTF-8 text; retype it (check the terminal's encoding)") from None
 
     ctx: ChainContext | None = None
+    started_devnet = False
     if request.do_assert:
         with timer("connect"):
             ctx = connect(network.name, config=config)
+        started_devnet = ctx.started_devnet
         if ctx.started_devnet:
             progress("devnet", f"started the local devnet at {ctx.w3.provider.endpoint_uri}")  # type: ignore[attr-defined]
         ctx.require_registry()
@@ -131,6 +137,13 @@ def ask(
     with timer("answer"):
         answer, model_label = _answer(request, chunks, config)
     progress("answer", f"{model_label}, {len(answer.text)} characters")
+    unanswered = non_answer(answer, len(chunks)) if ctx is not None else None
+    if unanswered is not None and request.assert_anyway:
+        progress("warning", f"asserting anyway (--assert-anyway) although {unanswered}: the bond is likely lost")
+        unanswered = None
+    elif unanswered is not None:
+        progress("no bond", f"{unanswered}: signed and pinned, not asserted (--assert-anyway to insist)")
+        ctx, plan = None, {}
 
     with timer("sign"):
         record = validate_record(
@@ -157,7 +170,7 @@ def ask(
             query=request.query,
             record=data,
             digest=digest,
-            want_assert=request.do_assert,
+            want_assert=ctx is not None,
             plan=plan,
         )
         checkpoint("signed")
@@ -175,7 +188,7 @@ def ask(
         link = network.oracle_ui_link(final.assert_tx, final.log_index)
     return AskResult(
         final, answer.text, answer.citations, chunks, model_label, network,
-        bool(ctx and ctx.started_devnet), token, link, timer.ms,
+        started_devnet, token, link, timer.ms, unanswered,
     )  # fmt: skip
 
 

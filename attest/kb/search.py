@@ -12,8 +12,11 @@ from typing import Any
 from attest.context import RetrievedChunk
 from attest.errors import KbError
 from attest.kb.schema import HEADING_WEIGHT
+from attest.text import document_stem, is_stub, named_documents
 
 MAX_QUERY_TERMS = 32
+_STUB_DEPTH = 1000  # how deep search looks past "moved to" stubs for real chunks
+_WHOLE_DOCUMENT = 500  # chunks read of a document the query only names
 _BM25 = f"bm25(chunks_fts, {HEADING_WEIGHT}, 1.0)"
 _BM25_MAX = 1.2 + 1.0  # FTS5's k1 + 1: the most one term adds to a score, per unit of its idf
 # Below these many matching chunks a plain OR query is already fast: FTS5 steps through every chunk an OR
@@ -123,6 +126,50 @@ class Search:
     _hits: dict[str, int]
 
     def search(self, query: str, k: int = 5) -> list[RetrievedChunk]:
+        """The `k` chunks that best answer `query`: the BM25 ranking (`ranked`), except that the best chunks of a
+        document the query names ("EIP-1559") come first, up to about half of them, and "moved to …" stubs of
+        documents it does not name come last. A stub is short, so BM25 ranks it above the real text on any word
+        it holds, but it answers nothing; and a question about EIP-1559 is answered by EIP-1559 before the EIPs
+        that mention it.
+        """
+        if k < 1:
+            raise KbError(f"k must be at least 1 (got {k})")
+        named = named_documents(query)
+        depth = 2 * k
+        pool = self.ranked(query, depth)
+        # Enough real chunks to fill k, unless the corpus has no more: a common word ("ERC") can match hundreds
+        # of stubs before the first real chunk.
+        while len(pool) == depth and sum(not is_stub(c.text) for c in pool) < k and depth < _STUB_DEPTH:
+            depth *= 4
+            pool = self.ranked(query, depth)
+        first = self._named(query, named, k // 2 + 1) if named else []
+        taken = {(c.doc_cid, c.chunk_index) for c in first}
+        rest = [c for c in pool if (c.doc_cid, c.chunk_index) not in taken]
+        rest.sort(key=lambda c: is_stub(c.text) and document_stem(c.source) not in named)  # stable: BM25 order kept
+        return [*first, *rest][:k]
+
+    def _named(self, query: str, named: frozenset[str], limit: int) -> list[RetrievedChunk]:
+        """The best chunks of the documents `query` names, found through their file names in the heading column."""
+        names = " OR ".join('"' + " ".join(_TOKEN.findall(stem)) + '"' for stem in sorted(named))
+        others = [t for t in query_terms(query) if t.strip('"').replace(" ", "-") not in named]
+        match = f"heading : ({names})" + (f" AND ({' OR '.join(others)})" if others else "")
+        found: list[RetrievedChunk] = []
+        for _ in range(2):  # the named documents' chunks that hold another query word, else any of their chunks
+            rows = self._top(match, 4 * limit if others else _WHOLE_DOCUMENT)
+            found = [
+                RetrievedChunk(source, doc_cid, idx, text, sha256, tuple(json.loads(path)), float(score))
+                for source, doc_cid, idx, text, sha256, path, score in rows
+                if document_stem(source) in named
+            ]
+            if not others:  # nothing but the name was asked ("What is EIP-4844?"): the document from its start
+                found.sort(key=lambda c: (c.source, c.chunk_index))
+            found = found[:limit]
+            if found:
+                break
+            match = f"heading : ({names})"
+        return found
+
+    def ranked(self, query: str, k: int = 5) -> list[RetrievedChunk]:
         """The `k` chunks that best match `query` (BM25; a match in a heading or file name weighs more).
 
         Exactly the top k of the plain OR query over the query's words, found without stepping through the

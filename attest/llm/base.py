@@ -136,6 +136,28 @@ def citations_in(text: str, passages: int) -> tuple[int, ...]:
     return tuple(sorted(n for n in found if 1 <= n <= passages))
 
 
+# How an offline answerer says it found nothing to answer with (attest.llm.extractive's finish reasons).
+NON_ANSWER_FINISH = ("no_context", "no_match")
+# A model's (or a person's) way of saying the same: "The passages do not answer this", "the knowledge base
+# does not say", "I cannot answer from the context".
+_SAYS_UNANSWERED = re.compile(
+    r"\b(?:knowledge base|passages?|context|sources?|documents?)\b[^.\n]{0,40}?"
+    r"\b(?:does not|do not|doesn't|don't|cannot|can't|did not|didn't)\s+(?:answer|say|state|mention|contain|cover)"
+    r"|\bnothing to quote\b|^\s*i (?:do not|don't|cannot|can't) (?:know|answer)",
+    re.IGNORECASE,
+)
+
+
+def non_answer(answer: Answer, retrieved: int) -> str | None:
+    """Why `answer` answers nothing worth a bond (None when it does answer): no passage was retrieved, or the
+    answer itself says the passages do not answer the question."""
+    if retrieved == 0:
+        return "retrieval found no passage for the question"
+    if answer.metadata.finish_reason in NON_ANSWER_FINISH or _SAYS_UNANSWERED.search(answer.text[:300]):
+        return "the answer says the knowledge base does not answer the question"
+    return None
+
+
 def model_metadata_for_record(answer: Answer) -> dict[str, Any]:
     """The record's `model` and `prompt` fields for this answer, as plain JSON data (see attest.record.model)."""
     meta = answer.metadata

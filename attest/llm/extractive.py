@@ -18,20 +18,36 @@ from attest.context import RetrievedChunk
 from attest.errors import ModelError
 from attest.llm.base import Answer, GenerationParams, ModelMetadata, OutputSchema, SdkInfo, SentParams
 from attest.prompts.catalog import Template
-from attest.text import STOPWORDS, strip_markup
+from attest.text import STOPWORDS, document_stem, named_documents, strip_markup
 
 EXTRACTIVE_MODEL = "extractive-v1"
 LICENSE = "AGPL-3.0-or-later"  # extractive-v1 is llm-attest's own code
 HEADER = "The retrieved passages say:"
-NO_CONTEXT = "No passages were retrieved, so there is nothing to quote. Add documents to the knowledge base first."
-NO_MATCH = "None of the retrieved passages shares a word with the question, so there is nothing to quote."
+NOT_ANSWERED = "The knowledge base does not answer this"
+NO_CONTEXT = f"{NOT_ANSWERED}: no passage in it matches the question."
+NO_MATCH = f"{NOT_ANSWERED}: no retrieved passage states what the question asks."
 _WORD = re.compile(r"\w+")
 # A sentence ends at . ! or ? followed by a capital or an opening mark, so "i.e. the" stays whole.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[*`])")
-_MIN_WORDS = 3
-_MAX_QUOTE_CHARS = 320
+_WHOLE_END = re.compile(r"[.!?][\"')`*]*$")  # a sentence that ends where its writer ended it
+_FRONT_MATTER_KEY = re.compile(r"^[a-z][a-z0-9_-]*:(\s|$)")  # "title: …", "discussions-to: …"
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")  # [text](url): its text is what a reader reads
+_BOLD = re.compile(r"\*\*([A-Za-z][^*`]*?)\*\*(?!\w)")  # **MUST**, but not the 10**9 of an expression
+_URL = re.compile(r"https?://|\]:\s")
+_LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)])\s+")
+# Code is quoted only when the question asks for it: otherwise a comment in it ("check if the base fee is
+# correct") matches the question's words without saying anything.
+_ASKS_FOR_CODE = frozenset({"code", "pseudocode", "implementation", "snippet", "example", "python", "solidity"})
+_DOCUMENT_WORDS = frozenset({"eip", "erc"})  # "EIP-1559" names a document: its passages, not its words, answer
+_MIN_WORDS = 4
+_MIN_COVERAGE = 0.5  # the share of the question's key terms a sentence must hold to count as answering it
+_MAX_QUOTE_CHARS = 400
 _MIN_QUOTE_CHARS = 40
 _LENGTH_DAMPING = 0.5
+_OPENING_WORDS = 3
+_SUBJECT_BONUS = 1.25
+_SUMMARY_BONUS = 1.5
+_SUMMARY_HEADING = re.compile(r"(?:simple )?(?:summary|abstract)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,8 @@ class _Sentence:
     position: int
     text: str
     words: frozenset[str]
+    section: frozenset[str]  # the words of its passage's heading path: what the sentence is about
+    summary: bool = False  # under an "Abstract" or "Summary" heading: the document's own short account
 
 
 class ExtractiveProvider:
@@ -105,72 +123,168 @@ class ExtractiveProvider:
     ) -> tuple[str, tuple[int, ...], str]:
         if not chunks:
             return NO_CONTEXT, (), "no_context"
-        sentences = [s for n, chunk in enumerate(chunks[: self.top_passages], start=1) for s in _sentences(n, chunk)]
-        wanted = _terms(query)
-        # Rarer words weigh more: a word in every sentence says little about which one answers.
-        frequency = {w: sum(1 for s in sentences if w in s.words) for w in wanted}
-        weight = {w: math.log(1 + len(sentences) / df) for w, df in frequency.items() if df}
-        # Long sentences match more words by chance; damp that as BM25 does (b = 0.5 against the mean length),
-        # without rewarding fragments for being short.
-        mean_length = sum(len(s.words) for s in sentences) / max(len(sentences), 1)
-        scored = [
-            (
-                round(
-                    sum(weight.get(w, 0.0) for w in sorted(s.words & wanted))
-                    / max(1.0, 1 - _LENGTH_DAMPING + _LENGTH_DAMPING * len(s.words) / mean_length),
-                    9,
-                ),
-                s,
-            )
-            for s in sentences
-        ]
-        ranked = sorted(
-            ((score, s) for score, s in scored if score > 0),
-            key=lambda pair: (-pair[0], pair[1].passage, pair[1].position),
-        )
+        top = list(enumerate(chunks[: self.top_passages], start=1))
+        named = named_documents(query)
+        if named:
+            # A question about EIP-1559 is answered by EIP-1559's text or not at all: another EIP that mentions
+            # it answers a different question. A named document missing from the passages is not answered.
+            top = [(n, c) for n, c in top if document_stem(c.source) in named]
+        with_code = not _ASKS_FOR_CODE.isdisjoint(_WORD.findall(query.casefold()))
+        sentences = [s for n, chunk in top for s in _sentences(n, chunk.text, with_code, chunk.heading_path)]
+        wanted = _terms(query) - _DOCUMENT_WORDS - {name.split("-", 1)[1] for name in named}
+        if not wanted and named:
+            # "What is EIP-4844?": the named document's own first sentences, in the retriever's order.
+            ranked = sorted(sentences, key=lambda s: (s.passage, s.position))
+        else:
+            ranked = _rank(sentences, wanted)
         if not ranked:
             return NO_MATCH, (), "no_match"
+        return self._render(ranked, max_tokens)
+
+    def _render(self, ranked: list[_Sentence], max_tokens: int | None) -> tuple[str, tuple[int, ...], str]:
         budget = max_tokens * 4 if max_tokens is not None else None  # the chars-per-token estimate budgets use
         lines = [HEADER]
         cited: set[int] = set()
-        for _, sentence in ranked:
+        quoted: set[str] = set()
+        # Whole sentences only: one too long for the room left is skipped for a shorter one, and cut (marked
+        # "…") only when nothing at all would fit otherwise.
+        for sentence in ranked:
             if len(lines) - 1 >= self.max_quotes:
                 break
-            if any(f'"{sentence.text}"' in line for line in lines):
+            if sentence.text in quoted:
                 continue
             limit = _MAX_QUOTE_CHARS
             if budget is not None:
-                room = budget - len("\n".join(lines)) - len(f'\n- "" [{sentence.passage}]')
-                if room < _MIN_QUOTE_CHARS:
-                    if len(lines) > 1:
-                        break
-                    room = _MIN_QUOTE_CHARS  # one short quote beats an empty answer
-                limit = min(limit, room)
-            lines.append(f'- "{_shorten(sentence.text, limit)}" [{sentence.passage}]')
+                limit = min(limit, budget - len("\n".join(lines)) - len(f'\n- "" [{sentence.passage}]'))
+            if len(sentence.text) > limit:
+                continue
+            lines.append(f'- "{sentence.text}" [{sentence.passage}]')
             cited.add(sentence.passage)
+            quoted.add(sentence.text)
+        if len(lines) == 1:
+            best = ranked[0]
+            room = _MAX_QUOTE_CHARS if budget is None else budget - len(HEADER) - len(f'\n- "" [{best.passage}]')
+            lines.append(f'- "{_shorten(best.text, max(room, _MIN_QUOTE_CHARS))}" [{best.passage}]')
+            cited.add(best.passage)
         return "\n".join(lines), tuple(sorted(cited)), "stop"
+
+
+def _rank(sentences: list[_Sentence], wanted: frozenset[str]) -> list[_Sentence]:
+    """The sentences holding enough of `wanted`, the most direct first: more of the question's key terms, then
+    rarer ones in fewer words (BM25-like length damping), then the retriever's order."""
+    if not wanted:
+        return []
+    # Rarer words weigh more: a word in every sentence says little about which one answers.
+    frequency = {w: sum(1 for s in sentences if w in s.words) for w in wanted}
+    weight = {w: math.log(1 + len(sentences) / df) for w, df in frequency.items() if df}
+    mean_length = sum(len(s.words) for s in sentences) / max(len(sentences), 1)
+    scored = []
+    for s in sentences:
+        held = s.words & wanted
+        # A term in the section's headings counts for coverage: a sentence under "Simple replay attack
+        # protection" is about replay attacks without repeating the words.
+        coverage = len((s.words | s.section) & wanted) / len(wanted)
+        if coverage < _MIN_COVERAGE:
+            continue
+        # Shorter is more direct (BM25-like damping against the mean length), and so is a sentence whose subject
+        # is what the question asks about ("The base fee is burned." for a question on the base fee).
+        damping = 1 - _LENGTH_DAMPING + _LENGTH_DAMPING * len(s.words) / mean_length
+        opening = {_stem(w) for w in _WORD.findall(s.text.casefold())[:_OPENING_WORDS]}
+        subject = _SUBJECT_BONUS if opening & wanted else 1.0
+        summary = _SUMMARY_BONUS if s.summary else 1.0
+        score = round(sum(weight.get(w, 0.0) for w in sorted(held)) * subject * summary / damping, 9)
+        scored.append((-round(coverage, 6), -score, s.passage, s.position, s))
+    if any(entry[1] < 0 for entry in scored):  # some sentence says a key term itself: those answer first
+        scored = [entry for entry in scored if entry[1] < 0]
+    return [entry[-1] for entry in sorted(scored, key=lambda e: e[:4])]
+
+
+def _stem(word: str) -> str:
+    """A rough common root of a word's forms ("fees" -> "fee", "trimmed" and "trimming" -> "trim", "introduces"
+    and "introduce" -> "introduc"), so a question's word matches the passage's other form of it."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            word = word[: -len(suffix)]
+            if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiouls":
+                word = word[:-1]  # trimm -> trim
+            break
+    return word[:-1] if len(word) > 3 and word.endswith("e") else word
 
 
 def _terms(text: str) -> frozenset[str]:
     words = {w for w in _WORD.findall(text.casefold()) if len(w) > 1 or w.isdigit()}
     meaningful = words - STOPWORDS
-    return frozenset(meaningful or words)
+    return frozenset(_stem(w) for w in (meaningful or words))
 
 
-def _sentences(passage: int, chunk: RetrievedChunk) -> list[_Sentence]:
-    found: list[_Sentence] = []
-    in_code = False
-    for raw_line in chunk.text.splitlines():
+def _paragraphs(text: str, with_code: bool, summary: bool = False) -> list[tuple[str, str, bool]]:
+    """The prose of a passage as (paragraph, kind: "prose", "item" or "code"), its hard line breaks joined: no
+    front matter, headings, tables, rules, link lines, nor code unless `with_code` (then each code line is one);
+    and whether it sits under a summary heading (`summary`: the passage starts under one)."""
+    paragraphs: list[tuple[str, str, bool]] = []
+    current: list[str] = []
+    kind = "prose"
+    in_code = in_front = False
+
+    def close() -> None:
+        if current:
+            paragraphs.append((" ".join(current), kind, summary))
+            current.clear()
+
+    for number, raw_line in enumerate(text.splitlines()):
         line = raw_line.strip()
+        if line == "---" and (number == 0 or in_front):
+            in_front = not in_front and number == 0
+            close()
+            continue
         if line.startswith(("```", "~~~")):
             in_code = not in_code
+            close()
             continue
-        if in_code or not line or line.startswith("|") or set(line) <= set("-=*_ "):
+        if in_code:
+            if with_code and line:
+                paragraphs.append((line, "code", summary))
             continue
-        for piece in _SENTENCE_END.split(strip_markup(line)):
-            piece = piece.strip()
-            if len(_WORD.findall(piece)) >= _MIN_WORDS:
-                found.append(_Sentence(passage, len(found), piece, _terms(piece)))
+        if line.startswith("#"):
+            close()
+            summary = _SUMMARY_HEADING.match(strip_markup(line)) is not None
+            continue
+        if in_front or not line or line.startswith(("|", "<")) or set(line) <= set("-=*_ "):
+            close()
+            continue
+        if _FRONT_MATTER_KEY.match(line) or (_URL.search(line) and len(_WORD.findall(_LINK.sub("", line))) < 8):
+            close()  # metadata, or a line that is mostly a link
+            continue
+        if _LIST_ITEM.match(line) or line.startswith(">"):
+            close()
+            kind = "item"
+        elif not current:
+            kind = "prose"
+        current.append(strip_markup(line))
+    close()
+    return paragraphs
+
+
+def _sentences(passage: int, text: str, with_code: bool = False, headings: tuple[str, ...] = ()) -> list[_Sentence]:
+    """Whole sentences of a passage: a piece the chunk boundary cut (starting in lower case, or the passage's
+    last piece without its full stop) is not one."""
+    found: list[_Sentence] = []
+    section = _terms(" ".join(headings))
+    paragraphs = _paragraphs(text, with_code, bool(headings) and _SUMMARY_HEADING.match(headings[-1]) is not None)
+    for index, (paragraph, kind, summary) in enumerate(paragraphs):
+        if kind == "code":  # asked for: a line of code is quoted as it is
+            if len(_WORD.findall(paragraph)) >= 2:
+                found.append(_Sentence(passage, len(found), paragraph, _terms(paragraph), section, summary))
+            continue
+        readable = _BOLD.sub(r"\1", _LINK.sub(r"\1", paragraph))
+        pieces = [p.strip() for p in _SENTENCE_END.split(readable)]
+        for position, piece in enumerate(pieces):
+            last = index == len(paragraphs) - 1 and position == len(pieces) - 1
+            if len(_WORD.findall(piece)) < _MIN_WORDS or piece[0].islower() or _URL.search(piece):
+                continue
+            if not _WHOLE_END.search(piece) and (last or kind != "item"):
+                continue
+            found.append(_Sentence(passage, len(found), piece, _terms(piece), section, summary))
     return found
 
 
