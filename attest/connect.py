@@ -18,7 +18,7 @@ from attest.chain.tx import Sender, http_provider
 from attest.config import Config, NetworkConfig, load_config
 from attest.devnet import Deployment, Devnet
 from attest.errors import ChainError, ConfigError
-from attest.networks import Network, get_network
+from attest.networks import Network
 
 RPC_TIMEOUT_S = 20.0
 RPC_URL_ENV = "ATTEST_RPC_URL"  # overrides the chosen network's RPC URL (handy for forks and proxies)
@@ -67,7 +67,7 @@ def connect(
 ) -> ChainContext:
     """Connect to `network` (default: the config's `[defaults] network`, else `local`)."""
     config = config or load_config()
-    net = get_network(network or config.defaults.network)
+    net = config.resolve_network(network or config.defaults.network)
     settings = config.network(net.name)
     if net.name == "local":
         return _connect_local(net, settings, start_devnet)
