@@ -25,7 +25,7 @@ Secrets never live in the file: a pinning service names the environment variable
 
     [networks.sepolia]
     rpc_url_env = "SEPOLIA_RPC_URL"              # RPC URLs often embed a key, so the file names a variable
-    registry = "0x..."                           # our AttestationRegistry on that chain (`attest registry deploy`)
+    registry = "0x…"                             # our AttestationRegistry: `attest registry deploy --save` writes it
     oov3 = "0x..."                               # default: UMA's OptimisticOracleV3 on that chain (attest.networks)
     oracle = "0x..."                             # the oracle behind OOv3 (MockOracleAncillary or VotingV2)
     ui_base = "https://testnet.oracle.uma.xyz"   # the UMA Oracle UI for that chain

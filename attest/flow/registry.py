@@ -92,4 +92,7 @@ def deploy(ctx: ChainContext, account: LocalAccount, plan: DeployPlan, ledger: L
 
 
 def native(wei: int, symbol: str) -> str:
-    return f"{Web3.from_wei(wei, 'ether'):f} {symbol}"
+    """An amount of the native token, to six significant digits (plain notation even when tiny)."""
+    amount = Web3.from_wei(wei, "ether")
+    text = f"{amount:.6g}"
+    return f"{amount:f} {symbol}" if "e" in text else f"{text} {symbol}"
