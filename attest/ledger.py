@@ -100,25 +100,6 @@ _MIGRATIONS: tuple[Migration, ...] = (
         UPDATE txs SET status = 'failed', error = 'reverted on chain' WHERE status = 'reverted'
         """,
     ),
-    Migration(
-        "contract deployments: one intent per (network, chain, contract, arguments), a row per signing",
-        """
-        CREATE TABLE deploys(
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            subject TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            status TEXT NOT NULL,
-            nonce INTEGER NOT NULL,
-            tx_hash TEXT NOT NULL UNIQUE,
-            raw BLOB NOT NULL,
-            sender TEXT NOT NULL,
-            error TEXT,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL
-        );
-        CREATE INDEX deploys_by_subject ON deploys(subject, kind);
-        """,
-    ),
 )
 
 _UPDATABLE = frozenset(
@@ -194,9 +175,6 @@ class Ledger:
 
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._database.transaction()
-
-    def deploys(self) -> DeployLog:
-        return DeployLog(self)
 
     # -- attestations ------------------------------------------------------------------------------------
     def begin(
@@ -365,18 +343,52 @@ class Ledger:
         )
 
 
-class DeployLog:
-    """The outbox's log for contract deployments (`attest registry deploy`): a deploy is one intent, its subject
-    naming the network, chain, contract and constructor arguments. The signed bytes are kept before they are
-    sent, so running the same deploy again after a crash reconciles them (their receipt, or the same bytes
-    rebroadcast) instead of paying for a second contract."""
+_DEPLOY_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        "contract deployments: one intent per (network, chain, contract, arguments), a row per signing",
+        """
+        CREATE TABLE deploys(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            subject TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,
+            nonce INTEGER NOT NULL,
+            tx_hash TEXT NOT NULL UNIQUE,
+            raw BLOB NOT NULL,
+            sender TEXT NOT NULL,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX deploys_by_subject ON deploys(subject, kind);
+        """,
+    ),
+)
 
-    def __init__(self, ledger: Ledger) -> None:
-        self._ledger = ledger
-        self._db = ledger._db
+
+class DeployLog:
+    """The outbox's log for contract deployments (`attest registry deploy`), in `$ATTEST_HOME/deploys.sqlite`
+    beside the ledger: a deploy is one intent, its subject naming the network, chain, contract and constructor
+    arguments. The signed bytes are kept before they are sent, so running the same deploy again after a crash
+    reconciles them (their receipt, or the same bytes rebroadcast) instead of paying for a second contract."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or attest_home() / "deploys.sqlite"
+        self._database = Database(self.path, _DEPLOY_MIGRATIONS, what="deploy log", error=LedgerError)
+        self._db = self._database.conn
+        self._db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        self._database.close()
+
+    def __enter__(self) -> DeployLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return self._ledger.transaction()
+        return self._database.transaction()
 
     def tx_intent(self, subject: str, kind: str) -> TxRow[str]:
         row = self._db.execute(

@@ -21,7 +21,7 @@ from attest.chain.tx import Sender
 from attest.config import load_config, save_network_key
 from attest.devnet import Deployment, deploy_stack
 from attest.errors import ConfigError
-from attest.ledger import Ledger
+from attest.ledger import DeployLog, Ledger
 from tests.support.dvm import throwaway_anvil
 
 ATTEST = str(Path(sys.executable).with_name("attest"))
@@ -166,8 +166,8 @@ def test_deploy_refusals_send_nothing(home: Home, rehearsal: tuple[Web3, Deploym
     home.config.write_text(text.replace(dev_account(7).address, rehearsal[1].oov3))
     result = home.run("registry", "deploy", "--network", "sepolia")
     assert result.returncode == 1 and "Deploy?" in result.stdout
-    with Ledger(home.root / "home" / "ledger.sqlite") as ledger:
-        assert ledger.deploys().tx_intent("any", "deploy-registry").status == "intent"
+    with DeployLog(home.root / "home" / "deploys.sqlite") as log:
+        assert log.tx_intent(f"sepolia:{SEPOLIA}:{rehearsal[1].oov3}:900", "deploy-registry").status == "intent"
     assert home.config.read_text() == text.replace(dev_account(7).address, rehearsal[1].oov3)
 
 

@@ -29,7 +29,7 @@ def registry_deploy(
     from attest.config import check_network_key_free, config_path, load_config, network_line, save_network_key
     from attest.connect import connect
     from attest.flow.registry import deploy, native, plan_deploy
-    from attest.ledger import Ledger
+    from attest.ledger import DeployLog
 
     config = load_config()
     net = config.resolve_network(network or config.defaults.network)
@@ -41,8 +41,8 @@ def registry_deploy(
     if loaded.warning:
         click.echo(loaded.warning, err=True)
     liveness = min_liveness or net.default_min_liveness
-    with Ledger() as ledger:
-        plan = plan_deploy(ctx, loaded.account, liveness, ledger, force=force)
+    with DeployLog() as log:
+        plan = plan_deploy(ctx, loaded.account, liveness, log, force=force)
         click.echo(f"network:      {net.name} (chain {net.chain_id})")
         click.echo(f"OOv3:         {plan.oov3}")
         click.echo(f"min liveness: {plan.min_liveness} s")
@@ -58,7 +58,7 @@ def registry_deploy(
             )
             if not yes:
                 click.confirm("Deploy?", abort=True)
-        deployed = deploy(ctx, loaded.account, plan, ledger, force=force)
+        deployed = deploy(ctx, loaded.account, plan, log, force=force)
     click.echo(f"registry:     {deployed.address} (tx {deployed.tx_hash}, block {deployed.block_number})")
     if save:
         save_network_key(path, net.name, "registry", deployed.address)

@@ -1,9 +1,9 @@
 """`attest registry deploy`: our AttestationRegistry for a network's OOv3, checked and priced before it is sent.
 
-A deploy is one intent in the ledger's deploy log, keyed by network, chain, OOv3 and minimum liveness, and sent
-through the one outbox: its signed bytes are kept before they leave. After a crash, running the same command
-again reconciles them (the receipt, or the same bytes rebroadcast) and reports the contract they created;
-nothing is signed twice. Only `--force` deploys another registry for an intent already mined.
+A deploy is one intent in the deploy log (attest.ledger.DeployLog), keyed by network, chain, OOv3 and minimum
+liveness, and sent through the one outbox: its signed bytes are kept before they leave. After a crash, running
+the same command again reconciles them (the receipt, or the same bytes rebroadcast) and reports the contract
+they created; nothing is signed twice. Only `--force` deploys another registry for an intent already mined.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from attest.chain.registry import deploy_call, read_registry
 from attest.chain.tx import Quote
 from attest.connect import ChainContext
 from attest.errors import ChainError, RegistryError
-from attest.ledger import Ledger
+from attest.ledger import DeployLog
 
 KIND = "deploy-registry"
 ACTION = "deploy AttestationRegistry"
@@ -42,7 +42,7 @@ class Deployed:
 
 
 def plan_deploy(
-    ctx: ChainContext, account: LocalAccount, min_liveness: int, ledger: Ledger, *, force: bool
+    ctx: ChainContext, account: LocalAccount, min_liveness: int, log: DeployLog, *, force: bool
 ) -> DeployPlan:
     """Every check before money moves. Raises (nothing signed) when a registry is already configured (unless
     `force`), when there is no contract at the OOv3 address, when the deploy would revert or the account cannot
@@ -60,7 +60,7 @@ def plan_deploy(
             "rpc_url) at UMA's OptimisticOracleV3 on this chain"
         )
     subject = f"{net.name}:{net.chain_id}:{oov3}:{min_liveness}"
-    earlier = ledger.deploys().tx_intent(subject, KIND)
+    earlier = log.tx_intent(subject, KIND)
     if earlier.status in IN_FLIGHT or (earlier.status == "mined" and not force):
         return DeployPlan(subject, oov3, min_liveness, account.address, None, earlier)
     quote = ctx.sender(account).quote(deploy_call(ctx.w3, oov3, min_liveness), ACTION)
@@ -72,10 +72,10 @@ def plan_deploy(
     return DeployPlan(subject, oov3, min_liveness, account.address, quote, None)
 
 
-def deploy(ctx: ChainContext, account: LocalAccount, plan: DeployPlan, ledger: Ledger, *, force: bool) -> Deployed:
+def deploy(ctx: ChainContext, account: LocalAccount, plan: DeployPlan, log: DeployLog, *, force: bool) -> Deployed:
     """Send the planned deploy through the outbox (or settle the earlier one), wait for its receipt and check
     the code at the new address enforces what was asked."""
-    outbox = Outbox(ledger.deploys(), ctx.sender(account), resign_lost=False)
+    outbox = Outbox(log, ctx.sender(account), resign_lost=False)
     build = lambda: deploy_call(ctx.w3, plan.oov3, plan.min_liveness)  # noqa: E731
     # `force` makes a mined earlier deploy not count: another contract is wanted.
     receipt = outbox.send(plan.subject, KIND, build, ACTION, repeatable=force and plan.earlier is None).landed()
