@@ -42,6 +42,16 @@ class ChainContext:
         """A sender for this network: its gas margin applies to every transaction."""
         return Sender(self.w3, account, gas_margin_pct=self.settings.gas_margin_pct)
 
+    def require_oov3(self) -> None:
+        """Refuse a network whose OOv3 address has no contract behind it (a wrong `oov3` or RPC), before any
+        call to it ends in an undecodable empty answer."""
+        if not self.w3.eth.get_code(Web3.to_checksum_address(self.oov3.address)):
+            name = self.network.name
+            raise ChainError(
+                f"there is no contract at the OOv3 address {self.oov3.address} on {name}; point [networks.{name}] "
+                "oov3 (or the RPC URL) at UMA's OptimisticOracleV3 on this chain"
+            )
+
     def require_registry(self) -> str:
         if self.registry is None:
             raise ConfigError(

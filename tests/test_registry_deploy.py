@@ -162,6 +162,16 @@ def test_deploy_refusals_send_nothing(home: Home, rehearsal: tuple[Web3, Deploym
     home.config.write_text(text)
     line = home.refused("registry", "deploy", "--network", "sepolia", "--yes")
     assert f"no contract at the OOv3 address {dev_account(7).address}" in line
+    assert home.ok("kb", "add", str(KB_DOCS))
+    registry = f'registry = "{dev_account(8).address}"'
+    home.config.write_text(text.replace("[networks.sepolia]", f"[networks.sepolia]\n{registry}"))
+    line = home.refused("ask", "What does the guide say about chunking?", "--network", "sepolia")
+    assert f"no contract at the OOv3 address {dev_account(7).address}" in line
+    home.config.write_text(text.replace("[networks.sepolia]", f"[networks.sepolia]\n{registry}").replace(
+        dev_account(7).address, rehearsal[1].oov3
+    ))  # fmt: skip
+    line = home.refused("ask", "What does the guide say about chunking?", "--network", "sepolia")
+    assert f"no contract at the registry address {dev_account(8).address}" in line
     # Without --yes and no terminal to answer the prompt, nothing is sent either.
     home.config.write_text(text.replace(dev_account(7).address, rehearsal[1].oov3))
     result = home.run("registry", "deploy", "--network", "sepolia")

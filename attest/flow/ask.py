@@ -222,6 +222,7 @@ def _answer(request: AskRequest, chunks: list[RetrievedChunk], config: Config) -
 
 def _plan(ctx: ChainContext, request: AskRequest, owner: str) -> dict[str, object]:
     """The assertion's parameters, fixed before the record is pinned so a resume asserts the same thing."""
+    ctx.require_oov3()
     currency = ctx.currency(request.currency)
     token = Token(ctx.w3, currency)
     wanted = request.bond or ctx.settings.bond

@@ -53,12 +53,8 @@ def plan_deploy(
             f"{net.name} already has an AttestationRegistry at {ctx.registry} (`attest networks show {net.name}`); "
             "--force deploys another"
         )
+    ctx.require_oov3()
     oov3 = ctx.oov3.address
-    if not ctx.w3.eth.get_code(Web3.to_checksum_address(oov3)):
-        raise RegistryError(
-            f"there is no contract at the OOv3 address {oov3} on {net.name}; point [networks.{net.name}] oov3 (or "
-            "rpc_url) at UMA's OptimisticOracleV3 on this chain"
-        )
     subject = f"{net.name}:{net.chain_id}:{oov3}:{min_liveness}"
     earlier = log.tx_intent(subject, KIND)
     if earlier.status in IN_FLIGHT or (earlier.status == "mined" and not force):
