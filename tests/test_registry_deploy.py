@@ -179,6 +179,12 @@ def test_deploy_refusals_send_nothing(home: Home, rehearsal: tuple[Web3, Deploym
     with DeployLog(home.root / "home" / "deploys.sqlite") as log:
         assert log.tx_intent(f"sepolia:{SEPOLIA}:{rehearsal[1].oov3}:900", "deploy-registry").status == "intent"
     assert home.config.read_text() == text.replace(dev_account(7).address, rehearsal[1].oov3)
+    # An account without gas money.
+    empty = Account.create()
+    keystore = Account.encrypt(empty.key, "pw", kdf="pbkdf2", iterations=2)
+    (home.root / "ape" / "accounts" / "empty.json").write_text(json.dumps(keystore))
+    line = home.refused("registry", "deploy", "--network", "sepolia", "--account", "empty", "--yes")
+    assert f"account {empty.address} has 0 ETH but the deploy may cost" in line and "fund it" in line
 
 
 def test_every_address_is_overridable_per_network(tmp_path: Path) -> None:

@@ -300,11 +300,12 @@ class Sender:
         latest = self.w3.eth.get_block("latest")
         fees = self._fees(latest.get("baseFeePerGas"))
         try:
-            tx = call.build_transaction(cast(TxParams, {"from": self.address, **fees}))
+            # Estimated without fees, so an account that cannot pay still learns what it would cost.
+            estimate = call.estimate_gas(cast(TxParams, {"from": self.address}))
         except ContractLogicError as err:
             raise TransactionRejected(action, revert_reason(err, getattr(call, "contract_abi", None))) from None
-        gas = min(int(tx["gas"]) * (100 + self.gas_margin_pct) // 100, int(latest["gasLimit"]))
-        price = int(tx.get("maxFeePerGas") or tx.get("gasPrice") or 0)
+        gas = min(int(estimate) * (100 + self.gas_margin_pct) // 100, int(latest["gasLimit"]))
+        price = fees.get("maxFeePerGas") or fees.get("gasPrice") or int(self.w3.eth.gas_price)
         return Quote(gas, price, int(self.w3.eth.get_balance(self.address)))
 
     def _fees(self, base: int | None) -> dict[str, int]:
