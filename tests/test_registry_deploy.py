@@ -175,7 +175,7 @@ def test_deploy_refusals_send_nothing(home: Home, rehearsal: tuple[Web3, Deploym
     # Without --yes and no terminal to answer the prompt, nothing is sent either.
     home.config.write_text(text.replace(dev_account(7).address, rehearsal[1].oov3))
     result = home.run("registry", "deploy", "--network", "sepolia")
-    assert result.returncode == 1 and "Deploy?" in result.stdout
+    assert result.returncode == 1 and "cost:         at most " in result.stdout and "Deploy?" in result.stdout
     with DeployLog(home.root / "home" / "deploys.sqlite") as log:
         assert log.tx_intent(f"sepolia:{SEPOLIA}:{rehearsal[1].oov3}:900", "deploy-registry").status == "intent"
     assert home.config.read_text() == text.replace(dev_account(7).address, rehearsal[1].oov3)
