@@ -25,7 +25,10 @@ Secrets never live in the file: a pinning service names the environment variable
 
     [networks.sepolia]
     rpc_url_env = "SEPOLIA_RPC_URL"              # RPC URLs often embed a key, so the file names a variable
-    registry = "0x..."                           # our AttestationRegistry on that chain (`attest registry deploy`)
+    registry = "0x…"                             # our AttestationRegistry: `attest registry deploy --save` writes it
+    oov3 = "0x..."                               # default: UMA's OptimisticOracleV3 on that chain (attest.networks)
+    oracle = "0x..."                             # the oracle behind OOv3 (MockOracleAncillary or VotingV2)
+    ui_base = "https://testnet.oracle.uma.xyz"   # the UMA Oracle UI for that chain
     bond = "250"                                 # in currency units; default: the oracle's minimum bond
     liveness = 7200                              # seconds
     identifier = "ASSERT_TRUTH2"
@@ -38,6 +41,7 @@ Secrets never live in the file: a pinning service names the environment variable
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +51,7 @@ from pydantic_core import PydanticCustomError
 
 from attest.errors import ConfigError
 from attest.llm.registry import AUTO, provider_names
+from attest.networks import Network, get_network
 from attest.paths import attest_home
 
 # Extra gas over the estimate for every transaction. The estimate runs against the latest block, and the block a
@@ -159,6 +164,8 @@ class NetworkConfig(_Strict):
     rpc_url: str | None = None  # only for URLs without credentials; prefer rpc_url_env
     rpc_url_env: str | None = Field(default=None, pattern=_ENV_NAME)
     registry: str | None = Field(default=None, pattern=_ADDRESS)
+    oov3: str | None = Field(default=None, pattern=_ADDRESS)  # a UMA deployment the release does not know yet
+    ui_base: str | None = None  # the UMA Oracle UI base for this chain
     oracle: str | None = Field(default=None, pattern=_ADDRESS)  # MockOracleAncillary or VotingV2, for voting
     bond: str | None = Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)?$")  # decimal, currency units
     liveness: int | None = Field(default=None, gt=0, le=10 * 365 * 86400)
@@ -174,6 +181,11 @@ class NetworkConfig(_Strict):
     @classmethod
     def _rpc_url(cls, value: str | None) -> str | None:
         return None if value is None else _check_http_url(value)
+
+    @field_validator("ui_base")
+    @classmethod
+    def _ui_base(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value).rstrip("/")
 
     def resolved_rpc_url(self, network: str) -> str | None:
         """`rpc_url_env`'s value when named (it must be set), else `rpc_url`."""
@@ -206,6 +218,12 @@ class Config(_Strict):
 
     def network(self, name: str) -> NetworkConfig:
         return self.networks.get(name, NetworkConfig())
+
+    def resolve_network(self, name_or_chain_id: str | int) -> Network:
+        """The built-in network with this file's OOv3 and Oracle UI overrides applied."""
+        network = get_network(name_or_chain_id)
+        settings = self.network(network.name)
+        return network.with_overrides(oov3=settings.oov3, ui_base=settings.ui_base)
 
     def ipfs_for(self, network: str) -> IpfsConfig:
         return self.network(network).ipfs or self.ipfs
@@ -251,3 +269,56 @@ def load_config(path: Path | None = None) -> Config:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"{path}: {where}: {first['msg']}; fix the file (see `attest config --help`)") from None
+
+
+def network_line(network: str, key: str, value: str) -> str:
+    """The config lines that set `[networks.<network>] key`, to paste or to write."""
+    return f'[networks.{network}]\n{key} = "{value}"'
+
+
+def check_network_key_free(path: Path, network: str, key: str, value: str) -> None:
+    """Refuse (ConfigError) when the file already sets `[networks.<network>] key`: it is never overwritten."""
+    current = read_toml(path).get("networks", {}).get(network, {})
+    if isinstance(current, dict) and key in current:
+        raise ConfigError(
+            f"{path} already sets [networks.{network}] {key} = {current[key]!r}; to replace it, edit that line to "
+            f'{key} = "{value}"'
+        )
+
+
+def save_network_key(path: Path, network: str, key: str, value: str) -> None:
+    """Add `key = "value"` to `[networks.<network>]` in the config file, keeping every other line and comment.
+
+    The line goes right under the table's header, or a new table is appended. When the table is written some
+    other way (dotted keys, an inline table), or the edit would change anything else, nothing is written and
+    the ConfigError names the lines to paste."""
+    check_network_key_free(path, network, key, value)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    before = read_toml(path)
+    line = f'{key} = "{value}"'
+    paste = f"add these lines to {path} by hand: " + network_line(network, key, value).replace("\n", "  then  ")
+    quoted = re.escape(network)
+    name = rf"""(?:{quoted}|"{quoted}"|'{quoted}')"""
+    header = re.compile(rf"^[ \t]*\[[ \t]*networks[ \t]*\.[ \t]*{name}[ \t]*\][^\n]*$", re.M)
+    match = header.search(text)
+    if match is not None:
+        new_text = f"{text[: match.end()]}\n{line}{text[match.end() :]}"
+    elif network in before.get("networks", {}):
+        raise ConfigError(f"{path} defines [networks.{network}] without a table header; {paste}")
+    else:
+        separator = "" if not text or text.endswith("\n") else "\n"
+        new_text = f"{text}{separator}\n{network_line(network, key, value)}\n"
+    try:
+        after = tomllib.loads(new_text)
+    except tomllib.TOMLDecodeError:
+        raise ConfigError(f"cannot add the line safely; {paste}") from None
+    expected = {**before, "networks": {**before.get("networks", {})}}
+    expected["networks"][network] = {**before.get("networks", {}).get(network, {}), key: value}
+    if after != expected:  # the header sat inside a multi-line string, or the like
+        raise ConfigError(f"cannot add the line safely; {paste}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(new_text, encoding="utf-8")
+    if path.exists():
+        temp.chmod(path.stat().st_mode & 0o777)
+    os.replace(temp, path)

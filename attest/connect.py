@@ -18,7 +18,7 @@ from attest.chain.tx import Sender, http_provider
 from attest.config import Config, NetworkConfig, load_config
 from attest.devnet import Deployment, Devnet
 from attest.errors import ChainError, ConfigError
-from attest.networks import Network, get_network
+from attest.networks import Network
 
 RPC_TIMEOUT_S = 20.0
 RPC_URL_ENV = "ATTEST_RPC_URL"  # overrides the chosen network's RPC URL (handy for forks and proxies)
@@ -41,6 +41,16 @@ class ChainContext:
     def sender(self, account: LocalAccount) -> Sender:
         """A sender for this network: its gas margin applies to every transaction."""
         return Sender(self.w3, account, gas_margin_pct=self.settings.gas_margin_pct)
+
+    def require_oov3(self) -> None:
+        """Refuse a network whose OOv3 address has no contract behind it (a wrong `oov3` or RPC), before any
+        call to it ends in an undecodable empty answer."""
+        if not self.w3.eth.get_code(Web3.to_checksum_address(self.oov3.address)):
+            name = self.network.name
+            raise ChainError(
+                f"there is no contract at the OOv3 address {self.oov3.address} on {name}; point [networks.{name}] "
+                "oov3 (or the RPC URL) at UMA's OptimisticOracleV3 on this chain"
+            )
 
     def require_registry(self) -> str:
         if self.registry is None:
@@ -67,7 +77,7 @@ def connect(
 ) -> ChainContext:
     """Connect to `network` (default: the config's `[defaults] network`, else `local`)."""
     config = config or load_config()
-    net = get_network(network or config.defaults.network)
+    net = config.resolve_network(network or config.defaults.network)
     settings = config.network(net.name)
     if net.name == "local":
         return _connect_local(net, settings, start_devnet)

@@ -58,6 +58,10 @@ class BondError(ChainError):
     """A bond cannot be posted: below the oracle's minimum, more than the balance, or a currency not allowed."""
 
 
+class RegistryError(ChainError):
+    """Our AttestationRegistry is missing, not for this OOv3, already deployed, or would not count an assertion."""
+
+
 # -- the local devnet ----------------------------------------------------------------------------------------
 class DevnetError(AttestError):
     """The local devnet cannot be started, stopped or read."""

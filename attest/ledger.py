@@ -343,6 +343,95 @@ class Ledger:
         )
 
 
+_DEPLOY_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        "contract deployments: one intent per (network, chain, contract, arguments), a row per signing",
+        """
+        CREATE TABLE deploys(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            subject TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,
+            nonce INTEGER NOT NULL,
+            tx_hash TEXT NOT NULL UNIQUE,
+            raw BLOB NOT NULL,
+            sender TEXT NOT NULL,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX deploys_by_subject ON deploys(subject, kind);
+        """,
+    ),
+)
+
+
+class DeployLog:
+    """The outbox's log for contract deployments (`attest registry deploy`), in `$ATTEST_HOME/deploys.sqlite`
+    beside the ledger: a deploy is one intent, its subject naming the network, chain, contract and constructor
+    arguments. The signed bytes are kept before they are sent, so running the same deploy again after a crash
+    reconciles them (their receipt, or the same bytes rebroadcast) instead of paying for a second contract."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or attest_home() / "deploys.sqlite"
+        self._database = Database(self.path, _DEPLOY_MIGRATIONS, what="deploy log", error=LedgerError)
+        self._db = self._database.conn
+        self._db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        self._database.close()
+
+    def __enter__(self) -> DeployLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def transaction(self, *, durable: bool = False) -> AbstractContextManager[sqlite3.Connection]:
+        return self._database.transaction(durable=durable)
+
+    def tx_intent(self, subject: str, kind: str) -> TxRow[str]:
+        row = self._db.execute(
+            "SELECT * FROM deploys WHERE subject = ? AND kind = ? ORDER BY id DESC LIMIT 1", (subject, kind)
+        ).fetchone()
+        if row is not None:
+            return _deploy(row)
+        now = utc_now()
+        return TxRow(0, subject, kind, "intent", None, None, None, None, 0, None, now, now)
+
+    def tx_record_signed(self, row: TxRow[str], signed: SignedTx, sender: str) -> TxRow[str]:
+        now = utc_now()
+        with self.transaction(durable=True) as db:
+            cursor = db.execute(
+                "INSERT INTO deploys(subject, kind, status, nonce, tx_hash, raw, sender, created_at, updated_at) "
+                "VALUES (?, ?, 'signed', ?, ?, ?, ?, ?, ?)",
+                (row.subject, row.kind, signed.nonce, signed.tx_hash, signed.raw, sender, now, now),
+            )
+        return self._by_id(int(cursor.lastrowid or 0))
+
+    def tx_record(
+        self, row: TxRow[str], status: TxState, *, error: str | None = None, receipt: TxReceipt | None = None
+    ) -> TxRow[str]:
+        if row.id == 0:  # refused by its static call: nothing was signed, nothing to keep
+            return row
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE deploys SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+                (status, error, utc_now(), row.id),
+            )
+        return self._by_id(row.id)
+
+    def _by_id(self, row_id: int) -> TxRow[str]:
+        return _deploy(self._db.execute("SELECT * FROM deploys WHERE id = ?", (row_id,)).fetchone())
+
+
+def _deploy(row: sqlite3.Row) -> TxRow[str]:
+    return TxRow(
+        row["id"], row["subject"], row["kind"], row["status"], row["nonce"], bytes.fromhex(row["tx_hash"][2:]),
+        row["raw"], row["sender"], 1, row["error"], row["created_at"], row["updated_at"],
+    )  # fmt: skip
+
+
 def _column_value(name: str, value: Any) -> Any:
     if name == "pins":
         return json.dumps(value)

@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeAlias, TypeVar
 from attest.errors import ChainError, RpcUnavailable, TransactionRejected
 
 if TYPE_CHECKING:  # the stores import this module for TxRow; web3 loads only where transactions are sent
-    from web3.contract.contract import ContractFunction
+    from web3.contract.contract import ContractConstructor, ContractFunction
     from web3.types import TxReceipt
 
     from attest.chain.abi import EncodedCall
     from attest.chain.tx import Sender, SignedTx
 
-    Call: TypeAlias = ContractFunction | EncodedCall
+    Call: TypeAlias = ContractFunction | ContractConstructor | EncodedCall
 
 CRASH_ENV = "ATTEST_CRASH_AT"
 

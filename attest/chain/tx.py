@@ -209,6 +209,20 @@ def revert_reason(err: ContractLogicError, abi: list[dict[str, Any]] | None = No
     return message.removeprefix("execution reverted: ").removeprefix("execution reverted") or "reverted"
 
 
+@dataclass(frozen=True)
+class Quote:
+    """What a transaction would cost, priced before anything is signed."""
+
+    gas: int  # the estimate plus the sender's margin
+    fee_per_gas: int  # the most paid per gas: maxFeePerGas, or the legacy gas price
+    balance: int  # the sender's native-token balance
+
+    @property
+    def cost(self) -> int:
+        """The most it can cost, in wei (the base fee burnt at inclusion is usually less)."""
+        return self.gas * self.fee_per_gas
+
+
 class Sender:
     """Signs with one local account and sends to one node; raises `TransactionRejected` instead of reverting."""
 
@@ -279,6 +293,20 @@ class Sender:
             signed = self.account.sign_transaction(item)
             out.append(SignedTx(action, int(item["nonce"]), signed.hash.to_0x_hex(), bytes(signed.raw_transaction)))
         return out
+
+    def quote(self, call: ContractFunction | ContractConstructor, action: str) -> Quote:
+        """Static-call and price `call` the way `prepare` would sign it, without signing: for a prompt that shows
+        the cost first. Raises `TransactionRejected` when it would revert."""
+        latest = self.w3.eth.get_block("latest")
+        fees = self._fees(latest.get("baseFeePerGas"))
+        try:
+            # Estimated without fees, so an account that cannot pay still learns what it would cost.
+            estimate = call.estimate_gas(cast(TxParams, {"from": self.address}))
+        except ContractLogicError as err:
+            raise TransactionRejected(action, revert_reason(err, getattr(call, "contract_abi", None))) from None
+        gas = min(int(estimate) * (100 + self.gas_margin_pct) // 100, int(latest["gasLimit"]))
+        price = fees.get("maxFeePerGas") or fees.get("gasPrice") or int(self.w3.eth.gas_price)
+        return Quote(gas, price, int(self.w3.eth.get_balance(self.address)))
 
     def _fees(self, base: int | None) -> dict[str, int]:
         """The fee fields web3 fills by default, read once: the node's suggested tip, and as the cap that tip plus

@@ -19,6 +19,7 @@ from attest.cli.ipfs import ipfs
 from attest.cli.kb import kb
 from attest.cli.networks import networks
 from attest.cli.prompts import prompts
+from attest.cli.registry import registry
 from attest.cli.verify import verify
 
 __all__ = ["cli", "main"]
@@ -34,6 +35,7 @@ for command in (ask, verify, status, list_, settle, resume, export):
     cli.add_command(command)
 cli.add_command(devnet)
 cli.add_command(networks)
+cli.add_command(registry)
 cli.add_command(ipfs)
 cli.add_command(kb)
 cli.add_command(prompts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from attest.networks import NETWORKS, Network, get_network
+from attest.networks import NETWORKS, Network
 
 
 @click.group(invoke_without_command=True)
@@ -22,8 +22,26 @@ def networks(ctx: click.Context) -> None:
 @networks.command("show")
 @click.argument("network")
 def networks_show(network: str) -> None:
-    """One network by name or chain id."""
-    _print_network(get_network(network))
+    """One network by name or chain id, with the config file's settings for it."""
+    from attest.config import load_config
+
+    config = load_config()
+    net = config.resolve_network(network)
+    settings = config.network(net.name)
+    _print_network(net)
+    if settings.registry is not None:
+        registry = settings.registry
+    elif net.name == "local":
+        registry = "from the devnet deployment (attest devnet status)"
+    else:
+        registry = f"none configured; deploy one: attest registry deploy --network {net.name}"
+    click.echo(f"registry:    {registry}")
+    if net.name != "local":
+        click.echo(f"min liveness: {net.default_min_liveness} s for a registry deployed here (--min-liveness)")
+    for key in ("oracle", "currency", "identifier", "confirmations"):
+        value = getattr(settings, key)
+        if value is not None:
+            click.echo(f"{key + ':':<12} {value} (config)")
 
 
 def _print_network(network: Network) -> None:

@@ -28,12 +28,11 @@ def verify(target: str, network: str | None, as_json: bool, require_assertion: b
     from attest.errors import AttestError
     from attest.ipfs.local import LocalStore
     from attest.ipfs.remotes import Remotes
-    from attest.networks import get_network
     from attest.verify import ASSERTION_ID
     from attest.verify import verify as run_verify
 
     config = load_config()
-    net = get_network(network or config.defaults.network)
+    net = config.resolve_network(network or config.defaults.network)
     ipfs = config.ipfs_for(net.name)
     readers = (LocalStore(), *Remotes.from_config(ipfs).readers)
     chain_needed = bool(ASSERTION_ID.fullmatch(target)) or network is not None or require_assertion

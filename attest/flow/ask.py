@@ -15,18 +15,19 @@ from datetime import UTC, datetime
 from web3 import Web3
 
 from attest.chain.outbox import checkpoint, send_once, settle_open
+from attest.chain.registry import read_registry
 from attest.chain.tx import Sender
 from attest.claim import build_claim, rules_bytes
 from attest.config import Config, load_config
 from attest.connect import ChainContext, connect
 from attest.context import RetrievedChunk
-from attest.errors import BondError, KbError
+from attest.errors import BondError, KbError, RegistryError
 from attest.flow.token import Token
 from attest.ipfs.local import LocalStore
 from attest.ipfs.remotes import Remotes, replicate
 from attest.ledger import Attestation, Ledger
 from attest.llm.base import Answer, GenerationParams, citations_in, model_metadata_for_record, non_answer
-from attest.networks import Network, get_network
+from attest.networks import Network
 from attest.record.canonical import digest_hex
 from attest.record.codec import encode_record
 from attest.record.model import validate_record
@@ -100,7 +101,7 @@ def ask(
     from attest.kb import KnowledgeBase
 
     config = config or load_config()
-    network = get_network(request.network or config.defaults.network)
+    network = config.resolve_network(request.network or config.defaults.network)
     timer = _Timer()
     if not request.query.strip():
         raise KbError('the question is empty; ask something, such as `attest ask "What does EIP-1559 burn?"`')
@@ -234,6 +235,7 @@ def _answer(request: AskRequest, chunks: list[RetrievedChunk], config: Config) -
 
 def _plan(ctx: ChainContext, request: AskRequest, owner: str) -> dict[str, object]:
     """The assertion's parameters, fixed before the record is pinned so a resume asserts the same thing."""
+    ctx.require_oov3()
     currency = ctx.currency(request.currency)
     token = Token(ctx.w3, currency)
     wanted = request.bond or ctx.settings.bond
@@ -241,14 +243,34 @@ def _plan(ctx: ChainContext, request: AskRequest, owner: str) -> dict[str, objec
     identifier = ctx.identifier(request.identifier)
     preflight(ctx, token, identifier, bond, owner)
     liveness = request.liveness or ctx.settings.liveness or ctx.oov3.default_liveness()
+    registry = check_registry(ctx, liveness)
     return {
         "oov3": ctx.oov3.address,
-        "registry": ctx.require_registry(),
+        "registry": registry,
         "currency": currency,
         "bond": bond,
         "liveness": liveness,
         "identifier": identifier,
     }
+
+
+def check_registry(ctx: ChainContext, liveness: int) -> str:
+    """The registry, when it would count an assertion of this liveness. One that serves another OOv3 would make
+    settling revert (its callback refuses the caller), and one whose minimum is above the liveness resolves the
+    assertion Rejected: both are refused before anything is signed. (ask never sets an escalation manager,
+    which the registry would not count either.)"""
+    info = read_registry(ctx.w3, ctx.require_registry())
+    if info.oracle != ctx.oov3.address:
+        raise RegistryError(
+            f"the registry {info.address} serves the OOv3 at {info.oracle}, not {ctx.oov3.address}; fix "
+            f"[networks.{ctx.network.name}] registry or oov3, or deploy one (`attest registry deploy`)"
+        )
+    if liveness < info.min_liveness:
+        raise RegistryError(
+            f"a liveness of {liveness} s is below the registry's minimum of {info.min_liveness} s (the registry "
+            f"would resolve the assertion Rejected); use --liveness {info.min_liveness} or more"
+        )
+    return info.address
 
 
 def pin_record(ledger: Ledger, attestation: Attestation, store: LocalStore, config: Config) -> None:

@@ -148,11 +148,13 @@ def deploy_voting_stack(
 
 
 @contextmanager
-def throwaway_anvil() -> Iterator[Web3]:
-    """An anvil of its own on a free port with the dev mnemonic, stopped on exit."""
+def throwaway_anvil(chain_id: int | None = None) -> Iterator[Web3]:
+    """An anvil of its own on a free port with the dev mnemonic (and `chain_id`: a public network rehearsed),
+    stopped on exit."""
     port = free_port()
+    chain = ["--chain-id", str(chain_id)] if chain_id is not None else []
     proc = subprocess.Popen(
-        [str(anvil_executable()), "--host", HOST, "--port", str(port), "--mnemonic", DEV_MNEMONIC, "--silent"],
+        [str(anvil_executable()), "--host", HOST, "--port", str(port), "--mnemonic", DEV_MNEMONIC, "--silent", *chain],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
