@@ -118,13 +118,13 @@ def test_deploy_save_then_ask_on_the_rehearsed_sepolia(home: Home, rehearsal: tu
 
     # A liveness the registry would resolve Rejected is refused before anything is written or sent.
     assert home.ok("kb", "add", str(KB_DOCS))
-    line = home.refused("ask", "What does the guide say about chunking?", "--network", "sepolia", "--liveness", "899")
+    line = home.refused("ask", "How often should the wick be trimmed?", "--network", "sepolia", "--liveness", "899")
     assert "minimum of 900 s" in line and "--liveness 900" in line
     with Ledger(home.root / "home" / "ledger.sqlite") as ledger:
         assert ledger.select() == []
 
     asked = json.loads(
-        home.ok("ask", "What does the guide say about chunking?", "--network", "sepolia", "--provider", "extractive",
+        home.ok("ask", "How often should the wick be trimmed?", "--network", "sepolia", "--provider", "extractive",
                 "--json")
     )  # fmt: skip
     assert asked["network"] == "sepolia" and asked["assertion_id"]
@@ -165,12 +165,12 @@ def test_deploy_refusals_send_nothing(home: Home, rehearsal: tuple[Web3, Deploym
     assert home.ok("kb", "add", str(KB_DOCS))
     registry = f'registry = "{dev_account(8).address}"'
     home.config.write_text(text.replace("[networks.sepolia]", f"[networks.sepolia]\n{registry}"))
-    line = home.refused("ask", "What does the guide say about chunking?", "--network", "sepolia")
+    line = home.refused("ask", "How often should the wick be trimmed?", "--network", "sepolia")
     assert f"no contract at the OOv3 address {dev_account(7).address}" in line
     home.config.write_text(text.replace("[networks.sepolia]", f"[networks.sepolia]\n{registry}").replace(
         dev_account(7).address, rehearsal[1].oov3
     ))  # fmt: skip
-    line = home.refused("ask", "What does the guide say about chunking?", "--network", "sepolia")
+    line = home.refused("ask", "How often should the wick be trimmed?", "--network", "sepolia")
     assert f"no contract at the registry address {dev_account(8).address}" in line
     # Without --yes and no terminal to answer the prompt, nothing is sent either.
     home.config.write_text(text.replace(dev_account(7).address, rehearsal[1].oov3))
