@@ -49,6 +49,11 @@ class TransactionRejected(ChainError):
         self.reason = reason
 
 
+class NonceTaken(ChainError):
+    """A signed transaction's nonce was used by another transaction of the account (another machine or wallet
+    signing with it): those bytes can never be mined, and the outbox signs the intent anew."""
+
+
 class RpcUnavailable(ChainError):
     """The RPC endpoint kept failing (5xx, timeouts, dropped connections, transient JSON-RPC errors) after the
     bounded retries. Whether a transaction sent meanwhile reached the chain is unknown: the outbox finds out."""

@@ -17,8 +17,9 @@ def _progress(enabled: bool) -> Any:
     started = time.perf_counter()
 
     def show(step: str, detail: str) -> None:
-        # The account step only ever warns (a raw key from the environment): stderr shows it even under --json.
-        if enabled or step == "account":
+        # The account and nonce steps only ever warn (a raw key from the environment; a nonce another machine
+        # used): stderr shows them even under --json.
+        if enabled or step in ("account", "nonce"):
             elapsed = (time.perf_counter() - started) * 1000
             click.echo(f"  ✓ {step:<9} {detail}  ({elapsed:,.0f} ms)", err=True)
 
