@@ -206,6 +206,10 @@ class DisputerStateError(AttestError):
     """The disputer's SQLite state cannot be opened, migrated or written, or a write breaks its rules."""
 
 
+class DisputerRunning(DisputerStateError):
+    """Another `disputer run` already works on this ATTEST_HOME and network, or signs with this account."""
+
+
 class StateUnwritable(DisputerStateError):
     """The disputer's state cannot take a write (a full disk, a read-only file): the daemon stops."""
 

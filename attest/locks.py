@@ -96,8 +96,8 @@ class SigningLock:
 
 
 class ExclusiveLock:
-    """A lock held for a process's lifetime (a daemon's), taken without waiting: `acquire` raises `refusal` with
-    the holder's pid when another process has it."""
+    """A lock held for a process's lifetime (a daemon's), taken without waiting: `acquire` raises `refusal`, its
+    message `what` with `{holder}` replaced by the holder's pid, when another process has it."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -109,7 +109,7 @@ class ExclusiveLock:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise refusal(what.format(holder=holder(self.path))) from None
+            raise refusal(what.replace("{holder}", holder(self.path))) from None
         _write_pid(handle)
         self._handle = handle
 

@@ -1,5 +1,6 @@
 """Ordinary use that runs things at once: several `attest ask` on one ATTEST_HOME and one account (real CLI
-processes on the session devnet), and two `disputer run` on one home.
+processes on the session devnet), and two `disputer run` on one home (the daemons and the fast asserter are
+test_chaos's).
 
 Each ask signs its approval and its assertion under the per-account signing lock, so no nonce is taken twice
 and no ask spends the allowance another approved for itself."""
@@ -9,16 +10,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections import Counter
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from attest.accounts import dev_account
-from attest.chain.oov3 import OptimisticOracleV3
+from attest.chain.oov3 import AssertionDisputed, OptimisticOracleV3
 from attest.cli import cli
+from attest.connect import connect
 from attest.flow.token import Token
 from attest.ledger import Ledger
+from disputer.store import DisputerStore
 from tests.conftest import LocalChain
+from tests.test_chaos import Asserter, Daemon, _waiting_for, log_lines
 
 KB_DOCS = Path(__file__).parent / "fixtures" / "kb" / "good"
 ASKS = 5
@@ -57,3 +63,43 @@ def test_five_asks_at_once_on_one_account_make_five_assertions(local_chain: Loca
     # Every approval went to an assertion: nothing is left allowed once all five asserted.
     token = Token(local_chain.w3, local_chain.deployment.currency)
     assert token.allowance(dev_account(1).address, oov3.address) == 0
+
+
+def _alerts(log: Path) -> list[dict[str, object]]:
+    return [line for line in log_lines(log) if line.get("alert")]
+
+
+def test_a_second_daemon_on_one_home_is_refused_and_each_wrong_answer_disputed_once(
+    local_chain: LocalChain, tmp_path: Path
+) -> None:
+    ctx = connect("local")
+    asserter = Asserter(local_chain, ctx, dev_account(1), seed=16)
+    asserter.fund(dev_account(2).address, 8)
+    (local_chain.home / "config.toml").write_text(
+        '[llm]\nprovider = "extractive"\n\n[disputer]\nsamples = 1\nattempts = 1\nbackfill_s = 86400\n'
+        "confirmations = 0\npoll_interval_s = 0.2\nvote = false\nsettle = false\n"
+    )
+    first = Daemon(local_chain.home, tmp_path / "first.log", None)
+    try:
+        assert first.wait_started()
+        second = Daemon(local_chain.home, tmp_path / "second.log", None)
+        code = second.proc.wait(timeout=60)
+        second._out.close()
+        said = [line for line in second.log.read_text().splitlines() if line.strip()]
+        assert code != 0
+        assert len(said) == 1 and f"pid {first.proc.pid}" in said[0] and "Traceback" not in said[0], said
+        planned = [asserter.plan(honest=i % 2 == 0) for i in range(6)]
+        asserter.assert_batch(planned)
+        deadline = time.monotonic() + 60
+        with DisputerStore(local_chain.home / "disputer.sqlite") as store:
+            while (waiting := _waiting_for(store, asserter, ctx)) is not None:
+                assert first.proc.poll() is None, first.log.read_text()[-3000:]
+                assert time.monotonic() < deadline, waiting
+                time.sleep(0.2)
+    finally:
+        code = first.stop()
+    assert code == 0
+    head = int(ctx.w3.eth.block_number)
+    disputes = Counter(e.assertion_id for e in ctx.oov3.events_between(0, head) if isinstance(e, AssertionDisputed))
+    assert disputes == Counter(aid for aid, honest in asserter.made.items() if not honest)
+    assert _alerts(first.log) == []

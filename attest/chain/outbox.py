@@ -117,6 +117,9 @@ class SendResult(Generic[S]):
     error: str | None = None  # why nothing was sent, or why what was sent did not land
     receipt: TxReceipt | None = None
     failure: ChainError | None = None  # the error behind `error`, for callers that stop on it
+    # Nothing of ours landed, but the chain shows the intent done by this very account (another process signing
+    # with the same key): a success, not a failure.
+    already: bool = False
 
     @property
     def mined(self) -> bool:
