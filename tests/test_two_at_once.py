@@ -18,10 +18,13 @@ from click.testing import CliRunner
 
 from attest.accounts import dev_account
 from attest.chain.oov3 import AssertionDisputed, OptimisticOracleV3
+from attest.chain.outbox import Outbox
+from attest.chain.tx import Sender, SignedTx
 from attest.cli import cli
 from attest.connect import connect
 from attest.flow.token import Token
 from attest.ledger import Ledger
+from attest.locks import SigningLock
 from disputer.store import DisputerStore
 from tests.conftest import LocalChain
 from tests.test_chaos import Asserter, Daemon, _waiting_for, log_lines
@@ -103,3 +106,42 @@ def test_a_second_daemon_on_one_home_is_refused_and_each_wrong_answer_disputed_o
     disputes = Counter(e.assertion_id for e in ctx.oov3.events_between(0, head) if isinstance(e, AssertionDisputed))
     assert disputes == Counter(aid for aid, honest in asserter.made.items() if not honest)
     assert _alerts(first.log) == []
+
+
+class _Raced(Sender):
+    """Signs under the home's lock, but another machine with the same key sends a transaction with the very
+    nonce just signed, before these bytes reach the node."""
+
+    def __init__(self, chain: LocalChain, elsewhere: Sender) -> None:
+        account = elsewhere.account
+        super().__init__(chain.w3, account, lock=SigningLock(chain.w3.eth.chain_id, account.address))
+        self.elsewhere = elsewhere
+        self.token = Token(chain.w3, chain.deployment.currency)
+        self.spender = chain.deployment.oov3
+        self.raced = 0
+
+    def broadcast(self, signed: SignedTx) -> None:
+        if not self.raced:
+            self.raced += 1
+            theirs = self.elsewhere.prepare(self.token.approve_call(self.spender, 7), "approve", nonce=signed.nonce)
+            self.elsewhere.broadcast(theirs)
+            self.elsewhere.confirm(theirs)
+        super().broadcast(signed)
+
+
+def test_a_nonce_another_machine_took_is_said_in_one_line_and_signed_anew(local_chain: LocalChain) -> None:
+    account = dev_account(3)
+    sender = _Raced(local_chain, Sender(local_chain.w3, account))
+    said: list[str] = []
+    with Ledger() as ledger:
+        subject = ledger.begin(
+            network="local", chain_id=local_chain.w3.eth.chain_id, account="dev:3", asserter=account.address,
+            query="q", record=b"r", digest="0x" + "00" * 32, want_assert=True, plan={},
+        )  # fmt: skip
+        outbox = Outbox(ledger, sender, resign_lost=False, notice=said.append)
+        call = sender.token.approve_call(sender.spender, 5)
+        result = outbox.send(subject, "approve", lambda: call, "approve")
+        assert result.mined, result.error
+        assert [t.status for t in ledger.txs(subject)] == ["dropped", "mined"]
+    assert len(said) == 1 and "went to another transaction" in said[0] and "\n" not in said[0]
+    assert sender.token.allowance(account.address, sender.spender) == 5
