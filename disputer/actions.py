@@ -191,7 +191,10 @@ class Actor:
 
     # -- settling ------------------------------------------------------------------------------------------
     def settle(self, assertion_id: bytes) -> SendResult:
-        return self.send(assertion_id, "settle", lambda: self.ctx.oov3.settle_call(assertion_id), "settleAssertion")
+        sent = self.send(assertion_id, "settle", lambda: self.ctx.oov3.settle_call(assertion_id), "settleAssertion")
+        if not sent.mined and self.ctx.oov3.get_assertion(assertion_id).settled:
+            return SendResult(sent.row, already=True)  # another process settled it first: done all the same
+        return sent
 
     # -- votes ---------------------------------------------------------------------------------------------
     def dvm_vote(self, assertion: Assertion, price: int, voting: VotingClient) -> str:

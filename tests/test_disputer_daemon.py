@@ -298,6 +298,18 @@ def test_expired_undisputed_assertions_are_settled(honest_env: Env) -> None:
     assert settled.settled and settled.settlement_resolution is True
 
 
+def test_an_assertion_another_daemon_settled_first_is_done_not_failed(honest_env: Env, tmp_path: Path) -> None:
+    made = honest_env.attest(HONEST)
+    honest_env.chain.advance(7200 + 1)
+    with honest_env.store() as store, DisputerStore(tmp_path / "other-home.sqlite") as elsewhere:
+        daemon = honest_env.daemon(store)
+        assert Actor(honest_env.ctx, elsewhere, honest_env.ctx.sender(dev_account(2))).settle(made.assertion_id).mined
+        result = daemon.actor.settle(made.assertion_id)
+        assert result.already and result.error is None
+        daemon._sent(StepReport(), made.assertion_id, "settle", result)
+        assert daemon.metrics.value("alerts_total", {"reason": "settle_failed"}) == 0
+
+
 def _run_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from disputer.cli import main; main()", "run", "--once"],
