@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from attest.accounts import dev_account
@@ -43,8 +44,10 @@ def _start_ask(i: int) -> subprocess.Popen[str]:
     )
 
 
-def test_five_asks_at_once_on_one_account_make_five_assertions(local_chain: LocalChain) -> None:
-    (local_chain.home / "config.toml").write_text('[llm]\nprovider = "extractive"\n')
+@pytest.mark.parametrize("standing", [False, True], ids=["exact", "standing"])
+def test_five_asks_at_once_on_one_account_make_five_assertions(local_chain: LocalChain, standing: bool) -> None:
+    network = "\n[networks.local]\nstanding_allowance = true\n" if standing else ""
+    (local_chain.home / "config.toml").write_text('[llm]\nprovider = "extractive"\n' + network)
     added = CliRunner().invoke(cli, ["kb", "add", str(KB_DOCS)], catch_exceptions=False)
     assert added.exit_code == 0, added.output
     procs = [_start_ask(i) for i in range(ASKS)]
@@ -63,9 +66,10 @@ def test_five_asks_at_once_on_one_account_make_five_assertions(local_chain: Loca
     events = oov3.events_between(local_chain.deployment.block_number, local_chain.w3.eth.block_number)
     made = {"0x" + e.assertion_id.hex() for e in events if getattr(e, "domain_id", None) is not None}
     assert ids <= made
-    # Every approval went to an assertion: nothing is left allowed once all five asserted.
+    # Every exact approval went to an assertion: nothing is left allowed once all five asserted.
     token = Token(local_chain.w3, local_chain.deployment.currency)
-    assert token.allowance(dev_account(1).address, oov3.address) == 0
+    if not standing:
+        assert token.allowance(dev_account(1).address, oov3.address) == 0
 
 
 def _alerts(log: Path) -> list[dict[str, object]]:
