@@ -142,9 +142,12 @@ class Actor:
     def _ours_already(self, assertion_id: bytes, result: SendResult) -> SendResult:
         """A dispute that did not land, when the chain shows the assertion disputed by this account all the same
         (another disputer signing with this key got there first): done, not failed."""
-        if result.mined:
+        if result.mined or result.row.status in IN_FLIGHT:  # landed, or may still land: the outbox finds out
             return result
-        chain = self.ctx.oov3.get_assertion(assertion_id)
+        try:
+            chain = self.ctx.oov3.get_assertion(assertion_id)
+        except ChainError:  # the node is out of reach: the result stands, the next step looks again
+            return result
         if not chain.disputed or chain.disputer.lower() != self.sender.address.lower():
             return result
         log.info("0x%s was already disputed by this account (another disputer with the same key)", assertion_id.hex())
@@ -192,9 +195,14 @@ class Actor:
     # -- settling ------------------------------------------------------------------------------------------
     def settle(self, assertion_id: bytes) -> SendResult:
         sent = self.send(assertion_id, "settle", lambda: self.ctx.oov3.settle_call(assertion_id), "settleAssertion")
-        if not sent.mined and self.ctx.oov3.get_assertion(assertion_id).settled:
-            return SendResult(sent.row, already=True)  # another process settled it first: done all the same
-        return sent
+        if sent.mined or sent.row.status in IN_FLIGHT:
+            return sent
+        try:
+            settled = self.ctx.oov3.get_assertion(assertion_id).settled
+        except ChainError:
+            return sent
+        # Another process settled it first: done all the same.
+        return SendResult(sent.row, already=True) if settled else sent
 
     # -- votes ---------------------------------------------------------------------------------------------
     def dvm_vote(self, assertion: Assertion, price: int, voting: VotingClient) -> str:
