@@ -2,7 +2,7 @@
 disputer runs per home and network and per signer.
 
 They are `flock` locks: the kernel releases them when the process dies, SIGKILL included, so a crash never
-leaves a lock behind. The holder writes its pid into the file, for the message of whoever is refused. The limit:
+leaves a lock behind. A daemon writes its pid into its lock file, for the message of whoever is refused. The limit:
 they coordinate processes that share one ATTEST_HOME on one machine; another home or another machine using
 the same account is not seen (the outbox finds out when a nonce went elsewhere, and signs anew).
 """
@@ -82,7 +82,6 @@ class SigningLock:
                 except BaseException:
                     handle.close()
                     raise
-                _write_pid(handle)
                 held.handle = handle
             held.depth += 1
             try:
