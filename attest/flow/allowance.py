@@ -7,7 +7,8 @@ of the account already sent has executed must cover the bonds of every attestati
 higher nonce, then finds its bond there whatever order the asks run in, and once they have all asserted the
 allowance is back at zero: nothing is left approved for an assertion that was never made. (Approving one bond
 per ask instead lets another ask's assertion spend it first; holding the lock from an approval to its
-assertion would hold it through a receipt wait.)
+assertion would hold it through a receipt wait.) An ask that died before asserting counts until `attest resume`
+finishes it: its bond stays approved for it meanwhile.
 """
 
 from __future__ import annotations
