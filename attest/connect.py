@@ -18,6 +18,7 @@ from attest.chain.tx import Sender, http_provider
 from attest.config import Config, NetworkConfig, load_config
 from attest.devnet import Deployment, Devnet
 from attest.errors import ChainError, ConfigError
+from attest.locks import SigningLock
 from attest.networks import Network
 
 RPC_TIMEOUT_S = 20.0
@@ -39,8 +40,10 @@ class ChainContext:
         return self.network.chain_id
 
     def sender(self, account: LocalAccount) -> Sender:
-        """A sender for this network: its gas margin applies to every transaction."""
-        return Sender(self.w3, account, gas_margin_pct=self.settings.gas_margin_pct)
+        """A sender for this network: its gas margin applies to every transaction, and it signs under the
+        account's signing lock in ATTEST_HOME (other processes of this home may sign for the same account)."""
+        lock = SigningLock(self.chain_id, account.address)
+        return Sender(self.w3, account, gas_margin_pct=self.settings.gas_margin_pct, lock=lock)
 
     def require_oov3(self) -> None:
         """Refuse a network whose OOv3 address has no contract behind it (a wrong `oov3` or RPC), before any

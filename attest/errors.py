@@ -49,6 +49,11 @@ class TransactionRejected(ChainError):
         self.reason = reason
 
 
+class NonceTaken(ChainError):
+    """A signed transaction's nonce was used by another transaction of the account (another machine or wallet
+    signing with it): those bytes can never be mined, and the outbox signs the intent anew."""
+
+
 class RpcUnavailable(ChainError):
     """The RPC endpoint kept failing (5xx, timeouts, dropped connections, transient JSON-RPC errors) after the
     bounded retries. Whether a transaction sent meanwhile reached the chain is unknown: the outbox finds out."""
@@ -203,6 +208,10 @@ class VerifyError(AttestError):
 # -- the disputer: its state, judge, calibration and evaluation ----------------------------------------------
 class DisputerStateError(AttestError):
     """The disputer's SQLite state cannot be opened, migrated or written, or a write breaks its rules."""
+
+
+class DisputerRunning(DisputerStateError):
+    """Another `disputer run` already works on this ATTEST_HOME and network, or signs with this account."""
 
 
 class StateUnwritable(DisputerStateError):

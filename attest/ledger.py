@@ -328,6 +328,26 @@ class Ledger:
         ).fetchone()
         return None if row is None else _tx(row)
 
+    def in_flight(self, *, chain_id: int, asserter: str) -> list[tuple[TxRow[int], Attestation]]:
+        """Every transaction of this account on this chain signed or sent and not known to be mined, with its
+        attestation, in nonce order."""
+        rows = self._db.execute(
+            "SELECT t.* FROM txs t JOIN attestations a ON a.id = t.attestation_id "
+            "WHERE t.status IN ('signed', 'sent') AND a.chain_id = ? AND lower(a.asserter) = ? ORDER BY t.nonce",
+            (chain_id, asserter.lower()),
+        ).fetchall()
+        return [(_tx(r), self.get(int(r["attestation_id"]))) for r in rows]
+
+    def to_assert(self, *, chain_id: int, asserter: str, oov3: str, currency: str) -> list[Attestation]:
+        """Attestations of this account, oracle and bond currency planned to be asserted and not asserted yet."""
+        rows = self._db.execute(
+            "SELECT * FROM attestations WHERE want_assert = 1 AND assertion_id IS NULL "
+            "AND status IN ('pinned', 'asserting') AND chain_id = ? AND lower(asserter) = ? AND lower(oov3) = ? "
+            "AND lower(currency) = ? ORDER BY id",
+            (chain_id, asserter.lower(), oov3.lower(), currency.lower()),
+        )
+        return [_attestation(r) for r in rows]
+
     def txs(self, attestation_id: int) -> list[TxRow[int]]:
         rows = self._db.execute("SELECT * FROM txs WHERE attestation_id = ? ORDER BY id", (attestation_id,))
         return [_tx(r) for r in rows]

@@ -174,6 +174,10 @@ class Database:
             if version <= current:
                 continue
             with self.transaction():
+                # Processes opening a new file together (two `attest ask` at once) all read version 0; the write
+                # lock this transaction holds makes the check and the step one.
+                if self.schema_version() >= version:
+                    continue
                 if callable(migration.apply):
                     migration.apply(db)
                 else:

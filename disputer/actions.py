@@ -135,8 +135,23 @@ class Actor:
         if approve_first:
             approved = self.approve(assertion_id, currency, bond)
             if not approved.mined:
-                return approved
-        return self.send(assertion_id, "dispute", lambda: self.dispute_call(assertion_id), "disputeAssertion")
+                return self._ours_already(assertion_id, approved)
+        sent = self.send(assertion_id, "dispute", lambda: self.dispute_call(assertion_id), "disputeAssertion")
+        return self._ours_already(assertion_id, sent)
+
+    def _ours_already(self, assertion_id: bytes, result: SendResult) -> SendResult:
+        """A dispute that did not land, when the chain shows the assertion disputed by this account all the same
+        (another disputer signing with this key got there first): done, not failed."""
+        if result.mined or result.row.status in IN_FLIGHT:  # landed, or may still land: the outbox finds out
+            return result
+        try:
+            chain = self.ctx.oov3.get_assertion(assertion_id)
+        except ChainError:  # the node is out of reach: the result stands, the next step looks again
+            return result
+        if not chain.disputed or chain.disputer.lower() != self.sender.address.lower():
+            return result
+        log.info("0x%s was already disputed by this account (another disputer with the same key)", assertion_id.hex())
+        return SendResult(result.row, already=True)
 
     def approve(self, assertion_id: bytes, currency: str, amount: int) -> SendResult:
         """Set the oracle's allowance to `amount`, through the outbox row (assertion_id, approve)."""
@@ -171,13 +186,23 @@ class Actor:
             approved = self.approve(fresh[0][0], currency, sum(bond for _aid, bond in fresh))
             if not approved.mined:
                 why = f"its approval did not land: {approved.error}"
-                return results | {aid: SendResult(rows[aid], why) for aid, _bond in fresh}
+                unsent = {aid: SendResult(rows[aid], why) for aid, _bond in fresh}
+                return results | {aid: self._ours_already(aid, r) for aid, r in unsent.items()}
         calls = [(aid, self.dispute_call(aid)) for aid, _bond in fresh]
-        return results | self.outbox.send_many(calls, "dispute", "disputeAssertion")
+        sent = self.outbox.send_many(calls, "dispute", "disputeAssertion")
+        return results | {aid: self._ours_already(aid, r) for aid, r in sent.items()}
 
     # -- settling ------------------------------------------------------------------------------------------
     def settle(self, assertion_id: bytes) -> SendResult:
-        return self.send(assertion_id, "settle", lambda: self.ctx.oov3.settle_call(assertion_id), "settleAssertion")
+        sent = self.send(assertion_id, "settle", lambda: self.ctx.oov3.settle_call(assertion_id), "settleAssertion")
+        if sent.mined or sent.row.status in IN_FLIGHT:
+            return sent
+        try:
+            settled = self.ctx.oov3.get_assertion(assertion_id).settled
+        except ChainError:
+            return sent
+        # Another process settled it first: done all the same.
+        return SendResult(sent.row, already=True) if settled else sent
 
     # -- votes ---------------------------------------------------------------------------------------------
     def dvm_vote(self, assertion: Assertion, price: int, voting: VotingClient) -> str:

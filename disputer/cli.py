@@ -111,6 +111,24 @@ def _stop_gracefully(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> No
         loop.add_signal_handler(sig, requested, sig)
 
 
+def _one_daemon(stack: ExitStack, ctx: ChainContext, address: str) -> None:
+    """One daemon per (ATTEST_HOME, network) and per signer: a second one would sign the same disputes with the
+    same nonces. Held until the process ends (the kernel frees it on any exit, a crash included). The signer's
+    lock lives in ATTEST_HOME too, so two homes sharing a key are not refused: a dispute either finds already
+    made by this account counts as done, not failed."""
+    from attest.errors import DisputerRunning
+    from attest.locks import ExclusiveLock, lock_dir
+
+    home = lock_dir().parent
+    for path, what in (
+        (lock_dir() / f"disputer-{ctx.network.name}.lock", f"on network {ctx.network.name} with ATTEST_HOME {home}"),
+        (lock_dir() / f"disputer-{ctx.chain_id}-{address.lower()}.lock", f"signing as {address} on {ctx.network.name}"),
+    ):
+        lock = ExclusiveLock(path)
+        lock.acquire(DisputerRunning, "another disputer ({holder}) is already running " + what + "; stop it first")
+        stack.callback(lock.release)
+
+
 def voting_for(ctx: ChainContext, address: str) -> dict[str, Any] | None:
     """On a DVM network, whose stake the account votes with: its own, or a staker's that made it its delegate
     (VotingV2 counts a delegate's commit and reveal for the staker once both sides have named each other)."""
@@ -165,6 +183,7 @@ def run(
                 stack, network, account, dry_run=dry_run, metrics_port=metrics_port, poll_interval_s=poll_interval_s
             )
             daemon = session.daemon
+            _one_daemon(stack, session.ctx, daemon.address)
             port = session.config.metrics_port
             if port:
                 max_age_s = 3 * session.config.poll_interval_s + 30

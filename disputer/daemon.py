@@ -351,8 +351,9 @@ class Daemon:
 
     def _sent(self, report: StepReport, aid: bytes, kind: str, result: SendResult) -> None:
         report.sent.setdefault(aid, []).append(result)
-        self.metrics.inc("txs_total", labels={"kind": kind, "result": result.row.status})
-        fields = {"assertion": "0x" + aid.hex(), "kind": kind, "status": result.row.status, "tx": result.tx_hash}
+        status = "already" if result.already else result.row.status  # done by this account from elsewhere
+        self.metrics.inc("txs_total", labels={"kind": kind, "result": status})
+        fields = {"assertion": "0x" + aid.hex(), "kind": kind, "status": status, "tx": result.tx_hash}
         if result.error is not None and result.row.status != "mined":
             alert(log, self.metrics, f"{kind}_failed", f"{kind} did not land: {result.error}", **fields)
         else:

@@ -330,7 +330,7 @@ def run_chaos(chain: LocalChain, plan: Chaos, logs: Path) -> tuple[Asserter, Out
 def _waiting_for(store: DisputerStore, asserter: Asserter, ctx: ChainContext) -> str | None:
     """What the disputer has still to do, or None when it is done."""
     if rows := store.open_txs():
-        return f"open outbox rows: {[(r.kind, r.status, '0x' + r.assertion_id.hex()) for r in rows[:5]]}"
+        return f"open outbox rows: {[(r.kind, r.status, '0x' + r.subject.hex()) for r in rows[:5]]}"
     for aid, honest in asserter.made.items():
         decision = store.decision(aid)
         if decision is None:

@@ -35,6 +35,7 @@ from attest.kb import KnowledgeBase
 from attest.llm.registry import provider_from_config
 from attest.networks import ASSERT_TRUTH2, get_network
 from attest.oracle import MockOracle, SpokeOracle, oracle_for
+from disputer.actions import Actor
 from disputer.config import DisputerConfig, load_attest_config
 from disputer.daemon import Daemon, StepReport
 from disputer.jobs.dispute import resume_disputes, send_disputes
@@ -297,6 +298,18 @@ def test_expired_undisputed_assertions_are_settled(honest_env: Env) -> None:
     assert settled.settled and settled.settlement_resolution is True
 
 
+def test_an_assertion_another_daemon_settled_first_is_done_not_failed(honest_env: Env, tmp_path: Path) -> None:
+    made = honest_env.attest(HONEST)
+    honest_env.chain.advance(7200 + 1)
+    with honest_env.store() as store, DisputerStore(tmp_path / "other-home.sqlite") as elsewhere:
+        daemon = honest_env.daemon(store)
+        assert Actor(honest_env.ctx, elsewhere, honest_env.ctx.sender(dev_account(2))).settle(made.assertion_id).mined
+        result = daemon.actor.settle(made.assertion_id)
+        assert result.already and result.error is None
+        daemon._sent(StepReport(), made.assertion_id, "settle", result)
+        assert daemon.metrics.value("alerts_total", {"reason": "settle_failed"}) == 0
+
+
 def _run_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from disputer.cli import main; main()", "run", "--once"],
@@ -457,6 +470,29 @@ def test_the_dispute_jobs_are_idempotent(wrong_env: Env) -> None:
         twice = send_disputes(daemon.actor, [(stored, decision)])[batched.assertion_id]
         assert once.mined and twice.mined and twice.tx_hash == once.tx_hash  # the outbox row, not a second send
     assert sorted(wrong_env.disputes()) == sorted([resent.assertion_id, batched.assertion_id])
+
+
+def test_a_dispute_our_key_made_from_another_home_is_done_not_failed(wrong_env: Env, tmp_path: Path) -> None:
+    made = wrong_env.attest(WRONG)
+    with wrong_env.store() as store:
+        daemon = wrong_env.daemon(store, vote=False, settle=False)
+        daemon.watcher.poll()
+        store.record_decision(made.assertion_id, action="dispute", reason="judged wrong", calibrated=0.05)
+        stored = store.get(made.assertion_id)
+        assert stored is not None
+        # Another daemon, in another home, signing with the same key, disputes it first.
+        with DisputerStore(tmp_path / "other-home.sqlite") as elsewhere:
+            other = Actor(wrong_env.ctx, elsewhere, wrong_env.ctx.sender(dev_account(2)))
+            first = other.dispute(made.assertion_id, currency=stored.currency, bond=stored.bond, approve_first=True)
+            assert first.mined
+        decision = PolicyDecision("dispute", "judged wrong", approve_first=True)
+        (result,) = send_disputes(daemon.actor, [(stored, decision)]).values()
+        assert result.already and result.error is None and not result.mined
+        report = StepReport()
+        daemon._sent(report, made.assertion_id, "dispute", result)
+        assert daemon.metrics.value("alerts_total", {"reason": "dispute_failed"}) == 0
+        assert daemon.metrics.value("txs_total", {"kind": "dispute", "result": "already"}) == 1
+    assert wrong_env.disputes() == [made.assertion_id]
 
 
 def test_the_vote_job_is_idempotent(wrong_env: Env) -> None:

@@ -4,6 +4,7 @@ scripted sender: one vocabulary, never a second signature while one can still la
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ class ScriptedSender:
         self.nonce += 1
         self.signed.append(tx)
         return tx
+
+    def signing(self) -> AbstractContextManager[object]:
+        return nullcontext()
 
     def broadcast(self, signed: SignedTx) -> None:
         if self.outage:

@@ -38,11 +38,10 @@ class Method:
     def decode(self, data: bytes) -> tuple[Any, ...]:
         return tuple(abi_decode(list(self.outputs), data))
 
-    def call(self, w3: Web3, to: str, *args: Any) -> tuple[Any, ...]:
-        """`eth_call` at the latest block; a revert raises web3's `ContractLogicError`, as a contract call does."""
-        return self.decode(
-            bytes(w3.eth.call({"to": Web3.to_checksum_address(to), "data": HexBytes(self.encode(*args))}))
-        )
+    def call(self, w3: Web3, to: str, *args: Any, block: int | str = "latest") -> tuple[Any, ...]:
+        """`eth_call` at `block`; a revert raises web3's `ContractLogicError`, as a contract call does."""
+        request = {"to": Web3.to_checksum_address(to), "data": HexBytes(self.encode(*args))}
+        return self.decode(bytes(w3.eth.call(request, block)))  # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=64)

@@ -31,7 +31,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeAlias, TypeVar
 
-from attest.errors import ChainError, RpcUnavailable, TransactionRejected
+from attest.errors import ChainError, NonceTaken, RpcUnavailable, TransactionRejected
 
 if TYPE_CHECKING:  # the stores import this module for TxRow; web3 loads only where transactions are sent
     from web3.contract.contract import ContractConstructor, ContractFunction
@@ -51,6 +51,7 @@ IN_FLIGHT: tuple[TxState, ...] = ("signed", "sent")  # may still land: reconcile
 SIGNABLE: tuple[TxState, ...] = ("intent", "failed", "dropped")
 
 NONCE_ELSEWHERE = "nonce used by another transaction"
+NONCE_RETRIES = 2  # a nonce taken from under a transaction by another machine: sign anew this many times
 REORGED = "a reorg removed it from the chain"
 
 S = TypeVar("S")
@@ -117,6 +118,9 @@ class SendResult(Generic[S]):
     error: str | None = None  # why nothing was sent, or why what was sent did not land
     receipt: TxReceipt | None = None
     failure: ChainError | None = None  # the error behind `error`, for callers that stop on it
+    # Nothing of ours landed, but the chain shows the intent done by this very account (another process signing
+    # with the same key): a success, not a failure.
+    already: bool = False
 
     @property
     def mined(self) -> bool:
@@ -144,7 +148,11 @@ class Outbox(Generic[S]):
     watcher follows reorgs, and what it acted on may have changed on the new branch.
     `abandon(row)`: why an in-flight row must not be rebroadcast when it has no receipt (its bytes could only
     revert now), or None. `reopened(row, why)` hears of a mined row whose effect is gone, before its intent is
-    signed again (the disputer logs it)."""
+    signed again (the disputer logs it). `notice(line)` hears of a nonce another machine or wallet took from
+    under a transaction about to be sent; the intent is signed anew with the next nonce.
+
+    Nonces are read, signed, recorded and sent under the sender's signing lock (`Sender.signing`), so the
+    processes of one ATTEST_HOME never sign two transactions with one nonce; receipts are awaited outside it."""
 
     def __init__(
         self,
@@ -154,12 +162,14 @@ class Outbox(Generic[S]):
         resign_lost: bool,
         abandon: Callable[[TxRow[S]], str | None] | None = None,
         reopened: Callable[[TxRow[S], str], None] | None = None,
+        notice: Callable[[str], None] | None = None,
     ) -> None:
         self.log = log
         self.sender = sender
         self.resign_lost = resign_lost
         self.abandon = abandon
         self.reopened = reopened
+        self.notice = notice
 
     def send(
         self,
@@ -170,13 +180,16 @@ class Outbox(Generic[S]):
         *,
         spent: Callable[[TxReceipt], str | None] | None = None,
         repeatable: bool = False,
+        wait: bool = True,
     ) -> SendResult[S]:
         """Send one intent once: an earlier mined transaction if its effect lasts, the one in flight settled if
         there is one, a new one only when nothing sent can still land.
 
         `spent(receipt)` says why a mined transaction's effect no longer counts (None: it does).
         `repeatable`: a mined earlier one never satisfies the intent (the caller read the chain and needs another
-        one); only for a log that keeps a row per signing. One in flight is still settled first."""
+        one); only for a log that keeps a row per signing. One in flight is still settled first.
+        `wait=False`: return once a new transaction is sent (its row `sent`, no receipt), for a caller holding
+        the signing lock; `settle_open` awaits it later."""
         row = self.log.tx_intent(subject, kind)
         try:
             if row.status == "mined" and not repeatable:
@@ -187,7 +200,7 @@ class Outbox(Generic[S]):
                 row, receipt = self.reconcile(row, action)
                 if row.status != "dropped":
                     return self._result(row, receipt, action)
-            return self._sign_and_send(row, kind, build, action)
+            return self._sign_and_send(row, kind, build, action, wait=wait)
         except ChainError as err:
             return SendResult(self.log.tx_intent(subject, kind), str(err), failure=err)
 
@@ -227,35 +240,37 @@ class Outbox(Generic[S]):
         with self.log.transaction():
             rows = [self.log.tx_intent(subject, kind) for subject, _call in items]
         assert all(row.status in SIGNABLE for row in rows), "send_many takes signable intents only"
-        try:
-            prepared = self.sender.prepare_many([(call, action) for _subject, call in items])
-        except ChainError as err:  # not enough gas money: nothing was signed
-            return {row.subject: SendResult(row, str(err), failure=err) for row in rows}
-        signed: list[tuple[TxRow[S], SignedTx]] = []
-        with self.log.transaction(durable=True):
-            for row, tx in zip(rows, prepared, strict=True):
-                if isinstance(tx, TransactionRejected):
-                    results[row.subject] = SendResult(self._rejected(row, tx), tx.reason, failure=tx)
-                else:
-                    signed.append((self.log.tx_record_signed(row, tx, self.sender.address), tx))
-        if signed:
-            checkpoint(f"{kind}-signed")
-        sent: list[tuple[TxRow[S], SignedTx]] = []
-        for i, (row, tx) in enumerate(signed):
+        # One hold of the signing lock for the whole batch, from the nonce read to the last send.
+        with self.sender.signing():
             try:
-                self.sender.broadcast(tx)
-            except ChainError as err:
-                results[row.subject] = SendResult(self._unsent(row, err), str(err), failure=err)
-                with self.log.transaction():
-                    for later, _tx in signed[i + 1 :]:
-                        why = "not sent: an earlier transaction of its batch did not go out"
-                        results[later.subject] = SendResult(self.log.tx_record(later, "dropped", error=why), why)
-                break
-            sent.append((row, tx))
-        with self.log.transaction():
-            sent = [(self.log.tx_record(row, "sent"), tx) for row, tx in sent]
-        if sent:
-            checkpoint(f"{kind}-sent")
+                prepared = self.sender.prepare_many([(call, action) for _subject, call in items])
+            except ChainError as err:  # not enough gas money: nothing was signed
+                return {row.subject: SendResult(row, str(err), failure=err) for row in rows}
+            signed: list[tuple[TxRow[S], SignedTx]] = []
+            with self.log.transaction(durable=True):
+                for row, tx in zip(rows, prepared, strict=True):
+                    if isinstance(tx, TransactionRejected):
+                        results[row.subject] = SendResult(self._rejected(row, tx), tx.reason, failure=tx)
+                    else:
+                        signed.append((self.log.tx_record_signed(row, tx, self.sender.address), tx))
+            if signed:
+                checkpoint(f"{kind}-signed")
+            sent: list[tuple[TxRow[S], SignedTx]] = []
+            for i, (row, tx) in enumerate(signed):
+                try:
+                    self.sender.broadcast(tx)
+                except ChainError as err:
+                    results[row.subject] = SendResult(self._unsent(row, err), str(err), failure=err)
+                    with self.log.transaction():
+                        for later, _tx in signed[i + 1 :]:
+                            why = "not sent: an earlier transaction of its batch did not go out"
+                            results[later.subject] = SendResult(self.log.tx_record(later, "dropped", error=why), why)
+                    break
+                sent.append((row, tx))
+            with self.log.transaction():
+                sent = [(self.log.tx_record(row, "sent"), tx) for row, tx in sent]
+            if sent:
+                checkpoint(f"{kind}-sent")
         receipts: list[tuple[TxRow[S], TxReceipt]] = []
         for row, tx in sent:
             try:
@@ -288,21 +303,35 @@ class Outbox(Generic[S]):
             self.reopened(row, why)
         return self.log.tx_record(row, "dropped", error=why), None
 
-    def _sign_and_send(self, row: TxRow[S], kind: str, build: Callable[[], Call], action: str) -> SendResult[S]:
-        try:
-            signed = self.sender.prepare(build(), action)
-        except TransactionRejected as err:
-            return SendResult(self._rejected(row, err), err.reason, failure=err)
-        row = self.log.tx_record_signed(row, signed, self.sender.address)
-        checkpoint(f"{kind}-signed")
-        # A transport failure from here on leaves the row signed or sent: whether the bytes reached the chain is
-        # unknown, and the next reconcile finds out from the receipt before anything else is signed.
-        try:
-            self.sender.broadcast(signed)
-        except ChainError as err:
-            return SendResult(self._unsent(row, err), str(err), failure=err)
-        row = self.log.tx_record(row, "sent")
-        checkpoint(f"{kind}-sent")
+    def _sign_and_send(
+        self, row: TxRow[S], kind: str, build: Callable[[], Call], action: str, *, wait: bool = True
+    ) -> SendResult[S]:
+        for attempt in range(NONCE_RETRIES + 1):
+            with self.sender.signing():
+                try:
+                    signed = self.sender.prepare(build(), action)
+                except TransactionRejected as err:
+                    return SendResult(self._rejected(row, err), err.reason, failure=err)
+                row = self.log.tx_record_signed(row, signed, self.sender.address)
+                checkpoint(f"{kind}-signed")
+                # A transport failure from here on leaves the row signed or sent: whether the bytes reached the
+                # chain is unknown, and the next reconcile finds out from the receipt before anything else is signed.
+                try:
+                    self.sender.broadcast(signed)
+                except NonceTaken as err:
+                    row = self._unsent(row, err)
+                    if attempt == NONCE_RETRIES:
+                        return SendResult(row, str(err), failure=err)
+                    if self.notice is not None:
+                        self.notice(f"{err}; signing it again with the next nonce")
+                    continue
+                except ChainError as err:
+                    return SendResult(self._unsent(row, err), str(err), failure=err)
+                row = self.log.tx_record(row, "sent")
+                checkpoint(f"{kind}-sent")
+            break
+        if not wait:
+            return SendResult(row)
         receipt = self.sender.wait(signed.tx_hash, action)
         return self._result(self._mined(row, receipt), receipt, action)
 

@@ -12,6 +12,7 @@ import os
 import random
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, cast
@@ -31,7 +32,8 @@ from web3.types import RPCEndpoint, TxParams, TxReceipt
 from attest.chain.abi import EncodedCall
 from attest.chain.artifacts import Artifact
 from attest.config import DEFAULT_GAS_MARGIN_PCT
-from attest.errors import ChainError, ConfigError, RpcUnavailable, TransactionRejected
+from attest.errors import ChainError, ConfigError, NonceTaken, RpcUnavailable, TransactionRejected
+from attest.locks import SigningLock
 
 RECEIPT_TIMEOUT_S = 120.0
 RPC_TRIES = 6
@@ -226,12 +228,26 @@ class Quote:
 class Sender:
     """Signs with one local account and sends to one node; raises `TransactionRejected` instead of reverting."""
 
-    def __init__(self, w3: Web3, account: LocalAccount, *, gas_margin_pct: int = DEFAULT_GAS_MARGIN_PCT) -> None:
+    def __init__(
+        self,
+        w3: Web3,
+        account: LocalAccount,
+        *,
+        gas_margin_pct: int = DEFAULT_GAS_MARGIN_PCT,
+        lock: SigningLock | None = None,
+    ) -> None:
         if not 0 <= gas_margin_pct <= 300:
             raise ValueError(f"gas_margin_pct must be 0..300, not {gas_margin_pct}")
         self.w3 = w3
         self.account = account
         self.gas_margin_pct = gas_margin_pct
+        self.lock = lock
+
+    def signing(self) -> AbstractContextManager[object]:
+        """Hold the account's signing lock (when it has one) from reading the pending nonce until the signed
+        bytes are recorded and sent: another process of this ATTEST_HOME then reads a nonce past them. Sending is
+        inside because a nonce taken but never sent would stall every later transaction of the account."""
+        return nullcontext() if self.lock is None else self.lock.held()
 
     @property
     def address(self) -> ChecksumAddress:
@@ -239,8 +255,9 @@ class Sender:
 
     def transact(self, call: ContractFunction | ContractConstructor, action: str) -> TxReceipt:
         """Static-call `call`, check the gas money, sign, send and wait for the receipt."""
-        signed = self.prepare(call, action)
-        self.broadcast(signed)
+        with self.signing():
+            signed = self.prepare(call, action)
+            self.broadcast(signed)
         return self.confirm(signed)
 
     def prepare(
@@ -333,9 +350,9 @@ class Sender:
             if any(m in text for m in _NONCE_USED):
                 if self.receipt(signed.tx_hash) is not None or self._known(signed.tx_hash):
                     return
-                raise ChainError(
-                    f"{signed.action}: nonce {signed.nonce} of {self.address} went to another transaction, so "
-                    f"{signed.tx_hash} can never be mined; `attest resume` (or the disputer's next poll) signs anew"
+                raise NonceTaken(
+                    f"{signed.action}: nonce {signed.nonce} of {self.address} went to another transaction (is the "
+                    f"account used from another machine or wallet?), so {signed.tx_hash} can never be mined"
                 ) from None
             raise ChainError(f"{signed.action}: the node refused transaction {signed.tx_hash}: {err}") from None
 

@@ -11,17 +11,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from web3 import Web3
+from web3.contract.contract import ContractFunction
+from web3.types import TxReceipt
 
-from attest.chain.outbox import checkpoint, send_once, settle_open
+from attest.chain.outbox import Outbox, checkpoint, send_once, settle_open
 from attest.chain.registry import read_registry
-from attest.chain.tx import Sender
+from attest.chain.tx import RECEIPT_TIMEOUT_S, Sender
 from attest.claim import build_claim, rules_bytes
 from attest.config import Config, load_config
 from attest.connect import ChainContext, connect
 from attest.context import RetrievedChunk
-from attest.errors import BondError, KbError, RegistryError
+from attest.errors import BondError, ChainError, KbError, RegistryError
+from attest.flow.allowance import plan_allowance
 from attest.flow.token import Token
 from attest.ipfs.local import LocalStore
 from attest.ipfs.remotes import Remotes, replicate
@@ -35,6 +39,7 @@ from attest.record.signing import sign_record
 
 ANSWER_TEMPLATE = "rag-answer@1"
 MAX_UINT256 = 2**256 - 1
+MAX_ROUNDS = 20  # plan-and-send rounds of one assertion: approvals, waits for another ask's, nonces lost
 
 Progress = Callable[[str, str], None]  # (step, what happened), for the live display
 
@@ -312,27 +317,23 @@ def assert_pinned(
     if Web3.to_checksum_address(a.oov3 or "") != oov3.address:
         raise BondError(f"attestation #{a.id} was planned for the oracle at {a.oov3}, not {oov3.address}")
     claim = build_claim(a.cid, a.digest, a.asserter, a.rules_cid, a.query)
+    call = oov3.assert_truth_call(
+        claim=claim, asserter=a.asserter, callback_recipient=a.registry, liveness=a.liveness, currency=a.currency,
+        bond=a.bond, identifier=a.identifier, domain_id=bytes.fromhex(a.digest.removeprefix("0x")),
+    )  # fmt: skip
     mined = ledger.mined_tx(a.id, "assert")
-    if mined is None and settle_open(ledger, a.id, "assert", sender, "assertTruth") is None:
+    to_send = mined is None and settle_open(ledger, a.id, "assert", sender, "assertTruth") is None
+    if to_send:
         if not checked:
             preflight(ctx, token, a.identifier, a.bond, sender.address)
         if oov3.cache_is_stale(a.identifier, token.address):
             # OOv3 caches whitelists and fees; after UMA governance changes them, assertions revert until synced.
             sender.transact(oov3.sync_uma_params_call(a.identifier, token.address), "syncUmaParams")
-        amount = MAX_UINT256 if ctx.settings.standing_allowance else a.bond
-        approve = token.approve_call(oov3.address, amount)
-        # An approval in flight is settled first (mined, or rebroadcast), never signed again. One mined earlier
-        # may have been spent since (another ask used the shared allowance before this one asserted): approve again.
-        settle_open(ledger, a.id, "approve", sender, "approve")
-        if token.allowance(sender.address, oov3.address) < a.bond:
-            send_once(ledger, a.id, "approve", sender, approve, "approve", repeatable=True)
-            progress("approve", f"allowed the oracle to take {token.show(a.bond)}")
     ledger.update(a.id, "asserting", {"claim_bytes": len(claim)}, status="asserting", claim=claim)
-    call = oov3.assert_truth_call(
-        claim=claim, asserter=a.asserter, callback_recipient=a.registry, liveness=a.liveness, currency=a.currency,
-        bond=a.bond, identifier=a.identifier, domain_id=bytes.fromhex(a.digest.removeprefix("0x")),
-    )  # fmt: skip
-    receipt = send_once(ledger, a.id, "assert", sender, call, "assertTruth")
+    if to_send:
+        receipt = _approve_and_assert(ledger, a, ctx, sender, token, call, progress)
+    else:  # mined or landed just now: the outbox returns it (or signs anew if a reorg took it)
+        receipt = send_once(ledger, a.id, "assert", sender, call, "assertTruth")
     made = oov3.made_in(receipt)
     ledger.update(
         a.id,
@@ -348,6 +349,61 @@ def assert_pinned(
     checkpoint("asserted")
     progress("assert", f"assertion 0x{made.assertion_id.hex()}")
     return token
+
+
+def _approve_and_assert(
+    ledger: Ledger,
+    a: Attestation,
+    ctx: ChainContext,
+    sender: Sender,
+    token: Token,
+    call: ContractFunction,
+    progress: Progress,
+) -> TxReceipt:
+    """Approve what the asks of this account still need (attest/flow/allowance.py), then assert. Each decision
+    and the transaction it sends are made under the account's signing lock; receipts are awaited outside it."""
+    outbox = Outbox(ledger, sender, resign_lost=False, notice=lambda line: progress("nonce", line))
+    spender = ctx.oov3.address
+    deadline = time.monotonic() + RECEIPT_TIMEOUT_S
+    approved = 0
+    for _round in range(MAX_ROUNDS):
+        settle_open(ledger, a.id, "approve", sender, "approve")  # this ask's own approval, from before a crash
+        kind, action = "assert", "assertTruth"
+        with sender.signing():
+            plan = plan_allowance(ledger, ledger.get(a.id), token, spender, sender)
+            if plan.wait:
+                sent = None
+            elif plan.approve is not None:
+                approved = MAX_UINT256 if ctx.settings.standing_allowance else plan.approve
+                kind, action = "approve", "approve"
+                build = partial(token.approve_call, spender, approved)
+                sent = outbox.send(a.id, kind, build, action, repeatable=True, wait=False)
+            else:
+                sent = outbox.send(a.id, kind, lambda: call, action, wait=False)
+        if sent is None:  # another ask's approval is on its way: it covers this one too
+            if time.monotonic() > deadline:
+                raise ChainError(
+                    f"an approval sent by another ask of {sender.address} was not mined within "
+                    f"{RECEIPT_TIMEOUT_S:.0f}s; check the node, then `attest resume`"
+                )
+            time.sleep(0.05)
+            continue
+        if sent.failure is not None:
+            # Another wallet or machine using this account moved the allowance: plan again from the chain.
+            if kind == "assert" and "allowance" in (sent.error or "").lower():
+                continue
+            raise sent.failure
+        receipt = sent.receipt if sent.mined else settle_open(ledger, a.id, kind, sender, action)
+        if receipt is None:  # its nonce went to another transaction (the outbox marked it dropped): again
+            progress("nonce", f"{action} {sent.tx_hash}: its nonce went to another transaction; signing again")
+            continue
+        if kind == "assert":
+            return receipt
+        progress("approve", f"allowed the oracle to take {token.show(approved)}")
+    raise ChainError(
+        f"assertion #{a.id} could not be made after {MAX_ROUNDS} tries: the allowance or nonces of {sender.address} "
+        "keep changing (is the account used elsewhere?); `attest resume` tries again"
+    )
 
 
 def preflight(ctx: ChainContext, token: Token, identifier: str, bond: int, owner: str) -> None:

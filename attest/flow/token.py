@@ -31,9 +31,9 @@ class Token:
         (amount,) = method("TestnetERC20", "balanceOf").call(self.w3, self.address, Web3.to_checksum_address(owner))
         return int(amount)
 
-    def allowance(self, owner: str, spender: str) -> int:
+    def allowance(self, owner: str, spender: str, *, block: int | str = "latest") -> int:
         args = (Web3.to_checksum_address(owner), Web3.to_checksum_address(spender))
-        (amount,) = method("TestnetERC20", "allowance").call(self.w3, self.address, *args)
+        (amount,) = method("TestnetERC20", "allowance").call(self.w3, self.address, *args, block=block)
         return int(amount)
 
     def approve_call(self, spender: str, amount: int) -> ContractFunction:
