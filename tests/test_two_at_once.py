@@ -36,7 +36,7 @@ ASKS = 5
 
 def _start_ask(i: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "attest", "ask", f"What does the guide say about chunking, take {i}?", "--json"],
+        [sys.executable, "-m", "attest", "ask", f"How often should the wick be trimmed{'?' * (i + 1)}", "--json"],
         env={**os.environ},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
