@@ -163,8 +163,8 @@ def _uma_checks(ctx: ChainContext, found: list[Finding]) -> Token | None:
     return token
 
 
-def registry(ctx: ChainContext) -> Finding:
-    """Our registry exists for this OOv3, and the liveness asks use is one it counts."""
+def registry(ctx: ChainContext, *, asks: bool = True) -> Finding:
+    """Our registry exists for this OOv3 and, for `asks`, counts the liveness they use."""
     name = ctx.network.name
     try:
         info = read_registry(ctx.w3, ctx.require_registry())
@@ -174,8 +174,10 @@ def registry(ctx: ChainContext) -> Finding:
         return failed(
             "registry",
             f"the registry {info.address} serves the OOv3 at {info.oracle}, not {ctx.oov3.address}",
-            f"deploy one for this OOv3: attest registry deploy --network {name} --force --save",
+            f"deploy one for it (attest registry deploy --network {name} --force) and set [networks.{name}] registry",
         )
+    if not asks:
+        return passed("registry", f"AttestationRegistry at {info.address} for this OOv3")
     liveness = ctx.settings.liveness or ctx.oov3.default_liveness()
     detail = f"AttestationRegistry at {info.address}, minimum liveness {info.min_liveness} s"
     if liveness < info.min_liveness:
@@ -189,7 +191,7 @@ def registry(ctx: ChainContext) -> Finding:
         return warned(
             "registry",
             f"{detail}: below {floor} s, a watcher may not dispute a wrong answer in time",
-            f"deploy one with --min-liveness {floor} (attest registry deploy --force --save)",
+            f"deploy one with --min-liveness {floor} (attest registry deploy --force) and set it as registry",
         )
     return passed("registry", f"{detail}; asks use {liveness} s")
 
