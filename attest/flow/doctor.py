@@ -89,7 +89,7 @@ def diagnose(
     except AttestError as err:
         found.append(failed("account", str(err)))
     else:
-        found.append(passed("account", f"{loaded.label} is {loaded.address} ({loaded.source})"))
+        found.append(passed("account", f"{loaded.address}: {_key_source(loaded.label, loaded.source)}"))
         if loaded.warning:
             found.append(warned("account", loaded.warning))
         if ctx is not None and token is not None:
@@ -101,6 +101,16 @@ def diagnose(
     if ctx is not None and token is not None:
         found += disputer_budgets(ctx, config, token, prompt)
     return found
+
+
+def _key_source(label: str, source: str) -> str:
+    if source == "dev":
+        return f"{label}, a public devnet key"
+    if source == "env":
+        return f"the raw key in {label.removeprefix('env:')}"
+    variables = (f"APE_ACCOUNTS_{label}_PASSPHRASE", "ATTEST_PASSPHRASE")
+    given = next((v for v in variables if os.environ.get(v)), None)
+    return f"keystore {label}, passphrase from {given or 'the prompt'}"
 
 
 # -- the chain -----------------------------------------------------------------------------------------------
