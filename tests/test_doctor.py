@@ -50,7 +50,7 @@ class Setup:
 
     def __init__(self, home: Home, stack: tuple[Web3, Deployment, str], pinning: FakePinningService) -> None:
         self.home, self.w3 = home, stack[0]
-        self.oov3, self.registry = stack[1].oov3, stack[2]
+        self.oov3, self.registry, self.currency = stack[1].oov3, stack[2], stack[1].currency
         self.url = home.w3.provider.endpoint_uri  # type: ignore[attr-defined]
         self.pinning = pinning.url
         home.env["DOCTOR_PIN_TOKEN"] = TOKEN
@@ -135,6 +135,11 @@ def test_each_broken_setup_fails_with_its_line(setup: Setup) -> None:
     assert f"no contract at the OOv3 address {dev_account(7).address}" in lines["oov3"][0]
     assert "point [networks.sepolia] oov3" in lines["oov3"][0]
     assert "registry" not in lines and "gas" not in lines
+    # A contract that is not OOv3 (the bond token) at the OOv3 address.
+    setup.write(oov3=setup.currency)
+    rc, lines = setup.doctor()
+    assert rc == 1 and statuses(lines)["oov3"] == {"FAIL"}
+    assert "does not answer as UMA's OptimisticOracleV3" in lines["oov3"][0] and "registry" not in lines
     # No registry configured.
     setup.write(registry=None)
     rc, lines = setup.doctor()
@@ -186,6 +191,8 @@ def test_the_disputer_refuses_to_start_without_the_contracts_or_the_money(setup:
     setup.write(oov3=dev_account(7).address)
     line = refused(setup.disputer_once())
     assert f"oov3: there is no contract at the OOv3 address {dev_account(7).address}" in line
+    setup.write(oov3=setup.currency)
+    assert "does not answer as UMA's OptimisticOracleV3" in refused(setup.disputer_once())
     setup.write(registry=dev_account(8).address)
     line = refused(setup.disputer_once())
     assert f"registry: there is no contract at the registry address {dev_account(8).address}" in line

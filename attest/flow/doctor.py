@@ -92,9 +92,11 @@ def diagnose(
         found.append(passed("account", f"{loaded.address}: {_key_source(loaded.label, loaded.source)}"))
         if loaded.warning:
             found.append(warned("account", loaded.warning))
+        if ctx is not None and found[1].status != "fail":
+            approve = _approve_gas(ctx, token, loaded.address) if token is not None else 0
+            gas = (ASSERT_GAS + SETTLE_GAS + approve) * attestations
+            found.append(gas_money(ctx, loaded.address, gas, f"{attestations} attestations"))
         if ctx is not None and token is not None:
-            per = ASSERT_GAS + SETTLE_GAS + _approve_gas(ctx, token, loaded.address)
-            found.append(gas_money(ctx, loaded.address, per * attestations, f"{attestations} attestations"))
             found.append(bond_money(ctx, token, loaded.address, _bond(ctx, token)))
     found += ipfs_remotes(config, net.name)
     found.append(llm_key(config))
@@ -115,11 +117,21 @@ def _key_source(label: str, source: str) -> str:
 
 # -- the chain -----------------------------------------------------------------------------------------------
 def oov3_code(ctx: ChainContext) -> Finding:
+    """OOv3 has code, and the code answers as OOv3 does (another contract's would fail every later call)."""
     try:
         ctx.require_oov3()
     except AttestError as err:
         return failed("oov3", str(err))
-    return passed("oov3", f"OptimisticOracleV3 at {ctx.oov3.address}")
+    try:
+        ctx.oov3.default_currency()
+        liveness = ctx.oov3.default_liveness()
+    except Exception as err:  # reverts, empty or undecodable answers: the same fix for each
+        return failed(
+            "oov3",
+            f"the contract at {ctx.oov3.address} does not answer as UMA's OptimisticOracleV3 ({type(err).__name__})",
+            f"point [networks.{ctx.network.name}] oov3 at UMA's OptimisticOracleV3 on this chain",
+        )
+    return passed("oov3", f"OptimisticOracleV3 at {ctx.oov3.address} (default liveness {liveness} s)")
 
 
 def _uma_checks(ctx: ChainContext, found: list[Finding]) -> Token | None:
