@@ -50,6 +50,10 @@ def test_an_assertion_the_registry_rejects_is_rejected_everywhere(
     assert "liveness of 30 s is below the registry's minimum of 60 s" in verified.stdout
     assert "will resolve it Rejected" in verified.stdout
 
+    shown = ok("status", assertion_id)
+    assert "registry   pending - its liveness of 30 s is below the registry's minimum of 60 s" in shown
+    assert "(the registry will resolve it Rejected)" in shown
+
     chain.advance(40)
     settled = ok("settle", "--all")
     assert "settled - rejected: its liveness of 30 s is below the registry's minimum of 60 s" in settled, settled

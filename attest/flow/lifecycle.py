@@ -66,7 +66,7 @@ def resume(
 def refresh(ledger: Ledger, a: Attestation, ctx: ChainContext) -> tuple[Attestation, Assertion | None, Standing | None]:
     """Bring the ledger row in line with the chain: disputed by whom, settled how (even by someone else). The
     outcome is the registry's (`attestationOf`), not OOv3's resolution alone: a row settled before that rule is
-    corrected here."""
+    corrected here. The registry's view comes back once the assertion is settled."""
     if a.assertion_id is None:
         return a, None, None
     chain = ctx.oov3.get_assertion(bytes.fromhex(a.assertion_id[2:]))
@@ -74,11 +74,13 @@ def refresh(ledger: Ledger, a: Attestation, ctx: ChainContext) -> tuple[Attestat
         return a, chain, None
     if chain.disputed and a.disputer is None:
         ledger.update(a.id, "disputed", {"disputer": chain.disputer}, status="disputed", disputer=chain.disputer)
+    if not chain.settled:
+        return ledger.get(a.id), chain, None
     standing = ctx.standing(chain, a.registry)
-    if chain.settled and a.status != "settled":
+    if a.status != "settled":
         detail = {"by": "another account", "outcome": standing.outcome, "reason": standing.reason}
         ledger.update(a.id, "settled", detail, status="settled", outcome=standing.outcome)
-    elif chain.settled and a.outcome != standing.outcome:
+    elif a.outcome != standing.outcome:
         detail = {"outcome": standing.outcome, "was": a.outcome or "", "reason": standing.reason}
         ledger.update(a.id, "outcome", detail, outcome=standing.outcome)
     return ledger.get(a.id), chain, standing
@@ -152,6 +154,8 @@ def status(
         try:
             ctx = connect(a.network, config=config, start_devnet=False)
             a, chain, standing = refresh(ledger, a, ctx)
+            if standing is None and chain is not None and chain.exists:
+                standing = ctx.standing(chain, a.registry)  # open: the registry's view, and whether it will count
         except AttestError as err:
             return a, None, None, str(err)
         return a, chain, standing, None
