@@ -13,7 +13,8 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.middleware import ExtraDataToPOAMiddleware
 
-from attest.chain.oov3 import OptimisticOracleV3
+from attest.chain.oov3 import Assertion, OptimisticOracleV3
+from attest.chain.registry import attestation_of, ineligibility, read_registry
 from attest.chain.tx import Sender, http_provider
 from attest.config import Config, NetworkConfig, load_config
 from attest.devnet import Deployment, Devnet
@@ -23,6 +24,19 @@ from attest.networks import Network
 
 RPC_TIMEOUT_S = 20.0
 RPC_URL_ENV = "ATTEST_RPC_URL"  # overrides the chosen network's RPC URL (handy for forks and proxies)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What our registry makes of an assertion: the only outcome llm-attest shows or exports."""
+
+    status: str  # the registry's: none, pending, disputed, attested, rejected
+    reason: str  # why it is (or, still open, will be) rejected; "" when it counts
+
+    @property
+    def outcome(self) -> str:
+        """The ledger's outcome once settled: attested only when the registry counts it."""
+        return "attested" if self.status == "attested" else "rejected"
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,27 @@ class ChainContext:
                 "registry in the config file"
             )
         return self.registry
+
+    def standing(self, assertion: Assertion, registry: str | None = None) -> Standing:
+        """The registry's view of `assertion` (`attestationOf`), with the reason when it does not count: OOv3 may
+        resolve an assertion true (and return the bond) that the registry still rejects as ineligible."""
+        registry = registry or self.require_registry()
+        status = attestation_of(self.w3, registry, assertion.assertion_id).status
+        if status == "none":
+            return Standing(status, f"the registry {registry} was not this assertion's callback recipient")
+        if status == "attested":
+            return Standing(status, "")
+        if status == "rejected" and not assertion.settlement_resolution:
+            return Standing(status, "the oracle resolved it false")
+        minimum = read_registry(self.w3, registry).min_liveness
+        why = ineligibility(assertion.escalation_manager, assertion.assertion_time, assertion.expiration_time, minimum)
+        if why is None:
+            return Standing(status, "")
+        if status == "rejected":
+            why += " (OOv3 resolved it true and returned the bond, but the registry does not count it)"
+        else:
+            why += " (the registry will resolve it Rejected)"
+        return Standing(status, why)
 
     def identifier(self, override: str | None = None) -> str:
         return override or self.settings.identifier or self.network.default_identifier

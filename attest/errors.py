@@ -20,6 +20,11 @@ class ConfigError(AttestError):
     """A configuration file or value that cannot be used."""
 
 
+class NotReady(AttestError):
+    """A network, account or service not ready for money to move (what `attest doctor` checks): the message names
+    each failed check and its fix."""
+
+
 class UnknownNetwork(AttestError, LookupError):
     """A network name or chain id that the registry does not know."""
 

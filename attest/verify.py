@@ -362,8 +362,27 @@ def verify(
         rules_cid=rules_cid(),
         fetch_document=fetch,
     )
+    if made is not None and ctx is not None:
+        # The callback check passes on the address alone; whether the registry counts the assertion is read there.
+        checks = [_check_registry(ctx, made) if c.name == "callback" and c.ok else c for c in checks]
     assertion_id = "0x" + made.assertion_id.hex() if made is not None else None
     return Report(target, cid, assertion_id, network, (found, *checks))
+
+
+def _check_registry(ctx: ChainContext, made: AssertionMade) -> Check:
+    """Whether our registry counts the assertion (`attestationOf`, `isAttested`): one it rejects, or will reject as
+    ineligible (too short a liveness, an escalation manager), is not an attestation, whatever OOv3 resolved."""
+    from attest.chain.registry import is_attested
+
+    registry = made.callback_recipient
+    standing = ctx.standing(ctx.oov3.get_assertion(made.assertion_id), registry)
+    if standing.status == "attested":
+        attested = is_attested(ctx.w3, registry, made.domain_id)
+        return Check("callback", attested, f"the registry {registry} attests it (isAttested: {str(attested).lower()})")
+    if standing.reason:
+        detail = f"the registry {registry} does not count it ({standing.status}): {standing.reason}"
+        return Check("callback", False, detail)
+    return Check("callback", True, f"the registry {registry} counts it once it resolves true ({standing.status} now)")
 
 
 def _where(made: AssertionMade) -> str:

@@ -23,6 +23,7 @@ from attest.errors import AttestError, ConfigError
 
 if TYPE_CHECKING:
     from attest.connect import ChainContext
+    from disputer.config import DisputerConfig
 
 log = logging.getLogger("disputer.cli")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -129,6 +130,20 @@ def _one_daemon(stack: ExitStack, ctx: ChainContext, address: str) -> None:
         stack.callback(lock.release)
 
 
+def _ready(ctx: ChainContext, config: DisputerConfig, address: str) -> None:
+    """Refuse to start, in one line, on a chain without the contracts or an account without the money."""
+    from attest.errors import NotReady
+    from disputer.wiring import startup_checks
+
+    found = startup_checks(ctx, config, address)
+    failures = [f"{f.name}: {f.line}" for f in found if f.status == "fail"]
+    if failures:
+        raise NotReady(f"the disputer cannot start on {ctx.network.name}: " + "; ".join(failures))
+    for f in found:
+        if f.status == "warn":
+            log.warning(f.line, extra={"alert": f.name})
+
+
 def voting_for(ctx: ChainContext, address: str) -> dict[str, Any] | None:
     """On a DVM network, whose stake the account votes with: its own, or a staker's that made it its delegate
     (VotingV2 counts a delegate's commit and reveal for the staker once both sides have named each other)."""
@@ -184,6 +199,7 @@ def run(
             )
             daemon = session.daemon
             _one_daemon(stack, session.ctx, daemon.address)
+            _ready(session.ctx, session.config, daemon.address)
             port = session.config.metrics_port
             if port:
                 max_age_s = 3 * session.config.poll_interval_s + 30

@@ -163,10 +163,11 @@ class Daemon:
             if self._unwritable(err):
                 raise
             self.metrics.inc("polls_total", labels={"result": "error"})
-            self.metrics.last_error = str(err)
+            self.metrics.last_error = self.metrics.poll_error = str(err)
             report.errors.append(str(err))
             log.warning("poll failed: %s", err)
             return report
+        self.metrics.poll_error = None
         self.metrics.inc("polls_total", labels={"result": "ok"})
         self.metrics.inc("assertions_seen_total", len(report.scan.new))
         if report.scan.to_block is not None:

@@ -68,6 +68,7 @@ class Metrics:
         self.started = time.time()
         self.last_poll_ok: float | None = None
         self.last_error: str | None = None
+        self.poll_error: str | None = None  # why the last poll failed; None once one succeeds
 
     def describe(self, name: str, kind: Kind, text: str, labels: tuple[str, ...] = ()) -> None:
         """Declare a series (shown from the start, at 0 when it has no labels)."""
@@ -104,14 +105,16 @@ class Metrics:
         return generate_latest(self.registry).decode()
 
     def health(self, max_age_s: float) -> tuple[bool, dict[str, Any]]:
-        """Healthy when a poll succeeded within `max_age_s` (or the daemon started less than that ago)."""
+        """Healthy when the last poll succeeded, and did so within `max_age_s` (or the daemon started less than
+        that ago and has not failed a poll yet)."""
         now = time.time()
         reference = self.last_poll_ok if self.last_poll_ok is not None else self.started
-        ok = now - reference <= max_age_s
+        ok = self.poll_error is None and now - reference <= max_age_s
         return ok, {
             "ok": ok,
             "last_poll_ok": self.last_poll_ok,
             "seconds_since_poll": None if self.last_poll_ok is None else round(now - self.last_poll_ok, 3),
+            "last_poll_error": self.poll_error,
             "last_error": self.last_error,
         }
 

@@ -10,6 +10,7 @@ from attest.claim import parse_claim
 from attest.config import Config, config_path
 from attest.connect import ChainContext
 from attest.errors import ClaimError
+from attest.flow.doctor import Finding
 from attest.ipfs.store import ContentStore
 from disputer.actions import Actor
 from disputer.calibration import CalibrationMap
@@ -83,6 +84,26 @@ def build_daemon(
         max_bond_per_dispute=config.amount("max_bond_per_dispute"), total_budget=config.amount("total_budget"),
     )  # fmt: skip
     return Daemon(ctx, store, watcher, evaluator, actor, wallet, config, metrics=metrics)
+
+
+def startup_checks(ctx: ChainContext, config: DisputerConfig, address: str) -> list[Finding]:
+    """What the daemon needs before its first poll (`attest doctor` runs the same checks): OOv3's code, our
+    registry for it when only our assertions are watched, and, unless it only previews, gas money for a dispute
+    and at least the oracle's minimum bond. Without them a poll of an address without code finds nothing and
+    says nothing."""
+    from attest.flow.doctor import DISPUTE_GAS, bond_money, gas_money, oov3_code, registry
+    from attest.flow.token import Token
+
+    found = [oov3_code(ctx)]
+    if found[0].status == "fail":
+        return found
+    if config.ours_only:
+        found.append(registry(ctx, asks=False))
+    if not config.dry_run:
+        token = Token(ctx.w3, ctx.currency())
+        found.append(gas_money(ctx, address, DISPUTE_GAS, "a dispute"))
+        found.append(bond_money(ctx, token, address, ctx.oov3.minimum_bond(token.address)))
+    return found
 
 
 def _is_llm_attest_claim(claim: bytes) -> bool:

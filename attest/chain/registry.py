@@ -41,6 +41,41 @@ def read_registry(w3: Web3, address: str) -> RegistryInfo:
     return RegistryInfo(address, Web3.to_checksum_address(oracle), int(min_liveness))
 
 
+# AttestationRegistry.Status, by its index.
+STATUSES = ("none", "pending", "disputed", "attested", "rejected")
+
+
+@dataclass(frozen=True)
+class Standing:
+    """`attestationOf(assertionId)`: what the registry says of one assertion."""
+
+    status: str  # one of STATUSES; "none" when the assertion was not made with this registry
+    digest: bytes
+    asserter: str
+    expiration: int
+
+
+def attestation_of(w3: Web3, registry: str, assertion_id: bytes) -> Standing:
+    ((digest, asserter, status, expiration),) = method(ARTIFACT, "attestationOf").call(w3, registry, assertion_id)
+    return Standing(STATUSES[int(status)], bytes(digest), Web3.to_checksum_address(asserter), int(expiration))
+
+
+def is_attested(w3: Web3, registry: str, digest: bytes) -> bool:
+    (attested,) = method(ARTIFACT, "isAttested").call(w3, registry, digest)
+    return bool(attested)
+
+
+def ineligibility(escalation_manager: str, assertion_time: int, expiration_time: int, min_liveness: int) -> str | None:
+    """Why the registry would not count an assertion even if it resolved true (the contract's `_ineligibility`,
+    in words a user can act on); None when it would."""
+    if int(escalation_manager, 16) != 0:
+        return f"it names the escalation manager {escalation_manager}"
+    liveness = expiration_time - assertion_time
+    if liveness < min_liveness:
+        return f"its liveness of {liveness} s is below the registry's minimum of {min_liveness} s"
+    return None
+
+
 def deploy_call(w3: Web3, oov3: str, min_liveness: int) -> ContractConstructor:
     artifact = shipped(ARTIFACT)
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)

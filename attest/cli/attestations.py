@@ -182,7 +182,7 @@ def status(ref: str, as_json: bool) -> None:
     from attest.flow.lifecycle import status as run
     from attest.ledger import Ledger
 
-    a, chain, error = run(ref)
+    a, chain, standing, error = run(ref)
     with Ledger() as ledger:
         steps = ledger.steps(a.id)
     if as_json:
@@ -195,6 +195,7 @@ def status(ref: str, as_json: bool) -> None:
                     "settled": chain.settled, "disputed": chain.disputed, "expiration": chain.expiration_time,
                     "settlement_resolution": chain.settlement_resolution,
                 },
+                "registry": None if standing is None else {"status": standing.status, "reason": standing.reason},
                 "steps": [{"at": s.at, "step": s.step, **s.detail} for s in steps],
             }
         )  # fmt: skip
@@ -208,6 +209,8 @@ def status(ref: str, as_json: bool) -> None:
         state = "settled" if chain.settled else ("disputed" if chain.disputed else "open")
         resolution = f", resolved {'true' if chain.settlement_resolution else 'false'}" if chain.settled else ""
         click.echo(f"  on chain   {state}{resolution}")
+    if standing is not None:
+        click.echo(f"  registry   {standing.status}{f' - {standing.reason}' if standing.reason else ''}")
     if error:
         click.echo(f"  on chain   not checked: {error}")
     click.echo("  steps")

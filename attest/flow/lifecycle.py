@@ -9,7 +9,7 @@ from attest.chain.oov3 import Assertion
 from attest.chain.outbox import checkpoint, send_once
 from attest.chain.tx import Sender
 from attest.config import Config, load_config
-from attest.connect import ChainContext, connect
+from attest.connect import ChainContext, Standing, connect
 from attest.errors import AttestError, LedgerError, TransactionRejected
 from attest.flow.ask import Progress, _quiet, assert_pinned, pin_record
 from attest.ipfs.local import LocalStore
@@ -63,19 +63,31 @@ def resume(
     return outcomes
 
 
-def refresh(ledger: Ledger, a: Attestation, ctx: ChainContext) -> tuple[Attestation, Assertion | None]:
-    """Bring the ledger row in line with the chain: disputed by whom, settled how (even by someone else)."""
+def refresh(ledger: Ledger, a: Attestation, ctx: ChainContext) -> tuple[Attestation, Assertion | None, Standing | None]:
+    """Bring the ledger row in line with the chain: disputed by whom, settled how (even by someone else). The
+    outcome is the registry's (`attestationOf`), not OOv3's resolution alone: a row settled before that rule is
+    corrected here. The registry's view comes back once the assertion is settled."""
     if a.assertion_id is None:
-        return a, None
+        return a, None, None
     chain = ctx.oov3.get_assertion(bytes.fromhex(a.assertion_id[2:]))
     if not chain.exists:
-        return a, chain
+        return a, chain, None
     if chain.disputed and a.disputer is None:
         ledger.update(a.id, "disputed", {"disputer": chain.disputer}, status="disputed", disputer=chain.disputer)
-    if chain.settled and a.status != "settled":
-        outcome = "attested" if chain.settlement_resolution else "rejected"
-        ledger.update(a.id, "settled", {"by": "another account", "outcome": outcome}, status="settled", outcome=outcome)
-    return ledger.get(a.id), chain
+    if not chain.settled:
+        return ledger.get(a.id), chain, None
+    standing = ctx.standing(chain, a.registry)
+    if a.status != "settled":
+        detail = {"by": "another account", "outcome": standing.outcome, "reason": standing.reason}
+        ledger.update(a.id, "settled", detail, status="settled", outcome=standing.outcome)
+    elif a.outcome != standing.outcome:
+        detail = {"outcome": standing.outcome, "was": a.outcome or "", "reason": standing.reason}
+        ledger.update(a.id, "outcome", detail, outcome=standing.outcome)
+    return ledger.get(a.id), chain, standing
+
+
+def _told(standing: Standing) -> str:
+    return f"{standing.outcome}: {standing.reason}" if standing.reason else standing.outcome
 
 
 def settle(
@@ -97,9 +109,9 @@ def settle(
                 outcomes.append(Outcome(a, "skipped", f"not asserted (status {a.status}); `attest resume` first"))
                 continue
             ctx = _ctx(a.network, config, contexts)
-            a, chain = refresh(ledger, a, ctx)
+            a, chain, standing = refresh(ledger, a, ctx)
             if a.status == "settled":
-                outcomes.append(Outcome(a, "already settled", a.outcome or ""))
+                outcomes.append(Outcome(a, "already settled", _told(standing) if standing else a.outcome or ""))
                 continue
             assert chain is not None
             now = int(ctx.w3.eth.get_block("latest")["timestamp"])
@@ -117,33 +129,33 @@ def settle(
                     outcomes.append(Outcome(a, "waiting", f"the oracle has not resolved the dispute yet ({err})"))
                     continue
                 raise
-            settled = ctx.oov3.settled_in(receipt)
-            resolution = (
-                settled[0].settlement_resolution
-                if settled
-                else ctx.oov3.get_assertion(assertion_id).settlement_resolution
-            )
-            outcome = "attested" if resolution else "rejected"
+            standing = ctx.standing(ctx.oov3.get_assertion(assertion_id), a.registry)
+            outcome = standing.outcome
             ledger.update(
-                a.id, "settled", {"outcome": outcome}, status="settled", outcome=outcome,
+                a.id, "settled", {"outcome": outcome, "reason": standing.reason}, status="settled", outcome=outcome,
                 settle_tx=receipt["transactionHash"].to_0x_hex(),
             )  # fmt: skip
             checkpoint("settled")
             progress("settle", f"#{a.id}: {outcome}")
-            outcomes.append(Outcome(ledger.get(a.id), "settled", outcome))
+            outcomes.append(Outcome(ledger.get(a.id), "settled", _told(standing)))
     return outcomes
 
 
-def status(ref: str, *, config: Config | None = None) -> tuple[Attestation, Assertion | None, str | None]:
-    """The ledger row (refreshed from the chain when it can be reached), the chain's view, and a chain error."""
+def status(
+    ref: str, *, config: Config | None = None
+) -> tuple[Attestation, Assertion | None, Standing | None, str | None]:
+    """The ledger row (refreshed from the chain when it can be reached), OOv3's view, the registry's, and a chain
+    error."""
     config = config or load_config()
     with Ledger() as ledger:
         a = ledger.find(ref)
         if a.assertion_id is None:
-            return a, None, None
+            return a, None, None, None
         try:
             ctx = connect(a.network, config=config, start_devnet=False)
-            a, chain = refresh(ledger, a, ctx)
+            a, chain, standing = refresh(ledger, a, ctx)
+            if standing is None and chain is not None and chain.exists:
+                standing = ctx.standing(chain, a.registry)  # open: the registry's view, and whether it will count
         except AttestError as err:
-            return a, None, str(err)
-        return a, chain, None
+            return a, None, None, str(err)
+        return a, chain, standing, None
