@@ -10,6 +10,7 @@ the same order), so `ranked()` returns the same chunks with or without it.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import sqlite3
@@ -22,24 +23,37 @@ from attest.kb.schema import HEADING_WEIGHT, TOKENIZER
 _K1 = 1.2  # FTS5's bm25 constants
 _B = 0.75
 _CHAMPIONS = 16  # each term's best chunks, scored first to find a k-th best score to prune with
+# Bounds are sums in another order than the exact scores: a hair of slack keeps a chunk whose score ties the
+# threshold.
+_SLACK = 1e-9
 _MAX_PHRASES = 10_000  # phrases (EIP-1559) kept; beyond, the cache starts again
 
 
 class Postings:
-    """A term's contribution to each chunk that holds it, the largest of them (its MaxScore bound) and the chunks
-    it contributes most to."""
+    """A term's contribution to each chunk that holds it, the largest of them (its MaxScore bound), and its chunks
+    from the largest contribution down (sorted on first use)."""
 
-    __slots__ = ("_champions", "bound", "impacts")
+    __slots__ = ("_by_impact", "_descending", "bound", "impacts")
 
     def __init__(self, impacts: dict[int, float]) -> None:
         self.impacts = impacts
         self.bound = max(impacts.values(), default=0.0)
-        self._champions: list[int] | None = None
+        self._by_impact: list[int] = []
+        self._descending: list[float] = []  # the contributions negated, ascending, for bisect
+
+    def at_least(self, floor: float) -> list[int]:
+        """The chunks this term contributes at least `floor` to."""
+        return self._sorted()[: bisect.bisect_right(self._descending, -floor)]
 
     def champions(self) -> list[int]:
-        if self._champions is None:
-            self._champions = heapq.nlargest(_CHAMPIONS, self.impacts, key=self.impacts.__getitem__)
-        return self._champions
+        """The chunks this term contributes most to."""
+        return self._sorted()[:_CHAMPIONS]
+
+    def _sorted(self) -> list[int]:
+        if not self._by_impact:
+            self._by_impact = sorted(self.impacts, key=self.impacts.__getitem__, reverse=True)
+            self._descending = [-self.impacts[chunk] for chunk in self._by_impact]
+        return self._by_impact
 
 
 _NONE = Postings({})
@@ -97,9 +111,7 @@ class MemoryIndex:
         found = [postings for postings in map(self._postings, terms) if postings.impacts]
         if not found:
             return []
-        lists = [postings.impacts for postings in found]
-        candidates = self._candidates(found, limit)
-        scores = self._scores(lists, candidates)
+        candidates, scores = self._candidates(found, limit)
         if len(scores) > limit:
             cutoff = heapq.nlargest(limit, scores)[-1]
             picked = [(s, c) for s, c in zip(scores, candidates, strict=True) if s >= cutoff]
@@ -109,32 +121,37 @@ class MemoryIndex:
         ranked = sorted(((*rows[chunk], score) for score, chunk in picked), key=lambda r: (-r[-1], r[0], r[2]))
         return ranked[:limit]
 
-    def _candidates(self, found: list[Postings], limit: int) -> list[int]:
-        """The chunks that can reach the top `limit` (MaxScore): each term's best chunks are scored first, and the
-        limit-th best of them bounds the limit-th best overall from below. Terms whose bounds add up to less than
-        that bound are optional: a chunk must hold another term, and what it gets from those other terms plus the
-        optional terms' bounds must still reach the bound."""
+    def _candidates(self, found: list[Postings], limit: int) -> tuple[list[int], list[float]]:
+        """The chunks that can reach the top `limit`, with their scores (MaxScore, a term at a time): each term's best
+        chunks are scored first, and the limit-th best score so far bounds the final limit-th best from below. The
+        terms are then taken strongest first: a chunk first met in a term can score at most its contribution there
+        plus the bounds of the weaker terms, so only the chunks the term gives at least the bound minus those are
+        scored; once the weaker terms' bounds together fall short of the bound, no chunk not yet met can reach it.
+        """
         lists = [postings.impacts for postings in found]
-        if sum(map(len, lists)) <= 8 * limit + _CHAMPIONS:
-            return list(set().union(*lists))
-        first = list(set().union(*(postings.champions() for postings in found)))
-        if len(first) < limit:
-            return list(set().union(*lists))
-        threshold = heapq.nlargest(limit, self._scores(lists, first))[-1]
-        slack = 0.0  # what the optional terms can add at most
-        optional: set[int] = set()
-        for i in sorted(range(len(found)), key=lambda i: found[i].bound):
-            if slack + found[i].bound >= threshold:
+        candidates = list(set().union(*(postings.champions() for postings in found)))
+        scores = self._scores(lists, candidates)
+        seen = set(candidates)
+        order = sorted(found, key=lambda postings: postings.bound, reverse=True)
+        weaker = [sum(postings.bound for postings in order[i + 1 :]) for i in range(len(order))]
+        best = heapq.nlargest(limit, scores)  # the limit best scores so far, as a min-heap
+        heapq.heapify(best)
+        for postings, slack in zip(order, weaker, strict=True):
+            threshold = best[0] if len(best) == limit else -math.inf
+            if postings.bound + slack < threshold - _SLACK:
                 break
-            optional.add(i)
-            slack += found[i].bound
-        required = [postings for i, postings in enumerate(lists) if i not in optional]
-        candidates = list(set().union(*required))
-        if not optional:
-            return candidates
-        partial = self._scores(required, candidates)
-        # A hair of slack: the partial sums are added in another order than the exact scores.
-        return [chunk for chunk, score in zip(candidates, partial, strict=True) if score + slack >= threshold - 1e-9]
+            new = [chunk for chunk in postings.at_least(threshold - slack - _SLACK) if chunk not in seen]
+            seen.update(postings.impacts)
+            if new:
+                more = self._scores(lists, new)
+                candidates += new
+                scores += more
+                for score in more:
+                    if len(best) < limit:
+                        heapq.heappush(best, score)
+                    elif score > best[0]:
+                        heapq.heapreplace(best, score)
+        return candidates, scores
 
     @staticmethod
     def _scores(lists: list[dict[int, float]], candidates: list[int]) -> list[float]:

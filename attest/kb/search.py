@@ -159,26 +159,29 @@ class Search:
         first = self._named(query, named, k // 2 + 1) if named else []
         taken = {(c.doc_cid, c.chunk_index) for c in first}
         rest = [c for c in pool if (c.doc_cid, c.chunk_index) not in taken]
+        self._corpus_counts([])  # clears the citation counts when the KB changed
         rest.sort(key=lambda c: -c.score * (1 + _CITED_WEIGHT * math.log1p(self._cited_by(c.source))))
         rest.sort(key=lambda c: is_stub(c.text) and document_stem(c.source) not in named)  # stable: order kept
         return [*first, *rest][:k]
 
     def _cited_by(self, source: str) -> int:
-        """How many other documents name an eip-N document (0 for any other name); cached until the KB changes."""
-        stem = document_stem(source)
-        if not named_documents(stem):
-            return 0
-        self._corpus_counts([])  # clears the caches when the KB changed
-        if source not in self._citations:
-            phrase = '"' + " ".join(_TOKEN.findall(stem)) + '"'
-            self._citations[source] = int(
-                self._db.execute(
-                    "SELECT count(DISTINCT c.document_id) FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
-                    "JOIN documents d ON d.id = c.document_id WHERE chunks_fts MATCH ? AND d.source != ?",
-                    (f"body : {phrase}", source),
-                ).fetchone()[0]
-            )
-        return self._citations[source]
+        """How many other documents name an eip-N document (0 for any other name); cached until the KB changes
+        (`search` clears the cache through `_corpus_counts`)."""
+        found = self._citations.get(source)
+        if found is None:
+            stem = document_stem(source)
+            found = 0
+            if named_documents(stem):
+                phrase = '"' + " ".join(_TOKEN.findall(stem)) + '"'
+                found = int(
+                    self._db.execute(
+                        "SELECT count(DISTINCT c.document_id) FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
+                        "JOIN documents d ON d.id = c.document_id WHERE chunks_fts MATCH ? AND d.source != ?",
+                        (f"body : {phrase}", source),
+                    ).fetchone()[0]
+                )
+            self._citations[source] = found
+        return found
 
     def _named(self, query: str, named: frozenset[str], limit: int) -> list[RetrievedChunk]:
         """The best chunks of the documents `query` names, found through their file names in the heading column."""
