@@ -7,6 +7,7 @@ import math
 import re
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from attest.context import RetrievedChunk
@@ -160,9 +161,15 @@ class Search:
         taken = {(c.doc_cid, c.chunk_index) for c in first}
         rest = [c for c in pool if (c.doc_cid, c.chunk_index) not in taken]
         self._corpus_counts([])  # clears the citation counts when the KB changed
-        rest.sort(key=lambda c: -c.score * (1 + _CITED_WEIGHT * math.log1p(self._cited_by(c.source))))
+        rest = [self._with_citations(c) for c in rest]
+        rest.sort(key=lambda c: -c.score)
         rest.sort(key=lambda c: is_stub(c.text) and document_stem(c.source) not in named)  # stable: order kept
         return [*first, *rest][:k]
+
+    def _with_citations(self, chunk: RetrievedChunk) -> RetrievedChunk:
+        """The chunk with the score search ranks it by: its BM25 score, raised when other documents name it."""
+        cited = self._cited_by(chunk.source)
+        return replace(chunk, score=chunk.score * (1 + _CITED_WEIGHT * math.log1p(cited))) if cited else chunk
 
     def _cited_by(self, source: str) -> int:
         """How many other documents name an eip-N document (0 for any other name); cached until the KB changes
