@@ -106,3 +106,53 @@ def test_a_named_document_comes_first_even_a_stub(eips: KnowledgeBase) -> None:
     assert names(eips, "What is ERC-20?", 1) == ["eip-20.md"]  # a stub the question names: it is the answer
     opening = eips.search("What is EIP-4844?", k=2)  # only the name: the document from its start
     assert [(PurePosixPath(h.source).name, h.chunk_index) for h in opening] == [("eip-4844.md", 0), ("eip-4844.md", 1)]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("base fee", "eip-1559.md"),  # titles with "base fee" won on heading weight
+        ("What do TSTORE and TLOAD do?", "eip-1153.md"),  # the EIP that reprices them filled the top 5
+        ("How is the CREATE2 address computed?", "eip-1014.md"),
+    ],
+)
+def test_the_document_others_name_is_found_over_titles_that_repeat_the_words(
+    eips: KnowledgeBase, query: str, expected: str
+) -> None:
+    assert expected not in [PurePosixPath(hit.source).name for hit in eips.ranked(query, k=3)]  # plain BM25 misses
+    assert expected in names(eips, query, 5), names(eips, query, 5)
+
+
+def test_the_index_held_in_memory_ranks_exactly_as_fts5(tmp_path: Path) -> None:
+    """Same chunks, bit-identical scores, for words, phrases, stop words and nothing, as the plain OR query."""
+    with KnowledgeBase(tmp_path / "kb.sqlite3") as base:
+        base.add_path(CORPUS)
+        queries = [
+            "base fee",
+            "What does EIP-1559 do with the base fee?",
+            "signatures with s-value greater than secp256k1n/2 invalid",
+            "max_fee_per_gas the gas",
+            "the of to",
+            "xyzzy qwerty plugh",
+            "How are CREATE2 addresses derived?",
+            "transaction block gas fee contract account",
+        ]
+        db = sqlite3.connect(base.path)
+        expected = {}
+        for query in queries:
+            match = fts_query(query)
+            expected[query] = db.execute(
+                "SELECT rowid, -bm25(chunks_fts, 4.0, 1.0) AS score FROM chunks_fts WHERE chunks_fts MATCH ? "
+                "ORDER BY score DESC LIMIT 10",
+                (match,),
+            ).fetchall()
+        searched = {query: base.search(query, k=5) for query in queries}
+        base.hold_in_memory()
+        for query in queries:
+            got = base.ranked(query, k=10)
+            assert [hit.score for hit in got] == [score for _, score in expected[query]], query  # exact floats
+            assert [base.chunk(rowid).text for rowid, _ in expected[query]] == [hit.text for hit in got], query
+            # FTS5's pruned queries sum the same terms in another order: the last bit of a score can differ.
+            found = base.search(query, k=5)
+            assert [(h.source, h.chunk_index) for h in found] == [(h.source, h.chunk_index) for h in searched[query]]
+            assert [h.score for h in found] == pytest.approx([h.score for h in searched[query]], rel=1e-12)

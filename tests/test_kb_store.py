@@ -429,3 +429,19 @@ def test_chunking_parameters_belong_to_the_kb(tmp_path: Path) -> None:
         base.add_document("a.md", b"# A\n\nwords\n")
     with pytest.raises(KbError, match="chunked with max_chars=1500"):
         KnowledgeBase(tmp_path / "default.sqlite3", small)
+
+
+def test_the_index_held_in_memory_follows_changes_to_the_kb(tmp_path: Path) -> None:
+    path = tmp_path / "kb.sqlite3"
+    with KnowledgeBase(path) as base:
+        base.add_document("a.md", b"# Alpha\n\nThe alpha fee rises with demand.\n")
+        base.hold_in_memory()
+        assert [hit.source for hit in base.search("fee")] == ["a.md"]
+        base.add_document("b.md", b"# Fee\n\nThe fee is burned.\n")  # our own commit
+        assert [hit.source for hit in base.search("fee")] == ["b.md", "a.md"]
+        with KnowledgeBase(path) as other:  # another connection's commit
+            other.add_document("c.md", b"# Fee fee\n\nA fee, a fee.\n")
+        assert base.search("fee")[0].source == "c.md"
+        base.remove("c.md")
+        assert [hit.source for hit in base.search("fee")] == ["b.md", "a.md"]
+        assert base.search("nothing here") == []

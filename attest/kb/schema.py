@@ -14,9 +14,9 @@ HEADING_WEIGHT = 4.0  # a query word in a document's name or heading path counts
 
 # FTS5 with porter stemming; `_` is a word character, so a snake_case identifier (max_fee_per_gas) is one term,
 # as it is one name in the specs it comes from, rather than four common words.
-_TOKENIZER = "porter unicode61 remove_diacritics 2 tokenchars '_'"
+TOKENIZER = "porter unicode61 remove_diacritics 2 tokenchars '_'"
 _FTS_TABLE = f"""
-    CREATE VIRTUAL TABLE chunks_fts USING fts5(heading, body, tokenize = "{_TOKENIZER}");
+    CREATE VIRTUAL TABLE chunks_fts USING fts5(heading, body, tokenize = "{TOKENIZER}");
     INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('rank', 'bm25({HEADING_WEIGHT}, 1.0)');
 """
 

@@ -113,6 +113,9 @@ class KnowledgeBase(Search):
         self._stats_version = -1
         self._rows = None
         self._hits = {}
+        self._citations = {}
+        self._memory = None
+        self._memory_version = -1
         self._database = Database(self.path, MIGRATIONS, what="knowledge base", error=KbError)
         self._db = self._database.conn
         try:
@@ -163,6 +166,7 @@ class KnowledgeBase(Search):
                 yield
         finally:
             self._stats_version = -1  # our own commits do not change data_version
+            self._memory_version = -1
 
     # -- ingest --------------------------------------------------------------------------------------------
     def add_document(self, source: str, data: bytes, media_type: str | None = None) -> AddResult:
