@@ -57,8 +57,15 @@ def test_a_legacy_ledger_upgrades_in_place(tmp_path: Path) -> None:
         steps = [s.step for s in book.steps(a.id)]
         assert steps[:3] == ["signed", "pinned", "approve signed"] and "assert reverted" in steps  # history kept
         assert parse_time(a.created_at) <= datetime.now(UTC)
+        # Made before chain histories were recorded: the row takes the first chain it is checked against, and
+        # its transactions, bound to no history, never clash with the same bytes signed on a later one.
+        assert a.genesis_hash is None
+        adopted = book.match_chain(a, "0x" + "ge" * 32)
+        assert adopted.status == "asserting" and adopted.genesis_hash == "0x" + "ge" * 32
+        assert [t.status for t in book.txs(a.id)] == ["mined", "failed", "signed"]
     rows, tables = bookkeeping(path)
-    assert [v for v, _n in rows] == [1, 2] and rows[0][1] == "attestations, transactions, steps"
+    assert [v for v, _n in rows] == [1, 2, 3] and rows[0][1] == "attestations, transactions, steps"
+    assert rows[2][1].startswith("chain histories")
     with Ledger(path):  # opening again applies nothing
         pass
     assert bookkeeping(path) == (rows, tables)

@@ -204,7 +204,13 @@ def status(ref: str, as_json: bool) -> None:
     click.echo(f"  record     ipfs://{a.cid}" if a.cid else "  record     not pinned yet")
     if a.assertion_id:
         click.echo(f"  assertion  {a.assertion_id}")
-    if chain is not None:
+    if a.status == "orphaned":
+        from attest.flow.lifecycle import chain_gone
+
+        click.echo(f"  on chain   {chain_gone(a)}")
+    elif chain is not None and not chain.exists:
+        click.echo(f"  on chain   not found: {a.network} has no assertion {a.assertion_id} now")
+    elif chain is not None:
         state = "settled" if chain.settled else ("disputed" if chain.disputed else "open")
         resolution = f", resolved {'true' if chain.settlement_resolution else 'false'}" if chain.settled else ""
         click.echo(f"  on chain   {state}{resolution}")

@@ -178,6 +178,7 @@ def ask(
             digest=digest,
             want_assert=ctx is not None,
             plan=plan,
+            genesis_hash=None if ctx is None else ctx.genesis_hash,
         )
         checkpoint("signed")
         with timer("pin"):

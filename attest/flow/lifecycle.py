@@ -56,6 +56,10 @@ def resume(
                 a = ledger.get(a.id)
             if a.want_assert and a.status in ("pinned", "asserting") and a.assertion_id is None:
                 ctx = _ctx(a.network, config, contexts)
+                a = ledger.match_chain(a, ctx.genesis_hash)
+                if a.status == "orphaned":
+                    outcomes.append(Outcome(a, "orphaned", chain_gone(a)))
+                    continue
                 assert_pinned(ledger, a, ctx, _sender(ctx, a, config, prompt), progress)
                 outcomes.append(Outcome(ledger.get(a.id), "resumed", "asserted"))
             elif a.status in ("signed", "pinned"):
@@ -63,9 +67,19 @@ def resume(
     return outcomes
 
 
+def chain_gone(a: Attestation) -> str:
+    """Why an orphaned attestation is left alone, in one line."""
+    return (
+        f"its chain is gone: it was made on {a.network} (chain {a.chain_id}, genesis {(a.genesis_hash or '?')[:10]}…), "
+        "whose node now serves another history (the devnet was reset); nothing of it can be sent or settled"
+    )
+
+
 def refresh(ledger: Ledger, a: Attestation, ctx: ChainContext) -> tuple[Attestation, Assertion | None]:
-    """Bring the ledger row in line with the chain: disputed by whom, settled how (even by someone else)."""
-    if a.assertion_id is None:
+    """Bring the ledger row in line with the chain: disputed by whom, settled how (even by someone else); or
+    orphaned when the chain it was made on is gone (no chain view then)."""
+    a = ledger.match_chain(a, ctx.genesis_hash)
+    if a.assertion_id is None or a.status == "orphaned":
         return a, None
     chain = ctx.oov3.get_assertion(bytes.fromhex(a.assertion_id[2:]))
     if not chain.exists:
@@ -98,10 +112,16 @@ def settle(
                 continue
             ctx = _ctx(a.network, config, contexts)
             a, chain = refresh(ledger, a, ctx)
+            if a.status == "orphaned":
+                outcomes.append(Outcome(a, "skipped", chain_gone(a)))
+                continue
             if a.status == "settled":
                 outcomes.append(Outcome(a, "already settled", a.outcome or ""))
                 continue
             assert chain is not None
+            if not chain.exists:
+                outcomes.append(Outcome(a, "skipped", f"assertion {a.assertion_id} is not on {a.network} now"))
+                continue
             now = int(ctx.w3.eth.get_block("latest")["timestamp"])
             if not chain.disputed and now < chain.expiration_time:
                 outcomes.append(Outcome(a, "waiting", f"disputable for {chain.expiration_time - now} s more"))
