@@ -28,11 +28,16 @@ if TYPE_CHECKING:
     from attest.chain.tx import SignedTx
 
 # started -> signed -> pinned -> asserting -> asserted -> (disputed) -> settled; pinned is final with --no-assert.
-# orphaned: the chain it was planned or asserted on is gone (a devnet reset); final, like settled and failed.
-AttestationStatus = Literal["signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed", "orphaned"]
+# orphaned: the chain it was planned or asserted on is gone (a devnet reset); cancelled: given up (Ctrl-C, or
+# `attest discard`) before any transaction of it was sent. Both are final, like settled and failed, but `attest
+# resume ID` takes a cancelled one up again.
+AttestationStatus = Literal[
+    "signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed", "orphaned", "cancelled"
+]
 STATUSES: tuple[AttestationStatus, ...] = (
-    "signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed", "orphaned"
+    "signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed", "orphaned", "cancelled"
 )  # fmt: skip
+FINAL = ("settled", "failed", "orphaned", "cancelled")
 CHAIN_GONE = "its chain is gone"
 TxKind = Literal["approve", "assert", "settle"]
 
@@ -179,7 +184,7 @@ class Attestation:
 
     @property
     def finished(self) -> bool:
-        return self.status in ("settled", "failed", "orphaned") or (self.status == "pinned" and not self.want_assert)
+        return self.status in FINAL or (self.status == "pinned" and not self.want_assert)
 
 
 @dataclass(frozen=True)
@@ -321,6 +326,33 @@ class Ledger:
                 detail = {"was": a.status, "genesis": a.genesis_hash, "node_genesis": genesis_hash}
                 self.update(a.id, "orphaned", detail, status="orphaned", error=CHAIN_GONE)
         return self.get(a.id)
+
+    def cancel(self, attestation_id: int, why: str, *, unsent: bool) -> bool:
+        """Give up an attestation none of whose transactions was sent; False (nothing changed) when one may be out.
+        `unsent`: this process knows its `signed` rows were never broadcast (an interrupted ask, see
+        attest/interrupts.py); otherwise a signed row may be out and refuses."""
+        with self.transaction() as db:
+            a = self.get(attestation_id)
+            if a.finished or a.assertion_id is not None:
+                return False
+            statuses = {r["status"] for r in db.execute("SELECT status FROM txs WHERE attestation_id = ?", (a.id,))}
+            if statuses - ({"signed"} if unsent else set()):
+                return False
+            # Bytes that never left are forgotten (the steps keep their hash): taken up again, the attestation
+            # signs the very same bytes anew, and a row must not already hold them.
+            unsent_txs = [r[0] for r in db.execute("SELECT tx_hash FROM txs WHERE attestation_id = ?", (a.id,))]
+            db.execute("DELETE FROM txs WHERE attestation_id = ?", (a.id,))
+            detail = {"why": why, "was": a.status, "never_sent": unsent_txs}
+            self.update(a.id, "cancelled", detail, status="cancelled", error=why)
+        return True
+
+    def reopen(self, attestation_id: int) -> Attestation:
+        """A cancelled attestation taken up again, where it stopped: signed, or pinned when its record is."""
+        a = self.get(attestation_id)
+        if a.status == "cancelled":
+            back = "pinned" if a.cid is not None else "signed"
+            self.update(a.id, "reopened", {"status": back}, status=back, error=None)
+        return self.get(attestation_id)
 
     def unfinished(self) -> list[Attestation]:
         open_statuses = ("signed", "pinned", "asserting", "asserted", "disputed")

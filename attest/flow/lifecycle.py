@@ -42,14 +42,25 @@ def _sender(ctx: ChainContext, a: Attestation, config: Config, prompt: Callable[
 
 
 def resume(
-    *, config: Config | None = None, progress: Progress = _quiet, prompt: Callable[[str], str] | None = None
+    ref: str | None = None,
+    *,
+    config: Config | None = None,
+    progress: Progress = _quiet,
+    prompt: Callable[[str], str] | None = None,
 ) -> list[Outcome]:
-    """Drive every unfinished attestation to its next resting state: pinned, asserted."""
+    """Drive every unfinished attestation to its next resting state: pinned, asserted. Cancelled ones are left
+    alone; `ref` names one attestation to resume, a cancelled one included (it is taken up again)."""
     config = config or load_config()
     outcomes: list[Outcome] = []
     contexts: dict[str, ChainContext] = {}
     with Ledger() as ledger:
-        for a in ledger.unfinished():
+        if ref is None:
+            todo = ledger.unfinished()
+        else:
+            todo = [ledger.reopen(ledger.find(ref).id)]
+            if todo[0].finished or todo[0].status not in ("signed", "pinned", "asserting"):
+                return [Outcome(todo[0], "at rest", f"nothing to resume ({todo[0].status})")]
+        for a in todo:
             if a.status == "signed":
                 pin_record(ledger, a, LocalStore(), config)
                 progress("pin", f"#{a.id}: pinned ipfs://{ledger.get(a.id).cid}")
@@ -65,6 +76,28 @@ def resume(
             elif a.status in ("signed", "pinned"):
                 outcomes.append(Outcome(ledger.get(a.id), "resumed", "pinned"))
     return outcomes
+
+
+def discard(ref: str, *, config: Config | None = None) -> Attestation:
+    """Cancel an attestation none of whose transactions was signed: `resume` leaves it alone from then on.
+    Refused once one was (it may be out). Decided under the account's signing lock, which an ask or resume of
+    this home holds whenever it signs for it, so none of them signs for it after this returns."""
+    from attest.locks import SigningLock
+
+    with Ledger() as ledger:
+        a = ledger.find(ref)
+        if a.status == "cancelled":
+            return a
+        with SigningLock(a.chain_id, a.asserter).held():
+            if not ledger.cancel(a.id, "discarded (`attest discard`)", unsent=False):
+                a = ledger.get(a.id)
+                if a.finished:
+                    raise LedgerError(f"attestation #{a.id} is {a.status}, not open; there is nothing to discard")
+                raise LedgerError(
+                    f"attestation #{a.id} cannot be discarded: a transaction of it is out (see `attest status "
+                    f"{a.id}`); `attest resume {a.id}` finishes it"
+                )
+            return ledger.get(a.id)
 
 
 def chain_gone(a: Attestation) -> str:
