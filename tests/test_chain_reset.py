@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +33,16 @@ def ask(cli: Cli) -> dict[str, object]:
     return json.loads(cli.ok("ask", QUESTION, "--json"))
 
 
+def disputer(cli: Cli) -> str:
+    """One pass of the real daemon on this home; its log lines."""
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("disputer")), "run", "--once"],
+        env=cli.env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
 def block_number(cli: Cli) -> int:
     return int(Web3(Web3.HTTPProvider(f"http://127.0.0.1:{cli.port}")).eth.block_number)
 
@@ -40,6 +52,7 @@ def test_reset_twice_and_every_ask_succeeds_while_the_old_rows_say_their_chain_i
     cli.ok("kb", "add", str(KB_DOCS))
     cli.up()
     assert ask(cli)["assertion_id"]  # #1, asserted on the first chain
+    disputer(cli)  # the disputer sees it there
     # #2 dies with its approval signed and never sent: bytes the new chains would accept, if anyone sent them.
     crashed = cli.run("ask", QUESTION, "--json", env={**cli.env, CRASH_ENV: "approve-signed"})
     assert crashed.returncode == 137, crashed.stderr
@@ -48,6 +61,11 @@ def test_reset_twice_and_every_ask_succeeds_while_the_old_rows_say_their_chain_i
         cli.up()
         # The new chain signs the very same approve bytes as the first ask did: no longer a conflict.
         assert str(ask(cli)["assertion_id"]).startswith("0x")
+    # The disputer retires what it saw on the first chain and watches the new one.
+    assert "the chain was reset: 1 assertions" in disputer(cli)
+    with sqlite3.connect(cli.home / "disputer.sqlite") as db:
+        seen = [r[0] for r in db.execute("SELECT status FROM assertions ORDER BY seen_at")]
+    assert seen[0] == "gone" and len(seen) == 2 and seen[1] != "gone"  # #1 on the first chain, #4 on this one
     before = block_number(cli)
     resumed = cli.ok("resume")
     assert "#2: its chain is gone" in resumed and block_number(cli) == before  # nothing rebroadcast

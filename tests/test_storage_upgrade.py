@@ -96,8 +96,11 @@ def test_a_legacy_disputer_state_upgrades_in_place(tmp_path: Path) -> None:
         # Whole-second stamps of the earlier release still read, and sort with today's.
         assert len(stored.seen_at) == len("2026-01-01T00:00:00Z") and parse_time(stored.seen_at) <= datetime.now(UTC)
         assert parse_time(stored.seen_at) <= parse_time(utc_now())
+        # First followed after the upgrade: its rows were seen on that very chain, and nothing is retired.
+        assert store.follow_chain(31337, b"\x01" * 32) == 0
+        assert store.get(AID) == stored
     rows_, tables = bookkeeping(path)
-    assert [v for v, _n in rows_] == [1, 2] and "schema_version" not in tables  # moved into the one table
+    assert [v for v, _n in rows_] == [1, 2, 3] and "schema_version" not in tables  # moved into the one table
     with DisputerStore(path) as store:
         assert store.schema_version() == SCHEMA_VERSION
     assert bookkeeping(path) == (rows_, tables)
