@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from attest.chain.outbox import CRASH_ENV, PAUSE_ENV
 from attest.cli import cli
+from attest.flow.token import Token
 from attest.ledger import Ledger
 from tests.conftest import LocalChain
 from tests.test_ask import KB_DOCS, QUESTION, ok
@@ -134,3 +135,9 @@ def test_discard_cancels_what_a_crash_left_and_resume_leaves_it(chain: LocalChai
     assert refused.exit_code == 1 and "a transaction of it is out" in str(refused.exception)
     finished = CliRunner().invoke(cli, ["discard", "1"])
     assert finished.exit_code == 0  # discarding again is no error
+    # resume finishes #2 only, and #2's approval covered its own bond alone: the cancelled #1 asks for none.
+    assert "#2: asserted" in ok("resume")
+    assert [s for s, _txs in statuses()] == ["cancelled", "asserted"]
+    with Ledger() as ledger:
+        a = ledger.get(2)
+    assert a.currency is not None and Token(chain.w3, a.currency).allowance(a.asserter, chain.deployment.oov3) == 0

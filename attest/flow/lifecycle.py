@@ -141,7 +141,8 @@ def settle(
         targets = ledger.select(statuses=("asserted", "disputed")) if settle_all else [ledger.find(r) for r in refs]
         for a in targets:
             if a.assertion_id is None:
-                outcomes.append(Outcome(a, "skipped", f"not asserted (status {a.status}); `attest resume` first"))
+                then = f"`attest resume {a.id}` first" if a.status != "orphaned" else "its chain is gone"
+                outcomes.append(Outcome(a, "skipped", f"not asserted (status {a.status}); {then}"))
                 continue
             ctx = _ctx(a.network, config, contexts)
             a, chain = refresh(ledger, a, ctx)
