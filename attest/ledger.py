@@ -254,6 +254,10 @@ class Ledger:
             raise ValueError(f"not ledger fields: {sorted(unknown)}")
         values = [_column_value(name, value) for name, value in fields.items()]
         with self.transaction() as db:
+            if "status" in fields and step != "reopened" and self.get(attestation_id).status == "cancelled":
+                # `attest discard` from another terminal while an ask or resume was pinning it: that one stops
+                # (only `reopen` takes a cancelled attestation up again).
+                raise LedgerError(f"attestation #{attestation_id} was discarded meanwhile; nothing of it was sent")
             if fields:
                 assignments = ", ".join(f"{name} = ?" for name in fields)
                 db.execute(

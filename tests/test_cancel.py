@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from attest.chain.outbox import CRASH_ENV, PAUSE_ENV
 from attest.cli import cli
+from attest.errors import LedgerError
 from attest.flow.token import Token
 from attest.ledger import Ledger
 from tests.conftest import LocalChain
@@ -141,3 +142,16 @@ def test_discard_cancels_what_a_crash_left_and_resume_leaves_it(chain: LocalChai
     with Ledger() as ledger:
         a = ledger.get(2)
     assert a.currency is not None and Token(chain.w3, a.currency).allowance(a.asserter, chain.deployment.oov3) == 0
+
+
+def test_a_discard_from_another_terminal_stops_the_ask_that_was_pinning_it(attest_home: str) -> None:
+    with Ledger() as ledger:
+        n = ledger.begin(
+            network="local", chain_id=31337, account="dev:1", asserter="0x" + "11" * 20, query="q",
+            record=b"{}", digest="0x" + "ab" * 32, want_assert=True, plan={}, genesis_hash="0x" + "01" * 32,
+        )  # fmt: skip
+        assert "cancelled" in ok("discard", str(n))
+        # The ask that was pinning it meanwhile moves its status on next: refused, so it never signs.
+        with pytest.raises(LedgerError, match="discarded meanwhile"):
+            ledger.update(n, "pinned", status="pinned", cid="bafy")
+        assert ledger.get(n).status == "cancelled" and ledger.get(n).cid is None
