@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -52,6 +53,14 @@ class ChainContext:
     @property
     def chain_id(self) -> int:
         return self.network.chain_id
+
+    @cached_property
+    def genesis_hash(self) -> str:
+        """Block 0's hash: with the chain id, it names one chain's history. A devnet reset keeps the chain id and
+        the addresses but starts a new history, so what the ledger made on the old one is told apart by this."""
+        if self.deployment is not None:
+            return self.deployment.genesis_hash
+        return self.w3.eth.get_block(0)["hash"].to_0x_hex()
 
     def sender(self, account: LocalAccount) -> Sender:
         """A sender for this network: its gas margin applies to every transaction, and it signs under the

@@ -36,6 +36,11 @@ class AccountError(AttestError):
 
 
 # -- the local ledger ----------------------------------------------------------------------------------------
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what it did to the job it stopped (one line). Not an AttestError: it ends the command as an
+    interrupt (exit code 130), not as a failure."""
+
+
 class LedgerError(AttestError):
     """The local ledger of attestations cannot be read or written, or names no such attestation."""
 

@@ -28,8 +28,17 @@ if TYPE_CHECKING:
     from attest.chain.tx import SignedTx
 
 # started -> signed -> pinned -> asserting -> asserted -> (disputed) -> settled; pinned is final with --no-assert.
-AttestationStatus = Literal["signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed"]
-STATUSES: tuple[AttestationStatus, ...] = ("signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed")
+# orphaned: the chain it was planned or asserted on is gone (a devnet reset); cancelled: given up (Ctrl-C, or
+# `attest discard`) before any transaction of it was sent. Both are final, like settled and failed, but `attest
+# resume ID` takes a cancelled one up again.
+AttestationStatus = Literal[
+    "signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed", "orphaned", "cancelled"
+]
+STATUSES: tuple[AttestationStatus, ...] = (
+    "signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed", "orphaned", "cancelled"
+)  # fmt: skip
+FINAL = ("settled", "failed", "orphaned", "cancelled")
+CHAIN_GONE = "its chain is gone"
 TxKind = Literal["approve", "assert", "settle"]
 
 _MIGRATIONS: tuple[Migration, ...] = (
@@ -100,13 +109,40 @@ _MIGRATIONS: tuple[Migration, ...] = (
         UPDATE txs SET status = 'failed', error = 'reverted on chain' WHERE status = 'reverted'
         """,
     ),
+    Migration(
+        "chain histories: the genesis hash a row was made on; a transaction hash is unique per history",
+        # A reset devnet has the same chain id, addresses and nonces, so it signs the very same bytes again: the
+        # hash alone no longer names one transaction. Rows from before stay NULL until a chain is seen for them.
+        """
+        ALTER TABLE attestations ADD COLUMN genesis_hash TEXT;
+        CREATE TABLE txs_by_chain(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            attestation_id INTEGER NOT NULL REFERENCES attestations(id),
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,
+            nonce INTEGER NOT NULL,
+            tx_hash TEXT NOT NULL,
+            raw BLOB NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            error TEXT,
+            genesis_hash TEXT,
+            UNIQUE(genesis_hash, tx_hash)
+        );
+        INSERT INTO txs_by_chain(id, attestation_id, kind, status, nonce, tx_hash, raw, created_at, updated_at, error)
+            SELECT id, attestation_id, kind, status, nonce, tx_hash, raw, created_at, updated_at, error FROM txs;
+        DROP TABLE txs;
+        ALTER TABLE txs_by_chain RENAME TO txs;
+        CREATE INDEX txs_by_attestation ON txs(attestation_id, kind)
+        """,
+    ),
 )
 
 _UPDATABLE = frozenset(
     {
         "status", "cid", "rules_cid", "pins", "oov3", "registry", "currency", "bond", "liveness", "identifier",
         "claim", "assertion_id", "assert_tx", "log_index", "block_number", "expiration", "disputer", "outcome",
-        "settle_tx", "error",
+        "settle_tx", "error", "genesis_hash",
     }
 )  # fmt: skip
 
@@ -144,10 +180,11 @@ class Attestation:
     error: str | None
     created_at: str
     updated_at: str
+    genesis_hash: str | None  # block 0 of the chain it is planned for; None: pinned only, or older than this field
 
     @property
     def finished(self) -> bool:
-        return self.status in ("settled", "failed") or (self.status == "pinned" and not self.want_assert)
+        return self.status in FINAL or (self.status == "pinned" and not self.want_assert)
 
 
 @dataclass(frozen=True)
@@ -189,19 +226,21 @@ class Ledger:
         digest: str,
         want_assert: bool,
         plan: dict[str, Any],
+        genesis_hash: str | None = None,
     ) -> int:
-        """The signed record, before anything leaves this machine; `plan` holds the assertion's parameters."""
+        """The signed record, before anything leaves this machine; `plan` holds the assertion's parameters,
+        `genesis_hash` the chain history it is planned for."""
         now = utc_now()
         with self.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO attestations(status, network, chain_id, account, asserter, query, record, digest, "
-                "want_assert, oov3, registry, currency, bond, liveness, identifier, created_at, updated_at) "
-                "VALUES ('signed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "want_assert, oov3, registry, currency, bond, liveness, identifier, created_at, updated_at, "
+                "genesis_hash) VALUES ('signed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     network, chain_id, account, asserter, query, record, digest, int(want_assert),
                     plan.get("oov3"), plan.get("registry"), plan.get("currency"),
                     None if plan.get("bond") is None else str(plan["bond"]), plan.get("liveness"),
-                    plan.get("identifier"), now, now,
+                    plan.get("identifier"), now, now, genesis_hash,
                 ),
             )  # fmt: skip
             attestation_id = int(cursor.lastrowid or 0)
@@ -215,6 +254,10 @@ class Ledger:
             raise ValueError(f"not ledger fields: {sorted(unknown)}")
         values = [_column_value(name, value) for name, value in fields.items()]
         with self.transaction() as db:
+            if "status" in fields and step != "reopened" and self.get(attestation_id).status == "cancelled":
+                # `attest discard` from another terminal while an ask or resume was pinning it: that one stops
+                # (only `reopen` takes a cancelled attestation up again).
+                raise LedgerError(f"attestation #{attestation_id} was discarded meanwhile; nothing of it was sent")
             if fields:
                 assignments = ", ".join(f"{name} = ?" for name in fields)
                 db.execute(
@@ -270,6 +313,51 @@ class Ledger:
             sql += f" LIMIT {int(limit)}"
         return [_attestation(r) for r in self._db.execute(sql, args)]
 
+    def match_chain(self, a: Attestation, genesis_hash: str) -> Attestation:
+        """The row as seen from a node whose chain starts with `genesis_hash`. A row made on another history of
+        this chain id (the devnet was reset since) becomes `orphaned`, and its transactions in flight `failed`:
+        their bytes must never be rebroadcast on the new chain, which would accept them. A row from before the
+        genesis hash was recorded takes this one."""
+        if a.genesis_hash is None:
+            self.update(a.id, "chain recorded", {"genesis": genesis_hash}, genesis_hash=genesis_hash)
+        elif a.genesis_hash != genesis_hash and not a.finished:
+            with self.transaction() as db:
+                db.execute(
+                    "UPDATE txs SET status = 'failed', error = ?, updated_at = ? "
+                    "WHERE attestation_id = ? AND status IN ('signed', 'sent')",
+                    (CHAIN_GONE, utc_now(), a.id),
+                )
+                detail = {"was": a.status, "genesis": a.genesis_hash, "node_genesis": genesis_hash}
+                self.update(a.id, "orphaned", detail, status="orphaned", error=CHAIN_GONE)
+        return self.get(a.id)
+
+    def cancel(self, attestation_id: int, why: str, *, unsent: bool) -> bool:
+        """Give up an attestation none of whose transactions was sent; False (nothing changed) when one may be out.
+        `unsent`: this process knows its `signed` rows were never broadcast (an interrupted ask, see
+        attest/interrupts.py); otherwise a signed row may be out and refuses."""
+        with self.transaction() as db:
+            a = self.get(attestation_id)
+            if a.finished or a.assertion_id is not None:
+                return False
+            statuses = {r["status"] for r in db.execute("SELECT status FROM txs WHERE attestation_id = ?", (a.id,))}
+            if statuses - ({"signed"} if unsent else set()):
+                return False
+            # Bytes that never left are forgotten (the steps keep their hash): taken up again, the attestation
+            # signs the very same bytes anew, and a row must not already hold them.
+            unsent_txs = [r[0] for r in db.execute("SELECT tx_hash FROM txs WHERE attestation_id = ?", (a.id,))]
+            db.execute("DELETE FROM txs WHERE attestation_id = ?", (a.id,))
+            detail = {"why": why, "was": a.status, "never_sent": unsent_txs}
+            self.update(a.id, "cancelled", detail, status="cancelled", error=why)
+        return True
+
+    def reopen(self, attestation_id: int) -> Attestation:
+        """A cancelled attestation taken up again, where it stopped: signed, or pinned when its record is."""
+        a = self.get(attestation_id)
+        if a.status == "cancelled":
+            back = "pinned" if a.cid is not None else "signed"
+            self.update(a.id, "reopened", {"status": back}, status=back, error=None)
+        return self.get(attestation_id)
+
     def unfinished(self) -> list[Attestation]:
         open_statuses = ("signed", "pinned", "asserting", "asserted", "disputed")
         return [a for a in self.select(statuses=open_statuses) if not a.finished]
@@ -297,9 +385,9 @@ class Ledger:
         now = utc_now()
         with self.transaction(durable=True) as db:
             cursor = db.execute(
-                "INSERT INTO txs(attestation_id, kind, status, nonce, tx_hash, raw, created_at, updated_at) "
-                "VALUES (?, ?, 'signed', ?, ?, ?, ?, ?)",
-                (row.subject, row.kind, signed.nonce, signed.tx_hash, signed.raw, now, now),
+                "INSERT INTO txs(attestation_id, kind, status, nonce, tx_hash, raw, created_at, updated_at, "
+                "genesis_hash) SELECT ?, ?, 'signed', ?, ?, ?, ?, ?, genesis_hash FROM attestations WHERE id = ?",
+                (row.subject, row.kind, signed.nonce, signed.tx_hash, signed.raw, now, now, row.subject),
             )
             self._step(db, row.subject, f"{row.kind} signed", {"tx": signed.tx_hash, "nonce": signed.nonce})
         return self._tx_by_id(int(cursor.lastrowid or 0))
@@ -328,23 +416,28 @@ class Ledger:
         ).fetchone()
         return None if row is None else _tx(row)
 
-    def in_flight(self, *, chain_id: int, asserter: str) -> list[tuple[TxRow[int], Attestation]]:
-        """Every transaction of this account on this chain signed or sent and not known to be mined, with its
-        attestation, in nonce order."""
+    def in_flight(
+        self, *, chain_id: int, genesis_hash: str | None, asserter: str
+    ) -> list[tuple[TxRow[int], Attestation]]:
+        """Every transaction of this account on this chain (id and history) signed or sent and not known to be
+        mined, with its attestation, in nonce order."""
         rows = self._db.execute(
-            "SELECT t.* FROM txs t JOIN attestations a ON a.id = t.attestation_id "
-            "WHERE t.status IN ('signed', 'sent') AND a.chain_id = ? AND lower(a.asserter) = ? ORDER BY t.nonce",
-            (chain_id, asserter.lower()),
+            "SELECT t.* FROM txs t JOIN attestations a ON a.id = t.attestation_id WHERE t.status IN ('signed', "
+            "'sent') AND a.chain_id = ? AND a.genesis_hash IS ? AND lower(a.asserter) = ? ORDER BY t.nonce",
+            (chain_id, genesis_hash, asserter.lower()),
         ).fetchall()
         return [(_tx(r), self.get(int(r["attestation_id"]))) for r in rows]
 
-    def to_assert(self, *, chain_id: int, asserter: str, oov3: str, currency: str) -> list[Attestation]:
-        """Attestations of this account, oracle and bond currency planned to be asserted and not asserted yet."""
+    def to_assert(
+        self, *, chain_id: int, genesis_hash: str | None, asserter: str, oov3: str, currency: str
+    ) -> list[Attestation]:
+        """Attestations of this account, chain, oracle and bond currency planned to be asserted and not asserted
+        yet."""
         rows = self._db.execute(
             "SELECT * FROM attestations WHERE want_assert = 1 AND assertion_id IS NULL "
-            "AND status IN ('pinned', 'asserting') AND chain_id = ? AND lower(asserter) = ? AND lower(oov3) = ? "
-            "AND lower(currency) = ? ORDER BY id",
-            (chain_id, asserter.lower(), oov3.lower(), currency.lower()),
+            "AND status IN ('pinned', 'asserting') AND chain_id = ? AND genesis_hash IS ? AND lower(asserter) = ? "
+            "AND lower(oov3) = ? AND lower(currency) = ? ORDER BY id",
+            (chain_id, genesis_hash, asserter.lower(), oov3.lower(), currency.lower()),
         )
         return [_attestation(r) for r in rows]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
@@ -24,6 +25,7 @@ from disputer.telemetry import Metrics
 from disputer.wallet import Wallet
 from disputer.watcher import Watcher
 
+log = logging.getLogger("disputer.wiring")
 DEFAULT_CONFIRMATIONS = 3  # off the devnet, when neither [disputer] nor [networks.<name>] says
 
 
@@ -54,7 +56,14 @@ def build_daemon(
     metrics: Metrics | None = None,
 ) -> Daemon:
     """A daemon wired from the config: the judge from `[llm]` (offline grounding-v1 without a key), the watcher,
-    the evaluator over the configured IPFS readers, the actor signing with `account` and its wallet."""
+    the evaluator over the configured IPFS readers, the actor signing with `account` and its wallet. The store
+    follows the chain's present history: what it saw on one a reset ended is retired first."""
+    retired = store.follow_chain(ctx.chain_id, bytes.fromhex(ctx.genesis_hash.removeprefix("0x")))
+    if retired:
+        log.warning(
+            "the chain was reset: %d assertions seen on its earlier history are gone", retired,
+            extra={"chain_id": ctx.chain_id, "genesis": ctx.genesis_hash},
+        )  # fmt: skip
     if judge is None:
         path = config.calibration_path(calibration_base or config_path().parent)
         calibration = CalibrationMap.load(path) if path is not None else None

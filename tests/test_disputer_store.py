@@ -188,6 +188,8 @@ def test_a_v1_state_file_is_migrated_in_place(tmp_path: Path) -> None:
         s.record_decision(made(1).assertion_id, action="dispute", reason="preview", dry_run=True)
     with sqlite3.connect(path) as db:  # as a release with schema v1 left it
         db.execute("DROP TABLE superseded_decisions")
+        db.execute("DROP TABLE chains")  # and what later migrations made
+        db.execute("ALTER TABLE assertions DROP COLUMN genesis_hash")
         db.execute("DELETE FROM migrations WHERE version > 1")
     with DisputerStore(path) as s:
         assert s.schema_version() == SCHEMA_VERSION
@@ -291,3 +293,28 @@ def test_a_failing_transaction_leaves_nothing_behind(store: DisputerStore) -> No
         store.save_checkpoint(CHAIN, OOV3, 10, b"\x10" * 32)
         raise RuntimeError("crash between the events and the checkpoint")
     assert store.get(made(1).assertion_id) is None and store.checkpoint(CHAIN, OOV3) is None
+
+
+def test_a_reset_chain_retires_what_was_seen_on_its_earlier_history(store: DisputerStore) -> None:
+    first, second = b"\x01" * 32, b"\x02" * 32
+    assert store.follow_chain(CHAIN, first) == 0
+    store.upsert_made(CHAIN, made(1), b"\x10" * 32, True, oov3=OOV3)
+    store.upsert_made(CHAIN, made(2), b"\x10" * 32, True, oov3=OOV3)
+    store.mark_settled(made(2).assertion_id, True, b"\x22" * 32, 11, b"\x11" * 32)
+    store.save_checkpoint(CHAIN, OOV3, 12, b"\x12" * 32)
+    dispute = store.tx_intent(made(1).assertion_id, "dispute")
+    store.tx_signed(dispute.id, 0, b"\x44" * 32, b"\x02dispute", sender="0x" + "22" * 20)
+    assert store.follow_chain(CHAIN, first) == 0  # the same history: nothing changes
+    assert store.get(made(1).assertion_id).status == "new"  # type: ignore[union-attr]
+
+    assert store.follow_chain(CHAIN, second) == 1  # the devnet was reset
+    assert store.get(made(1).assertion_id).status == "gone"  # type: ignore[union-attr]
+    assert store.get(made(2).assertion_id).status == "settled"  # type: ignore[union-attr]  # history, kept
+    (row,) = store.txs_for(made(1).assertion_id)
+    assert (row.status, row.error) == ("failed", "its chain is gone")  # its bytes are never rebroadcast
+    assert store.checkpoint(CHAIN, OOV3) is None and store.checkpoint_history(CHAIN, OOV3) == []
+    assert store.assertions(CHAIN, statuses=("new", "evaluated", "disputed")) == []  # no budget, no job holds it
+    store.upsert_made(CHAIN, made(3), b"\x10" * 32, True, oov3=OOV3)  # seen on the new history
+    assert store.follow_chain(CHAIN, second) == 0
+    assert store.get(made(3).assertion_id).status == "new"  # type: ignore[union-attr]
+    assert store.follow_chain(CHAIN + 1, first) == 0  # another chain id is its own

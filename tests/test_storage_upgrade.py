@@ -57,8 +57,15 @@ def test_a_legacy_ledger_upgrades_in_place(tmp_path: Path) -> None:
         steps = [s.step for s in book.steps(a.id)]
         assert steps[:3] == ["signed", "pinned", "approve signed"] and "assert reverted" in steps  # history kept
         assert parse_time(a.created_at) <= datetime.now(UTC)
+        # Made before chain histories were recorded: the row takes the first chain it is checked against, and
+        # its transactions, bound to no history, never clash with the same bytes signed on a later one.
+        assert a.genesis_hash is None
+        adopted = book.match_chain(a, "0x" + "ge" * 32)
+        assert adopted.status == "asserting" and adopted.genesis_hash == "0x" + "ge" * 32
+        assert [t.status for t in book.txs(a.id)] == ["mined", "failed", "signed"]
     rows, tables = bookkeeping(path)
-    assert [v for v, _n in rows] == [1, 2] and rows[0][1] == "attestations, transactions, steps"
+    assert [v for v, _n in rows] == [1, 2, 3] and rows[0][1] == "attestations, transactions, steps"
+    assert rows[2][1].startswith("chain histories")
     with Ledger(path):  # opening again applies nothing
         pass
     assert bookkeeping(path) == (rows, tables)
@@ -89,8 +96,11 @@ def test_a_legacy_disputer_state_upgrades_in_place(tmp_path: Path) -> None:
         # Whole-second stamps of the earlier release still read, and sort with today's.
         assert len(stored.seen_at) == len("2026-01-01T00:00:00Z") and parse_time(stored.seen_at) <= datetime.now(UTC)
         assert parse_time(stored.seen_at) <= parse_time(utc_now())
+        # First followed after the upgrade: its rows were seen on that very chain, and nothing is retired.
+        assert store.follow_chain(31337, b"\x01" * 32) == 0
+        assert store.get(AID) == stored
     rows_, tables = bookkeeping(path)
-    assert [v for v, _n in rows_] == [1, 2] and "schema_version" not in tables  # moved into the one table
+    assert [v for v, _n in rows_] == [1, 2, 3] and "schema_version" not in tables  # moved into the one table
     with DisputerStore(path) as store:
         assert store.schema_version() == SCHEMA_VERSION
     assert bookkeeping(path) == (rows_, tables)

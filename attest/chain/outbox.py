@@ -20,17 +20,25 @@ were renamed by a ledger migration), and `intent` names the state every transact
 
 `checkpoint` is a fault-injection point: with `ATTEST_CRASH_AT=<step>` in the environment the process dies
 (SIGKILL-like, no cleanup) right after that step is recorded (`<kind>-signed`, `<kind>-sent`, `<kind>-mined`,
-and the asserter's own steps). The crash-recovery tests stop a run between every pair of steps with it.
+and the asserter's own steps). The crash-recovery tests stop a run between every pair of steps with it. With
+`ATTEST_PAUSE_AT=<step>` it says `paused at <step>` on stderr and waits for a signal instead, so a test can send a
+real Ctrl-C at that very step.
+
+A broadcast and the `sent` that records it are one step for Ctrl-C (attest/interrupts.py): an interrupt there is
+delivered once `sent` is written, so a row an interrupted process left `signed` was never sent by it.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeAlias, TypeVar
 
+from attest import interrupts
 from attest.errors import ChainError, NonceTaken, RpcUnavailable, TransactionRejected
 
 if TYPE_CHECKING:  # the stores import this module for TxRow; web3 loads only where transactions are sent
@@ -43,6 +51,8 @@ if TYPE_CHECKING:  # the stores import this module for TxRow; web3 loads only wh
     Call: TypeAlias = ContractFunction | ContractConstructor | EncodedCall
 
 CRASH_ENV = "ATTEST_CRASH_AT"
+PAUSE_ENV = "ATTEST_PAUSE_AT"
+PAUSE_S = 120.0  # how long a paused process waits for the test's signal
 
 TxState = Literal["intent", "signed", "sent", "mined", "failed", "dropped"]
 TX_STATES: tuple[TxState, ...] = ("intent", "signed", "sent", "mined", "failed", "dropped")
@@ -60,6 +70,9 @@ S = TypeVar("S")
 def checkpoint(step: str) -> None:
     if os.environ.get(CRASH_ENV) == step:
         os._exit(137)
+    if os.environ.get(PAUSE_ENV) == step:
+        print(f"paused at {step}", file=sys.stderr, flush=True)
+        time.sleep(PAUSE_S)
 
 
 @dataclass(frozen=True)
@@ -256,19 +269,22 @@ class Outbox(Generic[S]):
             if signed:
                 checkpoint(f"{kind}-signed")
             sent: list[tuple[TxRow[S], SignedTx]] = []
-            for i, (row, tx) in enumerate(signed):
-                try:
-                    self.sender.broadcast(tx)
-                except ChainError as err:
-                    results[row.subject] = SendResult(self._unsent(row, err), str(err), failure=err)
-                    with self.log.transaction():
-                        for later, _tx in signed[i + 1 :]:
-                            why = "not sent: an earlier transaction of its batch did not go out"
-                            results[later.subject] = SendResult(self.log.tx_record(later, "dropped", error=why), why)
-                    break
-                sent.append((row, tx))
-            with self.log.transaction():
-                sent = [(self.log.tx_record(row, "sent"), tx) for row, tx in sent]
+            with interrupts.deferred():
+                for i, (row, tx) in enumerate(signed):
+                    try:
+                        self.sender.broadcast(tx)
+                    except ChainError as err:
+                        results[row.subject] = SendResult(self._unsent(row, err), str(err), failure=err)
+                        with self.log.transaction():
+                            for later, _tx in signed[i + 1 :]:
+                                why = "not sent: an earlier transaction of its batch did not go out"
+                                results[later.subject] = SendResult(
+                                    self.log.tx_record(later, "dropped", error=why), why
+                                )
+                        break
+                    sent.append((row, tx))
+                with self.log.transaction():
+                    sent = [(self.log.tx_record(row, "sent"), tx) for row, tx in sent]
             if sent:
                 checkpoint(f"{kind}-sent")
         receipts: list[tuple[TxRow[S], TxReceipt]] = []
@@ -316,18 +332,19 @@ class Outbox(Generic[S]):
                 checkpoint(f"{kind}-signed")
                 # A transport failure from here on leaves the row signed or sent: whether the bytes reached the
                 # chain is unknown, and the next reconcile finds out from the receipt before anything else is signed.
-                try:
-                    self.sender.broadcast(signed)
-                except NonceTaken as err:
-                    row = self._unsent(row, err)
-                    if attempt == NONCE_RETRIES:
-                        return SendResult(row, str(err), failure=err)
-                    if self.notice is not None:
-                        self.notice(f"{err}; signing it again with the next nonce")
-                    continue
-                except ChainError as err:
-                    return SendResult(self._unsent(row, err), str(err), failure=err)
-                row = self.log.tx_record(row, "sent")
+                with interrupts.deferred():
+                    try:
+                        self.sender.broadcast(signed)
+                    except NonceTaken as err:
+                        row = self._unsent(row, err)
+                        if attempt == NONCE_RETRIES:
+                            return SendResult(row, str(err), failure=err)
+                        if self.notice is not None:
+                            self.notice(f"{err}; signing it again with the next nonce")
+                        continue
+                    except ChainError as err:
+                        return SendResult(self._unsent(row, err), str(err), failure=err)
+                    row = self.log.tx_record(row, "sent")
                 checkpoint(f"{kind}-sent")
             break
         if not wait:

@@ -11,7 +11,7 @@ import click
 
 from attest import __version__
 from attest.cli.accounts import accounts
-from attest.cli.attestations import ask, export, list_, resume, settle, status
+from attest.cli.attestations import ask, discard, export, list_, resume, settle, status
 from attest.cli.config import config
 from attest.cli.devnet import devnet
 from attest.cli.doctor import doctor
@@ -32,7 +32,7 @@ def cli() -> None:
     """Accountable LLM answers: signed records on IPFS, asserted through UMA's Optimistic Oracle V3."""
 
 
-for command in (ask, verify, status, list_, settle, resume, export):
+for command in (ask, verify, status, list_, settle, resume, discard, export):
     cli.add_command(command)
 cli.add_command(doctor)
 cli.add_command(devnet)

@@ -1,16 +1,20 @@
-"""`attest ask | resume | settle | status | list | export`: the main job and what follows it."""
+"""`attest ask | resume | discard | settle | status | list | export`: the main job and what follows it."""
 
 from __future__ import annotations
 
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from attest import interrupts
 from attest.cli.output import echo_json, short, table
 from attest.llm.registry import provider_names
+
+if TYPE_CHECKING:
+    from attest.flow.ask import AskResult
 
 
 def _progress(enabled: bool) -> Any:
@@ -85,6 +89,11 @@ def ask(
         assert_anyway=assert_anyway,
     )  # fmt: skip
     result = run(request, progress=_progress(not as_json))
+    with interrupts.ignored():  # the job is done (its assertion mined): Ctrl-C no longer hides its result
+        _show_ask(result, as_json)
+
+
+def _show_ask(result: AskResult, as_json: bool) -> None:
     a = result.attestation
     chain_now = None
     if a.expiration is not None:
@@ -146,15 +155,28 @@ def ask(
 
 
 @click.command()
-def resume() -> None:
-    """Finish every attestation a crash or Ctrl-C interrupted, without sending any transaction twice."""
+@click.argument("ref", required=False)
+def resume(ref: str | None) -> None:
+    """Finish every attestation a crash interrupted, or the one REF names (ledger number, assertion id or CID),
+    without sending any transaction twice. Cancelled ones are left alone unless named."""
     from attest.flow.lifecycle import resume as run
 
-    outcomes = run(progress=_progress(True))
+    outcomes = run(ref, progress=_progress(True))
     if not outcomes:
         click.echo("Nothing to resume: every attestation in the ledger is at rest.")
     for o in outcomes:
         click.echo(f"#{o.attestation.id}: {o.detail} ({o.attestation.status})")
+
+
+@click.command()
+@click.argument("ref")
+def discard(ref: str) -> None:
+    """Cancel an attestation nothing of which was sent on chain (by ledger number, assertion id or CID), so that
+    `attest resume` leaves it alone. Refused once a transaction of it is out."""
+    from attest.flow.lifecycle import discard as run
+
+    a = run(ref)
+    click.echo(f"#{a.id}: cancelled; nothing of it was sent on chain (`attest resume {a.id}` takes it up again)")
 
 
 @click.command()
@@ -205,7 +227,13 @@ def status(ref: str, as_json: bool) -> None:
     click.echo(f"  record     ipfs://{a.cid}" if a.cid else "  record     not pinned yet")
     if a.assertion_id:
         click.echo(f"  assertion  {a.assertion_id}")
-    if chain is not None:
+    if a.status == "orphaned":
+        from attest.flow.lifecycle import chain_gone
+
+        click.echo(f"  on chain   {chain_gone(a)}")
+    elif chain is not None and not chain.exists:
+        click.echo(f"  on chain   not found: {a.network} has no assertion {a.assertion_id} now")
+    elif chain is not None:
         state = "settled" if chain.settled else ("disputed" if chain.disputed else "open")
         resolution = f", resolved {'true' if chain.settlement_resolution else 'false'}" if chain.settled else ""
         click.echo(f"  on chain   {state}{resolution}")

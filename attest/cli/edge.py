@@ -4,10 +4,11 @@ stderr and exit code 1; anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
 
-from attest.errors import AttestError
+from attest.errors import AttestError, Interrupted
 
 
 def run_cli(group: click.Group) -> None:
@@ -19,13 +20,17 @@ def run_cli(group: click.Group) -> None:
     except click.exceptions.Abort as err:
         # click turns Ctrl-C into Abort; keep the shell's convention for an interrupt (128 + SIGINT).
         if isinstance(err.__context__, KeyboardInterrupt):
-            click.echo("Interrupted.", err=True)
-            sys.exit(130)
+            _interrupted(err.__context__)
         click.echo("Aborted.", err=True)
         sys.exit(1)
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as err:
+        _interrupted(err)
+
+
+def _interrupted(err: KeyboardInterrupt) -> NoReturn:
+    """`Interrupted.`, with what the interrupt did to the job when the job said (attest.errors.Interrupted)."""
+    click.echo(f"Interrupted: {err}" if isinstance(err, Interrupted) else "Interrupted.", err=True)
+    sys.exit(130)

@@ -38,7 +38,7 @@ def plan_allowance(ledger: Ledger, a: Attestation, token: Token, spender: str, s
     pending = w3.eth.get_transaction_count(sender.address, "pending")
     left = token.allowance(sender.address, spender, block=block)
     same_bond = (a.currency.lower(), a.oov3.lower())
-    for row, owner in ledger.in_flight(chain_id=a.chain_id, asserter=sender.address):
+    for row, owner in ledger.in_flight(chain_id=a.chain_id, genesis_hash=a.genesis_hash, asserter=sender.address):
         # A row signed but never sent (its process died before sending) holds no place in the nonce order.
         if row.nonce is None or not executed <= row.nonce < pending:
             continue
@@ -49,7 +49,10 @@ def plan_allowance(ledger: Ledger, a: Attestation, token: Token, spender: str, s
         if row.kind == "assert" and owner.bond is not None:
             left -= owner.bond
     needed = 0
-    for other in ledger.to_assert(chain_id=a.chain_id, asserter=sender.address, oov3=a.oov3, currency=a.currency):
+    waiting = ledger.to_assert(
+        chain_id=a.chain_id, genesis_hash=a.genesis_hash, asserter=sender.address, oov3=a.oov3, currency=a.currency
+    )
+    for other in waiting:
         latest = ledger.tx_intent(other.id, "assert")
         sent = latest.status in ("signed", "sent") and latest.nonce is not None and latest.nonce < pending
         if latest.status != "mined" and not sent:

@@ -17,6 +17,7 @@ from web3 import Web3
 from web3.contract.contract import ContractFunction
 from web3.types import TxReceipt
 
+from attest import interrupts
 from attest.chain.outbox import Outbox, checkpoint, send_once, settle_open
 from attest.chain.registry import read_registry
 from attest.chain.tx import RECEIPT_TIMEOUT_S, Sender
@@ -24,7 +25,7 @@ from attest.claim import build_claim, rules_bytes
 from attest.config import Config, load_config
 from attest.connect import ChainContext, connect
 from attest.context import RetrievedChunk
-from attest.errors import BondError, ChainError, KbError, RegistryError
+from attest.errors import BondError, ChainError, Interrupted, KbError, LedgerError, RegistryError
 from attest.flow.allowance import plan_allowance
 from attest.flow.token import Token
 from attest.ipfs.local import LocalStore
@@ -139,10 +140,12 @@ def ask(
             raise KbError("the knowledge base is empty; add documents first: `attest kb add PATH`")
         corpus = kb.pin_manifest(store) if kb.stats().documents else None
     progress("retrieve", f"{len(chunks)} passages")
+    checkpoint("retrieved")
 
     with timer("answer"):
         answer, model_label = _answer(request, chunks, config)
     progress("answer", f"{model_label}, {len(answer.text)} characters")
+    checkpoint("answered")
     unanswered = non_answer(answer, len(chunks)) if ctx is not None else None
     if unanswered is not None and request.assert_anyway:
         progress("warning", f"asserting anyway (--assert-anyway) although {unanswered}: the bond is likely lost")
@@ -168,26 +171,34 @@ def ask(
         data = encode_record(signed)
         digest = digest_hex(signed)
     with Ledger() as ledger:
-        attestation_id = ledger.begin(
-            network=network.name,
-            chain_id=network.chain_id,
-            account=loaded.label,
-            asserter=loaded.account.address,
-            query=request.query,
-            record=data,
-            digest=digest,
-            want_assert=ctx is not None,
-            plan=plan,
-        )
-        checkpoint("signed")
-        with timer("pin"):
-            pin_record(ledger, ledger.get(attestation_id), store, config)
-        progress("pin", f"ipfs://{ledger.get(attestation_id).cid}")
+        with interrupts.deferred():  # a row written is a row the interrupt handler below knows of
+            attestation_id = ledger.begin(
+                network=network.name,
+                chain_id=network.chain_id,
+                account=loaded.label,
+                asserter=loaded.account.address,
+                query=request.query,
+                record=data,
+                digest=digest,
+                want_assert=ctx is not None,
+                plan=plan,
+                genesis_hash=None if ctx is None else ctx.genesis_hash,
+            )
         token = None
-        if ctx is not None:
-            sender = ctx.sender(loaded.account)
-            with timer("assert"):
-                token = assert_pinned(ledger, ledger.get(attestation_id), ctx, sender, progress, checked=True)
+        try:
+            checkpoint("signed")
+            with timer("pin"):
+                pin_record(ledger, ledger.get(attestation_id), store, config)
+            progress("pin", f"ipfs://{ledger.get(attestation_id).cid}")
+            if ctx is not None:
+                sender = ctx.sender(loaded.account)
+                with timer("assert"):
+                    token = assert_pinned(ledger, ledger.get(attestation_id), ctx, sender, progress, checked=True)
+        except KeyboardInterrupt:
+            if ctx is None or ledger.mined_tx(attestation_id, "assert") is None:
+                raise _interrupted(ledger, attestation_id) from None
+            with interrupts.ignored():  # the assertion is made: record it and show it, as if no Ctrl-C came
+                token = assert_pinned(ledger, ledger.get(attestation_id), ctx, ctx.sender(loaded.account))
         final = ledger.get(attestation_id)
     link = None
     if final.assert_tx is not None and final.log_index is not None:
@@ -196,6 +207,21 @@ def ask(
         final, answer.text, answer.citations, chunks, model_label, network,
         started_devnet, token, link, timer.ms, unanswered,
     )  # fmt: skip
+
+
+def _interrupted(ledger: Ledger, attestation_id: int) -> Interrupted:
+    """Ctrl-C before the assertion was mined: cancel the attestation if none of its transactions was sent
+    (a `signed` one never was: the outbox sends under `interrupts.deferred`), else leave it to `attest resume`."""
+    with interrupts.ignored():
+        if ledger.cancel(attestation_id, "interrupted (Ctrl-C) before anything was sent", unsent=True):
+            return Interrupted(
+                f"attestation #{attestation_id} cancelled, nothing was sent on chain (`attest resume {attestation_id}` "
+                "takes it up again)"
+            )
+    return Interrupted(
+        f"attestation #{attestation_id} has a transaction out, so it stays open: `attest resume {attestation_id}` "
+        "finishes it"
+    )
 
 
 def _context_entry(chunk: RetrievedChunk) -> dict[str, object]:
@@ -370,7 +396,10 @@ def _approve_and_assert(
         settle_open(ledger, a.id, "approve", sender, "approve")  # this ask's own approval, from before a crash
         kind, action = "assert", "assertTruth"
         with sender.signing():
-            plan = plan_allowance(ledger, ledger.get(a.id), token, spender, sender)
+            current = ledger.get(a.id)
+            if current.status == "cancelled":  # `attest discard` from another terminal, under this same lock
+                raise LedgerError(f"attestation #{a.id} was discarded meanwhile; nothing of it was sent")
+            plan = plan_allowance(ledger, current, token, spender, sender)
             if plan.wait:
                 sent = None
             elif plan.approve is not None:

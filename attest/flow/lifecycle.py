@@ -42,20 +42,35 @@ def _sender(ctx: ChainContext, a: Attestation, config: Config, prompt: Callable[
 
 
 def resume(
-    *, config: Config | None = None, progress: Progress = _quiet, prompt: Callable[[str], str] | None = None
+    ref: str | None = None,
+    *,
+    config: Config | None = None,
+    progress: Progress = _quiet,
+    prompt: Callable[[str], str] | None = None,
 ) -> list[Outcome]:
-    """Drive every unfinished attestation to its next resting state: pinned, asserted."""
+    """Drive every unfinished attestation to its next resting state: pinned, asserted. Cancelled ones are left
+    alone; `ref` names one attestation to resume, a cancelled one included (it is taken up again)."""
     config = config or load_config()
     outcomes: list[Outcome] = []
     contexts: dict[str, ChainContext] = {}
     with Ledger() as ledger:
-        for a in ledger.unfinished():
+        if ref is None:
+            todo = ledger.unfinished()
+        else:
+            todo = [ledger.reopen(ledger.find(ref).id)]
+            if todo[0].finished or todo[0].status not in ("signed", "pinned", "asserting"):
+                return [Outcome(todo[0], "at rest", f"nothing to resume ({todo[0].status})")]
+        for a in todo:
             if a.status == "signed":
                 pin_record(ledger, a, LocalStore(), config)
                 progress("pin", f"#{a.id}: pinned ipfs://{ledger.get(a.id).cid}")
                 a = ledger.get(a.id)
             if a.want_assert and a.status in ("pinned", "asserting") and a.assertion_id is None:
                 ctx = _ctx(a.network, config, contexts)
+                a = ledger.match_chain(a, ctx.genesis_hash)
+                if a.status == "orphaned":
+                    outcomes.append(Outcome(a, "orphaned", chain_gone(a)))
+                    continue
                 assert_pinned(ledger, a, ctx, _sender(ctx, a, config, prompt), progress)
                 outcomes.append(Outcome(ledger.get(a.id), "resumed", "asserted"))
             elif a.status in ("signed", "pinned"):
@@ -63,11 +78,43 @@ def resume(
     return outcomes
 
 
+def discard(ref: str, *, config: Config | None = None) -> Attestation:
+    """Cancel an attestation none of whose transactions was signed: `resume` leaves it alone from then on.
+    Refused once one was (it may be out). Decided under the account's signing lock, which an ask or resume of
+    this home holds whenever it signs for it, so none of them signs for it after this returns."""
+    from attest.locks import SigningLock
+
+    with Ledger() as ledger:
+        a = ledger.find(ref)
+        if a.status == "cancelled":
+            return a
+        with SigningLock(a.chain_id, a.asserter).held():
+            if not ledger.cancel(a.id, "discarded (`attest discard`)", unsent=False):
+                a = ledger.get(a.id)
+                if a.finished:
+                    raise LedgerError(f"attestation #{a.id} is {a.status}, not open; there is nothing to discard")
+                raise LedgerError(
+                    f"attestation #{a.id} cannot be discarded: a transaction of it is out (see `attest status "
+                    f"{a.id}`); `attest resume {a.id}` finishes it"
+                )
+            return ledger.get(a.id)
+
+
+def chain_gone(a: Attestation) -> str:
+    """Why an orphaned attestation is left alone, in one line."""
+    return (
+        f"its chain is gone: it was made on {a.network} (chain {a.chain_id}, genesis {(a.genesis_hash or '?')[:10]}…), "
+        "whose node now serves another history (the devnet was reset); nothing of it can be sent or settled"
+    )
+
+
 def refresh(ledger: Ledger, a: Attestation, ctx: ChainContext) -> tuple[Attestation, Assertion | None, Standing | None]:
-    """Bring the ledger row in line with the chain: disputed by whom, settled how (even by someone else). The
-    outcome is the registry's (`attestationOf`), not OOv3's resolution alone: a row settled before that rule is
-    corrected here. The registry's view comes back once the assertion is settled."""
-    if a.assertion_id is None:
+    """Bring the ledger row in line with the chain: disputed by whom, settled how (even by someone else); or
+    orphaned when the chain it was made on is gone (no chain view then). The outcome is the registry's
+    (`attestationOf`), not OOv3's resolution alone: a row settled before that rule is corrected here. The
+    registry's view comes back once the assertion is settled."""
+    a = ledger.match_chain(a, ctx.genesis_hash)
+    if a.assertion_id is None or a.status == "orphaned":
         return a, None, None
     chain = ctx.oov3.get_assertion(bytes.fromhex(a.assertion_id[2:]))
     if not chain.exists:
@@ -106,14 +153,21 @@ def settle(
         targets = ledger.select(statuses=("asserted", "disputed")) if settle_all else [ledger.find(r) for r in refs]
         for a in targets:
             if a.assertion_id is None:
-                outcomes.append(Outcome(a, "skipped", f"not asserted (status {a.status}); `attest resume` first"))
+                then = f"`attest resume {a.id}` first" if a.status != "orphaned" else "its chain is gone"
+                outcomes.append(Outcome(a, "skipped", f"not asserted (status {a.status}); {then}"))
                 continue
             ctx = _ctx(a.network, config, contexts)
             a, chain, standing = refresh(ledger, a, ctx)
+            if a.status == "orphaned":
+                outcomes.append(Outcome(a, "skipped", chain_gone(a)))
+                continue
             if a.status == "settled":
                 outcomes.append(Outcome(a, "already settled", _told(standing) if standing else a.outcome or ""))
                 continue
             assert chain is not None
+            if not chain.exists:
+                outcomes.append(Outcome(a, "skipped", f"assertion {a.assertion_id} is not on {a.network} now"))
+                continue
             now = int(ctx.w3.eth.get_block("latest")["timestamp"])
             if not chain.disputed and now < chain.expiration_time:
                 outcomes.append(Outcome(a, "waiting", f"disputable for {chain.expiration_time - now} s more"))

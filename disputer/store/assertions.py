@@ -150,6 +150,42 @@ class AssertionTables(StoreBase):
         )
         return [(r["block_number"], bytes(r["block_hash"])) for r in rows]
 
+    # -- chain histories -----------------------------------------------------------------------------------
+    def follow_chain(self, chain_id: int, genesis_hash: bytes) -> int:
+        """Follow `chain_id` on the history that starts with `genesis_hash`. When the store followed another
+        one (the devnet was reset), what it saw there is gone: its open assertions become `gone`, their open
+        transactions `failed` (their bytes must never reach the new chain, which would take them), and the
+        checkpoints start over. Returns how many assertions that retired; 0 on the chain already followed."""
+        genesis_hash = bytes(genesis_hash)
+        with self.transaction():
+            row = self._one("SELECT genesis_hash FROM chains WHERE chain_id = ?", (chain_id,))
+            if row is not None and bytes(row["genesis_hash"]) == genesis_hash:
+                return 0
+            if row is None:  # first followed here: rows of earlier releases were seen on this very history
+                self._db.execute(
+                    "UPDATE assertions SET genesis_hash = ? WHERE chain_id = ? AND genesis_hash IS NULL",
+                    (genesis_hash, chain_id),
+                )
+            old = "chain_id = ? AND (genesis_hash IS NULL OR genesis_hash != ?)"
+            self._db.execute(
+                "UPDATE txs SET status = 'failed', error = 'its chain is gone', updated_at = ? WHERE status IN "
+                f"('intent', 'signed', 'sent') AND assertion_id IN (SELECT assertion_id FROM assertions WHERE {old})",
+                (utc_now(), chain_id, genesis_hash),
+            )
+            retired = self._db.execute(
+                f"UPDATE assertions SET status = 'gone' WHERE {old} AND status NOT IN ('gone', 'settled')",
+                (chain_id, genesis_hash),
+            ).rowcount
+            if row is not None:
+                self._db.execute("DELETE FROM checkpoints WHERE chain_id = ?", (chain_id,))
+                self._db.execute("DELETE FROM checkpoint_history WHERE chain_id = ?", (chain_id,))
+            self._db.execute(
+                "INSERT INTO chains VALUES (?, ?, ?) ON CONFLICT(chain_id) DO UPDATE SET "
+                "genesis_hash = excluded.genesis_hash, followed_since = excluded.followed_since",
+                (chain_id, genesis_hash, utc_now()),
+            )
+        return int(retired)
+
     # -- assertions ----------------------------------------------------------------------------------------
     def upsert_made(self, chain_id: int, event: AssertionMade, block_hash: bytes, is_ours: bool, *, oov3: str) -> bool:
         """Store an AssertionMade event; True when it was not stored before (or had been marked gone).
@@ -164,8 +200,9 @@ class AssertionTables(StoreBase):
                 self._db.execute(
                     "INSERT INTO assertions(assertion_id, chain_id, oov3, block_number, block_hash, tx_hash, "
                     "log_index, domain_id, claim, asserter, callback_recipient, escalation_manager, caller, "
-                    "expiration_time, currency, bond, identifier, is_ours, seen_at, status) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new')",
+                    "expiration_time, currency, bond, identifier, is_ours, seen_at, status, genesis_hash) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', "
+                    "(SELECT genesis_hash FROM chains WHERE chain_id = ?))",
                     (
                         event.assertion_id,
                         chain_id,
@@ -183,6 +220,7 @@ class AssertionTables(StoreBase):
                         event.identifier,
                         int(is_ours),
                         utc_now(),
+                        chain_id,
                     ),
                 )
                 return True

@@ -119,5 +119,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX superseded_by_assertion ON superseded_decisions(assertion_id)
         """,
     ),
+    Migration(
+        "chain histories: the genesis hash each chain id is followed on, and each assertion was seen on",
+        # A reset devnet keeps its chain id and addresses but starts a new history; rows from before this
+        # migration stay NULL until their chain id is first followed.
+        """
+        CREATE TABLE chains(
+            chain_id INTEGER PRIMARY KEY,
+            genesis_hash BLOB NOT NULL,
+            followed_since TEXT NOT NULL
+        );
+        ALTER TABLE assertions ADD COLUMN genesis_hash BLOB
+        """,
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
