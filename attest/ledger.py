@@ -21,6 +21,7 @@ from attest.chain.outbox import TxRow, TxState
 from attest.errors import LedgerError
 from attest.paths import attest_home
 from attest.storage import Database, Migration, utc_now
+from attest.units import format_units
 
 if TYPE_CHECKING:
     from web3.types import TxReceipt
@@ -100,6 +101,13 @@ _MIGRATIONS: tuple[Migration, ...] = (
         UPDATE txs SET status = 'failed', error = 'reverted on chain' WHERE status = 'reverted'
         """,
     ),
+    Migration(
+        "the bond currency's decimals and symbol, so a bond shows in its own units without the chain",
+        """
+        ALTER TABLE attestations ADD COLUMN bond_decimals INTEGER;
+        ALTER TABLE attestations ADD COLUMN bond_symbol TEXT
+        """,
+    ),
 )
 
 _UPDATABLE = frozenset(
@@ -144,6 +152,15 @@ class Attestation:
     error: str | None
     created_at: str
     updated_at: str
+    bond_decimals: int | None = None  # the currency's, read when the bond was planned (None before this release)
+    bond_symbol: str | None = None
+
+    @property
+    def bond_amount(self) -> str | None:
+        """The bond in currency units ("250.5"), when its decimals are known."""
+        if self.bond is None or self.bond_decimals is None:
+            return None
+        return format_units(self.bond, self.bond_decimals)
 
     @property
     def finished(self) -> bool:
@@ -195,13 +212,13 @@ class Ledger:
         with self.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO attestations(status, network, chain_id, account, asserter, query, record, digest, "
-                "want_assert, oov3, registry, currency, bond, liveness, identifier, created_at, updated_at) "
-                "VALUES ('signed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "want_assert, oov3, registry, currency, bond, liveness, identifier, created_at, updated_at, "
+                "bond_decimals, bond_symbol) VALUES ('signed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     network, chain_id, account, asserter, query, record, digest, int(want_assert),
                     plan.get("oov3"), plan.get("registry"), plan.get("currency"),
                     None if plan.get("bond") is None else str(plan["bond"]), plan.get("liveness"),
-                    plan.get("identifier"), now, now,
+                    plan.get("identifier"), now, now, plan.get("bond_decimals"), plan.get("bond_symbol"),
                 ),
             )  # fmt: skip
             attestation_id = int(cursor.lastrowid or 0)

@@ -261,6 +261,8 @@ def _plan(ctx: ChainContext, request: AskRequest, owner: str) -> dict[str, objec
         "registry": registry,
         "currency": currency,
         "bond": bond,
+        "bond_decimals": token.decimals,
+        "bond_symbol": token.symbol,
         "liveness": liveness,
         "identifier": identifier,
     }
