@@ -4,7 +4,8 @@ new user runs them. An anvil serving sepolia's chain id (11155111) gets the UMA 
 `attest registry deploy` → `attest ask` (a right answer and a wrong one) → `attest verify` from a second home that
 has only the remote → `disputer run --once` disputes the wrong one → its price pushed to the mock oracle → settle →
 Attested / Rejected in the registry, and the Oracle UI link printed is the testnet.oracle.uma.xyz one for the
-assertion's transaction and event. Off the devnet, a config without an IPFS remote is refused."""
+assertion's transaction and event. Off the devnet, a config without an IPFS remote is refused. Then the core of it
+on a VotingV2 network (chain id 1 on anvil): the wrong answer's dispute is voted by commit and reveal."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.types import RPCEndpoint
 
@@ -25,10 +27,11 @@ from attest.accounts import dev_account
 from attest.chain.artifacts import shipped
 from attest.chain.oov3 import OptimisticOracleV3
 from attest.chain.tx import Sender
+from attest.chain.voting import RoundPhase
 from attest.devnet import Deployment, deploy_stack
 from attest.devnet.stack import StackParams
 from attest.ledger import Ledger
-from tests.support.dvm import throwaway_anvil
+from tests.support.dvm import Dvm, deploy_dvm, throwaway_anvil
 from tests.support.jsipfs import JsIpfsDaemon
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'strict' parameter is no longer needed:FutureWarning")
@@ -41,19 +44,20 @@ WRONG = "The wick never needs trimming; replace the whole lamp once a year."
 SEPOLIA = 11155111
 ASKER = dev_account(5)  # keystore "alice": deploys the registry and asks
 WATCHER = dev_account(6)  # keystore "watcher": the disputer
+ACCOUNTS = (("alice", ASKER), ("watcher", WATCHER))
 ATTESTED, REJECTED = 3, 4  # AttestationRegistry.Status
 
 
 class Home:
     """An ATTEST_HOME with keystores for alice and watcher and a config file written by the test."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, accounts: tuple[tuple[str, LocalAccount], ...] = ACCOUNTS) -> None:
         self.root = root
         self.home = root / "home"
         self.home.mkdir(parents=True)
         keystores = root / "ape" / "accounts"
         keystores.mkdir(parents=True)
-        for alias, key in (("alice", ASKER), ("watcher", WATCHER)):
+        for alias, key in accounts:
             encrypted = Account.encrypt(key.key, "pw", kdf="pbkdf2", iterations=2)
             (keystores / f"{alias}.json").write_text(json.dumps(encrypted))
         self.config = self.home / "config.toml"
@@ -199,3 +203,73 @@ def test_rehearsal_on_sepolia(tmp_path: Path, sepolia: tuple[Web3, Deployment], 
     assert contract.functions.attestationOf(bad_id).call()[2] == REJECTED
     assert contract.functions.isAttested(bytes.fromhex(good.digest[2:])).call() is True
     assert contract.functions.isAttested(bytes.fromhex(bad.digest[2:])).call() is False
+
+
+# -- the same core on a VotingV2 network: chain id 1 on anvil, disputes voted by commit and reveal ---------------
+STAKE = 5_000_000 * 10**18  # the watcher's stake: alone past the GAT and the SPAT
+
+
+@pytest.fixture(scope="module")
+def ethereum() -> Iterator[Dvm]:
+    """anvil with mainnet's chain id and UMA's VotingV2 behind OOv3: dev 1 (alice) asserts, dev 2 (watcher) disputes
+    and votes with its own stake."""
+    with throwaway_anvil(chain_id=1) as w3:
+        yield deploy_dvm(w3, [dev_account(i) for i in range(5)], {2: STAKE})
+
+
+def test_rehearsal_on_a_voting_v2_network(tmp_path: Path, ethereum: Dvm, daemon: JsIpfsDaemon) -> None:
+    dvm, w3 = ethereum, ethereum.w3
+    user = Home(tmp_path, accounts=(("alice", dev_account(1)), ("watcher", dev_account(2))))
+    url = w3.provider.endpoint_uri  # type: ignore[attr-defined]
+    user.config.write_text(
+        '[defaults]\naccount = "alice"\n\n[llm]\nprovider = "extractive"\n\n'
+        '[disputer]\naccount = "watcher"\nsamples = 1\nattempts = 1\n\n'
+        f'[ipfs]\ntimeout_s = 20\nkubo_api = "{daemon.api}"\n\n'
+        f'[networks.ethereum]\nrpc_url = "{url}"\noov3 = "{dvm.base.oov3}"\noracle = "{dvm.dvm.voting}"\n'
+        f'currency = "{dvm.base.currency}"\nconfirmations = 0\n'
+    )
+
+    # -- MERGE (lead): the `attest doctor --network ethereum` step (h15a) goes here. --
+
+    user.ok("registry", "deploy", "--network", "ethereum", "--yes", "--save")
+    user.ok("kb", "add", str(KB_DOCS))
+    right = user.ok("ask", QUESTION, "--network", "ethereum")
+    user.ok("ask", QUESTION, "--network", "ethereum", "--answer", WRONG)
+    with Ledger(user.home / "ledger.sqlite") as ledger:
+        good, bad = ledger.select()
+    assert good.assertion_id and good.assert_tx and bad.assertion_id
+    index = made_log_index(w3, dvm.base.oov3, good.assert_tx, good.assertion_id)
+    assert ui_link(right) == (
+        f"https://oracle.uma.xyz/?transactionHash={good.assert_tx}&eventIndex={index}"
+        "&chainId=1&oracleType=Optimistic+Oracle+V3"
+    )
+    for a in (good, bad):
+        assert "all checks passed" in user.ok("verify", str(a.assertion_id), "--network", "ethereum")
+
+    def passes() -> None:
+        user.ok("run", "--once", "--network", "ethereum", tool=DISPUTER)
+
+    bad_id, good_id = (bytes.fromhex(str(a.assertion_id)[2:]) for a in (bad, good))
+    passes()  # judges both offline, disputes the wrong answer: a price request to VotingV2
+    assert dvm.oov3.get_assertion(bad_id).disputer == dev_account(2).address
+    assert not dvm.oov3.get_assertion(good_id).disputed
+    vote_round = dvm.voting.current_round_id() + 1  # the request is voted on in the next round
+    dvm.warp_to_phase(vote_round, RoundPhase.COMMIT)
+    passes()  # commits price 0 (the salt is kept before the commit is sent)
+    dvm.warp_to_phase(vote_round, RoundPhase.REVEAL)
+    passes()  # reveals it
+    dvm.warp_to_phase(vote_round + 1, RoundPhase.COMMIT)  # the round is over: the vote resolved
+    passes()  # settles the wrong answer's assertion
+    settled = dvm.oov3.get_assertion(bad_id)
+    assert settled.settled and settled.settlement_resolution is False
+
+    dvm.warp_to(dvm.now() + 7300)  # past the right answer's liveness
+    assert "settled - attested" in user.ok("settle", "--all")
+    listed = {row["id"]: row["outcome"] for row in json.loads(user.ok("list", "--json"))}
+    assert listed == {good.id: "attested", bad.id: "rejected"}
+    address = re.search(r'registry = "(0x[0-9a-fA-F]{40})"', user.config.read_text())
+    assert address is not None
+    registry = Web3.to_checksum_address(address.group(1))
+    contract = w3.eth.contract(address=registry, abi=shipped("AttestationRegistry").abi)
+    assert contract.functions.attestationOf(good_id).call()[2] == ATTESTED
+    assert contract.functions.attestationOf(bad_id).call()[2] == REJECTED
