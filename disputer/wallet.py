@@ -24,6 +24,8 @@ class Funds:
     allowance: int  # what the oracle (OOv3) may take from us
     budget_left: int | None  # None: no total budget configured
     max_bond: int | None  # the largest bond one dispute may put up; None: no limit
+    decimals: int  # the currency's, so amounts are shown in its own units
+    symbol: str
 
 
 class Wallet:
@@ -64,6 +66,8 @@ class Wallet:
             allowance=token.allowance(self.owner, self.spender),
             budget_left=None if total is None else total - self.bonds_at_stake(currency),
             max_bond=_units(token, self.max_bond_per_dispute, "max_bond_per_dispute"),
+            decimals=token.decimals,
+            symbol=token.symbol,
         )
 
     def bonds_at_stake(self, currency: str) -> int:

@@ -45,6 +45,7 @@ def test_a_legacy_ledger_upgrades_in_place(tmp_path: Path) -> None:
             "asserting", "why is the sky blue?", b'{"record": 1}', "bafyrecord", 10**30, 7200
         )  # fmt: skip
         assert a.pins == [{"store": "local"}] and a.want_assert and a.oov3 == "0x" + "a3" * 20
+        assert (a.bond_decimals, a.bond_symbol, a.bond_amount) == (None, None, None)
         txs = book.txs(a.id)
         assert [(t.kind, t.status, t.nonce, t.raw) for t in txs] == [
             ("approve", "mined", 0, b"\x02approve"),
@@ -58,7 +59,8 @@ def test_a_legacy_ledger_upgrades_in_place(tmp_path: Path) -> None:
         assert steps[:3] == ["signed", "pinned", "approve signed"] and "assert reverted" in steps  # history kept
         assert parse_time(a.created_at) <= datetime.now(UTC)
     rows, tables = bookkeeping(path)
-    assert [v for v, _n in rows] == [1, 2] and rows[0][1] == "attestations, transactions, steps"
+    # Migration 3 (the bond currency's decimals and symbol) leaves them unknown for rows written before it.
+    assert [v for v, _n in rows] == [1, 2, 3] and rows[0][1] == "attestations, transactions, steps"
     with Ledger(path):  # opening again applies nothing
         pass
     assert bookkeeping(path) == (rows, tables)
