@@ -133,6 +133,10 @@ class TamperedContent(StoreError):
         self.source = source
 
 
+class NotPublished(StoreError):
+    """Content a voter needs (record, rules, cited documents, corpus manifest) is not confirmed on every remote."""
+
+
 class MalformedBlock(StoreError, ValueError):
     """A block that matches its CID but does not decode as the dag-pb / UnixFS it claims to be."""
 

@@ -21,6 +21,7 @@ from attest.chain.outbox import TxRow, TxState
 from attest.errors import LedgerError
 from attest.paths import attest_home
 from attest.storage import Database, Migration, utc_now
+from attest.units import format_units
 
 if TYPE_CHECKING:
     from web3.types import TxReceipt
@@ -136,6 +137,13 @@ _MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX txs_by_attestation ON txs(attestation_id, kind)
         """,
     ),
+    Migration(
+        "the bond currency's decimals and symbol, so a bond shows in its own units without the chain",
+        """
+        ALTER TABLE attestations ADD COLUMN bond_decimals INTEGER;
+        ALTER TABLE attestations ADD COLUMN bond_symbol TEXT
+        """,
+    ),
 )
 
 _UPDATABLE = frozenset(
@@ -181,6 +189,15 @@ class Attestation:
     created_at: str
     updated_at: str
     genesis_hash: str | None  # block 0 of the chain it is planned for; None: pinned only, or older than this field
+    bond_decimals: int | None = None  # the currency's, read when the bond was planned (None before this release)
+    bond_symbol: str | None = None
+
+    @property
+    def bond_amount(self) -> str | None:
+        """The bond in currency units ("250.5"), when its decimals are known."""
+        if self.bond is None or self.bond_decimals is None:
+            return None
+        return format_units(self.bond, self.bond_decimals)
 
     @property
     def finished(self) -> bool:
@@ -235,12 +252,13 @@ class Ledger:
             cursor = db.execute(
                 "INSERT INTO attestations(status, network, chain_id, account, asserter, query, record, digest, "
                 "want_assert, oov3, registry, currency, bond, liveness, identifier, created_at, updated_at, "
-                "genesis_hash) VALUES ('signed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "genesis_hash, bond_decimals, bond_symbol) "
+                "VALUES ('signed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     network, chain_id, account, asserter, query, record, digest, int(want_assert),
                     plan.get("oov3"), plan.get("registry"), plan.get("currency"),
                     None if plan.get("bond") is None else str(plan["bond"]), plan.get("liveness"),
-                    plan.get("identifier"), now, now, genesis_hash,
+                    plan.get("identifier"), now, now, genesis_hash, plan.get("bond_decimals"), plan.get("bond_symbol"),
                 ),
             )  # fmt: skip
             attestation_id = int(cursor.lastrowid or 0)

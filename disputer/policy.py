@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from attest.chain.oov3 import NUMERICAL_TRUE
+from attest.units import format_units
 
 PolicyAction = Literal["dispute", "none", "skip", "undecided", "retry"]
 
@@ -42,6 +43,14 @@ class Facts:
     static_call_error: str | None = None  # from disputeAssertion's static call, when it was run
     dry_run: bool = False
     unavailable: bool = False  # no verdict because the record could not be fetched (not a judge fault)
+    decimals: int | None = None  # the bond currency's, to show amounts in its units (None: shown as integers)
+    symbol: str = ""
+
+    def show(self, amount: int) -> str:
+        """An amount in the currency's own units ("250.5 USDC"), as a person reads it in a reason."""
+        if self.decimals is None:
+            return str(amount)
+        return f"{format_units(amount, self.decimals)} {self.symbol}".rstrip()
 
 
 @dataclass(frozen=True)
@@ -87,15 +96,20 @@ def decide(facts: Facts) -> PolicyDecision:
             "skip", f"{why}, but it expires in {max(left, 0)}s, within the {facts.safety_margin_s}s safety margin"
         )
     if facts.max_bond_per_dispute is not None and facts.bond > facts.max_bond_per_dispute:
-        return PolicyDecision("skip", f"{why}, but its bond {facts.bond} is over the cap {facts.max_bond_per_dispute}")
+        cap = facts.show(facts.max_bond_per_dispute)
+        return PolicyDecision("skip", f"{why}, but its bond {facts.show(facts.bond)} is over the cap {cap}")
     if facts.budget_left is not None and facts.bond > facts.budget_left:
-        return PolicyDecision("skip", f"{why}, but its bond {facts.bond} is over the budget left {facts.budget_left}")
+        budget = facts.show(facts.budget_left)
+        return PolicyDecision("skip", f"{why}, but its bond {facts.show(facts.bond)} is over the budget left {budget}")
     if facts.balance < facts.bond:
-        return PolicyDecision("skip", f"{why}, but the balance {facts.balance} is below the bond {facts.bond}")
+        balance = facts.show(facts.balance)
+        return PolicyDecision("skip", f"{why}, but the balance {balance} is below the bond {facts.show(facts.bond)}")
     approve = facts.allowance < facts.bond
     if approve and not facts.auto_approve:
         return PolicyDecision(
-            "skip", f"{why}, but the allowance {facts.allowance} is below the bond {facts.bond} and auto_approve is off"
+            "skip",
+            f"{why}, but the allowance {facts.show(facts.allowance)} is below the bond {facts.show(facts.bond)} and "
+            "auto_approve is off",
         )
     if facts.static_call_error is not None:
         return PolicyDecision("skip", f"{why}, but disputeAssertion would revert: {facts.static_call_error}")

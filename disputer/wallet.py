@@ -12,6 +12,7 @@ from decimal import Decimal
 from web3 import Web3
 
 from attest.flow.token import Token
+from attest.units import to_units
 from disputer.store import DisputerStore
 
 
@@ -23,6 +24,8 @@ class Funds:
     allowance: int  # what the oracle (OOv3) may take from us
     budget_left: int | None  # None: no total budget configured
     max_bond: int | None  # the largest bond one dispute may put up; None: no limit
+    decimals: int  # the currency's, so amounts are shown in its own units
+    symbol: str
 
 
 class Wallet:
@@ -57,12 +60,14 @@ class Wallet:
 
     def funds(self, currency: str) -> Funds:
         token = self.token(currency)
-        total = _units(token, self.total_budget)
+        total = _units(token, self.total_budget, "total_budget")
         return Funds(
             balance=token.balance(self.owner),
             allowance=token.allowance(self.owner, self.spender),
             budget_left=None if total is None else total - self.bonds_at_stake(currency),
-            max_bond=_units(token, self.max_bond_per_dispute),
+            max_bond=_units(token, self.max_bond_per_dispute, "max_bond_per_dispute"),
+            decimals=token.decimals,
+            symbol=token.symbol,
         )
 
     def bonds_at_stake(self, currency: str) -> int:
@@ -78,5 +83,6 @@ class Wallet:
         return at_stake
 
 
-def _units(token: Token, amount: Decimal | None) -> int | None:
-    return None if amount is None else int(amount * (Decimal(10) ** token.decimals))
+def _units(token: Token, amount: Decimal | None, key: str) -> int | None:
+    """A [disputer] amount in the currency's own decimals (6 for USDC, 18 for most tokens)."""
+    return None if amount is None else to_units(amount, token.decimals, f"[disputer] {key}")

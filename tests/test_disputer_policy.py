@@ -74,6 +74,15 @@ def test_every_condition_must_hold_to_dispute(changes: dict[str, object], why: s
     assert decision.action == "skip" and why in decision.reason
 
 
+def test_amounts_in_reasons_are_in_the_currency_s_own_units() -> None:
+    usdc = {"decimals": 6, "symbol": "USDC", "bond": 250_500_000}
+    capped = decide(facts(**usdc, max_bond_per_dispute=250_000_000))
+    assert capped.action == "skip" and "its bond 250.5 USDC is over the cap 250 USDC" in capped.reason
+    dai = {"decimals": 18, "symbol": "DAI", "bond": 2 * 10**18, "max_bond_per_dispute": None, "budget_left": None}
+    poor = decide(facts(**dai, balance=15 * 10**17))
+    assert "the balance 1.5 DAI is below the bond 2 DAI" in poor.reason
+
+
 def test_a_short_allowance_is_approved_first_and_dry_run_says_so() -> None:
     decision = decide(facts(allowance=0))
     assert decision.action == "dispute" and decision.approve_first

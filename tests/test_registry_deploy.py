@@ -125,7 +125,7 @@ def test_deploy_save_then_ask_on_the_rehearsed_sepolia(home: Home, rehearsal: tu
 
     asked = json.loads(
         home.ok("ask", "How often should the wick be trimmed?", "--network", "sepolia", "--provider", "extractive",
-                "--json")
+                "--json", "--publish-elsewhere")
     )  # fmt: skip
     assert asked["network"] == "sepolia" and asked["assertion_id"]
     assert str(asked["oracle_ui"]).startswith("https://testnet.oracle.uma.xyz/?transactionHash=")

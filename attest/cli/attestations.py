@@ -62,6 +62,12 @@ def _when(expiration: int | None, chain_now: int | None) -> str:
     help="Assert even when nothing was retrieved or the answer says the knowledge base does not answer (the bond "
     "is likely lost).",
 )
+@click.option(
+    "--publish-elsewhere",
+    is_flag=True,
+    help="Off the devnet with no IPFS remote configured: assert anyway, because you publish the record, rules, "
+    "cited documents and corpus manifest by other means (with a warning).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout, no progress display.")
 def ask(
     query: str,
@@ -77,6 +83,7 @@ def ask(
     answer_text: str | None,
     no_assert: bool,
     assert_anyway: bool,
+    publish_elsewhere: bool,
     as_json: bool,
 ) -> None:
     """Answer QUERY from the knowledge base, sign and pin the record, and assert it on UMA's Optimistic Oracle V3."""
@@ -86,7 +93,7 @@ def ask(
     request = AskRequest(
         query=query, network=network, account=account, provider=provider, model=model, top_k=top_k, bond=bond,
         liveness=liveness, currency=currency, identifier=identifier, answer=answer_text, do_assert=not no_assert,
-        assert_anyway=assert_anyway,
+        assert_anyway=assert_anyway, publish_elsewhere=publish_elsewhere,
     )  # fmt: skip
     result = run(request, progress=_progress(not as_json))
     with interrupts.ignored():  # the job is done (its assertion mined): Ctrl-C no longer hides its result

@@ -30,9 +30,15 @@ def devnet() -> None:
 @click.option(
     "--port", type=click.IntRange(1, 65535), default=DEVNET_PORT, show_default=True, envvar="ATTEST_DEVNET_PORT"
 )
-def devnet_up(port: int) -> None:
+@click.option(
+    "--bond-decimals",
+    type=click.IntRange(0, 36),
+    default=None,
+    help="Decimals of the devnet's bond token when it is first deployed (default 6, as USDC on public chains).",
+)
+def devnet_up(port: int, bond_decimals: int | None) -> None:
     """Start the devnet (deploying on first start) and print its status."""
-    status, already = _devnet().up(port)
+    status, already = _devnet().up(port, bond_decimals=bond_decimals)
     click.echo("devnet already running" if already else "devnet started")
     _print_status(status)
 
@@ -82,6 +88,9 @@ def _print_status(status: DevnetStatus) -> None:
         click.echo("contracts:   not deployed yet")
         return
     click.echo(f"deployed:    block {deployment.block_number} by {deployment.deployer}")
+    params = deployment.params
+    if "currency_decimals" in params:
+        click.echo(f"bond token:  {params.get('currency_symbol', '?')} with {params['currency_decimals']} decimals")
     for name, address in deployment.contract_addresses().items():
         click.echo(f"  {name:<22} {address}")
     click.echo(f"dev accounts: {DEV_ACCOUNTS} funded with ETH and bond tokens, e.g. {dev_account(1).address}")

@@ -148,9 +148,18 @@ class Devnet:
         self.node_file.unlink(missing_ok=True)
         return None
 
-    def up(self, port: int = DEVNET_PORT) -> tuple[DevnetStatus, bool]:
-        """Start the node (and deploy on first start). Returns the status and whether it was already up."""
+    def up(self, port: int = DEVNET_PORT, *, bond_decimals: int | None = None) -> tuple[DevnetStatus, bool]:
+        """Start the node (and deploy on first start). Returns the status and whether it was already up.
+        `bond_decimals`: the bond token's decimals on first start (default 6, as USDC); a chain deployed with
+        others is refused rather than silently kept."""
         with self._lock():
+            if bond_decimals is not None and (deployed_stack := self.deployment()) is not None:
+                deployed = int(deployed_stack.params.get("currency_decimals", StackParams().currency_decimals))
+                if deployed != bond_decimals:
+                    raise DevnetError(
+                        f"the devnet's bond token has {deployed} decimals, not {bond_decimals}; `attest devnet reset "
+                        f"--yes` first to deploy one with {bond_decimals}"
+                    )
             node = self.running_node()
             if node is not None:
                 return self._status(node), True
@@ -163,7 +172,8 @@ class Devnet:
             try:
                 w3 = _web3(node.rpc_url)
                 if deployment is None:
-                    deployment = self._deploy(w3)
+                    params = StackParams() if bond_decimals is None else StackParams.with_decimals(bond_decimals)
+                    deployment = self._deploy(w3, params)
                 else:
                     self._verify(w3, deployment)
                     self._resume_clock(w3)
@@ -270,9 +280,9 @@ class Devnet:
                 os.kill(node.pid, signal.SIGKILL)
         self.node_file.unlink(missing_ok=True)
 
-    def _deploy(self, w3: Web3) -> Deployment:
+    def _deploy(self, w3: Web3, params: StackParams) -> Deployment:
         accounts = tuple(dev_account(i).address for i in range(DEV_ACCOUNTS))
-        deployment = deploy_stack(Sender(w3, dev_account(0)), StackParams(), mint_to=accounts)
+        deployment = deploy_stack(Sender(w3, dev_account(0)), params, mint_to=accounts)
         # State first: a crash between the two writes leaves a chain without a deployment file, which the
         # next `up` simply deploys to again, never a deployment file pointing at contracts that are gone.
         self._save_state(w3)

@@ -16,7 +16,10 @@ from web3 import Web3
 from attest.chain.artifacts import Artifact, shipped, uma
 from attest.chain.oov3 import ZERO_ADDRESS, to_bytes32
 from attest.chain.tx import Sender
+from attest.errors import DevnetError
 from attest.networks import ASSERT_TRUTH2
+
+MAX_DECIMALS = 36  # more than any real token has; 10**36 times a million still fits a uint256 easily
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,13 @@ class StackParams:
     default_liveness: int = 7200  # seconds, OOv3's mainnet default
     registry_min_liveness: int = 60  # an assertion with less cannot be watched; the registry will not count it
     mint_amount: int = 1_000_000 * 10**6
+
+    @classmethod
+    def with_decimals(cls, decimals: int) -> StackParams:
+        """The same amounts (final fee 100, minimum bond 200, a million minted) for a currency of `decimals`."""
+        if not 0 <= decimals <= MAX_DECIMALS:
+            raise DevnetError(f"a bond token has 0 to {MAX_DECIMALS} decimals, not {decimals}")
+        return cls(currency_decimals=decimals, final_fee=100 * 10**decimals, mint_amount=1_000_000 * 10**decimals)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
@@ -21,15 +21,15 @@ from attest import interrupts
 from attest.chain.outbox import Outbox, checkpoint, send_once, settle_open
 from attest.chain.registry import read_registry
 from attest.chain.tx import RECEIPT_TIMEOUT_S, Sender
-from attest.claim import build_claim, rules_bytes
+from attest.claim import build_claim
 from attest.config import Config, load_config
 from attest.connect import ChainContext, connect
 from attest.context import RetrievedChunk
 from attest.errors import BondError, ChainError, Interrupted, KbError, LedgerError, RegistryError
 from attest.flow.allowance import plan_allowance
+from attest.flow.publish import pin_record, require_remote
 from attest.flow.token import Token
 from attest.ipfs.local import LocalStore
-from attest.ipfs.remotes import Remotes, replicate
 from attest.ledger import Attestation, Ledger
 from attest.llm.base import Answer, GenerationParams, citations_in, model_metadata_for_record, non_answer
 from attest.networks import Network
@@ -66,6 +66,8 @@ class AskRequest:
     # Assert even an answer that answers nothing (no passage, or "the knowledge base does not answer this"):
     # the claim rules make it false, so its bond is lost to the first disputer. Only on an explicit flag.
     assert_anyway: bool = False
+    # Off the devnet with no IPFS remote configured: assert anyway, the asserter publishing the content elsewhere.
+    publish_elsewhere: bool = False
 
 
 @dataclass
@@ -132,6 +134,11 @@ def ask(
     with timer("plan"):
         # Bond, currency, identifier and balance are checked before any work, so a bad option costs nothing.
         plan = _plan(ctx, request, loaded.account.address) if ctx is not None else {}
+    if ctx is not None:
+        # Off the devnet a bond needs somewhere public for the evidence: refused before anything is written.
+        warning = require_remote(network, config, published_elsewhere=request.publish_elsewhere)
+        if warning is not None:
+            progress("warning", warning)
 
     store = LocalStore()
     with timer("retrieve"), KnowledgeBase() as kb:
@@ -280,6 +287,8 @@ def _plan(ctx: ChainContext, request: AskRequest, owner: str) -> dict[str, objec
         "registry": registry,
         "currency": currency,
         "bond": bond,
+        "bond_decimals": token.decimals,
+        "bond_symbol": token.symbol,
         "liveness": liveness,
         "identifier": identifier,
     }
@@ -302,25 +311,6 @@ def check_registry(ctx: ChainContext, liveness: int) -> str:
             f"would resolve the assertion Rejected); use --liveness {info.min_liveness} or more"
         )
     return info.address
-
-
-def pin_record(ledger: Ledger, attestation: Attestation, store: LocalStore, config: Config) -> None:
-    """Pin the record and the rules it claims to follow, locally and on every configured remote. Idempotent."""
-    rules = rules_bytes()
-    ipfs = config.ipfs_for(attestation.network)
-    cid = store.put(attestation.record, cid_version=ipfs.cid_version)
-    rules_cid = store.put(rules, cid_version=ipfs.cid_version)
-    pins = [asdict(store.pin(cid)), asdict(store.pin(rules_cid))]
-    remotes = Remotes.from_config(ipfs)
-    if remotes.pinners:
-        for data, what in ((attestation.record, cid), (rules, rules_cid)):
-            for result in replicate(what, data, remotes.pinners):
-                pins.append(asdict(result))
-    ledger.update(
-        attestation.id, "pinned", {"cid": str(cid), "rules": str(rules_cid)},
-        status="pinned", cid=str(cid), rules_cid=str(rules_cid), pins=pins,
-    )  # fmt: skip
-    checkpoint("pinned")
 
 
 def assert_pinned(

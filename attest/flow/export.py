@@ -25,6 +25,7 @@ COLUMNS = (
     "id", "network", "status", "outcome", "created_at", "query", "answer", "context", "corpus", "provider",
     "requested_model", "returned_model", "prompt_template", "record_cid", "digest", "asserter", "assertion_id",
     "bond", "currency", "disputed", "disputer", "judge_score", "judge_rationale", "judge", "judge_action",
+    "bond_amount", "bond_symbol",
 )  # fmt: skip
 
 
@@ -63,6 +64,9 @@ def rows(attestations: Iterable[Attestation], judged: dict[str, dict[str, Any]])
                 "judge_rationale": judge.get("rationale"),
                 "judge": judge.get("judge"),
                 "judge_action": judge.get("action"),
+                # `bond` is the integer the contract counts; `bond_amount` the same in the currency's own units.
+                "bond_amount": a.bond_amount,
+                "bond_symbol": a.bond_symbol,
             }
         )
     return out

@@ -11,7 +11,8 @@ from attest.chain.tx import Sender
 from attest.config import Config, load_config
 from attest.connect import ChainContext, Standing, connect
 from attest.errors import AttestError, LedgerError, TransactionRejected
-from attest.flow.ask import Progress, _quiet, assert_pinned, pin_record
+from attest.flow.ask import Progress, _quiet, assert_pinned
+from attest.flow.publish import pin_record
 from attest.ipfs.local import LocalStore
 from attest.ledger import Attestation, Ledger
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from functools import cached_property
 
 from web3 import Web3
@@ -10,7 +9,7 @@ from web3.contract.contract import ContractFunction
 
 from attest.chain.abi import method
 from attest.chain.artifacts import shipped
-from attest.errors import BondError
+from attest.units import format_units, parse_units
 
 
 class Token:
@@ -44,17 +43,4 @@ class Token:
         return parse_units(text, self.decimals)
 
     def show(self, amount: int) -> str:
-        value = Decimal(amount) / (Decimal(10) ** self.decimals)
-        text = f"{value:f}".rstrip("0").rstrip(".") if "." in f"{value:f}" else f"{value:f}"
-        return f"{text} {self.symbol}"
-
-
-def parse_units(text: str, decimals: int) -> int:
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise BondError(f"{text!r} is not an amount; write a decimal number such as 250 or 0.5") from None
-    raw = amount * (Decimal(10) ** decimals)
-    if not amount.is_finite() or amount <= 0 or raw != raw.to_integral_value():
-        raise BondError(f"{text} is not a positive amount with at most {decimals} decimals")
-    return int(raw)
+        return f"{format_units(amount, self.decimals)} {self.symbol}"

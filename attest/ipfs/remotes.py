@@ -54,6 +54,23 @@ def replicate(cid: CID, data: bytes, pinners: Sequence[ContentStore]) -> list[Pi
     return results
 
 
+def publish(
+    items: Sequence[tuple[str, CID, bytes]], pinners: Sequence[ContentStore]
+) -> tuple[list[PinResult], list[str]]:
+    """Replicate every (what, CID, bytes) to every pinner: every result, and one line for each copy that is not
+    confirmed. Confirmed means status "pinned": a Kubo node answered `pin/add` with the CID, so it holds every
+    block of the DAG; a pinning service reports the pin done. "queued" or "pinning" is accepted by `replicate`,
+    but nobody can fetch it yet, so it is not confirmed."""
+    results: list[PinResult] = []
+    unconfirmed: list[str] = []
+    for what, cid, data in items:
+        for result in replicate(cid, data, pinners):
+            results.append(result)
+            if result.status != "pinned":
+                unconfirmed.append(f"{what} {cid} at {result.store} ({result.detail or result.status})")
+    return results, unconfirmed
+
+
 def read_anywhere(cid: CID, sources: Sequence[ContentStore], *, timeout_s: float) -> tuple[bytes, str]:
     """The verified bytes of `cid` and the name of the source that gave them."""
     tampered: list[str] = []

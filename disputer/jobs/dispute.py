@@ -89,6 +89,8 @@ def decide_batch(
             allowance=max(0, held.allowance - spent),
             disputed_by=chain.disputer if chain.disputed else None,
             settled=chain.settled,
+            decimals=held.decimals,
+            symbol=held.symbol,
         )
         if facts.allowance >= stored.bond and not chain.disputed and not chain.settled:
             error = actor.dispute_static_error(stored.assertion_id)
