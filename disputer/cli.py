@@ -23,6 +23,7 @@ from attest.errors import AttestError, ConfigError
 
 if TYPE_CHECKING:
     from attest.connect import ChainContext
+    from disputer.judge import Judge
 
 log = logging.getLogger("disputer.cli")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -184,6 +185,7 @@ def run(
             )
             daemon = session.daemon
             _one_daemon(stack, session.ctx, daemon.address)
+            _warn_if_offline(daemon.evaluator.judge)
             port = session.config.metrics_port
             if port:
                 max_age_s = 3 * session.config.poll_interval_s + 30
@@ -216,6 +218,19 @@ def run(
         log.info("disputer stopped", extra={"signal": str(stopped), "before_start": True})
     finally:
         logging.getLogger("disputer").removeHandler(handler)
+
+
+def _warn_if_offline(judge: Judge) -> None:
+    """Said at every start: a lexical judge disputes with real bonds on evidence a model would weigh better."""
+    from disputer.judge import LlmJudge
+
+    if not isinstance(judge, LlmJudge):
+        log.warning(
+            "NO LLM JUDGE CONFIGURED: judging offline with %s, a lexical check of the answers against their passages, "
+            "not a model; set [llm] provider and its key to judge with a model",
+            judge.label,
+            extra={"alert": "offline_judge", "judge": judge.label},
+        )
 
 
 @cli.command()
@@ -432,7 +447,7 @@ def eval_(dataset: Path, threshold: float | None, bond: float, save_calibration:
 
     config = load_disputer_config(threshold=threshold)
     rows = load_rows(dataset)
-    judge = judge_from_config(load_attest_config().llm, config.samples)
+    judge = judge_from_config(load_attest_config().llm, config.samples, offline=config.offline_judge)
     verdicts = [judge.judge(r.query, r.context, r.answer) for r in rows]
     labels = [r.label for r in rows]
     raw = [v.score for v in verdicts]

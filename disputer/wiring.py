@@ -52,12 +52,14 @@ def build_daemon(
     calibration_base: Path | None = None,
     metrics: Metrics | None = None,
 ) -> Daemon:
-    """A daemon wired from the config: the judge from `[llm]` (offline grounding-v1 without a key), the watcher,
+    """A daemon wired from the config: the judge from `[llm]` (the offline judge without a key), the watcher,
     the evaluator over the configured IPFS readers, the actor signing with `account` and its wallet."""
     if judge is None:
         path = config.calibration_path(calibration_base or config_path().parent)
         calibration = CalibrationMap.load(path) if path is not None else None
-        judge = judge_from_config(attest_config.llm, config.samples, calibration=calibration)
+        judge = judge_from_config(
+            attest_config.llm, config.samples, calibration=calibration, offline=config.offline_judge
+        )
     confirmations = config.confirmations
     if confirmations is None:
         confirmations = ctx.settings.confirmations
