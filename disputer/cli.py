@@ -439,14 +439,16 @@ def _status_of(assertion_id: str, as_json: bool) -> None:
               help="Fit an isotonic calibration map on the raw scores and save it here.")  # fmt: skip
 @JSON
 def eval_(dataset: Path, threshold: float | None, bond: float, save_calibration: Path | None, as_json: bool) -> None:
-    """Accuracy, AUROC, ECE, Brier and bond P/L of the configured judge on labelled rows (JSONL)."""
+    """Accuracy, AUROC, ECE, Brier and bond P/L of the configured judge on labelled rows: JSONL, or what
+    `attest export` writes (labels from outcomes; rows not settled yet are skipped)."""
     from disputer.calibration import fit_isotonic
     from disputer.config import load_attest_config, load_disputer_config
-    from disputer.evalstats import load_rows, report
+    from disputer.evalstats import load_dataset, report
     from disputer.judges import judge_from_config
 
     config = load_disputer_config(threshold=threshold)
-    rows = load_rows(dataset)
+    loaded = load_dataset(dataset)
+    rows = loaded.rows
     judge = judge_from_config(load_attest_config().llm, config.samples, offline=config.offline_judge)
     verdicts = [judge.judge(r.query, r.context, r.answer) for r in rows]
     labels = [r.label for r in rows]
@@ -462,8 +464,10 @@ def eval_(dataset: Path, threshold: float | None, bond: float, save_calibration:
         data["calibrated"] = report(judge.label, calibrated, labels, threshold=config.threshold, bond=bond).as_dict()
         data["calibration"] = str(save_calibration)
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps({**data, "unlabelled": loaded.unlabelled}, indent=2))
         return
+    if loaded.unlabelled:
+        click.echo(f"skipped {loaded.unlabelled} row(s) without a label (exported, not settled yet)")
     for name, values in data.items():
         if isinstance(values, str):
             click.echo(f"calibration map saved to {values}")
