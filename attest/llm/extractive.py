@@ -293,3 +293,8 @@ def _shorten(text: str, limit: int) -> str:
         return text
     cut = text[: limit - 1].rsplit(" ", 1)[0]
     return cut + "…"
+
+
+def quotable_sentences(text: str) -> list[str]:
+    """The sentences of a document this model may quote: whole prose sentences, no front matter, headings or code."""
+    return [s.text for s in _sentences(1, text)]
