@@ -52,7 +52,7 @@ _ASKING_TEXT = """eip erc do does work works mean means purpose change changes h
 _ASKING = frozenset(stem(w) for w in _ASKING_TEXT.split())
 _CONTRADICTION_CAP = 0.2  # a sentence that negates or names what its passage sentence does not
 _OFF_TOPIC_CAP = 0.15  # an answer citing none of the passages of the EIP the query names
-_RESPONSIVE_FLOOR = 0.2  # the cap for an answer holding none of the query's key terms
+_PARTLY_RESPONSIVE = 0.55  # the cap for an answer holding a few of the query's key terms
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,10 @@ def _responsiveness(query: str, chunks: Sequence[RetrievedChunk], restated: set[
     coverage = len(key & seen) / len(key)
     if coverage >= 1:
         return 1.0, ""
-    return _RESPONSIVE_FLOOR + (1 - _RESPONSIVE_FLOOR) * coverage, f"{coverage:.0%} of the query's key terms"
+    if coverage == 0:
+        return _OFF_TOPIC_CAP, "none of the query's key terms"
+    # Some of them: about the query's subject, maybe not all of it; a cap never low enough to dispute alone.
+    return _PARTLY_RESPONSIVE + (1 - _PARTLY_RESPONSIVE) * coverage, f"{coverage:.0%} of the query's key terms"
 
 
 class GroundingV2Judge:
