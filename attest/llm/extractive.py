@@ -150,6 +150,9 @@ class ExtractiveProvider:
             ranked = sorted(sentences, key=lambda s: (s.passage, s.position))
         else:
             titled = frozenset(n for n, c in top if _titled(c, entities))
+            if entities:
+                # A sentence about what the question names says it, or sits in the document titled by it.
+                sentences = [s for s in sentences if s.passage in titled or _says_any(s.text, entities)]
             ranked = _rank(sentences, wanted, titled)
         if not ranked:
             return NO_MATCH, (), "no_match"
@@ -231,6 +234,10 @@ def _mentions(chunk: RetrievedChunk, entity: str) -> bool:
 def _titled(chunk: RetrievedChunk, entities: frozenset[str]) -> bool:
     title = chunk.heading_path[0] if chunk.heading_path else ""
     return any(re.search(rf"(?<!\w){re.escape(e)}(?!\w)", title, re.IGNORECASE) for e in entities)
+
+
+def _says_any(text: str, entities: frozenset[str]) -> bool:
+    return any(re.search(rf"(?<!\w){re.escape(e)}(?!\w)", text, re.IGNORECASE) for e in entities)
 
 
 def _names_all(chunk: RetrievedChunk, entities: frozenset[str]) -> bool:
