@@ -221,7 +221,8 @@ def run(
 
 
 def _warn_if_offline(judge: Judge) -> None:
-    """Said at every start: a lexical judge disputes with real bonds on evidence a model would weigh better."""
+    """Said at every start: a lexical judge disputes with real bonds on evidence a model would weigh better. A
+    notice, not an alert: alerts are failures to act on, and this is a choice the operator may have made."""
     from disputer.judge import LlmJudge
 
     if not isinstance(judge, LlmJudge):
@@ -229,7 +230,7 @@ def _warn_if_offline(judge: Judge) -> None:
             "NO LLM JUDGE CONFIGURED: judging offline with %s, a lexical check of the answers against their passages, "
             "not a model; set [llm] provider and its key to judge with a model",
             judge.label,
-            extra={"alert": "offline_judge", "judge": judge.label},
+            extra={"notice": "offline_judge", "judge": judge.label},
         )
 
 

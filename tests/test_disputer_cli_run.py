@@ -264,7 +264,7 @@ def test_run_says_loudly_at_start_when_no_llm_judge_is_configured(kb_home: Local
     done = run_once("--dry-run")
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
-    warned = [line for line in lines if line.get("alert") == "offline_judge"]
+    warned = [line for line in lines if line.get("notice") == "offline_judge"]
     assert len(warned) == 1 and warned[0]["level"] == "warning" and warned[0]["judge"] == "grounding-v2"
     assert warned[0]["msg"].startswith("NO LLM JUDGE CONFIGURED: judging offline with grounding-v2")
     assert lines.index(warned[0]) == 0  # said first, before any work
