@@ -124,8 +124,9 @@ def _claim(sentence: str, chunks: Sequence[RetrievedChunk], cited: tuple[int, ..
     pairs = list(itertools.pairwise(words))
     window_pairs = set(itertools.pairwise(content_words(window)))
     paired = sum(p in window_pairs for p in pairs) / len(pairs) if pairs else unigram
+    # Word order counts as much as the words: "`0x5f` is introduced at `PUSH0`" holds every word of its sentence.
     order = _lcs(plain, aligned) / max(len(plain), 1)
-    support = min((1 - PAIR_WEIGHT) * unigram + PAIR_WEIGHT * paired, (unigram + order) / 2)
+    support = min((1 - PAIR_WEIGHT) * unigram + PAIR_WEIGHT * paired, order)
     missing = sorted(_specifics(text) - _specifics(window) - set(stem(w) for w in content_words(window)))
     if missing:
         capped = min(support, _CONTRADICTION_CAP)
