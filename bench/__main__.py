@@ -1,7 +1,7 @@
 """Run the benchmarks: `python -m bench [NAME ...] [--quick] [--write]`.
 
-NAME picks benches (gas, cid, kb, answers, ask, disputer; all when none is named). `--write` updates docs/benchmarks.md,
-full runs of every bench only.
+NAME picks benches (gas, cid, kb, answers, judge, ask, disputer; all when none is named). `--write` updates
+docs/benchmarks.md, full runs of every bench only.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import answers, ask, cid, disputer, gas, kb
+from bench import answers, ask, cid, disputer, gas, judge, kb
 from bench.common import Table, write_report
 
 BENCHES: dict[str, Callable[..., list[Table]]] = {
@@ -17,6 +17,7 @@ BENCHES: dict[str, Callable[..., list[Table]]] = {
     "cid": cid.run,
     "kb": kb.run,
     "answers": answers.run,
+    "judge": judge.run,
     "ask": ask.run,
     "disputer": disputer.run,
 }

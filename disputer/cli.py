@@ -24,6 +24,7 @@ from attest.errors import AttestError, ConfigError
 if TYPE_CHECKING:
     from attest.connect import ChainContext
     from disputer.config import DisputerConfig
+    from disputer.judge import Judge
 
 log = logging.getLogger("disputer.cli")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -200,6 +201,7 @@ def run(
             daemon = session.daemon
             _one_daemon(stack, session.ctx, daemon.address)
             _ready(session.ctx, session.config, daemon.address)
+            _warn_if_offline(daemon.evaluator.judge)
             port = session.config.metrics_port
             if port:
                 max_age_s = 3 * session.config.poll_interval_s + 30
@@ -232,6 +234,20 @@ def run(
         log.info("disputer stopped", extra={"signal": str(stopped), "before_start": True})
     finally:
         logging.getLogger("disputer").removeHandler(handler)
+
+
+def _warn_if_offline(judge: Judge) -> None:
+    """Said at every start: a lexical judge disputes with real bonds on evidence a model would weigh better. A
+    notice, not an alert: alerts are failures to act on, and this is a choice the operator may have made."""
+    from disputer.judge import LlmJudge
+
+    if not isinstance(judge, LlmJudge):
+        log.warning(
+            "NO LLM JUDGE CONFIGURED: judging offline with %s, a lexical check of the answers against their passages, "
+            "not a model; set [llm] provider and its key to judge with a model",
+            judge.label,
+            extra={"notice": "offline_judge", "judge": judge.label},
+        )
 
 
 @cli.command()
@@ -440,15 +456,17 @@ def _status_of(assertion_id: str, as_json: bool) -> None:
               help="Fit an isotonic calibration map on the raw scores and save it here.")  # fmt: skip
 @JSON
 def eval_(dataset: Path, threshold: float | None, bond: float, save_calibration: Path | None, as_json: bool) -> None:
-    """Accuracy, AUROC, ECE, Brier and bond P/L of the configured judge on labelled rows (JSONL)."""
+    """Accuracy, AUROC, ECE, Brier and bond P/L of the configured judge on labelled rows: JSONL, or what
+    `attest export` writes (labels from outcomes; rows not settled yet are skipped)."""
     from disputer.calibration import fit_isotonic
     from disputer.config import load_attest_config, load_disputer_config
-    from disputer.evalstats import load_rows, report
+    from disputer.evalstats import load_dataset, report
     from disputer.judges import judge_from_config
 
     config = load_disputer_config(threshold=threshold)
-    rows = load_rows(dataset)
-    judge = judge_from_config(load_attest_config().llm, config.samples)
+    loaded = load_dataset(dataset)
+    rows = loaded.rows
+    judge = judge_from_config(load_attest_config().llm, config.samples, offline=config.offline_judge)
     verdicts = [judge.judge(r.query, r.context, r.answer) for r in rows]
     labels = [r.label for r in rows]
     raw = [v.score for v in verdicts]
@@ -463,8 +481,10 @@ def eval_(dataset: Path, threshold: float | None, bond: float, save_calibration:
         data["calibrated"] = report(judge.label, calibrated, labels, threshold=config.threshold, bond=bond).as_dict()
         data["calibration"] = str(save_calibration)
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps({**data, "unlabelled": loaded.unlabelled}, indent=2))
         return
+    if loaded.unlabelled:
+        click.echo(f"skipped {loaded.unlabelled} row(s) without a label (exported, not settled yet)")
     for name, values in data.items():
         if isinstance(values, str):
             click.echo(f"calibration map saved to {values}")

@@ -19,13 +19,14 @@ calibration = "calib.json"   # a map from `disputer eval --save-calibration`; re
 account = "dev:2"            # the disputer's signing account (an alias or dev:N)
 auto_approve = true          # approve the bond currency for a dispute when the allowance is short
 attempts = 3                 # evaluations of one assertion before an undecided verdict is final
+offline_judge = "grounding-v2"  # the judge without an LLM: "grounding-v2" (reads claims) or "grounding-v1"
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -58,6 +59,7 @@ class DisputerConfig(BaseModel):
     account: str | None = None
     auto_approve: bool = True
     attempts: int = Field(default=3, ge=1, le=100)
+    offline_judge: Literal["grounding-v2", "grounding-v1"] = "grounding-v2"
 
     @field_validator("threshold", mode="before")
     @classmethod

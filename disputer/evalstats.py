@@ -4,14 +4,19 @@ Rows are JSONL, one labelled answer per line:
 
     {"query": "...", "context": ["passage", {"text": "...", "source": "eip-1559.md"}], "answer": "...", "label": 1}
 
-`label` is 1 for a correct answer and 0 for a wrong one. The statistics read each verdict's calibrated score
-(the raw score when the judge has no calibration); undecided verdicts are counted, never disputed, and left out of
-the score statistics.
+`label` is 1 for a correct answer and 0 for a wrong one. What `attest export` writes (JSONL, CSV or TSV, with all
+its columns) is a dataset too: without a `label` column each row's label is its outcome on chain (`attested` 1,
+`rejected` 0), and rows not settled yet have none and are skipped (counted).
+
+The statistics read each verdict's calibrated score (the raw score when the judge has no calibration); undecided
+verdicts are counted, never disputed, and left out of the score statistics.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import math
 from collections.abc import Sequence
@@ -21,6 +26,7 @@ from typing import Any, NoReturn
 
 from attest.context import RetrievedChunk
 from attest.errors import EvalDataError, JudgeError
+from attest.flow.export import COLUMNS as EXPORT_COLUMNS
 from attest.ipfs.unixfs import cid_of
 from attest.jsonsafe import nested_deeper_than
 from disputer.judge import Judge
@@ -28,6 +34,8 @@ from disputer.judge import Judge
 ECE_BINS = 10
 MAX_LINE_CHARS = 1_048_576
 _ROW_KEYS = frozenset({"query", "context", "answer", "label", "id", "note"})
+_EXPORT_KEYS = frozenset(EXPORT_COLUMNS) | {"label"}
+_OUTCOME_LABELS = {"attested": 1, "rejected": 0}
 _PASSAGE_KEYS = frozenset({"text", "source", "heading", "doc_cid", "chunk_index", "sha256"})
 
 
@@ -41,8 +49,20 @@ class EvalRow:
     id: str | None = None
 
 
+@dataclass(frozen=True)
+class Dataset:
+    rows: list[EvalRow]
+    unlabelled: int  # exported attestations not settled yet: no outcome, so no label
+
+
 def load_rows(path: Path) -> list[EvalRow]:
-    """Every row of a JSONL file; blank lines are skipped, and the first bad line raises with its number."""
+    """Every labelled row of a dataset (see `load_dataset`)."""
+    return load_dataset(path).rows
+
+
+def load_dataset(path: Path) -> Dataset:
+    """The rows of a JSONL file, or of `attest export`'s CSV/TSV (by the file's suffix); blank lines are skipped,
+    and the first bad line raises with its number."""
     try:
         raw = path.read_bytes()
     except OSError as err:
@@ -51,13 +71,44 @@ def load_rows(path: Path) -> list[EvalRow]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise EvalDataError(f"{path} is not UTF-8 (bad byte at offset {err.start}); rows are UTF-8 JSONL") from None
-    rows = [parse_row(line, f"{path}:{n}") for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    if not rows:
+    if path.suffix.casefold() in (".csv", ".tsv"):
+        found = _table_rows(text, path)
+    else:
+        lines = enumerate(text.splitlines(), start=1)
+        found = [_parse(line, f"{path}:{n}") for n, line in lines if line.strip()]
+    rows = [row for row in found if row is not None]
+    if not found:
         raise EvalDataError(f"{path} has no rows; write one JSON object per line")
-    return rows
+    if not rows:
+        raise EvalDataError(f"{path} has no labelled rows: its {len(found)} exported rows are not settled yet")
+    return Dataset(rows, len(found) - len(rows))
+
+
+def _table_rows(text: str, path: Path) -> list[EvalRow | None]:
+    """`attest export --format csv|tsv`: its list columns are JSON, its empty cells nothing."""
+    delimiter = "\t" if path.suffix.casefold() == ".tsv" else ","
+    found: list[EvalRow | None] = []
+    for n, cells in enumerate(csv.DictReader(io.StringIO(text), delimiter=delimiter), start=2):
+        where = f"{path}:{n}"
+        data: dict[str, Any] = {k: v for k, v in cells.items() if v not in ("", None)}
+        try:
+            data["context"] = json.loads(data.get("context", "[]"))
+            if "label" in data:
+                data["label"] = int(data["label"])
+        except ValueError as err:
+            raise EvalDataError(f"{where}: 'context' must be JSON and 'label' 0 or 1 ({err})") from None
+        found.append(_from_object(data, where))
+    return found
 
 
 def parse_row(line: str, where: str = "row") -> EvalRow:
+    row = _parse(line, where)
+    if row is None:
+        raise EvalDataError(f"{where}: the exported row has no label: its assertion is not settled yet")
+    return row
+
+
+def _parse(line: str, where: str) -> EvalRow | None:
     def fail(problem: str) -> NoReturn:
         raise EvalDataError(f"{where}: {problem}")
 
@@ -76,7 +127,24 @@ def parse_row(line: str, where: str = "row") -> EvalRow:
         fail(problem)
     if not isinstance(data, dict):
         fail("a row is a JSON object with query, context, answer and label")
-    if unknown := set(data) - _ROW_KEYS:
+    return _from_object(data, where)
+
+
+def _from_object(data: dict[str, Any], where: str) -> EvalRow | None:
+    def fail(problem: str) -> NoReturn:
+        raise EvalDataError(f"{where}: {problem}")
+
+    if "outcome" in data or "record_cid" in data:  # a row of `attest export`
+        if unknown := set(data) - _EXPORT_KEYS:
+            fail(f"unknown keys {', '.join(sorted(unknown))}; an exported row has `attest export`'s columns")
+        if "label" not in data:
+            outcome = data.get("outcome")
+            if outcome is None:
+                return None
+            if outcome not in _OUTCOME_LABELS:
+                fail(f"'outcome' must be attested or rejected, not {json.dumps(outcome)}; or add a 'label' column")
+            data = {**data, "label": _OUTCOME_LABELS[outcome]}
+    elif unknown := set(data) - _ROW_KEYS:
         fail(f"unknown keys {', '.join(sorted(unknown))}; a row has {', '.join(sorted(_ROW_KEYS))}")
     for key in ("query", "context", "answer", "label"):
         if key not in data:

@@ -130,10 +130,10 @@ class GroundingJudge:
     def judge(self, query: str, chunks: Sequence[RetrievedChunk], answer: str) -> Verdict:
         started = time.perf_counter()
         if not chunks:
-            return undecided(GROUNDING_JUDGE, "no context passages to check the answer against", _since(started))
+            return undecided(GROUNDING_JUDGE, "no context passages to check the answer against", since(started))
         supports = sentence_support(answer_sentences(answer), chunks)
         if not supports:
-            return undecided(GROUNDING_JUDGE, "the answer has no content words to check", _since(started))
+            return undecided(GROUNDING_JUDGE, "the answer has no content words to check", since(started))
         total = sum(s.words for s in supports)
         mean = sum(s.support * s.words for s in supports) / total
         weakest = min(range(len(supports)), key=lambda i: supports[i].support)
@@ -150,10 +150,10 @@ class GroundingJudge:
             template=None,
             template_sha256=None,
             undecided_reason=None,
-            latency_ms=_since(started),
+            latency_ms=since(started),
             calibrated_score=self.calibration.apply(score) if self.calibration else score,
         )
 
 
-def _since(started: float) -> float:
+def since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)

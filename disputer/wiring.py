@@ -55,7 +55,7 @@ def build_daemon(
     calibration_base: Path | None = None,
     metrics: Metrics | None = None,
 ) -> Daemon:
-    """A daemon wired from the config: the judge from `[llm]` (offline grounding-v1 without a key), the watcher,
+    """A daemon wired from the config: the judge from `[llm]` (the offline judge without a key), the watcher,
     the evaluator over the configured IPFS readers, the actor signing with `account` and its wallet. The store
     follows the chain's present history: what it saw on one a reset ended is retired first."""
     retired = store.follow_chain(ctx.chain_id, bytes.fromhex(ctx.genesis_hash.removeprefix("0x")))
@@ -67,7 +67,9 @@ def build_daemon(
     if judge is None:
         path = config.calibration_path(calibration_base or config_path().parent)
         calibration = CalibrationMap.load(path) if path is not None else None
-        judge = judge_from_config(attest_config.llm, config.samples, calibration=calibration)
+        judge = judge_from_config(
+            attest_config.llm, config.samples, calibration=calibration, offline=config.offline_judge
+        )
     confirmations = config.confirmations
     if confirmations is None:
         confirmations = ctx.settings.confirmations

@@ -188,6 +188,7 @@ def test_a_dry_run_previews_and_a_real_run_decides_and_acts_once(
         aid = "0x" + made.assertion_id.hex()
         dry = run_once("--dry-run")
         assert dry.returncode == 0, dry.stderr
+        assert "offline_judge" not in dry.stderr  # a model judges: no warning
         with env.store() as store:
             preview = store.decision(made.assertion_id)
             assert preview is not None and preview.action == "dispute" and preview.dry_run
@@ -254,3 +255,16 @@ def test_status_escapes_what_strangers_wrote(attest_home: str) -> None:
     out = CliRunner().invoke(cli, ["status", "0x" + hostile.assertion_id.hex()], catch_exceptions=False).output
     assert "\x1b" not in out and "\x07" not in out
     assert "model said \\x1b[2Jcleared" in out and "claim      not ours:" in out
+
+
+def test_run_says_loudly_at_start_when_no_llm_judge_is_configured(kb_home: LocalChain) -> None:
+    (kb_home.home / "config.toml").write_text(
+        '[llm]\nprovider = "extractive"\n\n[disputer]\nbackfill_s = 86400\nvote = false\nsettle = false\n'
+    )
+    done = run_once("--dry-run")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    warned = [line for line in lines if line.get("notice") == "offline_judge"]
+    assert len(warned) == 1 and warned[0]["level"] == "warning" and warned[0]["judge"] == "grounding-v2"
+    assert warned[0]["msg"].startswith("NO LLM JUDGE CONFIGURED: judging offline with grounding-v2")
+    assert lines.index(warned[0]) == 0  # said first, before any work

@@ -398,7 +398,10 @@ def test_cli_eval_reports_and_saves_a_calibration_map(attest_home: str, tmp_path
     from disputer.calibration import CalibrationMap
     from disputer.cli import cli
 
-    (Path(attest_home) / "config.toml").write_text('[llm]\nprovider = "extractive"\n')
+    # grounding-v1 chosen by the config (grounding-v2 is the default offline judge).
+    (Path(attest_home) / "config.toml").write_text(
+        '[llm]\nprovider = "extractive"\n\n[disputer]\noffline_judge = "grounding-v1"\n'
+    )
     passage = "Trim the wick every four hours so the flame stays bright and does not smoke the lens."
     rows = [
         {"query": QUERY, "context": [passage], "answer": "Trim the wick every four hours.", "label": 1},

@@ -242,9 +242,10 @@ def test_verdicts_keep_their_invariants() -> None:
 
 # -- choosing a judge ----------------------------------------------------------------------------------------
 def test_without_a_key_the_judge_is_the_offline_grounding_judge() -> None:
-    assert isinstance(judge_from_config(None, 3), GroundingJudge)
-    assert isinstance(judge_from_config(LlmConfig(provider="extractive"), 3), GroundingJudge)
-    assert judge_from_config(LlmConfig(provider="anthropic"), 3).label == "grounding-v1"
+    # grounding-v2 is the default offline judge (tests/test_grounding_v2.py); grounding-v1 stays selectable.
+    assert isinstance(judge_from_config(None, 3, offline="grounding-v1"), GroundingJudge)
+    assert isinstance(judge_from_config(LlmConfig(provider="extractive"), 3, offline="grounding-v1"), GroundingJudge)
+    assert judge_from_config(LlmConfig(provider="anthropic"), 3, offline="grounding-v1").label == "grounding-v1"
 
 
 def test_with_a_key_the_judge_is_the_configured_model(monkeypatch: pytest.MonkeyPatch) -> None:

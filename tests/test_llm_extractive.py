@@ -222,3 +222,28 @@ def test_a_non_answer_is_recognised_from_retrieval_the_finish_reason_or_the_word
     for words in ("The provided passages do not answer this question.", "I don't know.", "The context doesn't say."):
         assert non_answer(dataclasses.replace(answered, text=words), 2) is not None, words
     assert non_answer(dataclasses.replace(answered, text="The base fee is not paid to miners [1]."), 2) is None
+
+
+def test_a_question_naming_what_no_passage_mentions_is_declined() -> None:
+    # What full-corpus retrieval gave for it: passages sharing "capital", none naming France.
+    passages = [
+        chunk("Besides free withdrawals, another benefit of `0x01` validators is the capital efficiency.", 0,
+              "eips/eip-8062.md", ("Add sweep withdrawal fee for 0x01 validators", "Rationale")),
+        chunk("A 32-ETH `0x01` validator will have approximately the same capital efficiency as a 128-ETH one.", 1,
+              "eips/eip-8062.md", ("Add sweep withdrawal fee for 0x01 validators", "Rationale")),
+    ]  # fmt: skip
+    answer = ExtractiveProvider().answer("What is the capital of France?", passages, TEMPLATE, PARAMS)
+    assert answer.text == NO_MATCH and answer.metadata.finish_reason == "no_match" and answer.citations == ()
+
+
+def test_the_document_titled_by_what_the_question_names_answers_first() -> None:
+    passages = [
+        chunk("The `CALL`, `CALLCODE`, `DELEGATECALL`, and `STATICCALL` opcodes MUST cost 25 gas per alias.", 0,
+              "eips/eip-6189.md", ("Alias Contracts", "Specification")),
+        chunk("Add a new opcode, `DELEGATECALL` at `0xf4`, which is similar in idea to `CALLCODE`, except that it "
+              "propagates the sender and value from the parent scope to the child scope.", 0, "eips/eip-7.md",
+              ("DELEGATECALL",)),
+    ]  # fmt: skip
+    answer = ExtractiveProvider().answer("What does the DELEGATECALL opcode do?", passages, TEMPLATE, PARAMS)
+    found = quotes(answer.text)
+    assert found[0][1] == 2 and "propagates the sender and value" in found[0][0]

@@ -40,6 +40,8 @@ _LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)])\s+")
 _ASKS_FOR_CODE = frozenset({"code", "pseudocode", "implementation", "snippet", "example", "python", "solidity"})
 _DOCUMENT_WORDS = frozenset({"eip", "erc"})  # "EIP-1559" names a document: its passages, not its words, answer
 _MIN_WORDS = 4
+_NAME = re.compile(r"[A-Za-z][\w]*")
+_IDENTIFIER = re.compile(r"[A-Za-z]*[A-Z][a-z]*[A-Z0-9_][\w]*|[A-Z]{2,}")  # PUSH0, TSTORE, ModExp, EL
 _MIN_COVERAGE = 0.5  # the share of the question's key terms a sentence must hold to count as answering it
 _MAX_QUOTE_CHARS = 400
 _MIN_QUOTE_CHARS = 40
@@ -47,6 +49,7 @@ _LENGTH_DAMPING = 0.5
 _OPENING_WORDS = 3
 _SUBJECT_BONUS = 1.25
 _SUMMARY_BONUS = 1.5
+_TITLE_BONUS = 2.0
 _SUMMARY_HEADING = re.compile(r"(?:simple )?(?:summary|abstract)\s*$", re.IGNORECASE)
 
 
@@ -63,7 +66,7 @@ class _Sentence:
 class ExtractiveProvider:
     name = "extractive"
 
-    def __init__(self, *, top_passages: int = 3, max_quotes: int = 3) -> None:
+    def __init__(self, *, top_passages: int = 5, max_quotes: int = 3) -> None:
         if top_passages < 1 or max_quotes < 1:
             raise ModelError("the extractive provider needs top_passages >= 1 and max_quotes >= 1")
         self.top_passages = top_passages
@@ -123,8 +126,18 @@ class ExtractiveProvider:
     ) -> tuple[str, tuple[int, ...], str]:
         if not chunks:
             return NO_CONTEXT, (), "no_context"
-        top = list(enumerate(chunks[: self.top_passages], start=1))
         named = named_documents(query)
+        entities = _entities(query)
+        passages = list(enumerate(chunks, start=1))
+        if any(not any(_mentions(c, e) for _, c in passages) for e in entities):
+            # "What is the capital of France?": no passage names France, so none is about it, whatever else
+            # ("capital efficiency") they share with the question.
+            return NO_MATCH, (), "no_match"
+        if entities:
+            # The passages of a document titled by what the question names ("DELEGATECALL", "Skinny CREATE2")
+            # first, then those that name it, each in the retriever's order.
+            passages = sorted(passages, key=lambda p: (not _titled(p[1], entities), not _names_all(p[1], entities)))
+        top = passages[: self.top_passages]
         if named:
             # A question about EIP-1559 is answered by EIP-1559's text or not at all: another EIP that mentions
             # it answers a different question. A named document missing from the passages is not answered.
@@ -136,7 +149,11 @@ class ExtractiveProvider:
             # "What is EIP-4844?": the named document's own first sentences, in the retriever's order.
             ranked = sorted(sentences, key=lambda s: (s.passage, s.position))
         else:
-            ranked = _rank(sentences, wanted)
+            titled = frozenset(n for n, c in top if _titled(c, entities))
+            if entities:
+                # A sentence about what the question names says it, or sits in the document titled by it.
+                sentences = [s for s in sentences if s.passage in titled or _says_any(s.text, entities)]
+            ranked = _rank(sentences, wanted, titled)
         if not ranked:
             return NO_MATCH, (), "no_match"
         return self._render(ranked, max_tokens)
@@ -169,9 +186,10 @@ class ExtractiveProvider:
         return "\n".join(lines), tuple(sorted(cited)), "stop"
 
 
-def _rank(sentences: list[_Sentence], wanted: frozenset[str]) -> list[_Sentence]:
+def _rank(sentences: list[_Sentence], wanted: frozenset[str], titled: frozenset[int] = frozenset()) -> list[_Sentence]:
     """The sentences holding enough of `wanted`, the most direct first: more of the question's key terms, then
-    rarer ones in fewer words (BM25-like length damping), then the retriever's order."""
+    rarer ones in fewer words (BM25-like length damping), then the retriever's order. Sentences of the `titled`
+    passages (of a document whose title names what the question names) weigh more."""
     if not wanted:
         return []
     # Rarer words weigh more: a word in every sentence says little about which one answers.
@@ -192,11 +210,38 @@ def _rank(sentences: list[_Sentence], wanted: frozenset[str]) -> list[_Sentence]
         opening = {_stem(w) for w in _WORD.findall(s.text.casefold())[:_OPENING_WORDS]}
         subject = _SUBJECT_BONUS if opening & wanted else 1.0
         summary = _SUMMARY_BONUS if s.summary else 1.0
-        score = round(sum(weight.get(w, 0.0) for w in sorted(held)) * subject * summary / damping, 9)
+        title = _TITLE_BONUS if s.passage in titled else 1.0
+        score = round(sum(weight.get(w, 0.0) for w in sorted(held)) * subject * summary * title / damping, 9)
         scored.append((-round(coverage, 6), -score, s.passage, s.position, s))
     if any(entry[1] < 0 for entry in scored):  # some sentence says a key term itself: those answer first
         scored = [entry for entry in scored if entry[1] < 0]
     return [entry[-1] for entry in sorted(scored, key=lambda e: e[:4])]
+
+
+def _entities(query: str) -> frozenset[str]:
+    """What the question names: opcodes and identifiers (PUSH0, DELEGATECALL, ModExp) and capitalised words past
+    its first (France), but not the documents it names (EIP-1559), which are matched by file."""
+    words = _NAME.findall(query)
+    found = {w for w in words[1:] if w[0].isupper()} | {w for w in words if _IDENTIFIER.fullmatch(w)}
+    return frozenset(w for w in found if w.casefold() not in _DOCUMENT_WORDS and w.casefold() not in STOPWORDS)
+
+
+def _mentions(chunk: RetrievedChunk, entity: str) -> bool:
+    text = chunk.text + " " + " ".join(chunk.heading_path)
+    return re.search(rf"(?<!\w){re.escape(entity)}(?!\w)", text, re.IGNORECASE) is not None
+
+
+def _titled(chunk: RetrievedChunk, entities: frozenset[str]) -> bool:
+    title = chunk.heading_path[0] if chunk.heading_path else ""
+    return any(re.search(rf"(?<!\w){re.escape(e)}(?!\w)", title, re.IGNORECASE) for e in entities)
+
+
+def _says_any(text: str, entities: frozenset[str]) -> bool:
+    return any(re.search(rf"(?<!\w){re.escape(e)}(?!\w)", text, re.IGNORECASE) for e in entities)
+
+
+def _names_all(chunk: RetrievedChunk, entities: frozenset[str]) -> bool:
+    return all(_mentions(chunk, e) for e in entities)
 
 
 def _stem(word: str) -> str:
@@ -293,3 +338,8 @@ def _shorten(text: str, limit: int) -> str:
         return text
     cut = text[: limit - 1].rsplit(" ", 1)[0]
     return cut + "…"
+
+
+def quotable_sentences(text: str) -> list[str]:
+    """The sentences of a document this model may quote: whole prose sentences, no front matter, headings or code."""
+    return [s.text for s in _sentences(1, text)]
