@@ -11,9 +11,10 @@ import json
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cached_property
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 import requests
 from eth_abi.abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from eth_typing import URI, ChecksumAddress
 from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
@@ -31,8 +33,8 @@ from web3.types import RPCEndpoint, TxParams, TxReceipt
 
 from attest.chain.abi import EncodedCall
 from attest.chain.artifacts import Artifact
-from attest.config import DEFAULT_GAS_MARGIN_PCT
-from attest.errors import ChainError, ConfigError, NonceTaken, RpcUnavailable, TransactionRejected
+from attest.config import DEFAULT_GAS_MARGIN_PCT, DEFAULT_REPLACE_AFTER_S
+from attest.errors import ChainError, ConfigError, FeeCapExceeded, NonceTaken, RpcUnavailable, TransactionRejected
 from attest.locks import SigningLock
 
 RECEIPT_TIMEOUT_S = 120.0
@@ -61,6 +63,7 @@ _RETRIED_NAMESPACES = frozenset({"eth", "net", "web3", "txpool"})
 _NEVER_RETRIED = frozenset({"eth_sendTransaction", "eth_getFilterChanges"})
 _BAD_URL = (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema)
 _KNOWN_TX = ("already known", "already imported", "known transaction")
+REPLACEMENT_BUMP_PCT = 10  # what geth and most nodes demand of a replacement: +10% on both tip and max fee
 _NONCE_USED = ("nonce too low", "nonce is too low")
 
 
@@ -212,6 +215,51 @@ def revert_reason(err: ContractLogicError, abi: list[dict[str, Any]] | None = No
 
 
 @dataclass(frozen=True)
+class FeePolicy:
+    """How one network's transactions are priced: never more than `max_fee` wei per gas (base fee and tip
+    together), and signed again with the same nonce and higher fees when not mined within `replace_after_s`."""
+
+    max_fee: int | None = None  # wei per gas; None: no cap
+    replace_after_s: float = DEFAULT_REPLACE_AFTER_S
+    setting: str = "max_fee_gwei"  # where the cap is configured, as refusals name it
+
+    @classmethod
+    def of(cls, network: str, max_fee_gwei: float | None, replace_after_s: float) -> FeePolicy:
+        cap = None if max_fee_gwei is None else int(Decimal(str(max_fee_gwei)).scaleb(9))
+        return cls(cap, replace_after_s, f"[networks.{network}] max_fee_gwei")
+
+
+def gwei(wei: int) -> str:
+    return format(Decimal(wei).scaleb(-9).normalize(), "f")
+
+
+def fee_summary(raw: bytes) -> str:
+    """The fees signed into `raw`, for a log line: "max fee 3.3 gwei, tip 1.1 gwei" (or the legacy gas price)."""
+    tx = _decoded(raw)
+    if "maxFeePerGas" in tx:
+        return f"max fee {gwei(int(tx['maxFeePerGas']))} gwei, tip {gwei(int(tx['maxPriorityFeePerGas']))} gwei"
+    return f"gas price {gwei(int(tx['gasPrice']))} gwei"
+
+
+def _decoded(raw: bytes) -> dict[str, Any]:
+    """The fields of signed bytes, ready to sign again (no signature, no type)."""
+    if raw[:1] >= b"\xc0":  # a legacy transaction is a bare RLP list
+        import rlp  # type: ignore[import-untyped]
+
+        nonce, price, gas, to, value, data, _v, _r, _s = rlp.decode(raw)
+        fields = {"nonce": nonce, "gasPrice": price, "gas": gas, "value": value}
+        return {**{k: int.from_bytes(v, "big") for k, v in fields.items()}, "to": to, "data": data}
+    tx = dict(TypedTransaction.from_bytes(HexBytes(raw)).as_dict())
+    for signature in ("v", "r", "s", "type"):
+        tx.pop(signature, None)
+    return tx
+
+
+def _bumped(value: int) -> int:
+    return max(value + 1, -(-value * (100 + REPLACEMENT_BUMP_PCT) // 100))
+
+
+@dataclass(frozen=True)
 class Quote:
     """What a transaction would cost, priced before anything is signed."""
 
@@ -235,6 +283,7 @@ class Sender:
         *,
         gas_margin_pct: int = DEFAULT_GAS_MARGIN_PCT,
         lock: SigningLock | None = None,
+        fees: FeePolicy | None = None,
     ) -> None:
         if not 0 <= gas_margin_pct <= 300:
             raise ValueError(f"gas_margin_pct must be 0..300, not {gas_margin_pct}")
@@ -242,6 +291,7 @@ class Sender:
         self.account = account
         self.gas_margin_pct = gas_margin_pct
         self.lock = lock
+        self.fees = fees or FeePolicy()
 
     def signing(self) -> AbstractContextManager[object]:
         """Hold the account's signing lock (when it has one) from reading the pending nonce until the signed
@@ -289,12 +339,14 @@ class Sender:
         built: list[dict[str, Any] | TransactionRejected] = []
         for call, action in calls:
             try:
-                # Estimating gas executes the call against the latest state: this is the static call.
-                tx: dict[str, Any] = dict(call.build_transaction(fees))
+                # Estimating gas executes the call against the latest state: this is the static call. Without fees,
+                # so that an account short of gas money hears it from the balance check, not as a node's refusal.
+                estimate = int(call.estimate_gas(cast(TxParams, {"from": self.address})))
             except ContractLogicError as err:
                 built.append(TransactionRejected(action, revert_reason(err, getattr(call, "contract_abi", None))))
                 continue
-            tx["gas"] = min(int(tx["gas"]) * (100 + self.gas_margin_pct) // 100, block_gas_limit)
+            gas = min(estimate * (100 + self.gas_margin_pct) // 100, block_gas_limit)
+            tx: dict[str, Any] = dict(call.build_transaction(cast(TxParams, {**fees, "gas": gas})))
             tx["nonce"] = next_nonce
             tx["chainId"] = self.chain_id
             next_nonce += 1
@@ -325,16 +377,72 @@ class Sender:
         price = fees.get("maxFeePerGas") or fees.get("gasPrice") or int(self.w3.eth.gas_price)
         return Quote(gas, price, int(self.w3.eth.get_balance(self.address)))
 
+    def current_fees(self) -> dict[str, int]:
+        """The fees a transaction signed now would carry; raises `FeeCapExceeded` (nothing signed) when the network
+        asks more than the cap. For a check before any work."""
+        return self._fees(self.w3.eth.get_block("latest").get("baseFeePerGas"))
+
     def _fees(self, base: int | None) -> dict[str, int]:
         """The fee fields web3 fills by default, read once: the node's suggested tip, and as the cap that tip plus
-        twice the latest base fee (room for the base fee to double before inclusion). Legacy chains: gas price.
-        With a gas price strategy set on web3 (ape sets one), web3 prices each transaction itself."""
+        twice the latest base fee (room for the base fee to double before inclusion), never above the network's
+        `max_fee`. Legacy chains: gas price. With a gas price strategy set on web3 (ape sets one), web3 prices
+        each transaction itself. Raises `FeeCapExceeded` when the network asks more than the cap right now."""
+        market = self._market_fees(base)
+        cap = self.fees.max_fee
+        if cap is None or not market:
+            return market
+        asked = market["gasPrice"] if base is None else int(base) + market["maxPriorityFeePerGas"]
+        if asked > cap:
+            what = f"a gas price of {gwei(asked)}"
+            if base is not None:
+                tip = market["maxPriorityFeePerGas"]
+                what = f"{gwei(int(base))} gwei of base fee + {gwei(tip)} gwei of tip, {gwei(asked)}"
+            raise FeeCapExceeded(
+                f"the network asks {what} gwei per gas, above {self.fees.setting} = {gwei(cap)}; nothing was "
+                f"signed: wait for lower fees, or raise {self.fees.setting}"
+            )
+        if base is None:
+            return market
+        return {**market, "maxFeePerGas": min(market["maxFeePerGas"], cap)}
+
+    def _market_fees(self, base: int | None) -> dict[str, int]:
         if getattr(self.w3.eth, "_gas_price_strategy", None) is not None:
             return {}
         if base is None:
             return {"gasPrice": int(self.w3.eth.gas_price)}
         tip = int(self.w3.eth.max_priority_fee)
         return {"maxPriorityFeePerGas": tip, "maxFeePerGas": tip + 2 * int(base)}
+
+    def replacement(self, signed: SignedTx) -> SignedTx:
+        """`signed` again, same nonce and call, with higher fees: at least +10% on the tip and the max fee (the
+        minimum a node takes as a replacement), or today's fees when they are higher; never above `max_fee`.
+        Raises `FeeCapExceeded` when the minimum bump does not fit under the cap, `ChainError` when the account
+        cannot pay for it."""
+        tx = _decoded(signed.raw)
+        if "maxFeePerGas" in tx:
+            market = self._market_fees(self.w3.eth.get_block("latest").get("baseFeePerGas"))
+            tip = max(_bumped(int(tx["maxPriorityFeePerGas"])), market.get("maxPriorityFeePerGas", 0))
+            least = _bumped(int(tx["maxFeePerGas"]))
+            fields = {"maxPriorityFeePerGas": tip, "maxFeePerGas": max(least, tip, market.get("maxFeePerGas", 0))}
+        else:
+            least = _bumped(int(tx["gasPrice"]))
+            fields = {"gasPrice": max(least, int(self.w3.eth.gas_price))}
+        price_key = "maxFeePerGas" if "maxFeePerGas" in fields else "gasPrice"
+        cap = self.fees.max_fee
+        if cap is not None:
+            if least > cap or fields.get("maxPriorityFeePerGas", 0) > cap:
+                raise FeeCapExceeded(
+                    f"replacing it needs {gwei(least)} gwei per gas, above {self.fees.setting} = {gwei(cap)}; "
+                    f"it waits at its fees, or raise {self.fees.setting}"
+                )
+            fields[price_key] = min(fields[price_key], cap)
+        tx |= fields
+        if not tx.get("to"):
+            tx.pop("to", None)  # a contract creation
+        tx["chainId"] = self.chain_id
+        self._check_gas_money([tx], signed.action)
+        again = self.account.sign_transaction(tx)
+        return SignedTx(signed.action, signed.nonce, again.hash.to_0x_hex(), bytes(again.raw_transaction))
 
     def broadcast(self, signed: SignedTx) -> None:
         """Send signed bytes. Sending the same bytes twice is harmless: one nonce, one hash, one effect.
@@ -362,23 +470,53 @@ class Sender:
             raise ChainError(f"{signed.action}: transaction {signed.tx_hash} reverted on chain")
         return receipt
 
-    def reconcile(self, signed: SignedTx) -> TxReceipt | None:
-        """After a restart: the receipt if the transaction was mined; None if its nonce went to another one
-        (it can never be mined now); otherwise rebroadcast the same bytes and wait."""
-        receipt = self.receipt(signed.tx_hash)
+    def reconcile(
+        self, signed: SignedTx, earlier: Sequence[str] = (), *, wait: Callable[[], TxReceipt] | None = None
+    ) -> TxReceipt | None:
+        """After a restart: the receipt of whichever signing of this nonce was mined (`signed`, or an `earlier` one
+        it replaced); None if the nonce went to another transaction (none of them can be mined now); otherwise
+        rebroadcast `signed` and wait for it (`wait`: how; by default `wait`, without replacing it)."""
+        hashes = [signed.tx_hash, *earlier]
+        receipt = self.first_receipt(hashes)
         if receipt is not None:
             return receipt
-        if self.w3.eth.get_transaction_count(self.address, "latest") > signed.nonce:
-            # Mined nonce, but not our hash (checked again: it may have been mined in between).
-            return self.receipt(signed.tx_hash)
-        self.broadcast(signed)
-        return self.wait(signed.tx_hash, signed.action)
+        if self.nonce_spent(signed.nonce):
+            # Mined nonce, but not one of our hashes (checked again: one may have been mined in between).
+            return self.first_receipt(hashes)
+        try:
+            self.broadcast(signed)
+        except NonceTaken:  # an earlier signing was mined meanwhile, or another transaction took the nonce
+            return self.first_receipt(hashes)
+        return self.wait(signed.tx_hash, signed.action) if wait is None else wait()
 
     def receipt(self, tx_hash: str) -> TxReceipt | None:
         try:
             return self.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
         except TransactionNotFound:
             return None
+
+    def first_receipt(self, tx_hashes: Sequence[str]) -> TxReceipt | None:
+        """The receipt of whichever of these signings of one nonce was mined (at most one can be)."""
+        for tx_hash in tx_hashes:
+            receipt = self.receipt(tx_hash)
+            if receipt is not None:
+                return receipt
+        return None
+
+    def nonce_spent(self, nonce: int) -> bool:
+        """Whether a transaction with this nonce of the account is mined (ours or not)."""
+        return int(self.w3.eth.get_transaction_count(self.address, "latest")) > nonce
+
+    def poll(self, tx_hashes: Sequence[str], until: float) -> TxReceipt | None:
+        """The receipt of any of `tx_hashes` (signings of one nonce), polled until the monotonic time `until`:
+        quickly at first (an automining devnet answers at once), then backing off to spare the RPC."""
+        delay = 0.005
+        while True:
+            receipt = self.first_receipt(tx_hashes)
+            if receipt is not None or time.monotonic() >= until:
+                return receipt
+            time.sleep(max(0.0, min(delay, until - time.monotonic())))
+            delay = min(delay * 2, 1.0)
 
     def _known(self, tx_hash: str) -> bool:
         """Whether the node has the transaction at all (pending or mined)."""
@@ -393,20 +531,14 @@ class Sender:
         return int(self.w3.eth.chain_id)
 
     def wait(self, tx_hash: str, action: str) -> TxReceipt:
-        """Poll quickly at first (an automining devnet answers at once), then back off to spare the RPC."""
-        delay, deadline = 0.005, time.monotonic() + RECEIPT_TIMEOUT_S
-        while True:
-            try:
-                return self.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
-            except TransactionNotFound:
-                pass
-            if time.monotonic() > deadline:
-                raise ChainError(
-                    f"{action}: transaction {tx_hash} was sent but not mined within "
-                    f"{RECEIPT_TIMEOUT_S:.0f}s; check it before sending again"
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        """The receipt, polled for up to `RECEIPT_TIMEOUT_S` (no replacement: the outbox replaces stuck ones)."""
+        receipt = self.poll([tx_hash], time.monotonic() + RECEIPT_TIMEOUT_S)
+        if receipt is None:
+            raise ChainError(
+                f"{action}: transaction {tx_hash} was sent but not mined within "
+                f"{RECEIPT_TIMEOUT_S:.0f}s; check it before sending again"
+            )
+        return receipt
 
     def deploy(self, artifact: Artifact, *args: Any) -> Contract:
         factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)

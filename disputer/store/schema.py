@@ -119,5 +119,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX superseded_by_assertion ON superseded_decisions(assertion_id)
         """,
     ),
+    Migration(
+        "replaced transactions: the earlier signings of a row's nonce, any of which may be the one mined",
+        "ALTER TABLE txs ADD COLUMN earlier TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
