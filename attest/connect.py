@@ -14,7 +14,8 @@ from web3 import Web3
 from web3.middleware import ExtraDataToPOAMiddleware
 
 from attest.chain.oov3 import OptimisticOracleV3
-from attest.chain.tx import FeePolicy, Sender, http_provider
+from attest.chain.rpc import http_provider
+from attest.chain.tx import FeePolicy, Sender
 from attest.config import Config, NetworkConfig, load_config
 from attest.devnet import Deployment, Devnet
 from attest.errors import ChainError, ConfigError

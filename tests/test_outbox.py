@@ -63,6 +63,9 @@ class ScriptedSender:
     def receipt(self, tx_hash: str) -> dict[str, Any] | None:
         return self.landed.get(tx_hash)
 
+    def reverted(self) -> None:
+        pass
+
     def first_receipt(self, tx_hashes: list[str]) -> dict[str, Any] | None:
         return next((self.landed[h] for h in tx_hashes if h in self.landed), None)
 

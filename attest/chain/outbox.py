@@ -457,6 +457,7 @@ class Outbox(Generic[S]):
 
     def _mined(self, row: TxRow[S], receipt: TxReceipt, *, crash: bool = True) -> TxRow[S]:
         if receipt["status"] != 1:
+            self.sender.reverted()
             return self.log.tx_record(row, "failed", error="reverted on chain", receipt=receipt)
         row = self.log.tx_record(row, "mined", receipt=receipt)
         if crash:
