@@ -19,7 +19,7 @@ from web3.types import RPCEndpoint
 
 from attest.accounts import dev_account
 from attest.chain.outbox import CRASH_ENV
-from attest.chain.tx import FeePolicy, Sender, fee_summary
+from attest.chain.tx import FeePolicy, Sender, fee_summary, gwei
 from attest.errors import ChainError, FeeCapExceeded
 from attest.flow.token import Token
 from attest.ledger import Ledger
@@ -182,16 +182,17 @@ def test_a_crash_between_replacement_signed_and_sent_reconciles_whichever_is_min
 
 
 def test_fees_above_the_cap_are_refused_before_anything_is_signed(chain: LocalChain) -> None:
-    rpc(chain, "anvil_setNextBlockBaseFeePerGas", hex(100 * GWEI))
-    rpc(chain, "evm_mine")
-    configure(chain, max_fee_gwei=50)
+    # A cap below the base fee itself. (The chain's base fee is left alone: anvil keeps a base fee set with
+    # anvil_setNextBlockBaseFeePerGas across evm_revert, and the next test would inherit it.)
+    base = int(chain.w3.eth.get_block("latest")["baseFeePerGas"] or 0)
+    configure(chain, max_fee_gwei=base / 2 / GWEI)
     nonce = chain.w3.eth.get_transaction_count(dev_account(1).address)
     proc = ask_process()
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode != 0
     lines = [line for line in err.splitlines() if line.strip()]
     assert "[networks.local] max_fee_gwei" in lines[-1] and "Traceback" not in err, err
-    assert "100 gwei of base fee" in lines[-1]
+    assert f"{gwei(base)} gwei of base fee" in lines[-1]
     assert chain.w3.eth.get_transaction_count(dev_account(1).address, "pending") == nonce
     with Ledger() as ledger:
         assert ledger.select() == []  # refused at the plan: nothing written, nothing signed

@@ -100,8 +100,7 @@ class TxRow(Generic[S]):
         return ["0x" + tx_hash.hex() for tx_hash, _raw in self.earlier]
 
     @property
-    def hashes(self) -> list[str]:
-        """Every signing of this row's nonce, the current one first."""
+    def hashes(self) -> list[str]:  # every signing of this row's nonce, the current one first
         return [h for h in (self.hash_hex,) if h is not None] + self.earlier_hashes
 
     def signed(self, action: str) -> SignedTx:
@@ -439,11 +438,10 @@ class Outbox(Generic[S]):
         mined = bytes(receipt["transactionHash"])
         if row.tx_hash is None or mined == row.tx_hash:
             return row
-        raw = next(raw for tx_hash, raw in row.earlier if tx_hash == mined)
-        assert row.nonce is not None
         from attest.chain.tx import SignedTx
 
-        return self.log.tx_record_replaced(row, SignedTx(action, row.nonce, "0x" + mined.hex(), raw))
+        raw = next(raw for tx_hash, raw in row.earlier if tx_hash == mined)
+        return self.log.tx_record_replaced(row, SignedTx(action, row.nonce or 0, "0x" + mined.hex(), raw))
 
     def _rejected(self, row: TxRow[S], err: TransactionRejected) -> TxRow[S]:
         """A static call refused it: nothing was signed. An intent records why; a row dropped or failed before

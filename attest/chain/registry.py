@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from eth_abi.exceptions import DecodingError
 from web3 import Web3
@@ -11,6 +12,7 @@ from web3.exceptions import BadFunctionCallOutput, ContractLogicError
 
 from attest.chain.abi import method
 from attest.chain.artifacts import shipped
+from attest.chain.rpc import call_read
 from attest.errors import RegistryError
 
 ARTIFACT = "AttestationRegistry"
@@ -39,6 +41,12 @@ def read_registry(w3: Web3, address: str) -> RegistryInfo:
             f"the contract at {address} is not an AttestationRegistry; fix [networks.*] registry in the config file"
         ) from None
     return RegistryInfo(address, Web3.to_checksum_address(oracle), int(min_liveness))
+
+
+def registry_reads(address: str) -> list[tuple[str, Any]]:
+    """The requests `read_registry` makes, for `attest.chain.rpc.prefetch`."""
+    calls = [call_read(address, "0x" + method(ARTIFACT, name).selector.hex()) for name in ("oracle", "minLiveness")]
+    return [("eth_getCode", [Web3.to_checksum_address(address), "latest"]), *calls]
 
 
 def deploy_call(w3: Web3, oov3: str, min_liveness: int) -> ContractConstructor:
