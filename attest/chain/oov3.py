@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
@@ -110,6 +111,7 @@ class AssertionSettled:
 OracleEvent = AssertionMade | AssertionDisputed | AssertionSettled
 
 
+OOV3 = "OptimisticOracleV3"
 _LOOKUPS = ("IdentifierWhitelist", "CollateralWhitelist", "Store")  # what an assertion's checks look up
 
 
@@ -147,11 +149,15 @@ class OptimisticOracleV3:
             disputer=checksum(disputer),
         )
 
+    def _read(self, name: str, *args: Any) -> Any:
+        """One value from OOv3 (through the ABI codec alone: web3's contract machinery costs more than the call)."""
+        return method("OptimisticOracleV3", name).call(self.w3, self.address, *args)[0]
+
     def minimum_bond(self, currency: str) -> int:
-        return int(self.contract.functions.getMinimumBond(Web3.to_checksum_address(currency)).call())
+        return int(self._read("getMinimumBond", Web3.to_checksum_address(currency)))
 
     def default_currency(self) -> str:
-        return str(self.contract.functions.defaultCurrency().call())
+        return checksum(self._read("defaultCurrency"))
 
     def finder_lookup(self, name: str, abi_name: str) -> Contract:
         # UMA governance can re-point the Finder, so a looked-up address is trusted for a while, not forever
@@ -159,11 +165,17 @@ class OptimisticOracleV3:
         cached = self._lookups.get(name)
         if cached is not None and time.monotonic() - cached[0] < FINDER_CACHE_S:
             return cached[1]
-        finder = self.w3.eth.contract(address=self.contract.functions.finder().call(), abi=shipped("Finder").abi)
-        address = finder.functions.getImplementationAddress(to_bytes32(name)).call()
-        contract = self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=shipped(abi_name).abi)
+        contract = self.w3.eth.contract(address=self._lookup(name), abi=shipped(abi_name).abi)
         self._lookups[name] = (time.monotonic(), contract)
         return contract
+
+    def _lookup(self, name: str) -> ChecksumAddress:
+        """The Finder's address for `name` (the read cache keeps it a while: governance may re-point it)."""
+        (address,) = method("Finder", "getImplementationAddress").call(self.w3, self._finder(), to_bytes32(name))
+        return Web3.to_checksum_address(address)
+
+    def _finder(self) -> str:
+        return checksum(self._read("finder"))
 
     def prefetch(self, identifier: str, currency: str | None, extra: Sequence[tuple[str, Any]] = ()) -> None:
         """Read what an assertion's checks ask (OOv3's defaults and caches, the Finder's lookups, UMA's whitelists
@@ -171,40 +183,33 @@ class OptimisticOracleV3:
         requests in three JSON-RPC batches, each
         a round trip, instead of one round trip each. The default currency when `currency` is None."""
         me, ident = self.address, to_bytes32(identifier)
-        encode = self.contract.encode_abi
-        own = ("finder", "defaultCurrency", "defaultLiveness")
-        prefetch(
-            self.w3,
-            [*(call_read(me, encode(f)) for f in own), call_read(me, encode("cachedIdentifiers", [ident])), *extra],
-        )
+
+        def read(to: str, artifact: str, name: str, *args: Any) -> tuple[str, Any]:
+            return call_read(to, "0x" + method(artifact, name).encode(*args).hex())
+
+        own = [read(me, OOV3, f) for f in ("finder", "defaultCurrency", "defaultLiveness")]
+        prefetch(self.w3, [*own, read(me, OOV3, "cachedIdentifiers", ident), *extra])
         currency = Web3.to_checksum_address(currency or self.default_currency())
-        finder = self.w3.eth.contract(address=self.contract.functions.finder().call(), abi=shipped("Finder").abi)
-        lookups = [
-            call_read(finder.address, finder.encode_abi("getImplementationAddress", [to_bytes32(n)])) for n in _LOOKUPS
-        ]
-        mine = [call_read(me, encode(f, [currency])) for f in ("getMinimumBond", "cachedCurrencies")]
-        token = [call_read(currency, "0x" + Web3.keccak(text=f)[:4].hex()) for f in ("decimals()", "symbol()")]
+        finder = self._finder()
+        lookups = [read(finder, "Finder", "getImplementationAddress", to_bytes32(n)) for n in _LOOKUPS]
+        mine = [read(me, OOV3, f, currency) for f in ("getMinimumBond", "cachedCurrencies")]
+        token = [read(currency, "TestnetERC20", f) for f in ("decimals", "symbol")]
         prefetch(self.w3, [*lookups, *mine, *token])
-        identifiers = self.finder_lookup("IdentifierWhitelist", "IdentifierWhitelist")
-        collateral = self.finder_lookup("CollateralWhitelist", "AddressWhitelist")
-        store = self.finder_lookup("Store", "Store")
-        prefetch(
-            self.w3,
-            [
-                call_read(identifiers.address, identifiers.encode_abi("isIdentifierSupported", [ident])),
-                call_read(collateral.address, collateral.encode_abi("isOnWhitelist", [currency])),
-                call_read(store.address, store.encode_abi("computeFinalFee", [currency])),
-            ],
-        )
+        identifiers, collateral, store = (self._lookup(n) for n in _LOOKUPS)
+        prefetch(self.w3, [
+            read(identifiers, "IdentifierWhitelist", "isIdentifierSupported", ident),
+            read(collateral, "AddressWhitelist", "isOnWhitelist", currency),
+            read(store, "Store", "computeFinalFee", currency),
+        ])  # fmt: skip
 
     def is_identifier_supported(self, identifier: str) -> bool:
         """Asks UMA's IdentifierWhitelist itself, not the oracle's cache (which may be stale)."""
-        whitelist = self.finder_lookup("IdentifierWhitelist", "IdentifierWhitelist")
-        return bool(whitelist.functions.isIdentifierSupported(to_bytes32(identifier)).call())
+        supported = method("IdentifierWhitelist", "isIdentifierSupported")
+        return bool(supported.call(self.w3, self._lookup("IdentifierWhitelist"), to_bytes32(identifier))[0])
 
     def is_currency_whitelisted(self, currency: str) -> bool:
-        whitelist = self.finder_lookup("CollateralWhitelist", "AddressWhitelist")
-        return bool(whitelist.functions.isOnWhitelist(Web3.to_checksum_address(currency)).call())
+        listed = method("AddressWhitelist", "isOnWhitelist")
+        return bool(listed.call(self.w3, self._lookup("CollateralWhitelist"), Web3.to_checksum_address(currency))[0])
 
     def cache_is_stale(self, identifier: str, currency: str) -> bool:
         """True when OOv3's cache of UMA's whitelists and final fee is out of date: `syncUmaParams` fixes it.
@@ -212,10 +217,12 @@ class OptimisticOracleV3:
         An entry that is not cached yet is not stale: `assertTruth` looks it up and caches it itself.
         """
         currency = Web3.to_checksum_address(currency)
-        cached_identifier = self.contract.functions.cachedIdentifiers(to_bytes32(identifier)).call()
+        cached_identifier = self._read("cachedIdentifiers", to_bytes32(identifier))
         if cached_identifier and not self.is_identifier_supported(identifier):
             return True
-        cached_whitelisted, cached_fee = self.contract.functions.cachedCurrencies(currency).call()
+        cached_whitelisted, cached_fee = method("OptimisticOracleV3", "cachedCurrencies").call(
+            self.w3, self.address, currency
+        )
         if not cached_whitelisted:
             return False
         if not self.is_currency_whitelisted(currency):
@@ -223,8 +230,7 @@ class OptimisticOracleV3:
         return int(cached_fee) != self.final_fee(currency)
 
     def final_fee(self, currency: str) -> int:
-        store = self.finder_lookup("Store", "Store")
-        (fee,) = store.functions.computeFinalFee(Web3.to_checksum_address(currency)).call()
+        ((fee,),) = method("Store", "computeFinalFee").call(self.w3, self._lookup("Store"), checksum(currency))
         return int(fee)
 
     # -- writes ----------------------------------------------------------------------------------------
@@ -261,7 +267,7 @@ class OptimisticOracleV3:
         return made[0]
 
     def default_liveness(self) -> int:
-        return int(self.contract.functions.defaultLiveness().call())
+        return int(self._read("defaultLiveness"))
 
     def settle_call(self, assertion_id: bytes) -> ContractFunction:
         return self.contract.functions.settleAssertion(assertion_id)
