@@ -180,15 +180,18 @@ class OptimisticOracleV3:
     def prefetch(self, identifier: str, currency: str | None, extra: Sequence[tuple[str, Any]] = ()) -> None:
         """Read what an assertion's checks ask (OOv3's defaults and caches, the Finder's lookups, UMA's whitelists
         and final fee for this identifier and currency, the currency's decimals and symbol) and the `extra`
-        requests in three JSON-RPC batches, each
-        a round trip, instead of one round trip each. The default currency when `currency` is None."""
+        requests in three JSON-RPC batches, each a round trip, instead of one round trip each. The default currency
+        when `currency` is None."""
         me, ident = self.address, to_bytes32(identifier)
 
         def read(to: str, artifact: str, name: str, *args: Any) -> tuple[str, Any]:
             return call_read(to, "0x" + method(artifact, name).encode(*args).hex())
 
         own = [read(me, OOV3, f) for f in ("finder", "defaultCurrency", "defaultLiveness")]
-        prefetch(self.w3, [*own, read(me, OOV3, "cachedIdentifiers", ident), *extra])
+        code = ("eth_getCode", [me, "latest"])
+        prefetch(self.w3, [code, *own, read(me, OOV3, "cachedIdentifiers", ident), *extra])
+        if not self.w3.eth.get_code(self.contract.address):
+            return  # no OOv3 there: the checks say so in their own words
         currency = Web3.to_checksum_address(currency or self.default_currency())
         finder = self._finder()
         lookups = [read(finder, "Finder", "getImplementationAddress", to_bytes32(n)) for n in _LOOKUPS]

@@ -243,9 +243,8 @@ def _answer(request: AskRequest, chunks: list[RetrievedChunk], config: Config) -
 def _plan(ctx: ChainContext, request: AskRequest, owner: str) -> dict[str, object]:
     """The assertion's parameters, fixed before the record is pinned so a resume asserts the same thing."""
     # Everything the checks below read, in a few JSON-RPC batches rather than a round trip each.
-    own_code = ("eth_getCode", [ctx.oov3.address, "latest"])
     currency = request.currency or ctx.settings.currency or ctx.network.default_currency
-    extra = [("eth_chainId", []), own_code, *registry_reads(ctx.require_registry())]
+    extra = [("eth_chainId", []), *registry_reads(ctx.require_registry())]
     ctx.oov3.prefetch(ctx.identifier(request.identifier), currency, extra)
     ctx.require_oov3()
     currency = ctx.currency(request.currency)
