@@ -1,6 +1,6 @@
 """Run the benchmarks: `python -m bench [NAME ...] [--quick] [--write]`.
 
-NAME picks benches (gas, cid, kb, answers, ask, disputer; all when none is named). `--write` updates docs/benchmarks.md,
+NAME picks benches (gas, cid, kb, answers, ask, rpc, disputer; all when none is named). `--write` updates docs/benchmarks.md,
 full runs of every bench only.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import answers, ask, cid, disputer, gas, kb
+from bench import answers, ask, cid, disputer, gas, kb, rpc
 from bench.common import Table, write_report
 
 BENCHES: dict[str, Callable[..., list[Table]]] = {
@@ -18,6 +18,7 @@ BENCHES: dict[str, Callable[..., list[Table]]] = {
     "kb": kb.run,
     "answers": answers.run,
     "ask": ask.run,
+    "rpc": rpc.run,
     "disputer": disputer.run,
 }
 
