@@ -1,7 +1,7 @@
 """Run the benchmarks: `python -m bench [NAME ...] [--quick] [--write]`.
 
-NAME picks benches (gas, cid, kb, answers, ask, rpc, disputer; all when none is named). `--write` updates docs/benchmarks.md,
-full runs of every bench only.
+NAME picks benches (gas, cid, kb, answers, ask, rpc, disputer; all when none is named). `--write` updates
+docs/benchmarks.md, full runs of every bench only.
 """
 
 from __future__ import annotations
