@@ -44,6 +44,7 @@ class LatencyProxy:
     trips: int = 0
     calls: Counter[str] = field(default_factory=Counter)
     trace: list[str] | None = None  # every call in order, when a list is given
+    refuse_batches: bool = False  # answer a batch with one error, as some providers do
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -104,7 +105,10 @@ def _handler(proxy: LatencyProxy) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             proxy.record(body)
             time.sleep(proxy.latency_s)
-            answer = proxy.forward(body)
+            if proxy.refuse_batches and body.lstrip().startswith(b"["):
+                answer = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"batches are not supported"}}'
+            else:
+                answer = proxy.forward(body)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(answer)))

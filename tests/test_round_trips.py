@@ -43,6 +43,17 @@ def test_an_ask_makes_about_as_many_round_trips_as_web3_alone(local_chain: Local
     assert calls["eth_sendRawTransaction"] == 2 and calls["eth_getTransactionReceipt"] == 2, calls
 
 
+def test_a_node_that_takes_no_batches_is_read_one_call_at_a_time(local_chain: LocalChain) -> None:
+    ok("kb", "add", str(KB_DOCS))
+    proxy = LatencyProxy(str(local_chain.w3.provider.endpoint_uri), latency_s=0.0, refuse_batches=True)  # type: ignore[attr-defined]
+    try:
+        point_devnet_at(local_chain, proxy)
+        out = json.loads(ok("ask", QUESTION, "--json"))
+    finally:
+        proxy.close()
+    assert out["assertion_id"]
+
+
 def test_what_changes_rarely_is_read_again_after_a_revert(local_chain: LocalChain) -> None:
     minimum = ("eth_call", [{"to": "0x" + "11" * 20, "data": "0x4360af3d" + "00" * 32}, "latest"])
     decimals = ("eth_call", [{"to": "0x" + "11" * 20, "data": "0x313ce567"}, "latest"])

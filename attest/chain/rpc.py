@@ -277,9 +277,12 @@ def prefetch(w3: Web3, requests: Sequence[tuple[str, Any]]) -> None:
             wanted.append((method, params, lifetime))
     if len(wanted) < 2:
         return  # one read is no batch: the check makes it
-    answers = provider.make_batch_request([(RPCEndpoint(m), p) for m, p, _ in wanted])
+    try:
+        answers = provider.make_batch_request([(RPCEndpoint(m), p) for m, p, _ in wanted])
+    except (ChainError, ValueError):  # refused (some providers limit batches): the checks read one by one
+        return
     if not isinstance(answers, list) or len(answers) != len(wanted):
-        return  # a node that takes no batches: the checks read one by one
+        return  # a node that takes no batches answers one error: the checks read one by one
     for (method, params, lifetime), answer in zip(wanted, answers, strict=True):
         provider.reads.put(ReadCache.key(method, params), method, lifetime, answer)
 
