@@ -36,6 +36,8 @@ Secrets never live in the file: a pinning service names the environment variable
     standing_allowance = false                   # true: approve an unlimited allowance once, not per bond
     confirmations = 3                            # blocks the disputer waits before trusting a log
     gas_margin_pct = 20                          # gas limit = estimate + this percentage (unused gas is not paid)
+    max_fee_gwei = 50                            # refuse to sign while base fee + tip is above this; never pay more
+    replace_after_s = 60                         # not mined after this long: same nonce, fees bumped (+10% at least)
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ from attest.paths import attest_home
 # batch's earlier transactions. An exact estimate then runs out of gas; unused gas is not paid for. UMA's own
 # settlement bot uses a gas-limit multiplier for the same reason.
 DEFAULT_GAS_MARGIN_PCT = 20
+# A transaction not mined after this long is signed again with the same nonce and higher fees: the fees it was
+# priced at were too low for the blocks since (five mainnet blocks; many more on an L2).
+DEFAULT_REPLACE_AFTER_S = 60.0
 
 
 def _check_http_url(value: str) -> str:
@@ -175,6 +180,9 @@ class NetworkConfig(_Strict):
     confirmations: int | None = Field(default=None, ge=0, le=1000)
     # Gas over each transaction's estimate (the block it lands in is not the one it was estimated on).
     gas_margin_pct: int = Field(default=DEFAULT_GAS_MARGIN_PCT, ge=0, le=300)
+    # The most paid per gas (gwei), base fee and tip together: nothing is signed while the network asks more.
+    max_fee_gwei: float | None = Field(default=None, gt=0, le=1_000_000)
+    replace_after_s: float = Field(default=DEFAULT_REPLACE_AFTER_S, gt=0, le=3600)
     ipfs: IpfsConfig | None = None  # replaces [ipfs] for this network
 
     @field_validator("rpc_url")

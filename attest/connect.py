@@ -16,7 +16,8 @@ from web3.middleware import ExtraDataToPOAMiddleware
 
 from attest.chain.oov3 import Assertion, OptimisticOracleV3
 from attest.chain.registry import attestation_of, ineligibility, read_registry
-from attest.chain.tx import Sender, http_provider
+from attest.chain.rpc import http_provider
+from attest.chain.tx import FeePolicy, Sender
 from attest.config import Config, NetworkConfig, load_config
 from attest.devnet import Deployment, Devnet
 from attest.errors import ChainError, ConfigError
@@ -63,10 +64,12 @@ class ChainContext:
         return self.w3.eth.get_block(0)["hash"].to_0x_hex()
 
     def sender(self, account: LocalAccount) -> Sender:
-        """A sender for this network: its gas margin applies to every transaction, and it signs under the
-        account's signing lock in ATTEST_HOME (other processes of this home may sign for the same account)."""
+        """A sender for this network: its gas margin, fee cap and replacement time apply to every transaction, and
+        it signs under the account's signing lock in ATTEST_HOME (other processes of this home may sign for the
+        same account)."""
         lock = SigningLock(self.chain_id, account.address)
-        return Sender(self.w3, account, gas_margin_pct=self.settings.gas_margin_pct, lock=lock)
+        fees = FeePolicy.of(self.network.name, self.settings.max_fee_gwei, self.settings.replace_after_s)
+        return Sender(self.w3, account, gas_margin_pct=self.settings.gas_margin_pct, lock=lock, fees=fees)
 
     def require_oov3(self) -> None:
         """Refuse a network whose OOv3 address has no contract behind it (a wrong `oov3` or RPC), before any

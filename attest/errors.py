@@ -69,6 +69,11 @@ class RpcUnavailable(ChainError):
     bounded retries. Whether a transaction sent meanwhile reached the chain is unknown: the outbox finds out."""
 
 
+class FeeCapExceeded(ChainError):
+    """The network asks more per gas than the configured cap (`max_fee_gwei`): nothing was signed, or a stuck
+    transaction could not be replaced with the minimum bump under the cap."""
+
+
 class BondError(ChainError):
     """A bond cannot be posted: below the oracle's minimum, more than the balance, or a currency not allowed."""
 

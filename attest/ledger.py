@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from attest.chain.outbox import TxRow, TxState
+from attest.chain.outbox import TxRow, TxState, decode_earlier, earlier_after, encode_earlier
 from attest.errors import LedgerError
 from attest.paths import attest_home
 from attest.storage import Database, Migration, utc_now
@@ -143,6 +143,10 @@ _MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE attestations ADD COLUMN bond_decimals INTEGER;
         ALTER TABLE attestations ADD COLUMN bond_symbol TEXT
         """,
+    ),
+    Migration(
+        "replaced transactions: the earlier signings of a row's nonce, any of which may be the one mined",
+        "ALTER TABLE txs ADD COLUMN earlier TEXT",
     ),
 )
 
@@ -427,6 +431,19 @@ class Ledger:
             self._step(db, row.subject, f"{row.kind} {status}", detail)
         return self._tx_by_id(row.id)
 
+    def tx_record_replaced(self, row: TxRow[int], signed: SignedTx) -> TxRow[int]:
+        earlier = earlier_after(row, signed)
+        # Either a replacement about to be sent, or the signing it replaced turned out to be the one mined.
+        step = "earlier signing mined" if signed.tx_hash in row.earlier_hashes else "replaced"
+        with self.transaction(durable=True) as db:
+            db.execute(
+                "UPDATE txs SET tx_hash = ?, raw = ?, earlier = ?, updated_at = ? WHERE id = ?",
+                (signed.tx_hash, signed.raw, encode_earlier(earlier), utc_now(), row.id),
+            )
+            detail = {"tx": signed.tx_hash, "nonce": signed.nonce, "was": row.hash_hex}
+            self._step(db, row.subject, f"{row.kind} {step}", detail)
+        return self._tx_by_id(row.id)
+
     def mined_tx(self, attestation_id: int, kind: TxKind) -> TxRow[int] | None:
         row = self._db.execute(
             "SELECT * FROM txs WHERE attestation_id = ? AND kind = ? AND status = 'mined' ORDER BY id DESC LIMIT 1",
@@ -494,6 +511,10 @@ _DEPLOY_MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX deploys_by_subject ON deploys(subject, kind);
         """,
     ),
+    Migration(
+        "replaced transactions: the earlier signings of a row's nonce, any of which may be the one mined",
+        "ALTER TABLE deploys ADD COLUMN earlier TEXT",
+    ),
 )
 
 
@@ -552,6 +573,14 @@ class DeployLog:
             )
         return self._by_id(row.id)
 
+    def tx_record_replaced(self, row: TxRow[str], signed: SignedTx) -> TxRow[str]:
+        with self.transaction(durable=True) as db:
+            db.execute(
+                "UPDATE deploys SET tx_hash = ?, raw = ?, earlier = ?, updated_at = ? WHERE id = ?",
+                (signed.tx_hash, signed.raw, encode_earlier(earlier_after(row, signed)), utc_now(), row.id),
+            )
+        return self._by_id(row.id)
+
     def _by_id(self, row_id: int) -> TxRow[str]:
         return _deploy(self._db.execute("SELECT * FROM deploys WHERE id = ?", (row_id,)).fetchone())
 
@@ -560,6 +589,7 @@ def _deploy(row: sqlite3.Row) -> TxRow[str]:
     return TxRow(
         row["id"], row["subject"], row["kind"], row["status"], row["nonce"], bytes.fromhex(row["tx_hash"][2:]),
         row["raw"], row["sender"], 1, row["error"], row["created_at"], row["updated_at"],
+        decode_earlier(row["earlier"]),
     )  # fmt: skip
 
 
@@ -583,5 +613,5 @@ def _tx(row: sqlite3.Row) -> TxRow[int]:
     """A ledger row is one signing (attempts 1); its hash is kept as 0x-hex text."""
     return TxRow(
         row["id"], row["attestation_id"], row["kind"], row["status"], row["nonce"], bytes.fromhex(row["tx_hash"][2:]),
-        row["raw"], None, 1, row["error"], row["created_at"], row["updated_at"],
+        row["raw"], None, 1, row["error"], row["created_at"], row["updated_at"], decode_earlier(row["earlier"]),
     )  # fmt: skip

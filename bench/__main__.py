@@ -1,6 +1,6 @@
 """Run the benchmarks: `python -m bench [NAME ...] [--quick] [--write]`.
 
-NAME picks benches (gas, cid, kb, answers, judge, ask, disputer; all when none is named). `--write` updates
+NAME picks benches (gas, cid, kb, answers, judge, ask, rpc, disputer; all when none is named). `--write` updates
 docs/benchmarks.md, full runs of every bench only.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import answers, ask, cid, disputer, gas, judge, kb
+from bench import answers, ask, cid, disputer, gas, judge, kb, rpc
 from bench.common import Table, write_report
 
 BENCHES: dict[str, Callable[..., list[Table]]] = {
@@ -19,6 +19,7 @@ BENCHES: dict[str, Callable[..., list[Table]]] = {
     "answers": answers.run,
     "judge": judge.run,
     "ask": ask.run,
+    "rpc": rpc.run,
     "disputer": disputer.run,
 }
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from attest.chain.outbox import Outbox, TxLog
-from attest.chain.tx import SignedTx
+from attest.chain.tx import FeePolicy, SignedTx
 from attest.errors import ChainError, RpcUnavailable
 from attest.ledger import Ledger
 from disputer.store import DisputerStore
@@ -31,6 +31,7 @@ class ScriptedSender:
     outage: bool = False
     signed: list[SignedTx] = field(default_factory=list)
     landed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fees: FeePolicy = field(default_factory=FeePolicy)
 
     def prepare(self, call: object, action: str) -> SignedTx:
         tx = SignedTx(action, self.nonce, "0x" + bytes([self.nonce + 1]).hex() * 32, b"\x02" + bytes([self.nonce]))
@@ -48,7 +49,13 @@ class ScriptedSender:
         if self.refuse:
             self.refuse = False
             raise ChainError(f"{signed.action}: the node refused transaction {signed.tx_hash}")
-        self.landed[signed.tx_hash] = {"status": self.status, "blockNumber": 7, "gasUsed": 21000}
+        mined = bytes.fromhex(signed.tx_hash[2:])
+        self.landed[signed.tx_hash] = {
+            "status": self.status,
+            "blockNumber": 7,
+            "gasUsed": 21000,
+            "transactionHash": mined,
+        }
 
     def wait(self, tx_hash: str, action: str) -> dict[str, Any]:
         return self.landed[tx_hash]
@@ -56,10 +63,19 @@ class ScriptedSender:
     def receipt(self, tx_hash: str) -> dict[str, Any] | None:
         return self.landed.get(tx_hash)
 
-    def reconcile(self, signed: SignedTx) -> dict[str, Any] | None:
+    def reverted(self) -> None:
+        pass
+
+    def first_receipt(self, tx_hashes: list[str]) -> dict[str, Any] | None:
+        return next((self.landed[h] for h in tx_hashes if h in self.landed), None)
+
+    def poll(self, tx_hashes: list[str], until: float) -> dict[str, Any] | None:
+        return self.first_receipt(tx_hashes)
+
+    def reconcile(self, signed: SignedTx, earlier: list[str], *, wait: Any) -> dict[str, Any] | None:
         if signed.tx_hash not in self.landed:
             self.broadcast(signed)
-        return self.landed[signed.tx_hash]
+        return wait()
 
 
 @pytest.fixture(params=["ledger", "disputer"])

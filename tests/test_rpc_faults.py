@@ -22,7 +22,8 @@ from web3.types import RPCEndpoint
 
 from attest.accounts import dev_account
 from attest.chain.oov3 import AssertionDisputed, AssertionMade, OptimisticOracleV3
-from attest.chain.tx import RPC_TIMEOUT_ENV, RetryingHTTPProvider, Sender, http_provider, rpc_origin
+from attest.chain.rpc import RPC_TIMEOUT_ENV, RetryingHTTPProvider, http_provider, rpc_origin
+from attest.chain.tx import Sender
 from attest.cli import cli
 from attest.config import Config
 from attest.connect import connect

@@ -5,4 +5,4 @@ The public modules are listed in `__all__`; import from them (`from attest.chain
 here knows about the devnet, the ledger or the disputer.
 """
 
-__all__ = ["abi", "artifacts", "oov3", "tx", "voting"]
+__all__ = ["abi", "artifacts", "oov3", "rpc", "tx", "voting"]

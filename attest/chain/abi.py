@@ -101,8 +101,9 @@ def checksum(address: str) -> str:
 
 @dataclass(frozen=True)
 class EncodedCall:
-    """A transaction to `to` with `data`, for `Sender.prepare_many`: `build_transaction` estimates the gas (the
-    static call: a revert raises `ContractLogicError`), and `contract_abi` decodes a custom error."""
+    """A transaction to `to` with `data`, for `Sender.prepare_many`: `estimate_gas` (and `build_transaction`
+    without a gas limit) is the static call, a revert raising `ContractLogicError`; `contract_abi` decodes a
+    custom error."""
 
     w3: Web3
     to: str
@@ -114,8 +115,13 @@ class EncodedCall:
         tx.setdefault("value", 0)
         if not {"gasPrice", "maxFeePerGas"} & tx.keys():
             tx["gasPrice"] = self.w3.eth.generate_gas_price(cast(TxParams, tx)) or self.w3.eth.gas_price
-        tx["gas"] = self.w3.eth.estimate_gas(cast(TxParams, tx))
+        if "gas" not in tx:
+            tx["gas"] = self.w3.eth.estimate_gas(cast(TxParams, tx))
         return cast(TxParams, tx)
+
+    def estimate_gas(self, params: TxParams) -> int:
+        tx = {**params, "to": Web3.to_checksum_address(self.to), "data": HexBytes(self.data)}
+        return int(self.w3.eth.estimate_gas(cast(TxParams, tx)))
 
     def static_call(self, sender: str) -> bytes:
         """`eth_call` from `sender`; a revert raises `ContractLogicError`."""

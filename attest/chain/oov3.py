@@ -7,10 +7,11 @@ send it. Tests send them directly through tests/support/oov3.py.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
@@ -20,6 +21,7 @@ from web3.types import TxReceipt
 
 from attest.chain.abi import Event, checksum, event, method
 from attest.chain.artifacts import shipped
+from attest.chain.rpc import call_read, prefetch
 from attest.errors import ChainError
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -109,6 +111,10 @@ class AssertionSettled:
 OracleEvent = AssertionMade | AssertionDisputed | AssertionSettled
 
 
+OOV3 = "OptimisticOracleV3"
+_LOOKUPS = ("IdentifierWhitelist", "CollateralWhitelist", "Store")  # what an assertion's checks look up
+
+
 class OptimisticOracleV3:
     def __init__(self, w3: Web3, address: str) -> None:
         self.w3 = w3
@@ -143,11 +149,15 @@ class OptimisticOracleV3:
             disputer=checksum(disputer),
         )
 
+    def _read(self, name: str, *args: Any) -> Any:
+        """One value from OOv3 (through the ABI codec alone: web3's contract machinery costs more than the call)."""
+        return method("OptimisticOracleV3", name).call(self.w3, self.address, *args)[0]
+
     def minimum_bond(self, currency: str) -> int:
-        return int(self.contract.functions.getMinimumBond(Web3.to_checksum_address(currency)).call())
+        return int(self._read("getMinimumBond", Web3.to_checksum_address(currency)))
 
     def default_currency(self) -> str:
-        return str(self.contract.functions.defaultCurrency().call())
+        return checksum(self._read("defaultCurrency"))
 
     def finder_lookup(self, name: str, abi_name: str) -> Contract:
         # UMA governance can re-point the Finder, so a looked-up address is trusted for a while, not forever
@@ -155,20 +165,54 @@ class OptimisticOracleV3:
         cached = self._lookups.get(name)
         if cached is not None and time.monotonic() - cached[0] < FINDER_CACHE_S:
             return cached[1]
-        finder = self.w3.eth.contract(address=self.contract.functions.finder().call(), abi=shipped("Finder").abi)
-        address = finder.functions.getImplementationAddress(to_bytes32(name)).call()
-        contract = self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=shipped(abi_name).abi)
+        contract = self.w3.eth.contract(address=self._lookup(name), abi=shipped(abi_name).abi)
         self._lookups[name] = (time.monotonic(), contract)
         return contract
 
+    def _lookup(self, name: str) -> ChecksumAddress:
+        """The Finder's address for `name` (the read cache keeps it a while: governance may re-point it)."""
+        (address,) = method("Finder", "getImplementationAddress").call(self.w3, self._finder(), to_bytes32(name))
+        return Web3.to_checksum_address(address)
+
+    def _finder(self) -> str:
+        return checksum(self._read("finder"))
+
+    def prefetch(self, identifier: str, currency: str | None, extra: Sequence[tuple[str, Any]] = ()) -> None:
+        """Read what an assertion's checks ask (OOv3's defaults and caches, the Finder's lookups, UMA's whitelists
+        and final fee for this identifier and currency, the currency's decimals and symbol) and the `extra`
+        requests in three JSON-RPC batches, each a round trip, instead of one round trip each. The default currency
+        when `currency` is None."""
+        me, ident = self.address, to_bytes32(identifier)
+
+        def read(to: str, artifact: str, name: str, *args: Any) -> tuple[str, Any]:
+            return call_read(to, "0x" + method(artifact, name).encode(*args).hex())
+
+        own = [read(me, OOV3, f) for f in ("finder", "defaultCurrency", "defaultLiveness")]
+        code = ("eth_getCode", [me, "latest"])
+        prefetch(self.w3, [code, *own, read(me, OOV3, "cachedIdentifiers", ident), *extra])
+        if not self.w3.eth.get_code(self.contract.address):
+            return  # no OOv3 there: the checks say so in their own words
+        currency = Web3.to_checksum_address(currency or self.default_currency())
+        finder = self._finder()
+        lookups = [read(finder, "Finder", "getImplementationAddress", to_bytes32(n)) for n in _LOOKUPS]
+        mine = [read(me, OOV3, f, currency) for f in ("getMinimumBond", "cachedCurrencies")]
+        token = [read(currency, "TestnetERC20", f) for f in ("decimals", "symbol")]
+        prefetch(self.w3, [*lookups, *mine, *token])
+        identifiers, collateral, store = (self._lookup(n) for n in _LOOKUPS)
+        prefetch(self.w3, [
+            read(identifiers, "IdentifierWhitelist", "isIdentifierSupported", ident),
+            read(collateral, "AddressWhitelist", "isOnWhitelist", currency),
+            read(store, "Store", "computeFinalFee", currency),
+        ])  # fmt: skip
+
     def is_identifier_supported(self, identifier: str) -> bool:
         """Asks UMA's IdentifierWhitelist itself, not the oracle's cache (which may be stale)."""
-        whitelist = self.finder_lookup("IdentifierWhitelist", "IdentifierWhitelist")
-        return bool(whitelist.functions.isIdentifierSupported(to_bytes32(identifier)).call())
+        supported = method("IdentifierWhitelist", "isIdentifierSupported")
+        return bool(supported.call(self.w3, self._lookup("IdentifierWhitelist"), to_bytes32(identifier))[0])
 
     def is_currency_whitelisted(self, currency: str) -> bool:
-        whitelist = self.finder_lookup("CollateralWhitelist", "AddressWhitelist")
-        return bool(whitelist.functions.isOnWhitelist(Web3.to_checksum_address(currency)).call())
+        listed = method("AddressWhitelist", "isOnWhitelist")
+        return bool(listed.call(self.w3, self._lookup("CollateralWhitelist"), Web3.to_checksum_address(currency))[0])
 
     def cache_is_stale(self, identifier: str, currency: str) -> bool:
         """True when OOv3's cache of UMA's whitelists and final fee is out of date: `syncUmaParams` fixes it.
@@ -176,10 +220,12 @@ class OptimisticOracleV3:
         An entry that is not cached yet is not stale: `assertTruth` looks it up and caches it itself.
         """
         currency = Web3.to_checksum_address(currency)
-        cached_identifier = self.contract.functions.cachedIdentifiers(to_bytes32(identifier)).call()
+        cached_identifier = self._read("cachedIdentifiers", to_bytes32(identifier))
         if cached_identifier and not self.is_identifier_supported(identifier):
             return True
-        cached_whitelisted, cached_fee = self.contract.functions.cachedCurrencies(currency).call()
+        cached_whitelisted, cached_fee = method("OptimisticOracleV3", "cachedCurrencies").call(
+            self.w3, self.address, currency
+        )
         if not cached_whitelisted:
             return False
         if not self.is_currency_whitelisted(currency):
@@ -187,8 +233,7 @@ class OptimisticOracleV3:
         return int(cached_fee) != self.final_fee(currency)
 
     def final_fee(self, currency: str) -> int:
-        store = self.finder_lookup("Store", "Store")
-        (fee,) = store.functions.computeFinalFee(Web3.to_checksum_address(currency)).call()
+        ((fee,),) = method("Store", "computeFinalFee").call(self.w3, self._lookup("Store"), checksum(currency))
         return int(fee)
 
     # -- writes ----------------------------------------------------------------------------------------
@@ -225,7 +270,7 @@ class OptimisticOracleV3:
         return made[0]
 
     def default_liveness(self) -> int:
-        return int(self.contract.functions.defaultLiveness().call())
+        return int(self._read("defaultLiveness"))
 
     def settle_call(self, assertion_id: bytes) -> ContractFunction:
         return self.contract.functions.settleAssertion(assertion_id)

@@ -18,11 +18,15 @@ The states, one vocabulary for both logs:
 These are the disputer's words: they are a superset of the ledger's, whose `reverted` meant `failed` (its rows
 were renamed by a ledger migration), and `intent` names the state every transaction starts in.
 
+A transaction not mined within its network's `replace_after_s` is replaced: signed again with the same nonce and
+higher fees (attest/chain/tx.py `Sender.replacement`), recorded on the same row before it is sent (the row's
+earlier signings kept beside it), so whichever of them is mined is recognised, and the intent stays one.
+
 `checkpoint` is a fault-injection point: with `ATTEST_CRASH_AT=<step>` in the environment the process dies
 (SIGKILL-like, no cleanup) right after that step is recorded (`<kind>-signed`, `<kind>-sent`, `<kind>-mined`,
-and the asserter's own steps). The crash-recovery tests stop a run between every pair of steps with it. With
-`ATTEST_PAUSE_AT=<step>` it says `paused at <step>` on stderr and waits for a signal instead, so a test can send a
-real Ctrl-C at that very step.
+`<kind>-replaced`, and the asserter's own steps). The crash-recovery tests stop a run between every pair of
+steps with it. With `ATTEST_PAUSE_AT=<step>` it says `paused at <step>` on stderr and waits for a signal instead,
+so a test can send a real Ctrl-C at that very step.
 
 A broadcast and the `sent` that records it are one step for Ctrl-C (attest/interrupts.py): an interrupt there is
 delivered once `sent` is written, so a row an interrupted process left `signed` was never sent by it.
@@ -30,6 +34,8 @@ delivered once `sent` is written, so a row an interrupted process left `signed` 
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import sys
 import time
@@ -65,6 +71,7 @@ NONCE_RETRIES = 2  # a nonce taken from under a transaction by another machine: 
 REORGED = "a reorg removed it from the chain"
 
 S = TypeVar("S")
+logger = logging.getLogger(__name__)
 
 
 def checkpoint(step: str) -> None:
@@ -92,16 +99,43 @@ class TxRow(Generic[S]):
     error: str | None  # why it failed or was dropped
     created_at: str
     updated_at: str
+    # (hash, raw) of the signings of the same nonce this one replaced, newest first: any of them may be mined.
+    earlier: tuple[tuple[bytes, bytes], ...] = ()
 
     @property
     def hash_hex(self) -> str | None:
         return None if self.tx_hash is None else "0x" + self.tx_hash.hex()
+
+    @property
+    def earlier_hashes(self) -> list[str]:
+        return ["0x" + tx_hash.hex() for tx_hash, _raw in self.earlier]
+
+    @property
+    def hashes(self) -> list[str]:  # every signing of this row's nonce, the current one first
+        return [h for h in (self.hash_hex,) if h is not None] + self.earlier_hashes
 
     def signed(self, action: str) -> SignedTx:
         from attest.chain.tx import SignedTx
 
         assert self.nonce is not None and self.tx_hash is not None and self.raw is not None, self
         return SignedTx(action, self.nonce, "0x" + self.tx_hash.hex(), self.raw)
+
+
+def earlier_after(row: TxRow[S], signed: SignedTx) -> tuple[tuple[bytes, bytes], ...]:
+    """The row's earlier signings once `signed` becomes its transaction: the one it holds now first, and
+    `signed` itself no longer among them."""
+    assert row.tx_hash is not None and row.raw is not None
+    new = bytes.fromhex(signed.tx_hash[2:])
+    return tuple((h, raw) for h, raw in ((row.tx_hash, row.raw), *row.earlier) if h != new)
+
+
+def encode_earlier(earlier: tuple[tuple[bytes, bytes], ...]) -> str | None:
+    """How the logs store `TxRow.earlier`: JSON text, [[hash hex, raw hex], ...]; NULL when there is none."""
+    return json.dumps([[h.hex(), raw.hex()] for h, raw in earlier]) if earlier else None
+
+
+def decode_earlier(text: str | None) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((bytes.fromhex(h), bytes.fromhex(raw)) for h, raw in json.loads(text)) if text else ()
 
 
 class TxLog(Protocol[S]):
@@ -122,6 +156,11 @@ class TxLog(Protocol[S]):
         self, row: TxRow[S], status: TxState, *, error: str | None = None, receipt: TxReceipt | None = None
     ) -> TxRow[S]:
         """Move `row` to `status` (`receipt`: the one that moved it to mined or failed)."""
+        ...
+
+    def tx_record_replaced(self, row: TxRow[S], signed: SignedTx) -> TxRow[S]:
+        """Make `signed` (the same nonce) `row`'s transaction, its status unchanged, keeping the bytes it had among
+        its `earlier` ones, durably: a replacement before it is sent, or an earlier signing found mined."""
         ...
 
 
@@ -162,7 +201,8 @@ class Outbox(Generic[S]):
     `abandon(row)`: why an in-flight row must not be rebroadcast when it has no receipt (its bytes could only
     revert now), or None. `reopened(row, why)` hears of a mined row whose effect is gone, before its intent is
     signed again (the disputer logs it). `notice(line)` hears of a nonce another machine or wallet took from
-    under a transaction about to be sent; the intent is signed anew with the next nonce.
+    under a transaction about to be sent; the intent is signed anew with the next nonce. It also hears of a stuck
+    transaction replaced (or not, and why). Without it, these lines go to this module's logger as warnings.
 
     Nonces are read, signed, recorded and sent under the sender's signing lock (`Sender.signing`), so the
     processes of one ATTEST_HOME never sign two transactions with one nonce; receipts are awaited outside it."""
@@ -182,7 +222,7 @@ class Outbox(Generic[S]):
         self.resign_lost = resign_lost
         self.abandon = abandon
         self.reopened = reopened
-        self.notice = notice
+        self.notice = notice or logger.warning
 
     def send(
         self,
@@ -233,11 +273,10 @@ class Outbox(Generic[S]):
         """What an in-flight row became: mined or failed (its receipt), failed (`abandon`), dropped (its nonce
         went elsewhere), or still in flight after its bytes were rebroadcast. Raises `ChainError` when the RPC
         cannot tell (the row is left as it was)."""
-        signed = row.signed(action)
         why = None if self.abandon is None else self.abandon(row)
-        if why is not None and self.sender.receipt(signed.tx_hash) is None:
+        if why is not None and self.sender.first_receipt(row.hashes) is None:
             return self.log.tx_record(row, "failed", error=why), None
-        receipt = self.sender.reconcile(signed)
+        row, receipt = self._chase(row, action)
         if receipt is None:
             return self.log.tx_record(row, "dropped", error=NONCE_ELSEWHERE), None
         return self._mined(row, receipt), receipt
@@ -288,11 +327,11 @@ class Outbox(Generic[S]):
             if sent:
                 checkpoint(f"{kind}-sent")
         receipts: list[tuple[TxRow[S], TxReceipt]] = []
-        for row, tx in sent:
+        for row, _tx in sent:
             try:
-                receipts.append((row, self.sender.wait(tx.tx_hash, tx.action)))
+                receipts.append(self._await(row, action))
             except ChainError as err:  # still in flight: the next reconcile finds out
-                results[row.subject] = SendResult(row, str(err), failure=err)
+                results[row.subject] = SendResult(self.log.tx_intent(row.subject, kind), str(err), failure=err)
         with self.log.transaction():
             for row, receipt in receipts:
                 results[row.subject] = self._result(self._mined(row, receipt, crash=False), receipt, action)
@@ -307,7 +346,7 @@ class Outbox(Generic[S]):
         assert row.tx_hash is not None
         receipt = self.sender.receipt("0x" + row.tx_hash.hex())
         if receipt is None and not self.resign_lost:
-            receipt = self.sender.reconcile(row.signed(action))
+            row, receipt = self._chase(row, action)
         why: str | None
         if receipt is None:
             why = REORGED if self.resign_lost else f"reorganised out; its {NONCE_ELSEWHERE}"
@@ -349,8 +388,75 @@ class Outbox(Generic[S]):
             break
         if not wait:
             return SendResult(row)
-        receipt = self.sender.wait(signed.tx_hash, action)
+        row, receipt = self._await(row, action)
         return self._result(self._mined(row, receipt), receipt, action)
+
+    def _chase(self, row: TxRow[S], action: str) -> tuple[TxRow[S], TxReceipt | None]:
+        """`Sender.reconcile` over every signing of the row, awaited with replacements: the receipt of whichever
+        was mined (the row now holding it), or None when its nonce went to another transaction."""
+        awaited = [row]
+
+        def wait() -> TxReceipt:
+            awaited[0], receipt = self._await(row, action)
+            return receipt
+
+        receipt = self.sender.reconcile(row.signed(action), row.earlier_hashes, wait=wait)
+        row = awaited[0]
+        return (row, None) if receipt is None else (self._holding(row, receipt, action), receipt)
+
+    def _await(self, row: TxRow[S], action: str) -> tuple[TxRow[S], TxReceipt]:
+        """The receipt of whichever signing of the row is mined, the row holding that one. Every `replace_after_s`
+        without one the transaction is replaced (same nonce, higher fees); after the receipt timeout (at least
+        three replacement periods) raises `ChainError`, the row left in flight for the next reconcile."""
+        from attest.chain.tx import RECEIPT_TIMEOUT_S
+
+        period = self.sender.fees.replace_after_s
+        patience = max(RECEIPT_TIMEOUT_S, 3 * period)
+        give_up = time.monotonic() + patience
+        while True:
+            receipt = self.sender.poll(row.hashes, min(give_up, time.monotonic() + period))
+            if receipt is not None:
+                return self._holding(row, receipt, action), receipt
+            if time.monotonic() >= give_up:
+                raise ChainError(
+                    f"{action}: transaction {row.hash_hex} was sent but not mined within {patience:.0f}s; "
+                    "`attest resume` (or the next disputer pass) finds out what became of it"
+                )
+            row = self._replace(row, action, period)
+
+    def _replace(self, row: TxRow[S], action: str, waited_s: float) -> TxRow[S]:
+        """Sign the row's transaction again with the same nonce and higher fees, record it on the row, send it.
+        What cannot be replaced (the cap, the gas money) keeps waiting at its fees, said once per period."""
+        from attest.chain.tx import fee_summary
+
+        current = row.signed(action)
+        stuck = f"{action}: {current.tx_hash} (nonce {current.nonce}) not mined after {waited_s:g}s"
+        try:
+            new = self.sender.replacement(current)
+        except ChainError as err:
+            self.notice(f"{stuck}; not replaced: {err}")
+            return row
+        with self.sender.signing():
+            row = self.log.tx_record_replaced(row, new)
+            checkpoint(f"{row.kind}-replaced")
+            try:
+                self.sender.broadcast(new)
+            except ChainError as err:  # the stuck one was mined meanwhile, or the node refused: the poll finds out
+                if self.sender.first_receipt(row.earlier_hashes) is None:
+                    self.notice(f"{stuck}; its replacement {new.tx_hash} was not taken: {err}")
+                return row
+        self.notice(f"{stuck}; replaced by {new.tx_hash} ({fee_summary(new.raw)}), same intent")
+        return row
+
+    def _holding(self, row: TxRow[S], receipt: TxReceipt, action: str) -> TxRow[S]:
+        """The row with the mined signing as its transaction (an earlier one it replaced may be the one mined)."""
+        mined = bytes(receipt["transactionHash"])
+        if row.tx_hash is None or mined == row.tx_hash:
+            return row
+        from attest.chain.tx import SignedTx
+
+        raw = next(raw for tx_hash, raw in row.earlier if tx_hash == mined)
+        return self.log.tx_record_replaced(row, SignedTx(action, row.nonce or 0, "0x" + mined.hex(), raw))
 
     def _rejected(self, row: TxRow[S], err: TransactionRejected) -> TxRow[S]:
         """A static call refused it: nothing was signed. An intent records why; a row dropped or failed before
@@ -364,6 +470,7 @@ class Outbox(Generic[S]):
 
     def _mined(self, row: TxRow[S], receipt: TxReceipt, *, crash: bool = True) -> TxRow[S]:
         if receipt["status"] != 1:
+            self.sender.reverted()
             return self.log.tx_record(row, "failed", error="reverted on chain", receipt=receipt)
         row = self.log.tx_record(row, "mined", receipt=receipt)
         if crash:
@@ -381,16 +488,26 @@ class Outbox(Generic[S]):
 
 
 def send_once(
-    log: TxLog[S], subject: S, kind: str, sender: Sender, call: Call, action: str, *, repeatable: bool = False
+    log: TxLog[S],
+    subject: S,
+    kind: str,
+    sender: Sender,
+    call: Call,
+    action: str,
+    *,
+    repeatable: bool = False,
+    notice: Callable[[str], None] | None = None,
 ) -> TxReceipt:
     """For a flow that stops at the first failure (the asserter's): `Outbox.send`, its receipt or its error
     raised."""
-    outbox = Outbox(log, sender, resign_lost=False)
+    outbox = Outbox(log, sender, resign_lost=False, notice=notice)
     return outbox.send(subject, kind, lambda: call, action, repeatable=repeatable).landed()
 
 
-def settle_open(log: TxLog[S], subject: S, kind: str, sender: Sender, action: str) -> TxReceipt | None:
+def settle_open(
+    log: TxLog[S], subject: S, kind: str, sender: Sender, action: str, *, notice: Callable[[str], None] | None = None
+) -> TxReceipt | None:
     """`Outbox.settle_open` for a flow that stops at the first failure: the receipt of the transaction that was
     in flight, or None when there was none or it was dropped."""
-    result = Outbox(log, sender, resign_lost=False).settle_open(subject, kind, action)
+    result = Outbox(log, sender, resign_lost=False, notice=notice).settle_open(subject, kind, action)
     return None if result is None else result.landed()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from eth_abi.exceptions import DecodingError
 from web3 import Web3
@@ -11,6 +12,7 @@ from web3.exceptions import BadFunctionCallOutput, ContractLogicError
 
 from attest.chain.abi import method
 from attest.chain.artifacts import shipped
+from attest.chain.rpc import call_read
 from attest.errors import RegistryError
 
 ARTIFACT = "AttestationRegistry"
@@ -74,6 +76,12 @@ def ineligibility(escalation_manager: str, assertion_time: int, expiration_time:
     if liveness < min_liveness:
         return f"its liveness of {liveness} s is below the registry's minimum of {min_liveness} s"
     return None
+
+
+def registry_reads(address: str) -> list[tuple[str, Any]]:
+    """The requests `read_registry` makes, for `attest.chain.rpc.prefetch`."""
+    calls = [call_read(address, "0x" + method(ARTIFACT, name).selector.hex()) for name in ("oracle", "minLiveness")]
+    return [("eth_getCode", [Web3.to_checksum_address(address), "latest"]), *calls]
 
 
 def deploy_call(w3: Web3, oov3: str, min_liveness: int) -> ContractConstructor:

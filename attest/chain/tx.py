@@ -1,187 +1,41 @@
 """Sending transactions: every one is checked with a static call and a balance check before it is signed.
 
 Keys stay in memory as eth-account `LocalAccount`s and are never printed; nodes never hold them unlocked.
-The RPC transport (`RetryingHTTPProvider`) retries what is safe to repeat: reads, and `eth_sendRawTransaction`,
-whose same signed bytes can only ever be one transaction.
+The RPC transport is attest/chain/rpc.py.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cached_property
 from typing import Any, cast
-from urllib.parse import urlsplit
 
-import requests
 from eth_abi.abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
-from eth_typing import URI, ChecksumAddress
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
+from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
-from web3 import HTTPProvider, Web3
+from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractConstructor, ContractFunction
-from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
-from web3.types import RPCEndpoint, TxParams, TxReceipt
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception, Web3RPCError
+from web3.types import BlockData, TxParams, TxReceipt
 
 from attest.chain.abi import EncodedCall
 from attest.chain.artifacts import Artifact
-from attest.config import DEFAULT_GAS_MARGIN_PCT
-from attest.errors import ChainError, ConfigError, NonceTaken, RpcUnavailable, TransactionRejected
+from attest.chain.rpc import forget_rare_reads
+from attest.config import DEFAULT_GAS_MARGIN_PCT, DEFAULT_REPLACE_AFTER_S
+from attest.errors import ChainError, FeeCapExceeded, NonceTaken, TransactionRejected
 from attest.locks import SigningLock
 
 RECEIPT_TIMEOUT_S = 120.0
-RPC_TRIES = 6
-RPC_BACKOFF_S = 0.1  # doubled per retry, with jitter: 0.1 .. 1.6 s, about 3 s in all before giving up
-RPC_BACKOFF_CAP_S = 5.0  # also caps a server's Retry-After
-
-_TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
-# JSON-RPC errors that say "not now" rather than "no": load-balanced nodes lagging a block, rate limits, gateways.
-_TRANSIENT_RPC_MESSAGES = (
-    "header not found",
-    "timeout",
-    "timed out",
-    "rate limit",
-    "too many requests",
-    "limit exceeded",
-    "temporarily unavailable",
-    "service unavailable",
-    "try again",
-    "overloaded",
-)
-_TRANSIENT_RPC_CODES = frozenset({-32005})  # EIP-1474 "limit exceeded"
-# Reads repeat harmlessly, and so does eth_sendRawTransaction (same bytes, same hash, one nonce). A node-signed
-# eth_sendTransaction would sign a second transaction, and a lost eth_getFilterChanges answer is gone for good.
-_RETRIED_NAMESPACES = frozenset({"eth", "net", "web3", "txpool"})
-_NEVER_RETRIED = frozenset({"eth_sendTransaction", "eth_getFilterChanges"})
-_BAD_URL = (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema)
 _KNOWN_TX = ("already known", "already imported", "known transaction")
+REPLACEMENT_BUMP_PCT = 10  # what geth and most nodes demand of a replacement: +10% on both tip and max fee
 _NONCE_USED = ("nonce too low", "nonce is too low")
-
-
-def may_retry(method: str) -> bool:
-    return method.split("_", 1)[0] in _RETRIED_NAMESPACES and method not in _NEVER_RETRIED
-
-
-def rpc_origin(url: str) -> str:
-    """Scheme, host and port only: provider URLs often carry an API key in their path or query."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}"
-
-
-def _transient_rpc_error(raw: bytes) -> str | None:
-    """The node's message when `raw` is a JSON-RPC error worth retrying, or a non-JSON body; else None."""
-    head = raw.lstrip()[:1]
-    if head not in (b"{", b"["):
-        return "a response that is not JSON"
-    # Error objects are small; large answers (logs, blocks) are not parsed twice.
-    if len(raw) > 4096 or b'"error"' not in raw:
-        return None
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return "a response that is not JSON"
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return None
-    message = str(error.get("message", ""))
-    lowered = message.lower()
-    if "revert" in lowered:  # a contract's own words ("timeout not reached") are an answer, not a hiccup
-        return None
-    if error.get("code") in _TRANSIENT_RPC_CODES or any(m in lowered for m in _TRANSIENT_RPC_MESSAGES):
-        return f"RPC error {error.get('code')}: {message[:80]}"
-    return None
-
-
-class RetryingHTTPProvider(HTTPProvider):
-    """web3's HTTP provider with bounded retries and jittered backoff on transient failures: HTTP 5xx/429,
-    timeouts, refused or dropped connections, and "try later" JSON-RPC errors. When the endpoint stays down it
-    raises `RpcUnavailable`, whose message names the endpoint without its path (API keys live there)."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        timeout: float,
-        tries: int = RPC_TRIES,
-        backoff_s: float = RPC_BACKOFF_S,
-        **kwargs: Any,
-    ) -> None:
-        # web3's own retry (ExceptionRetryConfiguration) misses requests' ConnectionError (a dropped connection
-        # is not the builtin ConnectionError), never retries JSON-RPC errors, and retries evm_* test methods.
-        super().__init__(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None, **kwargs)
-        self.tries = max(1, tries)
-        self.backoff_s = backoff_s
-
-    def _make_request(self, method: RPCEndpoint, request_data: bytes) -> bytes:
-        tries = self.tries if may_retry(method) else 1
-        url = URI(str(self.endpoint_uri))
-        why, wait_at_least = "", 0.0
-        for attempt in range(tries):
-            if attempt:
-                backoff = min(RPC_BACKOFF_CAP_S, self.backoff_s * 2 ** (attempt - 1))
-                time.sleep(max(wait_at_least, backoff * random.uniform(0.5, 1.0)))
-            wait_at_least = 0.0
-            try:
-                raw: bytes = self._request_session_manager.make_post_request(
-                    url, request_data, **self.get_request_kwargs()
-                )
-            except requests.HTTPError as err:
-                status = err.response.status_code if err.response is not None else 0
-                if status not in _TRANSIENT_HTTP:
-                    raise ChainError(
-                        f"the RPC at {rpc_origin(url)} answered HTTP {status} to {method}; "
-                        "check the URL and any API key it needs"
-                    ) from None
-                why, wait_at_least = f"HTTP {status}", _retry_after(err.response)
-                continue
-            except _BAD_URL:
-                raise ChainError(f"{rpc_origin(url)} is not a usable RPC URL; fix it") from None
-            except requests.RequestException as err:  # timeouts, refused or dropped connections, cut-off bodies
-                why = type(err).__name__
-                continue
-            if tries == 1:
-                return raw
-            transient = _transient_rpc_error(raw)
-            if transient is None:
-                return raw
-            why = transient
-        raise RpcUnavailable(
-            f"the RPC at {rpc_origin(url)} did not answer {method} after {tries} "
-            f"{'try' if tries == 1 else 'tries'} ({why}); check the node, then `attest resume`"
-        )
-
-
-RPC_TIMEOUT_ENV = "ATTEST_RPC_TIMEOUT_S"  # seconds per RPC request, for every connection; overrides the defaults
-
-
-def http_provider(url: str, timeout: float) -> HTTPProvider:
-    """Bounded retries on transient RPC failures (see `RetryingHTTPProvider`), `timeout` seconds per request
-    unless ATTEST_RPC_TIMEOUT_S says otherwise (a slow remote node; an impatient test).
-    web3's validation asks eth_chainId before every call and estimate; a chain id never changes under a URL."""
-    chosen = os.environ.get(RPC_TIMEOUT_ENV, "").strip()
-    if chosen:
-        try:
-            timeout = float(chosen)
-        except ValueError:
-            timeout = -1.0
-        if not 0 < timeout <= 600:
-            raise ConfigError(f"{RPC_TIMEOUT_ENV}={chosen!r} is not a number of seconds in (0, 600]; fix or unset it")
-    return RetryingHTTPProvider(url, timeout=timeout, cache_allowed_requests=True, cacheable_requests={"eth_chainId"})
-
-
-def _retry_after(response: requests.Response | None) -> float:
-    value = response.headers.get("Retry-After", "") if response is not None else ""
-    try:
-        return min(RPC_BACKOFF_CAP_S, max(0.0, float(value)))
-    except ValueError:
-        return 0.0
 
 
 @dataclass(frozen=True)
@@ -212,6 +66,61 @@ def revert_reason(err: ContractLogicError, abi: list[dict[str, Any]] | None = No
 
 
 @dataclass(frozen=True)
+class FeePolicy:
+    """How one network's transactions are priced: never more than `max_fee` wei per gas (base fee and tip
+    together), and signed again with the same nonce and higher fees when not mined within `replace_after_s`."""
+
+    max_fee: int | None = None  # wei per gas; None: no cap
+    replace_after_s: float = DEFAULT_REPLACE_AFTER_S
+    setting: str = "max_fee_gwei"  # where the cap is configured, as refusals name it
+
+    @classmethod
+    def of(cls, network: str, max_fee_gwei: float | None, replace_after_s: float) -> FeePolicy:
+        cap = None if max_fee_gwei is None else int(Decimal(str(max_fee_gwei)).scaleb(9))
+        return cls(cap, replace_after_s, f"[networks.{network}] max_fee_gwei")
+
+
+def gwei(wei: int) -> str:
+    return format(Decimal(wei).scaleb(-9).normalize(), "f")
+
+
+def fee_summary(raw: bytes) -> str:
+    """The fees signed into `raw`, for a log line: "max fee 3.3 gwei, tip 1.1 gwei" (or the legacy gas price)."""
+    tx = _decoded(raw)
+    if "maxFeePerGas" in tx:
+        return f"max fee {gwei(int(tx['maxFeePerGas']))} gwei, tip {gwei(int(tx['maxPriorityFeePerGas']))} gwei"
+    return f"gas price {gwei(int(tx['gasPrice']))} gwei"
+
+
+def _decoded(raw: bytes) -> dict[str, Any]:
+    """The fields of signed bytes, ready to sign again (no signature, no type)."""
+    if raw[:1] >= b"\xc0":  # a legacy transaction is a bare RLP list
+        import rlp  # type: ignore[import-untyped]
+
+        nonce, price, gas, to, value, data, _v, _r, _s = rlp.decode(raw)
+        fields = {"nonce": nonce, "gasPrice": price, "gas": gas, "value": value}
+        return {**{k: int.from_bytes(v, "big") for k, v in fields.items()}, "to": to, "data": data}
+    tx = dict(TypedTransaction.from_bytes(HexBytes(raw)).as_dict())
+    for signature in ("v", "r", "s", "type"):
+        tx.pop(signature, None)
+    return tx
+
+
+def _bumped(value: int) -> int:
+    return max(value + 1, -(-value * (100 + REPLACEMENT_BUMP_PCT) // 100))
+
+
+@dataclass(frozen=True)
+class AccountNow:
+    """What the account's next transaction is priced and numbered from, read together."""
+
+    block: BlockData  # the latest block: base fee and gas limit
+    tip: int | None  # the node's suggested priority fee; None: read it when needed
+    nonce: int  # the pending nonce
+    balance: int
+
+
+@dataclass(frozen=True)
 class Quote:
     """What a transaction would cost, priced before anything is signed."""
 
@@ -235,6 +144,7 @@ class Sender:
         *,
         gas_margin_pct: int = DEFAULT_GAS_MARGIN_PCT,
         lock: SigningLock | None = None,
+        fees: FeePolicy | None = None,
     ) -> None:
         if not 0 <= gas_margin_pct <= 300:
             raise ValueError(f"gas_margin_pct must be 0..300, not {gas_margin_pct}")
@@ -242,6 +152,7 @@ class Sender:
         self.account = account
         self.gas_margin_pct = gas_margin_pct
         self.lock = lock
+        self.fees = fees or FeePolicy()
 
     def signing(self) -> AbstractContextManager[object]:
         """Hold the account's signing lock (when it has one) from reading the pending nonce until the signed
@@ -282,26 +193,29 @@ class Sender:
         estimate (capped at the block gas limit). A call whose static call fails is returned as its
         `TransactionRejected` and takes no nonce, so the signed ones leave no gap. Raises `ChainError` when the
         account cannot pay the gas of all the accepted ones (nothing is signed then)."""
-        latest = self.w3.eth.get_block("latest")
-        block_gas_limit = int(latest["gasLimit"])
-        fees = cast(TxParams, {"from": self.address, **self._fees(latest.get("baseFeePerGas"))})
-        next_nonce = self.w3.eth.get_transaction_count(self.address, "pending") if nonce is None else nonce
+        now = self.now()
+        block_gas_limit = int(now.block["gasLimit"])
+        fees = cast(TxParams, {"from": self.address, **self._fees(now.block.get("baseFeePerGas"), now.tip)})
+        next_nonce = now.nonce if nonce is None else nonce
         built: list[dict[str, Any] | TransactionRejected] = []
         for call, action in calls:
             try:
-                # Estimating gas executes the call against the latest state: this is the static call.
-                tx: dict[str, Any] = dict(call.build_transaction(fees))
+                # Estimating gas executes the call against the latest state: this is the static call. Without fees,
+                # so that an account short of gas money hears it from the balance check, not as a node's refusal.
+                estimate = int(call.estimate_gas(cast(TxParams, {"from": self.address})))
             except ContractLogicError as err:
                 built.append(TransactionRejected(action, revert_reason(err, getattr(call, "contract_abi", None))))
+                forget_rare_reads(self.w3)  # what it was checked against may have changed: read it afresh
                 continue
-            tx["gas"] = min(int(tx["gas"]) * (100 + self.gas_margin_pct) // 100, block_gas_limit)
+            gas = min(estimate * (100 + self.gas_margin_pct) // 100, block_gas_limit)
+            tx: dict[str, Any] = dict(call.build_transaction(cast(TxParams, {**fees, "gas": gas})))
             tx["nonce"] = next_nonce
             tx["chainId"] = self.chain_id
             next_nonce += 1
             built.append(tx)
         accepted = [b for b in built if isinstance(b, dict)]
         if accepted:
-            self._check_gas_money(accepted, ", ".join(sorted({action for _call, action in calls})))
+            self._check_gas_money(accepted, ", ".join(sorted({action for _call, action in calls})), now.balance)
         out: list[SignedTx | TransactionRejected] = []
         for (_call, action), item in zip(calls, built, strict=True):
             if isinstance(item, TransactionRejected):
@@ -314,8 +228,9 @@ class Sender:
     def quote(self, call: ContractFunction | ContractConstructor, action: str) -> Quote:
         """Static-call and price `call` the way `prepare` would sign it, without signing: for a prompt that shows
         the cost first. Raises `TransactionRejected` when it would revert."""
-        latest = self.w3.eth.get_block("latest")
-        fees = self._fees(latest.get("baseFeePerGas"))
+        now = self.now()
+        latest = now.block
+        fees = self._fees(latest.get("baseFeePerGas"), now.tip)
         try:
             # Estimated without fees, so an account that cannot pay still learns what it would cost.
             estimate = call.estimate_gas(cast(TxParams, {"from": self.address}))
@@ -323,18 +238,91 @@ class Sender:
             raise TransactionRejected(action, revert_reason(err, getattr(call, "contract_abi", None))) from None
         gas = min(int(estimate) * (100 + self.gas_margin_pct) // 100, int(latest["gasLimit"]))
         price = fees.get("maxFeePerGas") or fees.get("gasPrice") or int(self.w3.eth.gas_price)
-        return Quote(gas, price, int(self.w3.eth.get_balance(self.address)))
+        return Quote(gas, price, now.balance)
 
-    def _fees(self, base: int | None) -> dict[str, int]:
+    def current_fees(self) -> dict[str, int]:
+        """The fees a transaction signed now would carry; raises `FeeCapExceeded` (nothing signed) when the network
+        asks more than the cap. For a check before any work."""
+        now = self.now()
+        return self._fees(now.block.get("baseFeePerGas"), now.tip)
+
+    def now(self) -> AccountNow:
+        """The latest block, the suggested tip, the pending nonce and the balance in one JSON-RPC batch (one
+        round trip); one read each from a node that takes no batches or knows no tip."""
+        eth = self.w3.eth
+        try:
+            with self.w3.batch_requests() as batch:
+                batch.add(eth.get_block("latest"))
+                batch.add(eth._max_priority_fee())
+                batch.add(eth.get_transaction_count(self.address, "pending"))
+                batch.add(eth.get_balance(self.address))
+                answers: list[Any] = list(batch.execute())
+            return AccountNow(cast(BlockData, answers[0]), int(answers[1]), int(answers[2]), int(answers[3]))
+        except (Web3Exception, ValueError, TypeError):
+            nonce = eth.get_transaction_count(self.address, "pending")
+            return AccountNow(eth.get_block("latest"), None, nonce, eth.get_balance(self.address))
+
+    def _fees(self, base: int | None, tip: int | None = None) -> dict[str, int]:
         """The fee fields web3 fills by default, read once: the node's suggested tip, and as the cap that tip plus
-        twice the latest base fee (room for the base fee to double before inclusion). Legacy chains: gas price.
-        With a gas price strategy set on web3 (ape sets one), web3 prices each transaction itself."""
+        twice the latest base fee (room for the base fee to double before inclusion), never above the network's
+        `max_fee`. Legacy chains: gas price. With a gas price strategy set on web3 (ape sets one), web3 prices
+        each transaction itself. Raises `FeeCapExceeded` when the network asks more than the cap right now."""
+        market = self._market_fees(base, tip)
+        cap = self.fees.max_fee
+        if cap is None or not market:
+            return market
+        asked = market["gasPrice"] if base is None else int(base) + market["maxPriorityFeePerGas"]
+        if asked > cap:
+            what = f"a gas price of {gwei(asked)}"
+            if base is not None:
+                tip = market["maxPriorityFeePerGas"]
+                what = f"{gwei(int(base))} gwei of base fee + {gwei(tip)} gwei of tip, {gwei(asked)}"
+            raise FeeCapExceeded(
+                f"the network asks {what} gwei per gas, above {self.fees.setting} = {gwei(cap)}; nothing was "
+                f"signed: wait for lower fees, or raise {self.fees.setting}"
+            )
+        if base is None:
+            return market
+        return {**market, "maxFeePerGas": min(market["maxFeePerGas"], cap)}
+
+    def _market_fees(self, base: int | None, tip: int | None = None) -> dict[str, int]:
         if getattr(self.w3.eth, "_gas_price_strategy", None) is not None:
             return {}
         if base is None:
             return {"gasPrice": int(self.w3.eth.gas_price)}
-        tip = int(self.w3.eth.max_priority_fee)
+        tip = int(self.w3.eth.max_priority_fee) if tip is None else tip
         return {"maxPriorityFeePerGas": tip, "maxFeePerGas": tip + 2 * int(base)}
+
+    def replacement(self, signed: SignedTx) -> SignedTx:
+        """`signed` again, same nonce and call, with higher fees: at least +10% on the tip and the max fee (the
+        minimum a node takes as a replacement), or today's fees when they are higher; never above `max_fee`.
+        Raises `FeeCapExceeded` when the minimum bump does not fit under the cap, `ChainError` when the account
+        cannot pay for it."""
+        tx = _decoded(signed.raw)
+        if "maxFeePerGas" in tx:
+            market = self._market_fees(self.w3.eth.get_block("latest").get("baseFeePerGas"))
+            tip = max(_bumped(int(tx["maxPriorityFeePerGas"])), market.get("maxPriorityFeePerGas", 0))
+            least = _bumped(int(tx["maxFeePerGas"]))
+            fields = {"maxPriorityFeePerGas": tip, "maxFeePerGas": max(least, tip, market.get("maxFeePerGas", 0))}
+        else:
+            least = _bumped(int(tx["gasPrice"]))
+            fields = {"gasPrice": max(least, int(self.w3.eth.gas_price))}
+        price_key = "maxFeePerGas" if "maxFeePerGas" in fields else "gasPrice"
+        cap = self.fees.max_fee
+        if cap is not None:
+            if least > cap or fields.get("maxPriorityFeePerGas", 0) > cap:
+                raise FeeCapExceeded(
+                    f"replacing it needs {gwei(least)} gwei per gas, above {self.fees.setting} = {gwei(cap)}; "
+                    f"it waits at its fees, or raise {self.fees.setting}"
+                )
+            fields[price_key] = min(fields[price_key], cap)
+        tx |= fields
+        if not tx.get("to"):
+            tx.pop("to", None)  # a contract creation
+        tx["chainId"] = self.chain_id
+        self._check_gas_money([tx], signed.action)
+        again = self.account.sign_transaction(tx)
+        return SignedTx(signed.action, signed.nonce, again.hash.to_0x_hex(), bytes(again.raw_transaction))
 
     def broadcast(self, signed: SignedTx) -> None:
         """Send signed bytes. Sending the same bytes twice is harmless: one nonce, one hash, one effect.
@@ -356,29 +344,64 @@ class Sender:
                 ) from None
             raise ChainError(f"{signed.action}: the node refused transaction {signed.tx_hash}: {err}") from None
 
+    def reverted(self) -> None:
+        """A transaction of ours reverted on chain: what it relied on may have changed, so read it afresh."""
+        forget_rare_reads(self.w3)
+
     def confirm(self, signed: SignedTx) -> TxReceipt:
         receipt = self.wait(signed.tx_hash, signed.action)
         if receipt["status"] != 1:
+            self.reverted()
             raise ChainError(f"{signed.action}: transaction {signed.tx_hash} reverted on chain")
         return receipt
 
-    def reconcile(self, signed: SignedTx) -> TxReceipt | None:
-        """After a restart: the receipt if the transaction was mined; None if its nonce went to another one
-        (it can never be mined now); otherwise rebroadcast the same bytes and wait."""
-        receipt = self.receipt(signed.tx_hash)
+    def reconcile(
+        self, signed: SignedTx, earlier: Sequence[str] = (), *, wait: Callable[[], TxReceipt] | None = None
+    ) -> TxReceipt | None:
+        """After a restart: the receipt of whichever signing of this nonce was mined (`signed`, or an `earlier` one
+        it replaced); None if the nonce went to another transaction (none of them can be mined now); otherwise
+        rebroadcast `signed` and wait for it (`wait`: how; by default `wait`, without replacing it)."""
+        hashes = [signed.tx_hash, *earlier]
+        receipt = self.first_receipt(hashes)
         if receipt is not None:
             return receipt
-        if self.w3.eth.get_transaction_count(self.address, "latest") > signed.nonce:
-            # Mined nonce, but not our hash (checked again: it may have been mined in between).
-            return self.receipt(signed.tx_hash)
-        self.broadcast(signed)
-        return self.wait(signed.tx_hash, signed.action)
+        if self.nonce_spent(signed.nonce):
+            # Mined nonce, but not one of our hashes (checked again: one may have been mined in between).
+            return self.first_receipt(hashes)
+        try:
+            self.broadcast(signed)
+        except NonceTaken:  # an earlier signing was mined meanwhile, or another transaction took the nonce
+            return self.first_receipt(hashes)
+        return self.wait(signed.tx_hash, signed.action) if wait is None else wait()
 
     def receipt(self, tx_hash: str) -> TxReceipt | None:
         try:
             return self.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
         except TransactionNotFound:
             return None
+
+    def first_receipt(self, tx_hashes: Sequence[str]) -> TxReceipt | None:
+        """The receipt of whichever of these signings of one nonce was mined (at most one can be)."""
+        for tx_hash in tx_hashes:
+            receipt = self.receipt(tx_hash)
+            if receipt is not None:
+                return receipt
+        return None
+
+    def nonce_spent(self, nonce: int) -> bool:
+        """Whether a transaction with this nonce of the account is mined (ours or not)."""
+        return int(self.w3.eth.get_transaction_count(self.address, "latest")) > nonce
+
+    def poll(self, tx_hashes: Sequence[str], until: float) -> TxReceipt | None:
+        """The receipt of any of `tx_hashes` (signings of one nonce), polled until the monotonic time `until`:
+        quickly at first (an automining devnet answers at once), then backing off to spare the RPC."""
+        delay = 0.005
+        while True:
+            receipt = self.first_receipt(tx_hashes)
+            if receipt is not None or time.monotonic() >= until:
+                return receipt
+            time.sleep(max(0.0, min(delay, until - time.monotonic())))
+            delay = min(delay * 2, 1.0)
 
     def _known(self, tx_hash: str) -> bool:
         """Whether the node has the transaction at all (pending or mined)."""
@@ -393,20 +416,14 @@ class Sender:
         return int(self.w3.eth.chain_id)
 
     def wait(self, tx_hash: str, action: str) -> TxReceipt:
-        """Poll quickly at first (an automining devnet answers at once), then back off to spare the RPC."""
-        delay, deadline = 0.005, time.monotonic() + RECEIPT_TIMEOUT_S
-        while True:
-            try:
-                return self.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
-            except TransactionNotFound:
-                pass
-            if time.monotonic() > deadline:
-                raise ChainError(
-                    f"{action}: transaction {tx_hash} was sent but not mined within "
-                    f"{RECEIPT_TIMEOUT_S:.0f}s; check it before sending again"
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        """The receipt, polled for up to `RECEIPT_TIMEOUT_S` (no replacement: the outbox replaces stuck ones)."""
+        receipt = self.poll([tx_hash], time.monotonic() + RECEIPT_TIMEOUT_S)
+        if receipt is None:
+            raise ChainError(
+                f"{action}: transaction {tx_hash} was sent but not mined within "
+                f"{RECEIPT_TIMEOUT_S:.0f}s; check it before sending again"
+            )
+        return receipt
 
     def deploy(self, artifact: Artifact, *args: Any) -> Contract:
         factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
@@ -416,12 +433,12 @@ class Sender:
             raise ChainError(f"deploy {artifact.name}: the receipt names no contract address")
         return self.w3.eth.contract(address=address, abi=artifact.abi)
 
-    def _check_gas_money(self, txs: Sequence[dict[str, Any]], action: str) -> None:
+    def _check_gas_money(self, txs: Sequence[dict[str, Any]], action: str, balance: int | None = None) -> None:
         needed = 0
         for tx in txs:
             price = tx.get("maxFeePerGas") or tx.get("gasPrice") or 0
             needed += int(tx["gas"]) * int(price) + int(tx.get("value", 0))
-        balance = self.w3.eth.get_balance(self.address)
+        balance = self.w3.eth.get_balance(self.address) if balance is None else balance
         if balance < needed:
             raise ChainError(
                 f"{action}: account {self.address} has {Web3.from_wei(balance, 'ether')} of the native token "

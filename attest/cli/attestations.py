@@ -21,9 +21,10 @@ def _progress(enabled: bool) -> Any:
     started = time.perf_counter()
 
     def show(step: str, detail: str) -> None:
-        # Warnings (a raw key from the environment, a nonce another machine used, a bond insisted on or withheld)
+        # Warnings (a raw key from the environment, a nonce another machine used, a stuck transaction replaced, a
+        # bond insisted on or withheld)
         # show on stderr even under --json.
-        if enabled or step in ("account", "nonce", "warning", "no bond"):
+        if enabled or step in ("account", "nonce", "fees", "warning", "no bond"):
             elapsed = (time.perf_counter() - started) * 1000
             click.echo(f"  ✓ {step:<9} {detail}  ({elapsed:,.0f} ms)", err=True)
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from web3 import Web3
 
 from attest.accounts import DEV_ACCOUNTS, DEV_MNEMONIC, dev_account
-from attest.chain.tx import Sender, http_provider
+from attest.chain.rpc import http_provider
+from attest.chain.tx import Sender
 from attest.devnet.stack import Deployment, StackParams, deploy_stack
 from attest.errors import CorruptState, DevnetError, PortBusy
 from attest.localnet import HOST, log_tail, port_in_use

@@ -19,7 +19,7 @@ from web3.types import TxReceipt
 
 from attest import interrupts
 from attest.chain.outbox import Outbox, checkpoint, send_once, settle_open
-from attest.chain.registry import read_registry
+from attest.chain.registry import read_registry, registry_reads
 from attest.chain.tx import RECEIPT_TIMEOUT_S, Sender
 from attest.claim import build_claim
 from attest.config import Config, load_config
@@ -132,7 +132,9 @@ def ask(
     if loaded.warning:
         progress("account", loaded.warning)
     with timer("plan"):
-        # Bond, currency, identifier and balance are checked before any work, so a bad option costs nothing.
+        # Bond, currency, identifier, balance and fees are checked before any work, so a bad option costs nothing.
+        if ctx is not None:
+            ctx.sender(loaded.account).current_fees()  # refuses fees above the network's cap
         plan = _plan(ctx, request, loaded.account.address) if ctx is not None else {}
     if ctx is not None:
         # Off the devnet a bond needs somewhere public for the evidence: refused before anything is written.
@@ -273,6 +275,10 @@ def _answer(request: AskRequest, chunks: list[RetrievedChunk], config: Config) -
 
 def _plan(ctx: ChainContext, request: AskRequest, owner: str) -> dict[str, object]:
     """The assertion's parameters, fixed before the record is pinned so a resume asserts the same thing."""
+    # Everything the checks below read, in a few JSON-RPC batches rather than a round trip each.
+    currency = request.currency or ctx.settings.currency or ctx.network.default_currency
+    extra = [("eth_chainId", []), *registry_reads(ctx.require_registry())]
+    ctx.oov3.prefetch(ctx.identifier(request.identifier), currency, extra)
     ctx.require_oov3()
     currency = ctx.currency(request.currency)
     token = Token(ctx.w3, currency)
@@ -337,8 +343,9 @@ def assert_pinned(
         claim=claim, asserter=a.asserter, callback_recipient=a.registry, liveness=a.liveness, currency=a.currency,
         bond=a.bond, identifier=a.identifier, domain_id=bytes.fromhex(a.digest.removeprefix("0x")),
     )  # fmt: skip
+    notice = partial(progress, "fees")  # a stuck transaction replaced
     mined = ledger.mined_tx(a.id, "assert")
-    to_send = mined is None and settle_open(ledger, a.id, "assert", sender, "assertTruth") is None
+    to_send = mined is None and settle_open(ledger, a.id, "assert", sender, "assertTruth", notice=notice) is None
     if to_send:
         if not checked:
             preflight(ctx, token, a.identifier, a.bond, sender.address)
@@ -349,7 +356,7 @@ def assert_pinned(
     if to_send:
         receipt = _approve_and_assert(ledger, a, ctx, sender, token, call, progress)
     else:  # mined or landed just now: the outbox returns it (or signs anew if a reorg took it)
-        receipt = send_once(ledger, a.id, "assert", sender, call, "assertTruth")
+        receipt = send_once(ledger, a.id, "assert", sender, call, "assertTruth", notice=notice)
     made = oov3.made_in(receipt)
     ledger.update(
         a.id,
@@ -379,11 +386,12 @@ def _approve_and_assert(
     """Approve what the asks of this account still need (attest/flow/allowance.py), then assert. Each decision
     and the transaction it sends are made under the account's signing lock; receipts are awaited outside it."""
     outbox = Outbox(ledger, sender, resign_lost=False, notice=lambda line: progress("nonce", line))
+    notice = partial(progress, "fees")
     spender = ctx.oov3.address
     deadline = time.monotonic() + RECEIPT_TIMEOUT_S
     approved = 0
     for _round in range(MAX_ROUNDS):
-        settle_open(ledger, a.id, "approve", sender, "approve")  # this ask's own approval, from before a crash
+        settle_open(ledger, a.id, "approve", sender, "approve", notice=notice)  # its own approval, from before a crash
         kind, action = "assert", "assertTruth"
         with sender.signing():
             current = ledger.get(a.id)
@@ -412,7 +420,7 @@ def _approve_and_assert(
             if kind == "assert" and "allowance" in (sent.error or "").lower():
                 continue
             raise sent.failure
-        receipt = sent.receipt if sent.mined else settle_open(ledger, a.id, kind, sender, action)
+        receipt = sent.receipt if sent.mined else settle_open(ledger, a.id, kind, sender, action, notice=notice)
         if receipt is None:  # its nonce went to another transaction (the outbox marked it dropped): again
             progress("nonce", f"{action} {sent.tx_hash}: its nonce went to another transaction; signing again")
             continue

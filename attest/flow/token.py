@@ -20,11 +20,11 @@ class Token:
 
     @cached_property
     def symbol(self) -> str:
-        return str(self.contract.functions.symbol().call())
+        return str(method("TestnetERC20", "symbol").call(self.w3, self.address)[0])
 
     @cached_property
     def decimals(self) -> int:
-        return int(self.contract.functions.decimals().call())
+        return int(method("TestnetERC20", "decimals").call(self.w3, self.address)[0])
 
     def balance(self, owner: str) -> int:
         (amount,) = method("TestnetERC20", "balanceOf").call(self.w3, self.address, Web3.to_checksum_address(owner))

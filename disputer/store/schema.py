@@ -132,5 +132,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE assertions ADD COLUMN genesis_hash BLOB
         """,
     ),
+    Migration(
+        "replaced transactions: the earlier signings of a row's nonce, any of which may be the one mined",
+        "ALTER TABLE txs ADD COLUMN earlier TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

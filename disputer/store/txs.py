@@ -11,7 +11,16 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING, Any, Literal
 
-from attest.chain.outbox import IN_FLIGHT, NONCE_ELSEWHERE, SIGNABLE, TxRow, TxState
+from attest.chain.outbox import (
+    IN_FLIGHT,
+    NONCE_ELSEWHERE,
+    SIGNABLE,
+    TxRow,
+    TxState,
+    decode_earlier,
+    earlier_after,
+    encode_earlier,
+)
 from attest.errors import DisputerStateError
 from attest.storage import utc_now
 from disputer.store.base import StoreBase, hex_or_none, opt_bytes
@@ -24,7 +33,9 @@ if TYPE_CHECKING:
 TxKind = Literal["dispute", "vote_push", "commit", "reveal", "settle", "approve"]
 TX_KINDS: tuple[TxKind, ...] = ("dispute", "vote_push", "commit", "reveal", "settle", "approve")
 
-_TX_COLUMNS = "id, assertion_id, kind, status, sender, nonce, tx_hash, raw, attempts, created_at, updated_at, error"
+_TX_COLUMNS = (
+    "id, assertion_id, kind, status, sender, nonce, tx_hash, raw, attempts, created_at, updated_at, error, earlier"
+)
 
 
 def _tx(row: sqlite3.Row) -> TxRow[bytes]:
@@ -41,6 +52,7 @@ def _tx(row: sqlite3.Row) -> TxRow[bytes]:
         error=row["error"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        earlier=decode_earlier(row["earlier"]),
     )
 
 
@@ -91,7 +103,7 @@ class TxTable(StoreBase):
             row_id,
             SIGNABLE,
             "signed",
-            ", nonce = ?, tx_hash = ?, raw = ?, sender = ?, attempts = attempts + 1, error = NULL",
+            ", nonce = ?, tx_hash = ?, raw = ?, sender = ?, attempts = attempts + 1, error = NULL, earlier = NULL",
             (nonce, bytes(tx_hash), bytes(raw), sender),
         )
 
@@ -123,6 +135,17 @@ class TxTable(StoreBase):
     def tx_record_signed(self, row: TxRow[bytes], signed: SignedTx, sender: str) -> TxRow[bytes]:
         with self.transaction(durable=True):  # the bytes must outlive a power cut once they may leave
             return self.tx_signed(row.id, signed.nonce, bytes.fromhex(signed.tx_hash[2:]), signed.raw, sender=sender)
+
+    def tx_record_replaced(self, row: TxRow[bytes], signed: SignedTx) -> TxRow[bytes]:
+        """Same nonce, another signing (a replacement, or the earlier one found mined); the status stays."""
+        with self.transaction(durable=True):
+            return self._tx_move(
+                row.id,
+                (*IN_FLIGHT, "mined"),
+                row.status,
+                ", tx_hash = ?, raw = ?, earlier = ?",
+                (bytes.fromhex(signed.tx_hash[2:]), signed.raw, encode_earlier(earlier_after(row, signed))),
+            )
 
     def tx_record(
         self, row: TxRow[bytes], status: TxState, *, error: str | None = None, receipt: TxReceipt | None = None
