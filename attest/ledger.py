@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from attest.batch.store import MIGRATION as BATCHES
 from attest.chain.outbox import TxRow, TxState
 from attest.errors import LedgerError
 from attest.paths import attest_home
@@ -27,9 +28,14 @@ if TYPE_CHECKING:
 
     from attest.chain.tx import SignedTx
 
-# started -> signed -> pinned -> asserting -> asserted -> (disputed) -> settled; pinned is final with --no-assert.
-AttestationStatus = Literal["signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed"]
-STATUSES: tuple[AttestationStatus, ...] = ("signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed")
+# started -> signed -> pinned -> asserting -> asserted -> (disputed) -> settled; pinned is final with --no-assert;
+# with --batch: pinned -> queued -> in batch -> asserted -> settled (attest/batch/store.py).
+AttestationStatus = Literal[
+    "signed", "pinned", "queued", "in batch", "asserting", "asserted", "disputed", "settled", "failed"
+]
+STATUSES: tuple[AttestationStatus, ...] = (
+    "signed", "pinned", "queued", "in batch", "asserting", "asserted", "disputed", "settled", "failed"
+)  # fmt: skip
 TxKind = Literal["approve", "assert", "settle"]
 
 _MIGRATIONS: tuple[Migration, ...] = (
@@ -100,6 +106,7 @@ _MIGRATIONS: tuple[Migration, ...] = (
         UPDATE txs SET status = 'failed', error = 'reverted on chain' WHERE status = 'reverted'
         """,
     ),
+    BATCHES,
 )
 
 _UPDATABLE = frozenset(
@@ -144,6 +151,8 @@ class Attestation:
     error: str | None
     created_at: str
     updated_at: str
+    batch_id: int | None = None  # set once the record is in a batch (asked with --batch)
+    leaf_index: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -163,6 +172,11 @@ class Ledger:
         self._database = Database(self.path, _MIGRATIONS, what="ledger", error=LedgerError)
         self._db = self._database.conn
         self._db.row_factory = sqlite3.Row
+
+    @property
+    def database(self) -> Database:
+        """The ledger's SQLite file, for the batch tables kept in it (attest/batch/store.py)."""
+        return self._database
 
     def close(self) -> None:
         self._database.close()

@@ -58,7 +58,8 @@ def test_a_legacy_ledger_upgrades_in_place(tmp_path: Path) -> None:
         assert steps[:3] == ["signed", "pinned", "approve signed"] and "assert reverted" in steps  # history kept
         assert parse_time(a.created_at) <= datetime.now(UTC)
     rows, tables = bookkeeping(path)
-    assert [v for v, _n in rows] == [1, 2] and rows[0][1] == "attestations, transactions, steps"
+    assert [v for v, _n in rows] == [1, 2, 3] and rows[0][1] == "attestations, transactions, steps"
+    assert rows[2][1].startswith("batches:")  # issue 18: queued records and Merkle batches
     with Ledger(path):  # opening again applies nothing
         pass
     assert bookkeeping(path) == (rows, tables)
