@@ -85,6 +85,10 @@ def test_batched_asks_are_asserted_once_settled_and_proven_on_chain(chain: Local
         assert registry.functions.isAttestedInBatch(digest, root, tree.proof(index)).call() is True
     assert registry.functions.isAttestedInBatch(manifest.digests()[0], root, tree.proof(1)).call() is False
     assert f"batch #{batch.id}: already settled" in ok("settle", str(asked[2]["id"]))
+    exported = [json.loads(line) for line in ok("export", "--format", "jsonl").splitlines()]
+    assert [(e["batch_root"], e["leaf_index"], e["assertion_id"]) for e in exported] == [
+        (batch.root, i, batch.assertion_id) for i in range(3)
+    ]
 
 
 def test_a_declined_answer_is_never_queued(chain: LocalChain) -> None:
