@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from click.testing import CliRunner, Result
 
 from attest.batch.claim import parse_batch_claim, rules_v2_bytes
 from attest.batch.manifest import decode_manifest
@@ -17,6 +18,7 @@ from attest.batch.store import BatchBook
 from attest.chain.artifacts import shipped
 from attest.chain.oov3 import AssertionMade
 from attest.chain.outbox import CRASH_ENV
+from attest.cli import cli
 from attest.ipfs.cid import CID
 from attest.ipfs.local import LocalStore
 from attest.ledger import Ledger
@@ -28,6 +30,14 @@ from tests.test_ask import KB_DOCS, QUESTION, ask_split, ok, oov3
 def chain(local_chain: LocalChain) -> LocalChain:
     ok("kb", "add", str(KB_DOCS))
     return local_chain
+
+
+def ask_json_no_batch() -> str:
+    return str(json.loads(ok("ask", QUESTION, "--no-assert", "--json"))["record_cid"])
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def ask_batch() -> dict[str, object]:
@@ -73,6 +83,15 @@ def test_batched_asks_are_asserted_once_settled_and_proven_on_chain(chain: Local
     assert status["batch"]["root"] == batch.root
     assert f"leaf 1 of 3, root {batch.root}" in ok("status", str(asked[1]["id"]))
 
+    verified = run("verify", str(batch.assertion_id))
+    assert verified.exit_code == 0, verified.output
+    assert "3/3 records passed, all checks passed" in verified.output
+    in_batch = ok("verify", str(records[1].cid))  # the ledger knows its batch
+    assert "PASS  proof" in in_batch and "leaf 1 of 3" in in_batch and "not attested yet" in in_batch
+    outsider = ask_json_no_batch()
+    refused = run("verify", str(outsider), "--batch", str(batch.manifest_cid))
+    assert refused.exit_code == 1 and "is not listed in the manifest" in refused.output
+
     assert "waiting" in ok("settle", "--all")
     chain.advance(7300)
     assert "settled - attested (3 records)" in ok("settle", "--all")
@@ -85,8 +104,11 @@ def test_batched_asks_are_asserted_once_settled_and_proven_on_chain(chain: Local
         assert registry.functions.isAttestedInBatch(digest, root, tree.proof(index)).call() is True
     assert registry.functions.isAttestedInBatch(manifest.digests()[0], root, tree.proof(1)).call() is False
     assert f"batch #{batch.id}: already settled" in ok("settle", str(asked[2]["id"]))
+    proven = ok("verify", str(records[2].cid), "--batch", str(batch.assertion_id))
+    assert "isAttestedInBatch is true" in proven and "PASS  claim" in proven
     exported = [json.loads(line) for line in ok("export", "--format", "jsonl").splitlines()]
-    assert [(e["batch_root"], e["leaf_index"], e["assertion_id"]) for e in exported] == [
+    assert exported[3]["batch_root"] is None and exported[3]["leaf_index"] is None  # the record outside
+    assert [(e["batch_root"], e["leaf_index"], e["assertion_id"]) for e in exported[:3]] == [
         (batch.root, i, batch.assertion_id) for i in range(3)
     ]
 
