@@ -71,11 +71,11 @@ def verify_record_in_batch(
         checks.append(Check("membership", False, f"{record_cid} is not listed in the manifest {manifest_cid}"))
         return BatchReport(record_cid, manifest_cid, _id(made), tuple(checks))
     tree = manifest.tree_of()
-    why = _check_member(manifest, index, tree, _fetcher(readers, timeout_s))
+    why = check_member(manifest, index, tree, _fetcher(readers, timeout_s))
     proof = tree.proof(index)
     checks.append(Check("record", why is None, why or f"leaf {index}: well formed, signed by {manifest.asserter}"))
     checks.append(Check("proof", True, f"leaf {index} of {manifest.count}, {len(proof)} proof nodes to the root"))
-    checks += _assertion_checks(made, manifest, manifest_cid, ctx)
+    checks += assertion_checks(made, manifest, manifest_cid, ctx)
     if made is not None and ctx is not None and ctx.registry is not None:
         address = Web3.to_checksum_address(ctx.registry)
         registry = ctx.w3.eth.contract(address=address, abi=shipped("AttestationRegistry").abi)
@@ -102,12 +102,12 @@ def verify_batch(
     checks = [Check("assertion", True, f"0x{made.assertion_id.hex()} in block {made.block_number}"), manifest_check]
     if manifest is None:
         return BatchReport(_id(made) or "", claim.manifest_cid, _id(made), tuple(checks))
-    checks += _assertion_checks(made, manifest, claim.manifest_cid, ctx)
+    checks += assertion_checks(made, manifest, claim.manifest_cid, ctx)
     tree = manifest.tree_of()
     fetch = _fetcher(readers, timeout_s)
     failing: list[tuple[int, str, str]] = []
     with ThreadPoolExecutor(max_workers=FETCH_CONCURRENCY) as pool:
-        results = pool.map(lambda i: _check_member(manifest, i, tree, fetch), range(manifest.count))
+        results = pool.map(lambda i: check_member(manifest, i, tree, fetch), range(manifest.count))
         for index, why in enumerate(results):
             if why is not None:
                 failing.append((index, manifest.leaves[index].cid, why))
@@ -144,7 +144,7 @@ def _manifest(cid: str, readers: Sequence[ContentStore], timeout_s: float) -> tu
     )
 
 
-def _assertion_checks(
+def assertion_checks(
     made: AssertionMade | None, manifest: Manifest, manifest_cid: str, ctx: ChainContext | None
 ) -> list[Check]:
     if made is None:
@@ -166,7 +166,7 @@ def _assertion_checks(
     return [Check("claim", not problems, "; ".join(problems) or "names the manifest, root, count and asserter")]
 
 
-def _check_member(manifest: Manifest, index: int, tree: merkle.MerkleTree, fetch: Callable[[str], bytes]) -> str | None:
+def check_member(manifest: Manifest, index: int, tree: merkle.MerkleTree, fetch: Callable[[str], bytes]) -> str | None:
     """Why leaf `index` fails (v2 statement 4 as far as a program can check it), or None."""
     leaf = manifest.leaves[index]
     try:
