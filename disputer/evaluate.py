@@ -77,6 +77,7 @@ class Evaluation:
             "failed": [c.name for c in self.failed],
             "unavailable": self.unavailable,
             "verdict": None if self.verdict is None else self.verdict.as_dict(),
+            **self.extra,  # a batch's manifest, failing records and weakest record: what the decision names
         }
 
 

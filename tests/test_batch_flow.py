@@ -19,11 +19,13 @@ from attest.chain.artifacts import shipped
 from attest.chain.oov3 import AssertionMade
 from attest.chain.outbox import CRASH_ENV
 from attest.cli import cli
+from attest.connect import connect
 from attest.ipfs.cid import CID
 from attest.ipfs.local import LocalStore
 from attest.ledger import Ledger
 from tests.conftest import LocalChain
 from tests.test_ask import KB_DOCS, QUESTION, ask_split, ok, oov3
+from tests.test_disputer_daemon import kb_home  # noqa: F401  (a fixture)
 
 
 @pytest.fixture
@@ -153,3 +155,39 @@ def test_a_crash_at_any_batch_step_resumes_to_exactly_one_assertion(chain: Local
         assert [ledger.get(int(str(a["id"]))).status for a in asked] == ["asserted", "asserted"]
     assert len(assertions_of(chain, bytes.fromhex(batch.root[2:]))) == 1
     assert "Nothing queued" in ok("batch", "flush")  # a record is in exactly one batch
+
+
+def test_a_batch_with_a_wrong_answer_is_disputed_naming_the_record_and_rejected(
+    kb_home: LocalChain,  # noqa: F811  (the fixture imported above)
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The disputer on the devnet: the batch claim is recognised, every record judged (the fake model grades
+    each 0.05), the batch disputed with the weakest record named, the mock oracle says 0, the batch Rejected."""
+    from attest.flow.ask import AskRequest, ask
+    from attest.flow.batch import flush, settle_batches
+    from disputer.config import load_attest_config
+    from tests.test_disputer_daemon import QUERY, WRONG, Env, step, verdict
+
+    config = load_attest_config()
+    asked = [ask(AskRequest(QUERY, answer=WRONG, batch=True), config=config) for _ in range(2)]
+    assert [a.attestation.status for a in asked] == ["queued", "queued"]
+    (outcome,) = flush(config=config)
+    assertion_id = bytes.fromhex(str(outcome.batch.assertion_id)[2:])
+    with verdict(0.05) as fake:
+        env = Env(kb_home, connect("local"), fake, monkeypatch)
+        with env.store() as store:
+            daemon = env.daemon(store)
+            report = step(daemon)
+            assert report.decisions == {assertion_id: "dispute"}
+            decision = store.decision(assertion_id)
+            assert decision is not None and decision.checks["batch"]["root"] == outcome.batch.root
+            first = asked[0].attestation.cid
+            assert decision.checks["weakest"] == {"leaf_index": 0, "record": first}
+            step(daemon)  # pushes 0 to the mock oracle, then settles
+        assert len(fake.requests) == 2  # each record judged once
+    settled = env.ctx.oov3.get_assertion(assertion_id)
+    assert settled.settled and settled.settlement_resolution is False
+    (closed,) = settle_batches(config=config)
+    assert closed.batch.outcome == "rejected"
+    with Ledger() as ledger:
+        assert {ledger.get(a.attestation.id).outcome for a in asked} == {"rejected"}
