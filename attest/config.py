@@ -215,8 +215,17 @@ class Defaults(_Strict):
     account: str | None = None
 
 
+class BatchConfig(_Strict):
+    """`attest batch run`: flush the queue into one Merkle batch at `max_records` or when the oldest queued
+    record has waited `max_age_s`."""
+
+    max_records: int = Field(default=1000, ge=1, le=10_000)
+    max_age_s: float = Field(default=3600.0, gt=0, le=30 * 86400)
+
+
 class Config(_Strict):
     defaults: Defaults = Defaults()
+    batch: BatchConfig = BatchConfig()
     ipfs: IpfsConfig = IpfsConfig()
     llm: LlmConfig = LlmConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()

@@ -219,6 +219,11 @@ class ClaimError(AttestError, ValueError):
     """A claim that cannot be built within its size limit, or bytes that are not an llm-attest claim."""
 
 
+class BatchError(AttestError, ValueError):
+    """A Merkle batch that cannot be built or trusted: no or duplicate records, too many, a root or proof that
+    does not match its leaves, a manifest that fails its schema or its signature."""
+
+
 # -- verification --------------------------------------------------------------------------------------------
 class VerifyError(AttestError):
     """`attest verify` cannot start: an unknown target, or an assertion that does not exist on the network."""

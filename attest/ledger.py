@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from attest.batch.store import MIGRATION as BATCHES
 from attest.chain.outbox import TxRow, TxState, decode_earlier, earlier_after, encode_earlier
 from attest.errors import LedgerError
 from attest.paths import attest_home
@@ -28,15 +29,18 @@ if TYPE_CHECKING:
 
     from attest.chain.tx import SignedTx
 
-# started -> signed -> pinned -> asserting -> asserted -> (disputed) -> settled; pinned is final with --no-assert.
+# started -> signed -> pinned -> asserting -> asserted -> (disputed) -> settled; pinned is final with --no-assert;
+# with --batch: pinned -> queued -> in batch -> asserted -> settled (attest/batch/store.py).
 # orphaned: the chain it was planned or asserted on is gone (a devnet reset); cancelled: given up (Ctrl-C, or
 # `attest discard`) before any transaction of it was sent. Both are final, like settled and failed, but `attest
 # resume ID` takes a cancelled one up again.
 AttestationStatus = Literal[
-    "signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed", "orphaned", "cancelled"
-]
+    "signed", "pinned", "queued", "in batch", "asserting", "asserted", "disputed", "settled", "failed", "orphaned",
+    "cancelled",
+]  # fmt: skip
 STATUSES: tuple[AttestationStatus, ...] = (
-    "signed", "pinned", "asserting", "asserted", "disputed", "settled", "failed", "orphaned", "cancelled"
+    "signed", "pinned", "queued", "in batch", "asserting", "asserted", "disputed", "settled", "failed", "orphaned",
+    "cancelled",
 )  # fmt: skip
 FINAL = ("settled", "failed", "orphaned", "cancelled")
 CHAIN_GONE = "its chain is gone"
@@ -148,6 +152,7 @@ _MIGRATIONS: tuple[Migration, ...] = (
         "replaced transactions: the earlier signings of a row's nonce, any of which may be the one mined",
         "ALTER TABLE txs ADD COLUMN earlier TEXT",
     ),
+    BATCHES,
 )
 
 _UPDATABLE = frozenset(
@@ -203,6 +208,9 @@ class Attestation:
             return None
         return format_units(self.bond, self.bond_decimals)
 
+    batch_id: int | None = None  # set once the record is in a batch (asked with --batch)
+    leaf_index: int | None = None
+
     @property
     def finished(self) -> bool:
         return self.status in FINAL or (self.status == "pinned" and not self.want_assert)
@@ -221,6 +229,11 @@ class Ledger:
         self._database = Database(self.path, _MIGRATIONS, what="ledger", error=LedgerError)
         self._db = self._database.conn
         self._db.row_factory = sqlite3.Row
+
+    @property
+    def database(self) -> Database:
+        """The ledger's SQLite file, for the batch tables kept in it (attest/batch/store.py)."""
+        return self._database
 
     def close(self) -> None:
         self._database.close()

@@ -1,7 +1,7 @@
 """Run the benchmarks: `python -m bench [NAME ...] [--quick] [--write]`.
 
-NAME picks benches (gas, cid, kb, answers, judge, ask, rpc, disputer; all when none is named). `--write` updates
-docs/benchmarks.md, full runs of every bench only.
+NAME picks benches (gas, batch_gas, cid, kb, answers, judge, ask, rpc, disputer; all when none is named).
+`--write` updates docs/benchmarks.md, full runs of every bench only.
 """
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import answers, ask, cid, disputer, gas, judge, kb, rpc
+from bench import answers, ask, batch_gas, cid, disputer, gas, judge, kb, rpc
 from bench.common import Table, write_report
 
 BENCHES: dict[str, Callable[..., list[Table]]] = {
     "gas": gas.run,
+    "batch_gas": batch_gas.run,
     "cid": cid.run,
     "kb": kb.run,
     "answers": answers.run,

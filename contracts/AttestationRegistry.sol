@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: AGPL-3.0-or-later
 pragma solidity ^0.8.20;
 
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {IOptimisticOracleV3, IOptimisticOracleV3CallbackRecipient} from "./interfaces/IOptimisticOracleV3.sol";
 
 /// @title AttestationRegistry
 /// @notice On-chain outcome of llm-attest attestations. An asserter calls OptimisticOracleV3.assertTruth
 /// directly, naming this contract as `callbackRecipient` and the record digest as `domainId`; the registry
 /// learns of the assertion only through OOv3's callbacks, so asserting costs nothing extra here.
-/// @dev A `domainId` is either one record digest or (later) the Merkle root of a batch of digests; the
-/// registry is agnostic: it attests whatever bytes32 the assertion carried.
+/// @dev A `domainId` is either one record digest or the Merkle root of a batch of record digests (an
+/// OpenZeppelin StandardMerkleTree, see attest/batch/merkle.py); the registry attests whatever bytes32 the
+/// assertion carried, and `isAttestedInBatch` proves a record's membership under an attested root. The root
+/// travels as `domainId` because that is the cheapest channel measured (docs/benchmarks.md): OOv3 stores it
+/// anyway, and any other way (a registration call, a wrapper) costs a second transaction or a second bond transfer.
 ///
 /// Anyone can name this registry as callback recipient, so an assertion only counts as an attestation when
 /// watchers could really have disputed it before the DVM: no escalation manager (which could arbitrate or
@@ -86,6 +90,15 @@ contract AttestationRegistry is IOptimisticOracleV3CallbackRecipient {
     /// @notice True once some eligible assertion carrying `digest` resolved true.
     function isAttested(bytes32 digest) external view returns (bool) {
         return attestedBy[digest] != bytes32(0);
+    }
+
+    /// @notice True once `proof` places record `digest` in the batch with Merkle root `root`, and some eligible
+    /// assertion carrying `root` resolved true. The leaf is OpenZeppelin's StandardMerkleTree leaf of one
+    /// bytes32, hashed twice so no inner node of a tree can pass for a leaf.
+    function isAttestedInBatch(bytes32 digest, bytes32 root, bytes32[] calldata proof) external view returns (bool) {
+        if (attestedBy[root] == bytes32(0)) return false;
+        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(digest))));
+        return MerkleProof.verifyCalldata(proof, root, leaf);
     }
 
     /// @notice The digest, asserter, status and expiration of an assertion made with this registry.

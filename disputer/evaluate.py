@@ -13,21 +13,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from attest.batch.manifest import decode_manifest
 from attest.chain.oov3 import AssertionMade
 from attest.claim import parse_claim, rules_cid
 from attest.context import RetrievedChunk
-from attest.errors import AttestError, ClaimError, ContentTooLarge, NotFound, RecordError, TamperedContent
+from attest.errors import AttestError, BatchError, ClaimError, ContentTooLarge, NotFound, RecordError, TamperedContent
 from attest.ipfs.cid import CID
 from attest.ipfs.gateway import Gateway
 from attest.ipfs.remotes import read_anywhere
 from attest.ipfs.store import DEFAULT_TIMEOUT_S, ContentStore, PinResult
-from attest.record.codec import check_size, decode_utf8, max_record_bytes, parse_json
+from attest.record.codec import check_size, decode_record, decode_utf8, max_record_bytes, parse_json
 from attest.record.model import AttestationRecord, validate_record
 from attest.verify import Check, check_record
+from attest.verify_batch import assertion_checks, batch_claim_of, check_member
 from disputer.judge import Judge, Verdict
+
+BATCH_CONCURRENCY = 8  # records of one batch fetched and judged at once
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class Evaluation:
             "failed": [c.name for c in self.failed],
             "unavailable": self.unavailable,
             "verdict": None if self.verdict is None else self.verdict.as_dict(),
+            **self.extra,  # a batch's manifest, failing records and weakest record: what the decision names
         }
 
 
@@ -97,6 +103,9 @@ class Evaluator:
         try:
             claim = parse_claim(made.claim)
         except ClaimError as err:
+            batch = batch_claim_of(made)
+            if batch is not None:
+                return self._evaluate_batch(made, batch.manifest_cid, started)
             return Evaluation(aid, None, (Check("claim", False, str(err)),), None, latency_ms=_since(started))
         limit = max_record_bytes()
         readers = [_SizeBounded(r, limit) for r in self.readers]
@@ -126,6 +135,73 @@ class Evaluator:
         record = _decode(data)
         verdict = self.judge.judge(record.query, chunks_of(record), record.answer)
         return Evaluation(aid, claim.record_cid, checks, verdict, latency_ms=_since(started), judge_calls=1)
+
+    def _evaluate_batch(self, made: AssertionMade, manifest_cid: str, started: float) -> Evaluation:
+        """A batch (rules v2): the manifest, the assertion's fit to it, then every record checked and judged with
+        bounded concurrency. One failing record fails the batch; the weakest verdict is the batch's score, and
+        `extra` names every failing record and the weakest one, for the decision and the evidence voters read."""
+        aid = made.assertion_id
+        try:
+            data, _ = read_anywhere(CID.parse(manifest_cid), self.readers, timeout_s=self.timeout_s)
+        except (NotFound, TamperedContent) as err:
+            return Evaluation(aid, manifest_cid, (), None, unavailable=str(err), latency_ms=_since(started))
+        try:
+            manifest = decode_manifest(data)
+        except BatchError as err:
+            return Evaluation(
+                aid, manifest_cid, (Check("manifest", False, str(err)),), None, latency_ms=_since(started)
+            )
+        checks = [Check("manifest", True, f"{manifest.count} records, root {manifest.root}")]
+        checks += assertion_checks(made, manifest, manifest_cid, None)
+        if self.registry is not None and made.callback_recipient != self.registry:
+            checks.append(Check("callback", False, f"callback recipient {made.callback_recipient} is not ours"))
+        if any(c.ok is False for c in checks):
+            return Evaluation(aid, manifest_cid, tuple(checks), None, latency_ms=_since(started))
+        tree = manifest.tree_of()
+        bounded = [_SizeBounded(r, max_record_bytes()) for r in self.readers]
+
+        def fetch(cid: str) -> bytes:
+            return read_anywhere(CID.parse(cid), bounded, timeout_s=self.timeout_s)[0]
+
+        def judge_leaf(index: int) -> tuple[int, str | None, Verdict | None, str | None]:
+            """(leaf index, why it fails deterministically, verdict, why it could not be fetched)."""
+            try:
+                data = fetch(manifest.leaves[index].cid)
+            except (NotFound, TamperedContent) as err:
+                return index, None, None, str(err)
+            except ContentTooLarge as err:
+                return index, f"the record is over the size limit: {err}", None, None
+            why = check_member(manifest, index, tree, lambda _cid: data)
+            if why is not None:
+                return index, why, None, None
+            record = decode_record(data)
+            return index, None, self.judge.judge(record.query, chunks_of(record), record.answer), None
+
+        with ThreadPoolExecutor(max_workers=BATCH_CONCURRENCY) as pool:
+            results = list(pool.map(judge_leaf, range(manifest.count)))
+        unavailable = [f"leaf {i}: {missing}" for i, _, _, missing in results if missing is not None]
+        failing = [(i, manifest.leaves[i].cid, why) for i, why, _, _ in results if why is not None]
+        for index, cid, why in failing:
+            checks.append(Check(f"record {index}", False, f"{cid}: {why}"))
+        judged = [(i, v) for i, _, v, _ in results if v is not None]
+        weakest = min(judged, key=lambda item: _rank(item[1]), default=None)
+        extra: dict[str, Any] = {
+            "batch": {"manifest": manifest_cid, "root": manifest.root, "count": manifest.count},
+            "failing": [{"leaf_index": i, "record": cid, "why": why} for i, cid, why in failing],
+            "scores": {str(i): v.calibrated_score for i, v in judged},
+        }
+        if weakest is not None:
+            extra["weakest"] = {"leaf_index": weakest[0], "record": manifest.leaves[weakest[0]].cid}
+        if unavailable and not failing:
+            return Evaluation(
+                aid, manifest_cid, tuple(checks), None, unavailable="; ".join(unavailable[:3]),
+                latency_ms=_since(started), judge_calls=len(judged), extra=extra,
+            )  # fmt: skip
+        verdict = None if failing or weakest is None else weakest[1]
+        return Evaluation(
+            aid, manifest_cid, tuple(checks), verdict, latency_ms=_since(started), judge_calls=len(judged),
+            extra=extra,
+        )  # fmt: skip
 
     def _fetch_document(self, missing: list[str]) -> Callable[[str], bytes]:
         def fetch(cid: str) -> bytes:
@@ -163,6 +239,11 @@ class _SizeBounded:
 
     def has(self, cid: CID) -> bool:
         return self.store.has(cid)
+
+
+def _rank(verdict: Verdict) -> tuple[int, float]:
+    """Undecided verdicts first (the batch cannot be called true while one is), then the lowest score."""
+    return (0, 0.0) if verdict.calibrated_score is None else (1, verdict.calibrated_score)
 
 
 def chunks_of(record: AttestationRecord) -> list[RetrievedChunk]:

@@ -12,6 +12,7 @@ import click
 from attest import __version__
 from attest.cli.accounts import accounts
 from attest.cli.attestations import ask, discard, export, list_, resume, settle, status
+from attest.cli.batch import batch
 from attest.cli.config import config
 from attest.cli.devnet import devnet
 from attest.cli.doctor import doctor
@@ -35,6 +36,7 @@ def cli() -> None:
 for command in (ask, verify, status, list_, settle, resume, discard, export):
     cli.add_command(command)
 cli.add_command(doctor)
+cli.add_command(batch)
 cli.add_command(devnet)
 cli.add_command(networks)
 cli.add_command(registry)

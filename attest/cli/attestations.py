@@ -69,6 +69,9 @@ def _when(expiration: int | None, chain_now: int | None) -> str:
     help="Off the devnet with no IPFS remote configured: assert anyway, because you publish the record, rules, "
     "cited documents and corpus manifest by other means (with a warning).",
 )
+@click.option(
+    "--batch", "batch", is_flag=True, help="Sign and pin now; assert later in one Merkle batch (`attest batch`)."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout, no progress display.")
 def ask(
     query: str,
@@ -85,6 +88,7 @@ def ask(
     no_assert: bool,
     assert_anyway: bool,
     publish_elsewhere: bool,
+    batch: bool,
     as_json: bool,
 ) -> None:
     """Answer QUERY from the knowledge base, sign and pin the record, and assert it on UMA's Optimistic Oracle V3."""
@@ -94,7 +98,7 @@ def ask(
     request = AskRequest(
         query=query, network=network, account=account, provider=provider, model=model, top_k=top_k, bond=bond,
         liveness=liveness, currency=currency, identifier=identifier, answer=answer_text, do_assert=not no_assert,
-        assert_anyway=assert_anyway, publish_elsewhere=publish_elsewhere,
+        assert_anyway=assert_anyway, publish_elsewhere=publish_elsewhere, batch=batch,
     )  # fmt: skip
     result = run(request, progress=_progress(not as_json))
     with interrupts.ignored():  # the job is done (its assertion mined): Ctrl-C no longer hides its result
@@ -130,6 +134,7 @@ def _show_ask(result: AskResult, as_json: bool) -> None:
                 "expiration": a.expiration,
                 "oracle_ui": result.ui_link,
                 "not_asserted": result.not_asserted,
+                "status": a.status,
                 "timings_ms": result.timings_ms,
             }
         )
@@ -154,6 +159,8 @@ def _show_ask(result: AskResult, as_json: bool) -> None:
             ("oracle UI", result.ui_link or result.network.ui_note()),
             ("next", f"attest verify {a.assertion_id}   ·   attest settle {a.id} after expiry"),
         ]
+    elif a.status == "queued":
+        rows.append(("next", "queued for the next batch: `attest batch flush` asserts now, `attest batch run` loops"))
     elif result.not_asserted is not None:
         rows.append(("no bond", f"{result.not_asserted}; nothing was sent on chain (--assert-anyway insists)"))
     else:
@@ -165,15 +172,19 @@ def _show_ask(result: AskResult, as_json: bool) -> None:
 @click.command()
 @click.argument("ref", required=False)
 def resume(ref: str | None) -> None:
-    """Finish every attestation a crash interrupted, or the one REF names (ledger number, assertion id or CID),
-    without sending any transaction twice. Cancelled ones are left alone unless named."""
+    """Finish every attestation (and Merkle batch) a crash interrupted, or the one REF names (ledger number,
+    assertion id or CID), without sending any transaction twice. Cancelled ones are left alone unless named."""
+    from attest.flow.batch import resume_batches
     from attest.flow.lifecycle import resume as run
 
     outcomes = run(ref, progress=_progress(True))
-    if not outcomes:
+    batches = [] if ref is not None else resume_batches(progress=_progress(True))
+    if not outcomes and not batches:
         click.echo("Nothing to resume: every attestation in the ledger is at rest.")
     for o in outcomes:
         click.echo(f"#{o.attestation.id}: {o.detail} ({o.attestation.status})")
+    for b in batches:
+        click.echo(f"batch #{b.batch.id}: {b.action} ({b.batch.count} records, assertion {b.batch.assertion_id})")
 
 
 @click.command()
@@ -197,11 +208,18 @@ def settle(refs: tuple[str, ...], settle_all: bool) -> None:
 
     if not refs and not settle_all:
         raise LedgerError("name what to settle (`attest settle 3`, an assertion id or a CID) or pass --all")
+    from attest.flow.batch import settle_batches
+
     outcomes = run(list(refs), settle_all=settle_all, progress=_progress(False))
-    if not outcomes:
+    batch_ids = sorted({o.attestation.batch_id for o in outcomes if o.attestation.batch_id is not None})
+    batches = settle_batches(None if settle_all else batch_ids, progress=_progress(False))
+    if not outcomes and not batches:
         click.echo("Nothing to settle.")
     for o in outcomes:
-        click.echo(f"#{o.attestation.id}: {o.action}{f' - {o.detail}' if o.detail else ''}")
+        if o.attestation.batch_id is None:
+            click.echo(f"#{o.attestation.id}: {o.action}{f' - {o.detail}' if o.detail else ''}")
+    for b in batches:
+        click.echo(f"batch #{b.batch.id}: {b.action}{f' - {b.detail}' if b.detail else ''} ({b.batch.count} records)")
 
 
 @click.command()
@@ -209,18 +227,21 @@ def settle(refs: tuple[str, ...], settle_all: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def status(ref: str, as_json: bool) -> None:
     """One attestation: the ledger's steps and the chain's view."""
+    from attest.flow.batch import batch_of, describe
     from attest.flow.lifecycle import status as run
     from attest.ledger import Ledger
 
     a, chain, standing, error = run(ref)
     with Ledger() as ledger:
         steps = ledger.steps(a.id)
+    batch = None if a.batch_id is None else batch_of(a.batch_id)
     if as_json:
         echo_json(
             {
                 "id": a.id, "status": a.status, "outcome": a.outcome, "network": a.network, "record_cid": a.cid,
                 "digest": a.digest, "assertion_id": a.assertion_id, "expiration": a.expiration,
                 "disputer": a.disputer, "chain_error": error,
+                "batch": None if batch is None else {**describe(batch), "leaf_index": a.leaf_index},
                 "chain": None if chain is None else {
                     "settled": chain.settled, "disputed": chain.disputed, "expiration": chain.expiration_time,
                     "settlement_resolution": chain.settlement_resolution,
@@ -235,6 +256,11 @@ def status(ref: str, as_json: bool) -> None:
     click.echo(f"  record     ipfs://{a.cid}" if a.cid else "  record     not pinned yet")
     if a.assertion_id:
         click.echo(f"  assertion  {a.assertion_id}")
+    if batch is not None:
+        click.echo(f"  batch      #{batch.id} {batch.status}, leaf {a.leaf_index} of {batch.count}, root {batch.root}")
+        click.echo(f"  manifest   ipfs://{batch.manifest_cid}" if batch.manifest_cid else "  manifest   not pinned yet")
+        if batch.assertion_id:
+            click.echo(f"  assertion  {batch.assertion_id} (the batch's)")
     if a.status == "orphaned":
         from attest.flow.lifecycle import chain_gone
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import click
@@ -9,7 +11,10 @@ import click
 from attest.cli.output import echo_json
 
 if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
+
     from attest.connect import ChainContext
+    from attest.ipfs.store import ContentStore
 
 
 @click.command()
@@ -21,9 +26,17 @@ if TYPE_CHECKING:
     is_flag=True,
     help="For a CID: fail when no assertion of the record is found on chain (by default that is only reported).",
 )
-def verify(target: str, network: str | None, as_json: bool, require_assertion: bool) -> None:
+@click.option(
+    "--batch",
+    "batch",
+    metavar="MANIFEST_CID|ASSERTION_ID",
+    help="For a record CID: the Merkle batch it is in (found in the ledger when omitted).",
+)
+def verify(target: str, network: str | None, as_json: bool, require_assertion: bool, batch: str | None) -> None:
     """Verify an assertion id (0x + 64 hex) or a record CID: record bytes, schema, signature, digest, the
-    assertion's claim and settings, and the cited context. Exits 1 when any check fails."""
+    assertion's claim and settings, and the cited context. A batch assertion: its manifest and every record. A
+    record in a batch: the record, its inclusion proof, the manifest and the batch assertion. Exits 1 when any
+    check fails."""
     from attest.config import load_config
     from attest.errors import AttestError
     from attest.ipfs.local import LocalStore
@@ -44,6 +57,8 @@ def verify(target: str, network: str | None, as_json: bool, require_assertion: b
         if chain_needed:
             raise
         ctx = None
+    if _verify_batch(target, batch, ctx, readers, ipfs.timeout_s, as_json):
+        return
     report = run_verify(target, ctx, readers, timeout_s=ipfs.timeout_s, require_assertion=require_assertion)
     if as_json:
         echo_json(report.to_json())
@@ -56,6 +71,71 @@ def verify(target: str, network: str | None, as_json: bool, require_assertion: b
         click.echo(f"{target}: {verdict}" + (f" ({skipped} not checked)" if skipped else ""))
     if not report.ok:
         raise SystemExit(1)
+
+
+def _verify_batch(
+    target: str,
+    batch: str | None,
+    ctx: ChainContext | None,
+    readers: Sequence[ContentStore],
+    timeout_s: float,
+    as_json: bool,
+) -> bool:
+    """Verify `target` as (part of) a Merkle batch when it is one; False when it is not a batch target."""
+    from attest.verify import ASSERTION_ID, find_assertion
+    from attest.verify_batch import batch_claim_of, verify_batch, verify_record_in_batch
+
+    if ASSERTION_ID.fullmatch(target) and ctx is not None:
+        made = find_assertion(ctx, bytes.fromhex(target[2:]))
+        claim = None if made is None else batch_claim_of(made)
+        if made is None or claim is None:
+            return False
+        bar: ProgressBar[int]
+        with click.progressbar(length=claim.count, label="records", file=sys.stderr, show_pos=True) as bar:
+            report = verify_batch(made, ctx, readers, timeout_s=timeout_s, progress=bar.update)
+    else:
+        batch = batch or _ledger_batch(target)
+        if batch is None:
+            return False
+        report = verify_record_in_batch(target, batch, ctx, readers, timeout_s=timeout_s)
+    if as_json:
+        echo_json(
+            {
+                "target": report.target, "ok": report.ok, "manifest": report.manifest_cid,
+                "assertion": report.assertion_id, "records": report.records,
+                "checks": [{"name": c.name, "status": c.status, "detail": c.detail} for c in report.checks],
+                "failing": [{"leaf_index": i, "record": cid, "why": why} for i, cid, why in report.failing],
+            }
+        )  # fmt: skip
+    else:
+        width = max(len(c.name) for c in report.checks)
+        for check in report.checks:
+            click.echo(f"{check.status.upper():4}  {check.name:{width}}  {check.detail}")
+        for index, cid, why in report.failing:
+            click.echo(f"FAIL  leaf {index}  {cid}: {why}")
+        summary = f"{report.records - len(report.failing)}/{report.records} records passed, " if report.records else ""
+        verdict = "all checks passed" if report.ok else "the batch does not hold"
+        click.echo(f"{target}: {summary}{verdict}")
+    if not report.ok:
+        raise SystemExit(1)
+    return True
+
+
+def _ledger_batch(target: str) -> str | None:
+    """The batch the ledger has `target` (a record CID) in: its assertion id, or its manifest CID before that."""
+    from attest.errors import LedgerError
+    from attest.flow.batch import batch_of
+    from attest.ledger import Ledger
+
+    try:
+        with Ledger() as ledger:
+            a = ledger.find(target)
+    except LedgerError:
+        return None
+    if a.batch_id is None:
+        return None
+    batch = batch_of(a.batch_id)
+    return batch.assertion_id or batch.manifest_cid  # the assertion, once there is one: it is checked too
 
 
 def _connect(network: str) -> ChainContext:

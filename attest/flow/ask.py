@@ -18,6 +18,7 @@ from web3.contract.contract import ContractFunction
 from web3.types import TxReceipt
 
 from attest import interrupts
+from attest.batch.store import BatchBook
 from attest.chain.outbox import Outbox, checkpoint, send_once, settle_open
 from attest.chain.registry import read_registry, registry_reads
 from attest.chain.tx import RECEIPT_TIMEOUT_S, Sender
@@ -63,6 +64,7 @@ class AskRequest:
     identifier: str | None = None
     answer: str | None = None  # produced elsewhere: recorded with provider "external"
     do_assert: bool = True
+    batch: bool = False  # sign and pin now, queue for the next Merkle batch (attest/flow/batch.py)
     # Assert even an answer that answers nothing (no passage, or "the knowledge base does not answer this"):
     # the claim rules make it false, so its bond is lost to the first disputer. Only on an explicit flag.
     assert_anyway: bool = False
@@ -121,7 +123,7 @@ def ask(
 
     ctx: ChainContext | None = None
     started_devnet = False
-    if request.do_assert:
+    if request.do_assert and not request.batch:
         with timer("connect"):
             ctx = connect(network.name, config=config)
         started_devnet = ctx.started_devnet
@@ -155,7 +157,7 @@ def ask(
         answer, model_label = _answer(request, chunks, config)
     progress("answer", f"{model_label}, {len(answer.text)} characters")
     checkpoint("answered")
-    unanswered = non_answer(answer, len(chunks)) if ctx is not None else None
+    unanswered = non_answer(answer, len(chunks)) if ctx is not None or request.batch else None
     if unanswered is not None and request.assert_anyway:
         progress("warning", f"asserting anyway (--assert-anyway) although {unanswered}: the bond is likely lost")
         unanswered = None
@@ -199,6 +201,9 @@ def ask(
             with timer("pin"):
                 pin_record(ledger, ledger.get(attestation_id), store, config)
             progress("pin", f"ipfs://{ledger.get(attestation_id).cid}")
+            if request.batch and unanswered is None:
+                BatchBook(ledger.database).queue(attestation_id)
+                progress("queue", "queued for the next batch (`attest batch flush`, or `attest batch run`)")
             if ctx is not None:
                 sender = ctx.sender(loaded.account)
                 with timer("assert"):

@@ -16,6 +16,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, TextIO
 
+from attest.batch.store import Batch, BatchBook
 from attest.errors import LedgerError
 from attest.ledger import Attestation, Ledger
 from attest.paths import attest_home
@@ -25,15 +26,20 @@ COLUMNS = (
     "id", "network", "status", "outcome", "created_at", "query", "answer", "context", "corpus", "provider",
     "requested_model", "returned_model", "prompt_template", "record_cid", "digest", "asserter", "assertion_id",
     "bond", "currency", "disputed", "disputer", "judge_score", "judge_rationale", "judge", "judge_action",
-    "bond_amount", "bond_symbol",
+    "bond_amount", "bond_symbol", "batch_root", "leaf_index",
 )  # fmt: skip
 
 
-def rows(attestations: Iterable[Attestation], judged: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def rows(
+    attestations: Iterable[Attestation], judged: dict[str, dict[str, Any]], batches: dict[int, Batch] | None = None
+) -> list[dict[str, Any]]:
+    """One row per record; a batched record carries its batch's root, its leaf index and the batch's assertion."""
     out = []
     for a in attestations:
         record = decode_record(a.record)
-        judge = judged.get((a.assertion_id or "").lower(), {})
+        batch = None if a.batch_id is None else (batches or {}).get(a.batch_id)
+        assertion_id = a.assertion_id if batch is None else batch.assertion_id
+        judge = judged.get((assertion_id or "").lower(), {})
         out.append(
             {
                 "id": a.id,
@@ -55,11 +61,11 @@ def rows(attestations: Iterable[Attestation], judged: dict[str, dict[str, Any]])
                 "record_cid": a.cid,
                 "digest": a.digest,
                 "asserter": a.asserter,
-                "assertion_id": a.assertion_id,
+                "assertion_id": assertion_id,
                 "bond": None if a.bond is None else str(a.bond),
                 "currency": a.currency,
-                "disputed": a.disputer is not None,
-                "disputer": a.disputer,
+                "disputed": (a.disputer if batch is None else batch.disputer) is not None,
+                "disputer": a.disputer if batch is None else batch.disputer,
                 "judge_score": judge.get("score"),
                 "judge_rationale": judge.get("rationale"),
                 "judge": judge.get("judge"),
@@ -67,6 +73,8 @@ def rows(attestations: Iterable[Attestation], judged: dict[str, dict[str, Any]])
                 # `bond` is the integer the contract counts; `bond_amount` the same in the currency's own units.
                 "bond_amount": a.bond_amount,
                 "bond_symbol": a.bond_symbol,
+                "batch_root": None if batch is None else batch.root,
+                "leaf_index": a.leaf_index,
             }
         )
     return out
@@ -111,7 +119,10 @@ def write_export(target: TextIO | Path, fmt: str, statuses: Sequence[str] = ()) 
         raise LedgerError(f"unknown export format {fmt!r}; use jsonl, csv or tsv")
     with Ledger() as ledger:
         selected = ledger.select(statuses=statuses)
-    data = rows(selected, judge_data(a.assertion_id for a in selected if a.assertion_id))
+        batches = {b.id: b for b in BatchBook(ledger.database).select()}
+    assertion_ids = [a.assertion_id for a in selected if a.assertion_id]
+    assertion_ids += [b.assertion_id for b in batches.values() if b.assertion_id]
+    data = rows(selected, judge_data(assertion_ids), batches)
     text = render(data, fmt)
     if isinstance(target, Path):
         target.parent.mkdir(parents=True, exist_ok=True)

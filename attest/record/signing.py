@@ -41,10 +41,20 @@ def recover_signer(record: AttestationRecord) -> str:
     """The checksummed address whose key made `record.signature`, or BadSignature when there is none."""
     if record.signature is None:
         raise BadSignature("record is unsigned; sign it with the asserter's key before writing or asserting it")
-    raw = bytes.fromhex(record.signature[2:])
+    return recover_digest_signer(digest(record), record.signature)
+
+
+def sign_digest(value: bytes, account: LocalAccount) -> str:
+    """0x-hex EIP-191 personal_sign of 32 raw bytes (a record digest, a batch root)."""
+    return "0x" + bytes(account.sign_message(encode_defunct(primitive=value)).signature).hex()
+
+
+def recover_digest_signer(value: bytes, signature: str) -> str:
+    """The checksummed address whose key signed the 32 raw bytes `value` (EIP-191), in canonical form only."""
+    raw = bytes.fromhex(signature[2:])
     _require_canonical_encoding(raw)
     try:
-        return str(Account.recover_message(signable(record), signature=raw))
+        return str(Account.recover_message(encode_defunct(primitive=value), signature=raw))
     except (ValueError, _KeysBadSignature, _EthValidationError):
         raise BadSignature("record signature is not a valid secp256k1 signature; do not trust the record") from None
 
