@@ -20,6 +20,10 @@ class ConfigError(AttestError):
     """A configuration file or value that cannot be used."""
 
 
+class HomeNotWritable(ConfigError):
+    """ATTEST_HOME cannot be written (a read-only mount or copy) and the command writes there."""
+
+
 class UnknownNetwork(AttestError, LookupError):
     """A network name or chain id that the registry does not know."""
 

@@ -6,6 +6,7 @@ Keys and passphrases are only ever read through hidden prompts or the environmen
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,11 +80,23 @@ def accounts_generate(alias: str) -> None:
 @click.argument("alias")
 def accounts_import(alias: str) -> None:
     """Store an existing private key encrypted as ALIAS. The key and the passphrase are asked for with hidden
-    input (the passphrase may come from ATTEST_PASSPHRASE instead)."""
+    input (the passphrase may come from ATTEST_PASSPHRASE instead); a key piped to stdin is read from there,
+    with the passphrase from ATTEST_PASSPHRASE."""
     from attest.accounts import check_new_alias, parse_private_key, write_keystore
 
     check_new_alias(alias)
-    key: str = click.prompt("Private key (hex)", hide_input=True, err=True)
+    if sys.stdin.isatty():
+        key: str = click.prompt("Private key (hex)", hide_input=True, err=True)
+    else:  # piped in (`pass show key | attest accounts import bob`): no prompt, and no echo to warn about
+        from attest.accounts import ENV_PASSPHRASE
+        from attest.errors import AccountError
+
+        if not os.environ.get(ENV_PASSPHRASE):
+            raise AccountError(
+                f"the key comes from stdin, so the passphrase cannot be asked for; set {ENV_PASSPHRASE}. "
+                "Nothing was written"
+            )
+        key = sys.stdin.readline().strip()
     account = parse_private_key(key, "the private key entered")
     path = write_keystore(alias, account, _new_passphrase())
     _report_written(alias, path)

@@ -47,7 +47,11 @@ def _when(expiration: int | None, chain_now: int | None) -> str:
 @click.option("--model", help="Model name (default: the provider's default).")
 @click.option("-k", "--top-k", default=5, show_default=True, type=click.IntRange(0, 50), help="Passages to retrieve.")
 @click.option("--bond", help="Bond in currency units (default: the oracle's minimum bond).")
-@click.option("--liveness", type=click.IntRange(1), help="Seconds the assertion stays disputable.")
+@click.option(
+    "--liveness",
+    type=click.IntRange(1, 10 * 365 * 86400),
+    help="Seconds the assertion stays disputable (10 years at most).",
+)
 @click.option("--currency", help="Bond currency address (default: the oracle's default currency).")
 @click.option("--identifier", help="UMA price identifier (default: ASSERT_TRUTH2).")
 @click.option("--answer", "answer_text", help="Attest an answer produced elsewhere (provider recorded as external).")

@@ -27,7 +27,7 @@ from attest.devnet.stack import Deployment, StackParams, deploy_stack
 from attest.errors import CorruptState, DevnetError, PortBusy
 from attest.localnet import HOST, log_tail, port_in_use
 from attest.networks import DEVNET_PORT, LOCAL_CHAIN_ID
-from attest.paths import anvil_executable, attest_home
+from attest.paths import anvil_executable, attest_home, require_writable
 
 STATE_INTERVAL_S = 2
 START_TIMEOUT_S = 15.0
@@ -150,6 +150,7 @@ class Devnet:
 
     def up(self, port: int = DEVNET_PORT) -> tuple[DevnetStatus, bool]:
         """Start the node (and deploy on first start). Returns the status and whether it was already up."""
+        require_writable(self.dir, "attest devnet up")
         with self._lock():
             node = self.running_node()
             if node is not None:

@@ -32,6 +32,7 @@ from attest.ipfs.remotes import Remotes, replicate
 from attest.ledger import Attestation, Ledger
 from attest.llm.base import Answer, GenerationParams, citations_in, model_metadata_for_record, non_answer
 from attest.networks import Network
+from attest.paths import writable_home
 from attest.record.canonical import digest_hex
 from attest.record.codec import encode_record
 from attest.record.model import validate_record
@@ -107,6 +108,7 @@ def ask(
 
     config = config or load_config()
     network = config.resolve_network(request.network or config.defaults.network)
+    writable_home("attest ask")
     timer = _Timer()
     if not request.query.strip():
         raise KbError('the question is empty; ask something, such as `attest ask "What does EIP-1559 burn?"`')
@@ -242,6 +244,11 @@ def _plan(ctx: ChainContext, request: AskRequest, owner: str) -> dict[str, objec
     """The assertion's parameters, fixed before the record is pinned so a resume asserts the same thing."""
     ctx.require_oov3()
     currency = ctx.currency(request.currency)
+    if not ctx.w3.eth.get_code(currency):
+        raise BondError(
+            f"there is no token contract at {currency} on {ctx.network.name}; name a whitelisted bond currency "
+            "with --currency, or leave it out for the oracle's default"
+        )
     token = Token(ctx.w3, currency)
     wanted = request.bond or ctx.settings.bond
     bond = token.units(wanted) if wanted is not None else ctx.oov3.minimum_bond(currency)
