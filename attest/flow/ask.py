@@ -244,7 +244,7 @@ def _plan(ctx: ChainContext, request: AskRequest, owner: str) -> dict[str, objec
     """The assertion's parameters, fixed before the record is pinned so a resume asserts the same thing."""
     ctx.require_oov3()
     currency = ctx.currency(request.currency)
-    if not ctx.w3.eth.get_code(currency):
+    if not ctx.w3.eth.get_code(Web3.to_checksum_address(currency)):
         raise BondError(
             f"there is no token contract at {currency} on {ctx.network.name}; name a whitelisted bond currency "
             "with --currency, or leave it out for the oracle's default"
