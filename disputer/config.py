@@ -103,6 +103,9 @@ def load_disputer_config(path: Path | None = None, **overrides: Any) -> Disputer
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "disputer"
+        if first["loc"] and overrides.get(str(first["loc"][0])) is not None:  # a flag's value, not the file's
+            flag = "--" + str(first["loc"][0]).removesuffix("_s").replace("_", "-")
+            raise ConfigError(f"{flag}: {first['msg']}") from None
         raise ConfigError(f"{path}: disputer.{where}: {first['msg']}; fix the [disputer] table") from None
 
 

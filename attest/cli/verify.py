@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     help="For a CID: fail when no assertion of the record is found on chain (by default that is only reported).",
 )
 def verify(target: str, network: str | None, as_json: bool, require_assertion: bool) -> None:
-    """Verify an assertion id (0x + 64 hex) or a record CID: record bytes, schema, signature, digest, the
-    assertion's claim and settings, and the cited context. Exits 1 when any check fails."""
+    """Verify an assertion id (0x + 64 hex), a record CID, or an attestation by its ledger number (as `attest
+    status` takes it): record bytes, schema, signature, digest, the assertion's claim and settings, and the cited
+    context. Exits 1 when any check fails."""
     from attest.config import load_config
     from attest.errors import AttestError
     from attest.ipfs.local import LocalStore
@@ -32,6 +33,8 @@ def verify(target: str, network: str | None, as_json: bool, require_assertion: b
     from attest.verify import verify as run_verify
 
     config = load_config()
+    if target.lstrip("#").isdigit():
+        target, network = _from_ledger(target, network)
     net = config.resolve_network(network or config.defaults.network)
     ipfs = config.ipfs_for(net.name)
     readers = (LocalStore(), *Remotes.from_config(ipfs).readers)
@@ -56,6 +59,19 @@ def verify(target: str, network: str | None, as_json: bool, require_assertion: b
         click.echo(f"{target}: {verdict}" + (f" ({skipped} not checked)" if skipped else ""))
     if not report.ok:
         raise SystemExit(1)
+
+
+def _from_ledger(number: str, network: str | None) -> tuple[str, str | None]:
+    """A ledger number as its assertion id (or its record's CID, when it was not asserted) and its network."""
+    from attest.errors import LedgerError
+    from attest.ledger import Ledger
+
+    with Ledger() as ledger:
+        a = ledger.find(number)
+    target = a.assertion_id or a.cid
+    if target is None:
+        raise LedgerError(f"attestation #{a.id} is not pinned yet, so there is nothing to verify; `attest resume`")
+    return target, network or a.network
 
 
 def _connect(network: str) -> ChainContext:

@@ -30,6 +30,7 @@ from attest.networks import DEVNET_PORT, LOCAL_CHAIN_ID
 from attest.paths import anvil_executable, attest_home, require_writable
 
 STATE_INTERVAL_S = 2
+PORT_ENV = "ATTEST_DEVNET_PORT"  # the devnet's port setting
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 15.0
 
@@ -89,6 +90,7 @@ class Devnet:
         self.deployment_file = self.dir / "deployment.json"
         self.node_file = self.dir / "node.json"
         self.log_file = self.dir / "anvil.log"
+        self.port_file = self.dir / "port"  # the port of the last start, for the next `up` without one
 
     # -- files -----------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -148,9 +150,23 @@ class Devnet:
         self.node_file.unlink(missing_ok=True)
         return None
 
-    def up(self, port: int = DEVNET_PORT) -> tuple[DevnetStatus, bool]:
-        """Start the node (and deploy on first start). Returns the status and whether it was already up."""
+    def default_port(self) -> int:
+        """ATTEST_DEVNET_PORT, else the port of the last start (a devnet moved off 8545 stays moved, also when
+        `ask` starts it on demand), else 8545."""
+        setting = os.environ.get(PORT_ENV)
+        if setting:
+            if not setting.isdigit() or not 0 < int(setting) < 65536:
+                raise DevnetError(f"{PORT_ENV}={setting!r} is not a port; set it to a number from 1 to 65535")
+            return int(setting)
+        with contextlib.suppress(OSError, ValueError):
+            return int(self.port_file.read_text())
+        return DEVNET_PORT
+
+    def up(self, port: int | None = None) -> tuple[DevnetStatus, bool]:
+        """Start the node (and deploy on first start) on `port` (default: `default_port()`). Returns the status and
+        whether it was already up."""
         require_writable(self.dir, "attest devnet up")
+        port = port if port is not None else self.default_port()
         with self._lock():
             node = self.running_node()
             if node is not None:
@@ -206,6 +222,16 @@ class Devnet:
             raise DevnetError("the devnet is not running; start it with `attest devnet up`")
         return _web3(node.rpc_url)
 
+    def advance(self, seconds: int) -> int:
+        """Move the chain's clock `seconds` ahead and mine a block stamped then (what trying `settle` after a
+        liveness needs). Returns the new chain time. The offset survives `down` and `up` (see `_resume_clock`)."""
+        if seconds <= 0:
+            raise DevnetError("advance the clock by a positive duration, such as 2h, 30m or 90s")
+        w3 = self.web3()
+        w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        return int(w3.eth.get_block("latest")["timestamp"])
+
     # -- internals -------------------------------------------------------------------------------------
     def _start(self, anvil: Path, port: int) -> NodeInfo:
         cmd = [
@@ -242,6 +268,7 @@ class Devnet:
                 with contextlib.suppress(Exception):
                     if w3.eth.chain_id == LOCAL_CHAIN_ID:
                         _atomic_write(self.node_file, json.dumps(asdict(node)))
+                        _atomic_write(self.port_file, str(port))
                         return node
                 time.sleep(0.1)
         except BaseException:

@@ -118,6 +118,11 @@ def ask(
         # Python decodes argv bytes that are not UTF-8 to lone surrogates, which no record, prompt or claim can carry.
         raise KbError("the question is not valid UTF-8 text; retype it (check the terminal's encoding)") from None
 
+    if request.answer is None:
+        with KnowledgeBase() as kb:
+            empty = kb.stats().documents == 0
+        if empty:  # refused before a devnet is started or an account unlocked for it
+            raise KbError("the knowledge base is empty; add documents first: `attest kb add PATH`")
     ctx: ChainContext | None = None
     started_devnet = False
     if request.do_assert:
@@ -137,8 +142,6 @@ def ask(
     store = LocalStore()
     with timer("retrieve"), KnowledgeBase() as kb:
         chunks = kb.search(request.query, k=request.top_k)
-        if not chunks and request.answer is None and kb.stats().documents == 0:
-            raise KbError("the knowledge base is empty; add documents first: `attest kb add PATH`")
         corpus = kb.pin_manifest(store) if kb.stats().documents else None
     progress("retrieve", f"{len(chunks)} passages")
 
@@ -406,7 +409,10 @@ def _approve_and_assert(
             continue
         if kind == "assert":
             return receipt
-        progress("approve", f"allowed the oracle to take {token.show(approved)}")
+        amount = (
+            f"any amount of {token.symbol} (standing_allowance)" if approved == MAX_UINT256 else token.show(approved)
+        )
+        progress("approve", f"allowed the oracle to take {amount}")
     raise ChainError(
         f"assertion #{a.id} could not be made after {MAX_ROUNDS} tries: the allowance or nonces of {sender.address} "
         "keep changing (is the account used elsewhere?); `attest resume` tries again"
@@ -417,7 +423,11 @@ def preflight(ctx: ChainContext, token: Token, identifier: str, bond: int, owner
     """Everything that would make assertTruth revert, named before anything is written or signed."""
     oov3 = ctx.oov3
     if not oov3.is_identifier_supported(identifier):
-        raise BondError(f"identifier {identifier} is not supported on {ctx.network.name}; use --identifier")
+        default = ctx.network.default_identifier
+        raise BondError(
+            f"identifier {identifier} is not supported on {ctx.network.name}; use --identifier {default} (the "
+            "identifier OOv3 asserts truths with), or leave the option out"
+        )
     if not oov3.is_currency_whitelisted(token.address):
         raise BondError(f"{token.symbol} ({token.address}) is not a whitelisted bond currency on {ctx.network.name}")
     minimum = oov3.minimum_bond(token.address)
@@ -428,6 +438,8 @@ def preflight(ctx: ChainContext, token: Token, identifier: str, bond: int, owner
         )
     balance = token.balance(owner)
     if balance < bond:
+        # At the minimum already, a lower --bond would only be refused in turn.
+        lower = "" if bond <= minimum else f" or lower --bond (the minimum is {token.show(minimum)})"
         raise BondError(
-            f"{owner} holds {token.show(balance)} but the bond is {token.show(bond)}; fund the account or lower --bond"
+            f"{owner} holds {token.show(balance)} but the bond is {token.show(bond)}; fund the account{lower}"
         )
