@@ -23,7 +23,13 @@ DISPUTER = Path(sys.executable).parent / "disputer"
 
 
 def cli(
-    *args: str, home: Path | str, tool: str = "attest", stdin: str | None = None, read_only: bool = False, **env: str
+    *args: str,
+    home: Path | str,
+    tool: str = "attest",
+    stdin: str | None = None,
+    read_only: bool = False,
+    cwd: str | None = None,
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "attest", *args] if tool == "attest" else [str(DISPUTER), *args]
     if read_only and os.geteuid() == 0:
@@ -33,6 +39,7 @@ def cli(
         command,
         env={**os.environ, "ATTEST_HOME": str(home), **env},
         input=stdin,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=180,

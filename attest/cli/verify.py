@@ -68,10 +68,11 @@ def _from_ledger(number: str, network: str | None) -> tuple[str, str | None]:
 
     with Ledger() as ledger:
         a = ledger.find(number)
-    target = a.assertion_id or a.cid
-    if target is None:
+    if a.assertion_id is not None:
+        return a.assertion_id, network or a.network
+    if a.cid is None:
         raise LedgerError(f"attestation #{a.id} is not pinned yet, so there is nothing to verify; `attest resume`")
-    return target, network or a.network
+    return a.cid, network  # a record only: checked off-chain unless a network is named
 
 
 def _connect(network: str) -> ChainContext:
