@@ -91,6 +91,12 @@ def _int_as_float(value: Any) -> Any:
         raise ValueError("the number is too large") from None
 
 
+def effective_table(path: Path) -> dict[str, Any]:
+    """The `[disputer]` table of the file at `path` as the daemon reads it, every key with its default filled in:
+    what `attest config show` prints (registered as an `attest.config_tables` entry point)."""
+    return load_disputer_config(path).model_dump(mode="json")
+
+
 def load_disputer_config(path: Path | None = None, **overrides: Any) -> DisputerConfig:
     """The `[disputer]` table (defaults where absent), with command-line overrides that are not None."""
     path = path or config_path()

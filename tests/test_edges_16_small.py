@@ -9,7 +9,10 @@ import socket
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from attest.cli import cli as attest_cli
+from attest.cli.config import CONFIG_TABLES_GROUP
 from attest.cli.output import short
 from attest.flow.export import COLUMNS, render
 from tests.support.ports import free_port
@@ -152,3 +155,37 @@ def test_a_disputer_flag_value_error_names_the_flag_not_the_config_file(home: Pa
 def test_devnet_up_help_names_the_port_setting(home: Path) -> None:
     text = " ".join(cli("devnet", "up", "--help", home=home).stdout.split())
     assert "ATTEST_DEVNET_PORT" in text and "last `up`" in text
+
+
+@pytest.fixture
+def config_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry points of pyproject.toml as an install writes them, where the environment was installed before
+    the `attest.config_tables` group existed (an editable install reads its entry points at install time)."""
+    from importlib.metadata import entry_points
+
+    if any(e.name == "disputer" for e in entry_points(group=CONFIG_TABLES_GROUP)):
+        return
+    import tomllib
+
+    declared = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    group = declared["project"]["entry-points"][CONFIG_TABLES_GROUP]
+    info = tmp_path / "site" / "llm_attest_entry_points-0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: llm-attest-entry-points\nVersion: 0\n")
+    lines = [f"[{CONFIG_TABLES_GROUP}]", *(f"{name} = {target}" for name, target in group.items())]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+
+
+def test_config_show_prints_the_disputer_defaults(
+    home: Path, config_tables: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATTEST_HOME", str(home))
+    (home / "config.toml").write_text("[disputer]\nthreshold = 0.4\n")
+    shown = CliRunner().invoke(attest_cli, ["config", "show", "--json"], catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    table = json.loads(shown.output)["config"]["disputer"]
+    assert table["threshold"] == 0.4  # the file's value
+    assert table["safety_margin_s"] == 600 and table["samples"] == 3 and table["attempts"] == 3  # the defaults
+    text = CliRunner().invoke(attest_cli, ["config", "show"], catch_exceptions=False).output
+    assert "[disputer]\nthreshold = 0.4\nsafety_margin_s = 600" in text
