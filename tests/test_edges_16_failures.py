@@ -106,6 +106,9 @@ def test_accounts_import_reads_a_piped_key_without_warning(tmp_path: Path) -> No
     assert made.returncode == 0, made.stderr
     assert made.stderr == "" and "0x70997970C51812dc3A010C7d01b50e0d17dc79C8" in made.stdout
     assert key[2:] not in made.stdout + made.stderr
+    both = cli("accounts", "import", "carol", home=tmp_path, stdin=f"{key}\npass word\npass word\n", **ape)
+    assert both.returncode == 0 and both.stderr == "", both.stderr
+    assert "pass word" not in both.stdout and key[2:] not in both.stdout
 
 
 @pytest.fixture

@@ -31,6 +31,22 @@ def resolve_account(spec: str | None, network: str, default: str | None = None) 
     return loaded
 
 
+def _piped_passphrase() -> str:
+    """ATTEST_PASSPHRASE, else the two lines after the key on stdin (the passphrase twice)."""
+    from attest.accounts import ENV_PASSPHRASE
+    from attest.errors import AccountError
+
+    passphrase = os.environ.get(ENV_PASSPHRASE, "")
+    if not passphrase:
+        passphrase, again = sys.stdin.readline().rstrip("\n"), sys.stdin.readline().rstrip("\n")
+        if not passphrase or passphrase != again:
+            raise AccountError(
+                f"with the key on stdin, set {ENV_PASSPHRASE} or pipe the passphrase twice after the key (two equal "
+                "lines); nothing was written"
+            )
+    return passphrase
+
+
 def _new_passphrase() -> str:
     from attest.accounts import ENV_PASSPHRASE
 
@@ -80,25 +96,16 @@ def accounts_generate(alias: str) -> None:
 @click.argument("alias")
 def accounts_import(alias: str) -> None:
     """Store an existing private key encrypted as ALIAS. The key and the passphrase are asked for with hidden
-    input (the passphrase may come from ATTEST_PASSPHRASE instead); a key piped to stdin is read from there,
-    with the passphrase from ATTEST_PASSPHRASE."""
+    input (the passphrase may come from ATTEST_PASSPHRASE instead). Piped to stdin, the key is its first line and
+    the passphrase, unless in ATTEST_PASSPHRASE, the next two."""
     from attest.accounts import check_new_alias, parse_private_key, write_keystore
 
     check_new_alias(alias)
-    if sys.stdin.isatty():
-        key: str = click.prompt("Private key (hex)", hide_input=True, err=True)
-    else:  # piped in (`pass show key | attest accounts import bob`): no prompt, and no echo to warn about
-        from attest.accounts import ENV_PASSPHRASE
-        from attest.errors import AccountError
-
-        if not os.environ.get(ENV_PASSPHRASE):
-            raise AccountError(
-                f"the key comes from stdin, so the passphrase cannot be asked for; set {ENV_PASSPHRASE}. "
-                "Nothing was written"
-            )
-        key = sys.stdin.readline().strip()
+    # Piped in (`pass show key | attest accounts import bob`): read as lines, with no prompt and no echo to warn of.
+    piped = not sys.stdin.isatty()
+    key = sys.stdin.readline().strip() if piped else click.prompt("Private key (hex)", hide_input=True, err=True)
     account = parse_private_key(key, "the private key entered")
-    path = write_keystore(alias, account, _new_passphrase())
+    path = write_keystore(alias, account, _piped_passphrase() if piped else _new_passphrase())
     _report_written(alias, path)
 
 
