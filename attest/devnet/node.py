@@ -90,7 +90,9 @@ class Devnet:
         self.deployment_file = self.dir / "deployment.json"
         self.node_file = self.dir / "node.json"
         self.log_file = self.dir / "anvil.log"
-        self.port_file = self.dir / "port"  # the port of the last start, for the next `up` without one
+        self.port_file = (
+            self.dir / "port"
+        )  # the port of the last start, for the next `up` without one (reset forgets it)
 
     # -- files -----------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -190,6 +192,7 @@ class Devnet:
                 if not self.deployment_file.exists():
                     self.state_file.unlink(missing_ok=True)
                 raise
+            _atomic_write(self.port_file, str(port))  # once the devnet works there
             return self._status(node), False
 
     def down(self) -> bool:
@@ -207,7 +210,7 @@ class Devnet:
         """Stop the node and forget the chain and its deployment."""
         self.down()
         with self._lock():
-            for path in (self.state_file, self.deployment_file, self.log_file):
+            for path in (self.state_file, self.deployment_file, self.log_file, self.port_file):
                 path.unlink(missing_ok=True)
 
     def status(self) -> DevnetStatus:
@@ -268,7 +271,6 @@ class Devnet:
                 with contextlib.suppress(Exception):
                     if w3.eth.chain_id == LOCAL_CHAIN_ID:
                         _atomic_write(self.node_file, json.dumps(asdict(node)))
-                        _atomic_write(self.port_file, str(port))
                         return node
                 time.sleep(0.1)
         except BaseException:
