@@ -20,7 +20,7 @@ from attest.chain.rpc import http_provider
 from attest.chain.tx import FeePolicy, Sender
 from attest.config import Config, NetworkConfig, load_config
 from attest.devnet import Deployment, Devnet
-from attest.errors import ChainError, ConfigError
+from attest.errors import BondError, ChainError, ConfigError
 from attest.locks import SigningLock
 from attest.networks import Network
 
@@ -115,6 +115,8 @@ class ChainContext:
         return override or self.settings.identifier or self.network.default_identifier
 
     def currency(self, override: str | None = None) -> str:
+        if override is not None and not Web3.is_address(override):
+            raise BondError(f"--currency {override!r} is not an address; give the token's 0x address (40 hex digits)")
         chosen = override or self.settings.currency or self.network.default_currency
         return Web3.to_checksum_address(chosen) if chosen else self.oov3.default_currency()
 

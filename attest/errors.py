@@ -25,6 +25,10 @@ class NotReady(AttestError):
     each failed check and its fix."""
 
 
+class HomeNotWritable(ConfigError):
+    """ATTEST_HOME cannot be written (a read-only mount or copy) and the command writes there."""
+
+
 class UnknownNetwork(AttestError, LookupError):
     """A network name or chain id that the registry does not know."""
 
@@ -66,7 +70,12 @@ class NonceTaken(ChainError):
 
 class RpcUnavailable(ChainError):
     """The RPC endpoint kept failing (5xx, timeouts, dropped connections, transient JSON-RPC errors) after the
-    bounded retries. Whether a transaction sent meanwhile reached the chain is unknown: the outbox finds out."""
+    bounded retries. Whether a transaction sent meanwhile reached the chain is unknown: the outbox finds out.
+    `problem` is the failure alone, for a reader other than `attest`'s user (the disputer's log)."""
+
+    def __init__(self, problem: str, next_step: str = "check the node, then `attest resume`") -> None:
+        super().__init__(f"{problem}; {next_step}")
+        self.problem = problem
 
 
 class FeeCapExceeded(ChainError):

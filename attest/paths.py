@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from attest.errors import ToolchainMissing
+from attest.errors import HomeNotWritable, ToolchainMissing
 
 _CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,6 +19,26 @@ def attest_home() -> Path:
     """`ATTEST_HOME`, else `.data/home` in the checkout: devnet state, deployments, later ledger and blocks."""
     env = os.environ.get("ATTEST_HOME")
     return Path(env) if env else _CHECKOUT_ROOT / ".data" / "home"
+
+
+def writable_home(command: str) -> Path:
+    """ATTEST_HOME for `command`, which writes there: refused in one line, before anything is done, where the home
+    (or the folder it would be made in) cannot be written, such as an auditor's read-only copy."""
+    return require_writable(attest_home(), command)
+
+
+def require_writable(home: Path, command: str) -> Path:
+    """`home` (a folder `command` writes in), or HomeNotWritable when it, or the folder it would be made in, is
+    not writable."""
+    existing = home
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not os.access(existing, os.W_OK):
+        raise HomeNotWritable(
+            f"{command} writes to ATTEST_HOME, and {existing} is not writable (read-only); nothing was done. Set "
+            "ATTEST_HOME to a writable folder (reading commands such as `attest list` work on a read-only home)"
+        )
+    return home
 
 
 def node_package(name: str) -> Path:

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -68,6 +69,12 @@ class Database:
         self.migrations = tuple(migrations)
         self._depth = 0
         self._durable = False
+        # An auditor's copy of a home (a read-only mount, files of another user) is still read: commands that only
+        # read work, and the first write says why it cannot happen.
+        self.read_only = path.exists() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+        if self.read_only:
+            self.conn = self._open_read_only()
+            return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
@@ -86,6 +93,33 @@ class Database:
         except AttestError:
             self.conn.close()
             raise
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """`mode=ro` reads a live file (it needs the write-ahead log's index, -shm, to exist or be creatable);
+        where not even that can be, `immutable=1` reads the file as it is, which is right for a copy."""
+        uri = self.path.resolve().as_uri()
+        last: sqlite3.Error | None = None
+        for flags in ("mode=ro", "immutable=1"):
+            try:
+                conn = sqlite3.connect(f"{uri}?{flags}", uri=True, isolation_level=None, check_same_thread=False)
+            except sqlite3.Error as err:
+                last = err
+                continue
+            try:
+                version = int(conn.execute("SELECT coalesce(max(version), 0) FROM migrations").fetchone()[0])
+            except sqlite3.Error as err:
+                conn.close()
+                last = err
+                continue
+            if version != len(self.migrations):
+                conn.close()
+                raise self.error(
+                    f"{self.path} is read-only and has {self.what} schema v{version}, not v{len(self.migrations)} as "
+                    "this release reads; open it once where it is writable, or use the matching release"
+                )
+            conn.execute("PRAGMA query_only = ON")
+            return conn
+        raise self.error(f"cannot read the {self.what} at {self.path} ({last}); check the path and its permissions")
 
     def close(self) -> None:
         self.conn.close()
@@ -113,6 +147,11 @@ class Database:
             finally:
                 self._depth -= 1
             return
+        if self.read_only:
+            raise self.error(
+                f"the {self.what} at {self.path} is read-only; nothing was changed. Run this where ATTEST_HOME is "
+                "writable, or set ATTEST_HOME to a writable copy"
+            )
         try:
             if durable:
                 self.conn.execute("PRAGMA synchronous = FULL")  # SQLite reads it when the transaction begins

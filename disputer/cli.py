@@ -190,8 +190,10 @@ def run(
     the outbox), then exits 0; a second signal exits at once (128 + signal number), as does one during shutdown.
     A signal during start-up exits 0 before anything is sent.
     """
+    from attest.paths import writable_home
     from disputer.telemetry import TelemetryServer, json_logging
 
+    writable_home("disputer run")
     handler = json_logging()
     try:
         with _signal_handlers(_stop_starting), ExitStack() as stack:

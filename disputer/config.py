@@ -93,6 +93,12 @@ def _int_as_float(value: Any) -> Any:
         raise ValueError("the number is too large") from None
 
 
+def effective_table(path: Path) -> dict[str, Any]:
+    """The `[disputer]` table of the file at `path` as the daemon reads it, every key with its default filled in:
+    what `attest config show` prints (registered as an `attest.config_tables` entry point)."""
+    return load_disputer_config(path).model_dump(mode="json")
+
+
 def load_disputer_config(path: Path | None = None, **overrides: Any) -> DisputerConfig:
     """The `[disputer]` table (defaults where absent), with command-line overrides that are not None."""
     path = path or config_path()
@@ -105,6 +111,9 @@ def load_disputer_config(path: Path | None = None, **overrides: Any) -> Disputer
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "disputer"
+        if first["loc"] and overrides.get(str(first["loc"][0])) is not None:  # a flag's value, not the file's
+            flag = "--" + str(first["loc"][0]).removesuffix("_s").replace("_", "-")
+            raise ConfigError(f"{flag}: {first['msg']}") from None
         raise ConfigError(f"{path}: disputer.{where}: {first['msg']}; fix the [disputer] table") from None
 
 

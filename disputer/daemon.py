@@ -26,7 +26,7 @@ from functools import cached_property
 
 from attest.chain.oov3 import AssertionMade
 from attest.connect import ChainContext
-from attest.errors import AttestError, StateUnwritable
+from attest.errors import AttestError, RpcUnavailable, StateUnwritable
 from attest.oracle import Oracle, oracle_for
 from disputer.actions import Actor, SendResult
 from disputer.config import DisputerConfig
@@ -163,9 +163,9 @@ class Daemon:
             if self._unwritable(err):
                 raise
             self.metrics.inc("polls_total", labels={"result": "error"})
-            self.metrics.last_error = self.metrics.poll_error = str(err)
-            report.errors.append(str(err))
-            log.warning("poll failed: %s", err)
+            self.metrics.last_error = self.metrics.poll_error = _for_the_log(err)
+            report.errors.append(_for_the_log(err))
+            log.warning("poll failed: %s", _for_the_log(err))
             return report
         self.metrics.poll_error = None
         self.metrics.inc("polls_total", labels={"result": "ok"})
@@ -178,9 +178,9 @@ class Daemon:
             except AttestError as err:
                 if self._unwritable(err):
                     raise
-                report.errors.append(str(err))
-                self.metrics.last_error = str(err)
-                log.warning("%s failed: %s", job.__name__.strip("_"), err)
+                report.errors.append(_for_the_log(err))
+                self.metrics.last_error = _for_the_log(err)
+                log.warning("%s failed: %s", job.__name__.strip("_"), _for_the_log(err))
         self.metrics.set("pending_assertions", len(self.store.pending(self.chain_id)))
         if not report.errors:
             self.metrics.last_poll_ok = time.time()
@@ -289,7 +289,12 @@ class Daemon:
                           "score": evaluation.score, "record": evaluation.record_cid}  # fmt: skip
                 if not decision.final:
                     report.retried.append(aid)
-                    log.info("evaluation retried later", extra=fields)
+                    if evaluation.unavailable is not None and self.attempts[aid] == self.config.attempts:
+                        # Once, after as many tries as a judge fault gets: the README's alert and metric, while the
+                        # fetch goes on each poll (an IPFS outage says nothing about the answer).
+                        alert(log, self.metrics, "record_unavailable", "record cannot be fetched", **fields)
+                    else:
+                        log.info("evaluation retried later", extra=fields)
                     continue
                 self.record(stored, evaluation, decision)
                 final.append((stored, decision, fields))
@@ -401,3 +406,11 @@ class Daemon:
             self._sent(report, aid, "settle", result)
             if result.mined:
                 report.settled.append(aid)
+
+
+def _for_the_log(err: AttestError) -> str:
+    """An error as the daemon's operator reads it: an RPC outage ends with what the daemon does about it, not with
+    the advice `attest` gives its user."""
+    if isinstance(err, RpcUnavailable):
+        return f"{err.problem}; check the node: the next poll tries again, and the outbox reconciles what was sent"
+    return str(err)

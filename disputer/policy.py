@@ -82,7 +82,13 @@ def decide(facts: Facts) -> PolicyDecision:
         reason = facts.undecided_reason or "the judge reached no verdict"
         # An outage of IPFS says nothing about the answer and may outlast a few polls: fetch again until the
         # safety margin. Only judge faults, which repeat, use up attempts.
-        if left > facts.safety_margin_s and (facts.unavailable or facts.attempts < facts.max_attempts):
+        if left > facts.safety_margin_s and facts.unavailable:
+            return PolicyDecision(
+                "retry",
+                f"record unavailable ({reason}); fetched {facts.attempts} time(s), fetched again each poll until "
+                f"{facts.safety_margin_s}s before expiry",
+            )
+        if left > facts.safety_margin_s and facts.attempts < facts.max_attempts:
             return PolicyDecision("retry", f"undecided ({reason}); attempt {facts.attempts} of {facts.max_attempts}")
         return PolicyDecision("undecided", f"undecided after {facts.attempts} attempt(s): {reason}; never disputed")
     elif facts.score >= facts.threshold:

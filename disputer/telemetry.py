@@ -19,6 +19,7 @@ from typing import Any, Literal
 import prometheus_client
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
+from attest.errors import ConfigError
 from attest.localnet import HOST
 
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()) | {"message", "asctime"}
@@ -165,7 +166,13 @@ class TelemetryServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = ThreadingHTTPServer((HOST, port), Handler)
+        try:
+            self._server = ThreadingHTTPServer((HOST, port), Handler)
+        except OSError as err:
+            raise ConfigError(
+                f"cannot serve metrics on {HOST}:{port} ({err.strerror}); pick a free port with --metrics-port "
+                "(0 turns metrics off)"
+            ) from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="disputer-telemetry", daemon=True)
 

@@ -156,7 +156,7 @@ class RetryingHTTPProvider(HTTPProvider):
             why = transient
         raise RpcUnavailable(
             f"the RPC at {rpc_origin(url)} did not answer {method} after {tries} "
-            f"{'try' if tries == 1 else 'tries'} ({why}); check the node, then `attest resume`"
+            f"{'try' if tries == 1 else 'tries'} ({why})"
         )
 
 

@@ -6,6 +6,7 @@ Keys and passphrases are only ever read through hidden prompts or the environmen
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,22 @@ def resolve_account(spec: str | None, network: str, default: str | None = None) 
     if loaded.warning:
         click.echo(f"Warning: {loaded.warning}", err=True)
     return loaded
+
+
+def _piped_passphrase() -> str:
+    """ATTEST_PASSPHRASE, else the two lines after the key on stdin (the passphrase twice)."""
+    from attest.accounts import ENV_PASSPHRASE
+    from attest.errors import AccountError
+
+    passphrase = os.environ.get(ENV_PASSPHRASE, "")
+    if not passphrase:
+        passphrase, again = sys.stdin.readline().rstrip("\n"), sys.stdin.readline().rstrip("\n")
+        if not passphrase or passphrase != again:
+            raise AccountError(
+                f"with the key on stdin, set {ENV_PASSPHRASE} or pipe the passphrase twice after the key (two equal "
+                "lines); nothing was written"
+            )
+    return passphrase
 
 
 def _new_passphrase() -> str:
@@ -79,13 +96,16 @@ def accounts_generate(alias: str) -> None:
 @click.argument("alias")
 def accounts_import(alias: str) -> None:
     """Store an existing private key encrypted as ALIAS. The key and the passphrase are asked for with hidden
-    input (the passphrase may come from ATTEST_PASSPHRASE instead)."""
+    input (the passphrase may come from ATTEST_PASSPHRASE instead). Piped to stdin, the key is its first line and
+    the passphrase, unless in ATTEST_PASSPHRASE, the next two."""
     from attest.accounts import check_new_alias, parse_private_key, write_keystore
 
     check_new_alias(alias)
-    key: str = click.prompt("Private key (hex)", hide_input=True, err=True)
+    # Piped in (`pass show key | attest accounts import bob`): read as lines, with no prompt and no echo to warn of.
+    piped = not sys.stdin.isatty()
+    key = sys.stdin.readline().strip() if piped else click.prompt("Private key (hex)", hide_input=True, err=True)
     account = parse_private_key(key, "the private key entered")
-    path = write_keystore(alias, account, _new_passphrase())
+    path = write_keystore(alias, account, _piped_passphrase() if piped else _new_passphrase())
     _report_written(alias, path)
 
 

@@ -45,14 +45,23 @@ def _when(expiration: int | None, chain_now: int | None) -> str:
 
 
 @click.command()
-@click.argument("query")
-@click.option("--network", help="local (default), sepolia, ethereum, ... (see `attest networks list`).")
+@click.argument("query", required=False)
+@click.option(
+    "--query-file", type=click.File("r", encoding="utf-8"), help="Read the question from this file (- for stdin)."
+)
+@click.option("--network", help="local (default), sepolia, ethereum, ... (see `attest networks`).")
 @click.option("--account", help="ape keystore alias, or dev:N on the local devnet.")
 @click.option("--provider", type=click.Choice(provider_names()), help="Model provider.")
 @click.option("--model", help="Model name (default: the provider's default).")
-@click.option("-k", "--top-k", default=5, show_default=True, type=click.IntRange(0, 50), help="Passages to retrieve.")
+@click.option(
+    "-k", "--top-k", default=5, show_default=True, type=click.IntRange(1, 50), help="Passages to retrieve (1-50)."
+)
 @click.option("--bond", help="Bond in currency units (default: the oracle's minimum bond).")
-@click.option("--liveness", type=click.IntRange(1), help="Seconds the assertion stays disputable.")
+@click.option(
+    "--liveness",
+    type=click.IntRange(1, 10 * 365 * 86400),
+    help="Seconds the assertion stays disputable (10 years at most).",
+)
 @click.option("--currency", help="Bond currency address (default: the oracle's default currency).")
 @click.option("--identifier", help="UMA price identifier (default: ASSERT_TRUTH2).")
 @click.option("--answer", "answer_text", help="Attest an answer produced elsewhere (provider recorded as external).")
@@ -74,7 +83,8 @@ def _when(expiration: int | None, chain_now: int | None) -> str:
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout, no progress display.")
 def ask(
-    query: str,
+    query: str | None,
+    query_file: click.utils.LazyFile | None,
     network: str | None,
     account: str | None,
     provider: str | None,
@@ -91,9 +101,19 @@ def ask(
     batch: bool,
     as_json: bool,
 ) -> None:
-    """Answer QUERY from the knowledge base, sign and pin the record, and assert it on UMA's Optimistic Oracle V3."""
+    """Answer QUERY from the knowledge base, sign and pin the record, and assert it on UMA's Optimistic Oracle V3.
+    QUERY `-` reads the question from stdin, as does --query-file -."""
+    from attest.errors import KbError
     from attest.flow.ask import AskRequest
     from attest.flow.ask import ask as run
+
+    if (query is None) == (query_file is None):
+        raise KbError('give the question once: `attest ask "..."`, `attest ask -` (stdin) or --query-file FILE')
+    if query_file is not None:
+        query = query_file.read().strip()
+    elif query == "-":
+        query = sys.stdin.read().strip()
+    assert query is not None
 
     request = AskRequest(
         query=query, network=network, account=account, provider=provider, model=model, top_k=top_k, bond=bond,
@@ -337,17 +357,22 @@ def list_(statuses: tuple[str, ...], network: str | None, since: str | None, unt
 
 @click.command()
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "tsv"]), default="jsonl", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File to write (default stdout).")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+    help="File to write (- or none: stdout).",
+)
 @click.option("--status", "statuses", multiple=True, help="Only these statuses (repeatable).")
 def export(fmt: str, output: str | None, statuses: tuple[str, ...]) -> None:
     """The ledger as an evaluation dataset: query, answer, context, model, outcome, dispute and judge data."""
     from attest.flow.export import write_export
 
-    if output is None:
+    if output is None or output == "-":  # `-o -` is stdout, as for most tools
         count = write_export(sys.stdout, fmt, statuses)
+        return
     else:
         from pathlib import Path
 
         count = write_export(Path(output), fmt, statuses)
-    if output is not None:
-        click.echo(f"wrote {count} rows to {output}", err=True)
+    click.echo(f"wrote {count} rows to {output}", err=True)

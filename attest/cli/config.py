@@ -179,6 +179,7 @@ def effective_config(path: Path | None = None) -> ConfigView:
 
     path = path or config_path()
     raw = load_config(path).model_dump(mode="json")
+    raw.update(_tables_of_others(path))
     secrets = secret_env_values(raw)
     return ConfigView(
         file=path if path.exists() else None,
@@ -188,6 +189,17 @@ def effective_config(path: Path | None = None) -> ConfigView:
         config=masked(raw, secrets.values()),
         secrets=tuple(secrets.values()),
     )
+
+
+CONFIG_TABLES_GROUP = "attest.config_tables"
+
+
+def _tables_of_others(path: Path) -> dict[str, Any]:
+    """Tables another installed package reads (the disputer's), with their defaults: by entry point, since attest
+    never imports the disputer."""
+    from importlib.metadata import entry_points
+
+    return {entry.name: entry.load()(path) for entry in entry_points(group=CONFIG_TABLES_GROUP)}
 
 
 @click.group()

@@ -28,7 +28,9 @@ def devnet() -> None:
 
 @devnet.command("up")
 @click.option(
-    "--port", type=click.IntRange(1, 65535), default=DEVNET_PORT, show_default=True, envvar="ATTEST_DEVNET_PORT"
+    "--port",
+    type=click.IntRange(1, 65535),
+    help=f"RPC port (default: ATTEST_DEVNET_PORT, else the port of the last `up`, else {DEVNET_PORT}).",
 )
 @click.option(
     "--bond-decimals",
@@ -36,7 +38,7 @@ def devnet() -> None:
     default=None,
     help="Decimals of the devnet's bond token when it is first deployed (default 6, as USDC on public chains).",
 )
-def devnet_up(port: int, bond_decimals: int | None) -> None:
+def devnet_up(port: int | None, bond_decimals: int | None) -> None:
     """Start the devnet (deploying on first start) and print its status."""
     status, already = _devnet().up(port, bond_decimals=bond_decimals)
     click.echo("devnet already running" if already else "devnet started")
@@ -58,6 +60,32 @@ def devnet_status(as_json: bool) -> None:
         click.echo(json.dumps(asdict(status), indent=2))
     else:
         _print_status(status)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in `90`, `90s`, `30m`, `2h`, `1d` or a sum of them (`1h30m`)."""
+    import re
+
+    from attest.errors import DevnetError
+
+    parts = re.findall(r"(\d+)([smhd]?)", text.strip().lower())
+    if not parts or "".join(n + u for n, u in parts) != text.strip().lower():
+        raise DevnetError(
+            f"{text!r} is not a duration; write seconds or a number with s, m, h or d, such as 2h or 1h30m"
+        )
+    return sum(int(n) * _UNITS[u or "s"] for n, u in parts)
+
+
+@devnet.command("advance")
+@click.argument("duration")
+def devnet_advance(duration: str) -> None:
+    """Move the devnet's clock DURATION ahead (90s, 30m, 2h, 1d, 1h30m) and mine a block: to settle an
+    assertion whose liveness would otherwise take hours."""
+    now = _devnet().advance(parse_duration(duration))
+    click.echo(f"chain time:  {datetime.fromtimestamp(now, tz=UTC):%Y-%m-%d %H:%M:%S} UTC")
 
 
 @devnet.command("reset")

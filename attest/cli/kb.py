@@ -42,11 +42,12 @@ def kb() -> None:
 
 @kb.command("add")
 @click.argument("targets", nargs=-1, required=True)
-def kb_add(targets: tuple[str, ...]) -> None:
+@click.option("--skip-bad", is_flag=True, help="Skip documents that cannot be ingested (empty, binary), naming each.")
+def kb_add(targets: tuple[str, ...], skip_bad: bool) -> None:
     """Add files, folders (their Markdown, text and HTML files, recursively) or IPFS CIDs.
 
-    Everything is added in one transaction: if one document cannot be read, nothing changes. A document
-    whose bytes did not change is left as it is; a changed one replaces its chunks.
+    Everything is added in one transaction: if one document cannot be read, nothing changes (unless --skip-bad).
+    A document whose bytes did not change is left as it is; a changed one replaces its chunks.
     """
     from attest.ipfs.cid import CID
     from attest.ipfs.store import ContentStore
@@ -63,7 +64,10 @@ def kb_add(targets: tuple[str, ...]) -> None:
         sources = (LocalStore(), *Remotes.from_config(config).readers)
         timeout_s = config.timeout_s
     with _open() as base:
-        results = base.add(items, sources, timeout_s=timeout_s)
+        results = base.add(items, sources, timeout_s=timeout_s, skip_bad=skip_bad)
+    for skipped in (r for r in results if r.status == "skipped"):
+        click.echo(f"skipped {skipped.source}: {skipped.reason}", err=True)
+    results = [r for r in results if r.status != "skipped"]
     changed = [r for r in results if r.status != "unchanged"]
     if changed:
         click.echo(
@@ -83,7 +87,8 @@ def kb_add(targets: tuple[str, ...]) -> None:
 @kb.command("remove")
 @click.argument("targets", nargs=-1, required=True)
 def kb_remove(targets: tuple[str, ...]) -> None:
-    """Remove documents by source (as `attest kb list` shows it) or by document CID."""
+    """Remove documents by source (as `attest kb list` shows it), by the absolute path of the file that was added,
+    or by document CID."""
     with _open() as base:
         for target in targets:
             for source in base.remove(target):

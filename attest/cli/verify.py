@@ -33,10 +33,10 @@ if TYPE_CHECKING:
     help="For a record CID: the Merkle batch it is in (found in the ledger when omitted).",
 )
 def verify(target: str, network: str | None, as_json: bool, require_assertion: bool, batch: str | None) -> None:
-    """Verify an assertion id (0x + 64 hex) or a record CID: record bytes, schema, signature, digest, the
-    assertion's claim and settings, and the cited context. A batch assertion: its manifest and every record. A
-    record in a batch: the record, its inclusion proof, the manifest and the batch assertion. Exits 1 when any
-    check fails."""
+    """Verify an assertion id (0x + 64 hex), a record CID, or an attestation by its ledger number (as `attest
+    status` takes it): record bytes, schema, signature, digest, the assertion's claim and settings, and the cited
+    context. A batch assertion: its manifest and every record. A record in a batch: the record, its inclusion
+    proof, the manifest and the batch assertion. Exits 1 when any check fails."""
     from attest.config import load_config
     from attest.errors import AttestError
     from attest.ipfs.local import LocalStore
@@ -45,6 +45,8 @@ def verify(target: str, network: str | None, as_json: bool, require_assertion: b
     from attest.verify import verify as run_verify
 
     config = load_config()
+    if target.lstrip("#").isdigit():
+        target, network = _from_ledger(target, network)
     net = config.resolve_network(network or config.defaults.network)
     ipfs = config.ipfs_for(net.name)
     readers = (LocalStore(), *Remotes.from_config(ipfs).readers)
@@ -136,6 +138,20 @@ def _ledger_batch(target: str) -> str | None:
         return None
     batch = batch_of(a.batch_id)
     return batch.assertion_id or batch.manifest_cid  # the assertion, once there is one: it is checked too
+
+
+def _from_ledger(number: str, network: str | None) -> tuple[str, str | None]:
+    """A ledger number as its assertion id (or its record's CID, when it was not asserted) and its network."""
+    from attest.errors import LedgerError
+    from attest.ledger import Ledger
+
+    with Ledger() as ledger:
+        a = ledger.find(number)
+    if a.assertion_id is not None:
+        return a.assertion_id, network or a.network
+    if a.cid is None:
+        raise LedgerError(f"attestation #{a.id} is not pinned yet, so there is nothing to verify; `attest resume`")
+    return a.cid, network  # a record only: checked off-chain unless a network is named
 
 
 def _connect(network: str) -> ChainContext:

@@ -28,9 +28,10 @@ from attest.devnet.stack import Deployment, StackParams, deploy_stack
 from attest.errors import CorruptState, DevnetError, PortBusy
 from attest.localnet import HOST, log_tail, port_in_use
 from attest.networks import DEVNET_PORT, LOCAL_CHAIN_ID
-from attest.paths import anvil_executable, attest_home
+from attest.paths import anvil_executable, attest_home, require_writable
 
 STATE_INTERVAL_S = 2
+PORT_ENV = "ATTEST_DEVNET_PORT"  # the devnet's port setting
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 15.0
 
@@ -90,6 +91,9 @@ class Devnet:
         self.deployment_file = self.dir / "deployment.json"
         self.node_file = self.dir / "node.json"
         self.log_file = self.dir / "anvil.log"
+        self.port_file = (
+            self.dir / "port"
+        )  # the port of the last start, for the next `up` without one (reset forgets it)
 
     # -- files -----------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -149,10 +153,24 @@ class Devnet:
         self.node_file.unlink(missing_ok=True)
         return None
 
-    def up(self, port: int = DEVNET_PORT, *, bond_decimals: int | None = None) -> tuple[DevnetStatus, bool]:
-        """Start the node (and deploy on first start). Returns the status and whether it was already up.
-        `bond_decimals`: the bond token's decimals on first start (default 6, as USDC); a chain deployed with
-        others is refused rather than silently kept."""
+    def default_port(self) -> int:
+        """ATTEST_DEVNET_PORT, else the port of the last start (a devnet moved off 8545 stays moved, also when
+        `ask` starts it on demand), else 8545."""
+        setting = os.environ.get(PORT_ENV)
+        if setting:
+            if not setting.isdigit() or not 0 < int(setting) < 65536:
+                raise DevnetError(f"{PORT_ENV}={setting!r} is not a port; set it to a number from 1 to 65535")
+            return int(setting)
+        with contextlib.suppress(OSError, ValueError):
+            return int(self.port_file.read_text())
+        return DEVNET_PORT
+
+    def up(self, port: int | None = None, *, bond_decimals: int | None = None) -> tuple[DevnetStatus, bool]:
+        """Start the node (and deploy on first start) on `port` (default: `default_port()`). Returns the status and
+        whether it was already up. `bond_decimals`: the bond token's decimals on first start (default 6, as USDC);
+        a chain deployed with others is refused rather than silently kept."""
+        require_writable(self.dir, "attest devnet up")
+        port = port if port is not None else self.default_port()
         with self._lock():
             if bond_decimals is not None and (deployed_stack := self.deployment()) is not None:
                 deployed = int(deployed_stack.params.get("currency_decimals", StackParams().currency_decimals))
@@ -184,6 +202,7 @@ class Devnet:
                 if not self.deployment_file.exists():
                     self.state_file.unlink(missing_ok=True)
                 raise
+            _atomic_write(self.port_file, str(port))  # once the devnet works there
             return self._status(node), False
 
     def down(self) -> bool:
@@ -201,7 +220,7 @@ class Devnet:
         """Stop the node and forget the chain and its deployment."""
         self.down()
         with self._lock():
-            for path in (self.state_file, self.deployment_file, self.log_file):
+            for path in (self.state_file, self.deployment_file, self.log_file, self.port_file):
                 path.unlink(missing_ok=True)
 
     def status(self) -> DevnetStatus:
@@ -215,6 +234,16 @@ class Devnet:
         if node is None:
             raise DevnetError("the devnet is not running; start it with `attest devnet up`")
         return _web3(node.rpc_url)
+
+    def advance(self, seconds: int) -> int:
+        """Move the chain's clock `seconds` ahead and mine a block stamped then (what trying `settle` after a
+        liveness needs). Returns the new chain time. The offset survives `down` and `up` (see `_resume_clock`)."""
+        if seconds <= 0:
+            raise DevnetError("advance the clock by a positive duration, such as 2h, 30m or 90s")
+        w3 = self.web3()
+        w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        return int(w3.eth.get_block("latest")["timestamp"])
 
     # -- internals -------------------------------------------------------------------------------------
     def _start(self, anvil: Path, port: int) -> NodeInfo:

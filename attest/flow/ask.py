@@ -34,6 +34,7 @@ from attest.ipfs.local import LocalStore
 from attest.ledger import Attestation, Ledger
 from attest.llm.base import Answer, GenerationParams, citations_in, model_metadata_for_record, non_answer
 from attest.networks import Network
+from attest.paths import writable_home
 from attest.record.canonical import digest_hex
 from attest.record.codec import encode_record
 from attest.record.model import validate_record
@@ -112,6 +113,7 @@ def ask(
 
     config = config or load_config()
     network = config.resolve_network(request.network or config.defaults.network)
+    writable_home("attest ask")
     timer = _Timer()
     if not request.query.strip():
         raise KbError('the question is empty; ask something, such as `attest ask "What does EIP-1559 burn?"`')
@@ -121,6 +123,11 @@ def ask(
         # Python decodes argv bytes that are not UTF-8 to lone surrogates, which no record, prompt or claim can carry.
         raise KbError("the question is not valid UTF-8 text; retype it (check the terminal's encoding)") from None
 
+    if request.answer is None:
+        with KnowledgeBase() as kb:
+            empty = kb.stats().documents == 0
+        if empty:  # refused before a devnet is started or an account unlocked for it
+            raise KbError("the knowledge base is empty; add documents first: `attest kb add PATH`")
     ctx: ChainContext | None = None
     started_devnet = False
     if request.do_assert and not request.batch:
@@ -147,8 +154,6 @@ def ask(
     store = LocalStore()
     with timer("retrieve"), KnowledgeBase() as kb:
         chunks = kb.search(request.query, k=request.top_k)
-        if not chunks and request.answer is None and kb.stats().documents == 0:
-            raise KbError("the knowledge base is empty; add documents first: `attest kb add PATH`")
         corpus = kb.pin_manifest(store) if kb.stats().documents else None
     progress("retrieve", f"{len(chunks)} passages")
     checkpoint("retrieved")
@@ -286,6 +291,11 @@ def _plan(ctx: ChainContext, request: AskRequest, owner: str) -> dict[str, objec
     ctx.oov3.prefetch(ctx.identifier(request.identifier), currency, extra)
     ctx.require_oov3()
     currency = ctx.currency(request.currency)
+    if not ctx.w3.eth.get_code(Web3.to_checksum_address(currency)):
+        raise BondError(
+            f"there is no token contract at {currency} on {ctx.network.name}; name a whitelisted bond currency "
+            "with --currency, or leave it out for the oracle's default"
+        )
     token = Token(ctx.w3, currency)
     wanted = request.bond or ctx.settings.bond
     bond = token.units(wanted) if wanted is not None else ctx.oov3.minimum_bond(currency)
@@ -431,7 +441,10 @@ def _approve_and_assert(
             continue
         if kind == "assert":
             return receipt
-        progress("approve", f"allowed the oracle to take {token.show(approved)}")
+        amount = (
+            f"any amount of {token.symbol} (standing_allowance)" if approved == MAX_UINT256 else token.show(approved)
+        )
+        progress("approve", f"allowed the oracle to take {amount}")
     raise ChainError(
         f"assertion #{a.id} could not be made after {MAX_ROUNDS} tries: the allowance or nonces of {sender.address} "
         "keep changing (is the account used elsewhere?); `attest resume` tries again"
@@ -442,7 +455,11 @@ def preflight(ctx: ChainContext, token: Token, identifier: str, bond: int, owner
     """Everything that would make assertTruth revert, named before anything is written or signed."""
     oov3 = ctx.oov3
     if not oov3.is_identifier_supported(identifier):
-        raise BondError(f"identifier {identifier} is not supported on {ctx.network.name}; use --identifier")
+        default = ctx.network.default_identifier
+        raise BondError(
+            f"identifier {identifier} is not supported on {ctx.network.name}; use --identifier {default} (the "
+            "identifier OOv3 asserts truths with), or leave the option out"
+        )
     if not oov3.is_currency_whitelisted(token.address):
         raise BondError(f"{token.symbol} ({token.address}) is not a whitelisted bond currency on {ctx.network.name}")
     minimum = oov3.minimum_bond(token.address)
@@ -453,6 +470,8 @@ def preflight(ctx: ChainContext, token: Token, identifier: str, bond: int, owner
         )
     balance = token.balance(owner)
     if balance < bond:
+        # At the minimum already, a lower --bond would only be refused in turn.
+        lower = "" if bond <= minimum else f" or lower --bond (the minimum is {token.show(minimum)})"
         raise BondError(
-            f"{owner} holds {token.show(balance)} but the bond is {token.show(bond)}; fund the account or lower --bond"
+            f"{owner} holds {token.show(balance)} but the bond is {token.show(bond)}; fund the account{lower}"
         )

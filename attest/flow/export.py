@@ -83,18 +83,26 @@ def rows(
 def render(data: Sequence[dict[str, Any]], fmt: str) -> str:
     if fmt == "jsonl":
         return "".join(json.dumps(row, ensure_ascii=False, sort_keys=False) + "\n" for row in data)
+    if fmt == "tsv":
+        lines = ["\t".join(COLUMNS), *("\t".join(_tsv_cell(row[k]) for k in COLUMNS) for row in data)]
+        return "".join(line + "\n" for line in lines)
     buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=COLUMNS, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n", extrasaction="raise"
-    )
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n", extrasaction="raise")
     writer.writeheader()
     for row in data:
-        flat = {k: json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v for k, v in row.items()}
-        if fmt == "tsv":
-            # TSV has no quoting convention most tools agree on: tabs and newlines inside a cell become spaces.
-            flat = {k: " ".join(str(v).split()) if isinstance(v, str) else v for k, v in flat.items()}
-        writer.writerow(flat)
+        writer.writerow(
+            {k: json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v for k, v in row.items()}
+        )
     return buffer.getvalue()
+
+
+def _tsv_cell(value: Any) -> str:
+    """TSV has no quoting, so a tab or newline inside a cell is escaped as `\\t`, `\\n`, `\\r` (and a backslash as
+    `\\\\`), the convention of PostgreSQL's text COPY and of `mlr --tsv`: nothing of the cell is lost."""
+    if value is None:
+        return ""
+    text = json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 JUDGE_DATA_GROUP = "attest.judge_data"

@@ -35,7 +35,7 @@ from attest.storage import Database, utc_now
 MANIFEST_SCHEMA = "llm-attest/kb-manifest/v1"
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 
-AddOutcome = Literal["added", "unchanged", "replaced"]
+AddOutcome = Literal["added", "unchanged", "replaced", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class AddResult:
     status: AddOutcome
     chunks: int
     source: str = ""
+    reason: str = ""  # why a document was skipped (`skip_bad`)
 
 
 @dataclass(frozen=True)
@@ -189,15 +190,18 @@ class KnowledgeBase(Search):
         sources: Sequence[ContentStore] = (),
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        skip_bad: bool = False,
     ) -> list[AddResult]:
-        """Paths and CIDs together, read and fetched first, then written in one transaction."""
+        """Paths and CIDs together, read and fetched first, then written in one transaction. `skip_bad`: a
+        document that cannot be ingested (empty, binary, undecodable) is skipped, with its reason, instead of
+        refusing all of them."""
         incoming: list[_Incoming] = []
         for target in targets:
             if isinstance(target, CID):
                 incoming.append(self._fetch(target, sources, timeout_s))
             else:
                 incoming.extend(self._read_path(target))
-        return self._write(incoming)
+        return self._write(incoming, skip_bad=skip_bad)
 
     def _incoming(self, source: str, data: bytes, media_type: str | None) -> _Incoming:
         if len(data) > MAX_DOCUMENT_BYTES:
@@ -207,6 +211,8 @@ class KnowledgeBase(Search):
     def _read_path(self, path: Path) -> list[_Incoming]:
         if path.is_file():
             return [self._incoming(path.name, self._read(path), None)]
+        if path.exists() and not path.is_dir():
+            raise IngestError(f"{path} is not a regular file (a pipe, socket or device); give a file or a folder")
         if not path.is_dir():
             raise IngestError(f"{path} does not exist; give a file, a folder or a CID")
         root = path.resolve()
@@ -215,7 +221,8 @@ class KnowledgeBase(Search):
             dirs[:] = sorted(d for d in dirs if not _hidden(d))
             for name in sorted(files):
                 file = Path(folder) / name
-                if _hidden(name) or file.suffix.lower() not in SUFFIXES:
+                # A pipe or socket named *.md would block the read for ever: only regular files are documents.
+                if _hidden(name) or file.suffix.lower() not in SUFFIXES or not file.is_file():
                     continue
                 source = str(PurePosixPath(root.name) / file.relative_to(root).as_posix())
                 found.append(self._incoming(source, self._read(file), None))
@@ -240,14 +247,21 @@ class KnowledgeBase(Search):
             raise IngestError(f"cannot ingest {cid}: {err}") from None
         return self._incoming(f"ipfs://{parsed}", data, None)
 
-    def _write(self, incoming: Sequence[_Incoming]) -> list[AddResult]:
+    def _write(self, incoming: Sequence[_Incoming], *, skip_bad: bool = False) -> list[AddResult]:
         results: list[AddResult] = []
         with self.transaction():
             for item in incoming:
-                results.append(self._write_one(item))
+                try:
+                    results.append(self._write_one(item))
+                except IngestError as err:  # raised before the document's first write
+                    if not skip_bad:
+                        more = " (`--skip-bad` adds the others)" if len(incoming) > 1 else ""
+                        raise IngestError(f"{err}; nothing was added{more}") from None
+                    results.append(AddResult(item.doc_cid, "skipped", 0, item.source, str(err)))
         if self.document_store is not None:
-            for item in incoming:
-                self.document_store.pin(self.document_store.put(item.data, cid_version=1))
+            for item, result in zip(incoming, results, strict=True):
+                if result.status != "skipped":
+                    self.document_store.pin(self.document_store.put(item.data, cid_version=1))
         return results
 
     def _write_one(self, item: _Incoming) -> AddResult:
@@ -300,6 +314,9 @@ class KnowledgeBase(Search):
             "SELECT id, source FROM documents WHERE source = ? OR doc_cid = ? ORDER BY source",
             (doc_cid_or_source, doc_cid_or_source),
         ).fetchall()
+        if not rows and PurePosixPath(doc_cid_or_source).is_absolute():
+            rows = self._rows_for_path(PurePosixPath(doc_cid_or_source))
+            doc_cid_or_source = rows[0][1] if rows else doc_cid_or_source
         if not rows:
             raise KbError(f"{doc_cid_or_source} is neither a source nor a document CID in the KB; see `attest kb list`")
         by_source = [r for r in rows if r[1] == doc_cid_or_source]
@@ -307,6 +324,16 @@ class KnowledgeBase(Search):
             for document_id, _ in by_source or rows:
                 self._delete_document(document_id)
         return [source for _, source in by_source or rows]
+
+    def _rows_for_path(self, path: PurePosixPath) -> list[tuple[int, str]]:
+        """The document a file path was added as: its source is the path's longest tail that names one (a file
+        added alone is named by its name, one of a folder by the folder's name and the path inside it)."""
+        for start in range(1, len(path.parts)):
+            tail = "/".join(path.parts[start:])
+            row = self._db.execute("SELECT id, source FROM documents WHERE source = ?", (tail,)).fetchone()
+            if row is not None:
+                return [(int(row[0]), str(row[1]))]
+        return []
 
     # -- reading -------------------------------------------------------------------------------------------
     def documents(self) -> list[DocumentInfo]:
