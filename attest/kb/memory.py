@@ -100,23 +100,22 @@ class MemoryIndex:
         found = [postings for postings in map(self._postings, terms) if len(postings.ids)]
         if not found:
             return []
+        ids: npt.NDArray[np.int64] | None = None  # the chunk at each place of `scores` (None: the place is the id)
         if len(found) == 1:
-            candidates, scores = found[0]
+            ids, scores = found[0]
         else:
             # bincount adds each chunk's contributions in the order given, from 0.0: in query order, as bm25() sums
-            # its phrases, so the sums are FTS5's to the bit.
-            ids = np.concatenate([postings.ids for postings in found])
-            every = np.bincount(ids, np.concatenate([postings.impacts for postings in found]), self._size)
-            candidates = np.flatnonzero(every)
-            scores = every[candidates].astype(np.float64, copy=False)
-        if len(scores) > limit:
-            cutoff = np.partition(scores, len(scores) - limit)[len(scores) - limit]
-            kept = scores >= cutoff  # every chunk tied with the limit-th best, for the tie order below
-            candidates, scores = candidates[kept], scores[kept]
-        chunks = candidates.tolist()
+            # its phrases, so the sums are FTS5's to the bit. A chunk no term holds scores 0, below any that one does.
+            every = np.concatenate([postings.ids for postings in found])
+            weights = np.concatenate([postings.impacts for postings in found])
+            scores = np.bincount(every, weights, self._size).astype(np.float64, copy=False)
+        cutoff = np.partition(scores, len(scores) - limit)[len(scores) - limit] if len(scores) > limit else 0.0
+        # Every chunk tied with the limit-th best, for the tie order below.
+        kept = np.flatnonzero(scores >= cutoff if cutoff > 0.0 else scores > 0.0)
+        chunks = (kept if ids is None else ids[kept]).tolist()
         rows = self._rows_of(chunks)
         ranked = sorted(
-            ((*rows[chunk], score) for chunk, score in zip(chunks, scores.tolist(), strict=True)),
+            ((*rows[chunk], score) for chunk, score in zip(chunks, scores[kept].tolist(), strict=True)),
             key=lambda r: (-r[-1], r[0], r[2]),
         )
         return ranked[:limit]
