@@ -47,7 +47,7 @@ DEEP = 20  # how far the description set looks, so that K remain once front-matt
 DESCRIPTIONS = "descriptions"
 UNUSED_MODEL = "bench:none"  # no vectors are ever stored under it, so it lists every chunk
 MB = 1_000_000
-OURS_MEMORY = "**ours**, index held in memory (`hold_in_memory`: the same ranking in Python)"
+OURS_MEMORY = "**ours**, index held in memory (`hold_in_memory`: the same ranking over numpy arrays)"
 
 
 @dataclass(frozen=True)

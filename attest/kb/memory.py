@@ -1,62 +1,46 @@
 """The FTS5 index held in memory: every term's BM25 contribution to every chunk, computed once from the index's own
-postings with FTS5's bm25 arithmetic, so a process that searches many times ranks in Python without SQL.
+postings with FTS5's bm25 arithmetic, so a process that searches many times ranks without SQL.
 
 A query through FTS5 costs about a millisecond even when its answer is known from the rarest term: SQLite steps
 through the postings of every term in the OR query and ranks each chunk in C, behind a statement, a cursor and a
-virtual table. Held in memory, a term's contributions are a dict, the top k is found by MaxScore over those dicts,
-and the scores are bit for bit the ones FTS5's `bm25()` gives the plain OR query (same formula, same operations in
-the same order), so `ranked()` returns the same chunks with or without it.
+virtual table. Held in memory, a term's chunks and contributions are two contiguous arrays; a query adds its terms'
+arrays into one score per chunk (numpy's bincount, in C) and partitions out the top k. The scores are bit for bit
+the ones FTS5's `bm25()` gives the plain OR query (same formula, same operations in the same order), so `ranked()`
+returns the same chunks with or without it.
 """
 
 from __future__ import annotations
 
-import bisect
-import heapq
 import math
 import sqlite3
 from collections.abc import Sequence
-from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
 
 from attest.kb.schema import HEADING_WEIGHT, TOKENIZER
 
 _K1 = 1.2  # FTS5's bm25 constants
 _B = 0.75
-_CHAMPIONS = 16  # each term's best chunks, scored first to find a k-th best score to prune with
-# Bounds are sums in another order than the exact scores: a hair of slack keeps a chunk whose score ties the
-# threshold.
-_SLACK = 1e-9
 _MAX_PHRASES = 10_000  # phrases (EIP-1559) kept; beyond, the cache starts again
 
 
-class Postings:
-    """A term's contribution to each chunk that holds it, the largest of them (its MaxScore bound), and its chunks
-    from the largest contribution down (sorted on first use)."""
+class Postings(NamedTuple):
+    """A term's chunks (ascending ids) and its contribution to each, as contiguous arrays."""
 
-    __slots__ = ("_by_impact", "_descending", "bound", "impacts")
+    ids: npt.NDArray[np.int64]
+    impacts: npt.NDArray[np.float64]
 
-    def __init__(self, impacts: dict[int, float]) -> None:
-        self.impacts = impacts
-        self.bound = max(impacts.values(), default=0.0)
-        self._by_impact: list[int] = []
-        self._descending: list[float] = []  # the contributions negated, ascending, for bisect
-
-    def at_least(self, floor: float) -> list[int]:
-        """The chunks this term contributes at least `floor` to."""
-        return self._sorted()[: bisect.bisect_right(self._descending, -floor)]
-
-    def champions(self) -> list[int]:
-        """The chunks this term contributes most to."""
-        return self._sorted()[:_CHAMPIONS]
-
-    def _sorted(self) -> list[int]:
-        if not self._by_impact:
-            self._by_impact = sorted(self.impacts, key=self.impacts.__getitem__, reverse=True)
-            self._descending = [-self.impacts[chunk] for chunk in self._by_impact]
-        return self._by_impact
+    @classmethod
+    def of(cls, impacts: dict[int, float]) -> Postings:
+        ids = np.fromiter(impacts, dtype=np.int64, count=len(impacts))
+        values = np.fromiter(impacts.values(), dtype=np.float64, count=len(impacts))
+        order = np.argsort(ids, kind="stable")
+        return cls(ids[order], values[order])
 
 
-_NONE = Postings({})
+_NONE = Postings.of({})
 Row = tuple[Any, ...]  # (source, doc_cid, idx, text, sha256, heading_path JSON, score): what `Search._top` returns
 
 
@@ -72,6 +56,7 @@ class MemoryIndex:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self._rows = int(db.execute("SELECT count(*) FROM chunks_fts").fetchone()[0])
+        self._size = 1  # one more than the largest chunk id: the length of a query's score buffer
         self._terms: dict[str, Postings] = {}
         self._tokens: dict[str, tuple[str, ...]] = {}  # query term ('"eip 1559"') -> FTS tokens ("eip", "1559")
         self._phrases: dict[str, Postings] = {}
@@ -80,7 +65,8 @@ class MemoryIndex:
 
     def _load(self) -> None:
         """Every (term, chunk) frequency from the index's instance list, weighted per column as `bm25()` weighs it;
-        a chunk's length is its number of instances, the token count FTS5 keeps for it."""
+        a chunk's length is its number of instances, the token count FTS5 keeps for it. The contributions are
+        computed elementwise in float64 with the operations of `bm25()` in its order, so each is FTS5's to the bit."""
         db = self._db
         db.execute(
             "CREATE VIRTUAL TABLE IF NOT EXISTS temp.attest_kb_instances USING fts5vocab(main, chunks_fts, instance)"
@@ -96,68 +82,43 @@ class MemoryIndex:
             postings[chunk] = postings.get(chunk, 0.0) + (HEADING_WEIGHT if heading else 1.0)
             lengths[chunk] = lengths.get(chunk, 0) + 1
         db.execute("DROP TABLE temp.attest_kb_instances")
-        if not self._rows:
+        if not self._rows or not lengths:
             return
         average = sum(lengths.values()) / self._rows
-        norm = {chunk: _K1 * (1 - _B + _B * length / average) for chunk, length in lengths.items()}
+        self._size = max(lengths) + 1
+        length = np.zeros(self._size, dtype=np.float64)
+        length[np.fromiter(lengths, dtype=np.int64)] = np.fromiter(lengths.values(), dtype=np.float64)
+        norm = _K1 * (1 - _B + _B * length / average)
         for term, tf in frequencies.items():
             weight = idf(self._rows, len(tf))
-            impacts = {chunk: weight * ((f * (_K1 + 1.0)) / (f + norm[chunk])) for chunk, f in tf.items()}
-            self._terms[term] = Postings(impacts)
+            ids, f = Postings.of(tf)
+            self._terms[term] = Postings(ids, weight * ((f * (_K1 + 1.0)) / (f + norm[ids])))
 
     def top(self, terms: Sequence[str], limit: int) -> list[Row]:
         """The top `limit` rows of the plain OR query over `terms` (FTS5 quoted terms), as `Search._top` returns them:
         best first, ties by source and chunk index."""
-        found = [postings for postings in map(self._postings, terms) if postings.impacts]
+        found = [postings for postings in map(self._postings, terms) if len(postings.ids)]
         if not found:
             return []
-        candidates, scores = self._candidates(found, limit)
-        if len(scores) > limit:
-            cutoff = heapq.nlargest(limit, scores)[-1]
-            picked = [(s, c) for s, c in zip(scores, candidates, strict=True) if s >= cutoff]
+        ids: npt.NDArray[np.int64] | None = None  # the chunk at each place of `scores` (None: the place is the id)
+        if len(found) == 1:
+            ids, scores = found[0]
         else:
-            picked = list(zip(scores, candidates, strict=True))
-        rows = self._rows_of([chunk for _, chunk in picked])
-        ranked = sorted(((*rows[chunk], score) for score, chunk in picked), key=lambda r: (-r[-1], r[0], r[2]))
+            # bincount adds each chunk's contributions in the order given, from 0.0: in query order, as bm25() sums
+            # its phrases, so the sums are FTS5's to the bit. A chunk no term holds scores 0, below any that one does.
+            every = np.concatenate([postings.ids for postings in found])
+            weights = np.concatenate([postings.impacts for postings in found])
+            scores = np.bincount(every, weights, self._size).astype(np.float64, copy=False)
+        cutoff = np.partition(scores, len(scores) - limit)[len(scores) - limit] if len(scores) > limit else 0.0
+        # Every chunk tied with the limit-th best, for the tie order below.
+        kept = np.flatnonzero(scores >= cutoff if cutoff > 0.0 else scores > 0.0)
+        chunks = (kept if ids is None else ids[kept]).tolist()
+        rows = self._rows_of(chunks)
+        ranked = sorted(
+            ((*rows[chunk], score) for chunk, score in zip(chunks, scores[kept].tolist(), strict=True)),
+            key=lambda r: (-r[-1], r[0], r[2]),
+        )
         return ranked[:limit]
-
-    def _candidates(self, found: list[Postings], limit: int) -> tuple[list[int], list[float]]:
-        """The chunks that can reach the top `limit`, with their scores (MaxScore, a term at a time): each term's best
-        chunks are scored first, and the limit-th best score so far bounds the final limit-th best from below. The
-        terms are then taken strongest first: a chunk first met in a term can score at most its contribution there
-        plus the bounds of the weaker terms, so only the chunks the term gives at least the bound minus those are
-        scored; once the weaker terms' bounds together fall short of the bound, no chunk not yet met can reach it.
-        """
-        lists = [postings.impacts for postings in found]
-        candidates = list(set().union(*(postings.champions() for postings in found)))
-        scores = self._scores(lists, candidates)
-        seen = set(candidates)
-        order = sorted(found, key=lambda postings: postings.bound, reverse=True)
-        weaker = [sum(postings.bound for postings in order[i + 1 :]) for i in range(len(order))]
-        best = heapq.nlargest(limit, scores)  # the limit best scores so far, as a min-heap
-        heapq.heapify(best)
-        for postings, slack in zip(order, weaker, strict=True):
-            threshold = best[0] if len(best) == limit else -math.inf
-            if postings.bound + slack < threshold - _SLACK:
-                break
-            new = [chunk for chunk in postings.at_least(threshold - slack - _SLACK) if chunk not in seen]
-            seen.update(postings.impacts)
-            if new:
-                more = self._scores(lists, new)
-                candidates += new
-                scores += more
-                for score in more:
-                    if len(best) < limit:
-                        heapq.heappush(best, score)
-                    elif score > best[0]:
-                        heapq.heapreplace(best, score)
-        return candidates, scores
-
-    @staticmethod
-    def _scores(lists: list[dict[int, float]], candidates: list[int]) -> list[float]:
-        """Each candidate's score: its contributions summed in query order, as FTS5's bm25() sums its phrases."""
-        columns = [list(map(postings.get, candidates, repeat(0.0))) for postings in lists]
-        return list(map(sum, zip(*columns, strict=True)))
 
     def _postings(self, term: str) -> Postings:
         """A quoted query term's contributions: a word's from the index; a phrase's from FTS5 (positions are not
@@ -174,7 +135,7 @@ class MemoryIndex:
             if len(self._phrases) >= _MAX_PHRASES:
                 self._phrases.clear()
             query = f"SELECT rowid, -bm25(chunks_fts, {HEADING_WEIGHT}, 1.0) FROM chunks_fts WHERE chunks_fts MATCH ?"
-            found = self._phrases[term] = Postings(dict(self._db.execute(query, (term,)).fetchall()))
+            found = self._phrases[term] = Postings.of(dict(self._db.execute(query, (term,)).fetchall()))
         return found
 
     def _tokenize(self, term: str) -> tuple[str, ...]:

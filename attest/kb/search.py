@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from attest.context import RetrievedChunk
@@ -40,6 +40,16 @@ _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _TOKEN = re.compile(r"\w+")  # what the FTS tokenizer keeps together (`_` included)
 # "the user's wallet" means the user; left in, the "s" would turn the word into the phrase "user s".
 _POSSESSIVE = re.compile(r"(?<=\w)['\u2019]s\b", re.IGNORECASE)
+
+
+# Per query, search reads the headings of ~20 chunks and asks of ~40 whether they are stubs: the same few thousand
+# chunks again and again, so both answers are kept (a text's hash is cached in the str, so a hit costs little).
+@functools.lru_cache(maxsize=1 << 16)
+def _heading_path(path: str) -> tuple[str, ...]:
+    return tuple(json.loads(path))
+
+
+_is_stub = functools.lru_cache(maxsize=1 << 16)(is_stub)
 
 
 def query_terms(text: str) -> list[str]:
@@ -154,7 +164,7 @@ class Search:
         pool = self.ranked(query, depth)
         # Enough real chunks to fill k, unless the corpus has no more: a common word ("ERC") can match hundreds
         # of stubs before the first real chunk.
-        while len(pool) == depth and sum(not is_stub(c.text) for c in pool) < k and depth < _STUB_DEPTH:
+        while len(pool) == depth and sum(not _is_stub(c.text) for c in pool) < k and depth < _STUB_DEPTH:
             depth *= 4
             pool = self.ranked(query, depth)
         first = self._named(query, named, k // 2 + 1) if named else []
@@ -163,13 +173,18 @@ class Search:
         self._corpus_counts([])  # clears the citation counts when the KB changed
         rest = [self._with_citations(c) for c in rest]
         rest.sort(key=lambda c: -c.score)
-        rest.sort(key=lambda c: is_stub(c.text) and document_stem(c.source) not in named)  # stable: order kept
+        rest.sort(key=lambda c: _is_stub(c.text) and document_stem(c.source) not in named)  # stable: order kept
         return [*first, *rest][:k]
 
     def _with_citations(self, chunk: RetrievedChunk) -> RetrievedChunk:
         """The chunk with the score search ranks it by: its BM25 score, raised when other documents name it."""
         cited = self._cited_by(chunk.source)
-        return replace(chunk, score=chunk.score * (1 + _CITED_WEIGHT * math.log1p(cited))) if cited else chunk
+        if not cited:
+            return chunk
+        score = chunk.score * (1 + _CITED_WEIGHT * math.log1p(cited))
+        # The constructor, not dataclasses.replace: this runs for every chunk of every search, and replace costs 4x.
+        c = chunk
+        return RetrievedChunk(c.source, c.doc_cid, c.chunk_index, c.text, c.sha256, c.heading_path, score)
 
     def _cited_by(self, source: str) -> int:
         """How many other documents name an eip-N document (0 for any other name); cached until the KB changes
@@ -236,7 +251,7 @@ class Search:
             for source, doc_cid, idx, text, sha256, path, score in rows:
                 if (doc_cid, idx) not in seen and len(found) < k:
                     seen.add((doc_cid, idx))
-                    chunk = RetrievedChunk(source, doc_cid, idx, text, sha256, tuple(json.loads(path)), float(score))
+                    chunk = RetrievedChunk(source, doc_cid, idx, text, sha256, _heading_path(path), float(score))
                     found.append(chunk)
             if len(found) == k or len(rows) < limit:
                 return found
