@@ -42,7 +42,7 @@ def recover_signer(record: AttestationRecord) -> str:
     if record.signature is None:
         raise BadSignature("record is unsigned; sign it with the asserter's key before writing or asserting it")
     raw = bytes.fromhex(record.signature[2:])
-    _require_canonical_encoding(raw)
+    require_canonical_encoding(raw)
     try:
         return str(Account.recover_message(signable(record), signature=raw))
     except (ValueError, _KeysBadSignature, _EthValidationError):
@@ -60,7 +60,8 @@ def verify_record(record: AttestationRecord) -> str:
     return signer
 
 
-def _require_canonical_encoding(raw: bytes) -> None:
+def require_canonical_encoding(raw: bytes) -> None:
+    """One encoding per signature (shared with preference records), so signed bytes are unique."""
     if len(raw) != 65:
         raise BadSignature(f"record signature is {len(raw)} bytes, not 65 (r, s, v); re-sign the record")
     r, s, v = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:64], "big"), raw[64]
