@@ -18,6 +18,7 @@ from attest.record.preference import (
     decode_preference,
     render_preference_schema,
 )
+from tests.conftest import LocalChain
 from tests.support.llm_fakes import FakeModelServer
 
 KB_DOCS = Path(__file__).parent / "fixtures" / "kb" / "good"
@@ -172,3 +173,24 @@ def test_verify_refuses_a_preference_naming_a_tampered_or_missing_answer(fake: F
         cid = str(LocalStore().put(encode_preference(sign_preference(record, ranker))))
         result = CliRunner().invoke(cli, ["verify", cid])
         assert result.exit_code == 1 and expected in result.output and "FAIL" in result.output, result.output
+
+
+@pytest.mark.integration
+def test_compare_asserts_both_answers_only_with_assert(local_chain: LocalChain, fake: FakeModelServer) -> None:
+    out = json.loads(ok("ask", QUESTION, "--compare", "--assert", "--vs-model", "gpt-b", "--json"))
+    answers = out["answers"]
+    assert isinstance(answers, list)
+    ids = [str(a["assertion_id"]) for a in answers]
+    assert all(i.startswith("0x") and len(i) == 66 for i in ids) and ids[0] != ids[1]
+    with Ledger() as ledger:
+        assert [ledger.get(int(a["id"])).status for a in answers] == ["asserted", "asserted"]
+
+
+def test_rank_refuses_a_pair_whose_answer_was_tampered_in_the_ledger(fake: FakeModelServer) -> None:
+    compare()
+    with Ledger() as ledger, ledger.transaction() as db:
+        record = ledger.get(2).record
+        db.execute("UPDATE attestations SET record = ? WHERE id = 2", (record.replace(b"before", b"after!"),))
+    assert "signature" in refused("rank", "1", "--prefer", "1")
+    with Ledger() as ledger, ledger.transaction() as db:
+        assert db.execute("SELECT count(*) FROM preferences").fetchone()[0] == 0

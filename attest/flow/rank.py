@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from attest.config import Config, load_config
-from attest.errors import AttestError, PreferenceError
+from attest.errors import AttestError, PreferenceError, RecordError
 from attest.flow.pairs import Pair, add_preference, current_preference, get_pair
 from attest.ipfs.cid import CID
 from attest.ipfs.local import LocalStore
@@ -78,7 +78,10 @@ def rank(
                 raise PreferenceError(
                     f"attestation #{a.id} of pair #{pair.id} was never pinned; `attest resume {a.id}`"
                 )
-            decode_record(a.record)  # a tampered ledger row is refused before anything is signed
+            try:
+                decode_record(a.record)  # a tampered ledger row is refused before anything is signed
+            except RecordError as err:
+                raise PreferenceError(f"attestation #{a.id} of pair #{pair.id} cannot be ranked: {err}") from None
             refs.append({"cid": a.cid, "digest": a.digest})
         previous = current_preference(ledger, pair.id, ranker.address)
         if previous is not None and not change:
