@@ -341,6 +341,9 @@ def export(fmt: str, output: str | None, statuses: tuple[str, ...]) -> None:
     """The ledger as an evaluation dataset: query, answer, context, model, outcome, dispute and judge data."""
     from attest.flow.export import write_export
 
+    if statuses and fmt in ("dpo", "tt-tsv", "tt-json"):
+        raise click.UsageError("--status filters attestations; the dpo and tt formats export every current ranking")
+
     if output is None:
         count = write_export(sys.stdout, fmt, statuses)
     else:

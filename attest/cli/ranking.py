@@ -49,18 +49,16 @@ def show_compare(result: CompareResult, as_json: bool) -> None:
 
 
 def _side_by_side(titles: list[str], texts: list[str], footers: list[str]) -> None:
-    columns = [
-        [click.style(title[:COLUMN], bold=True), *textwrap.wrap(text, COLUMN), "", footer[:COLUMN]]
-        for title, text, footer in zip(titles, texts, footers, strict=True)
-    ]
-    plain = [[title[:COLUMN], *textwrap.wrap(text, COLUMN), "", footer[:COLUMN]] for title, text, footer in
-             zip(titles, texts, footers, strict=True)]  # fmt: skip
-    height = max(len(c) for c in columns)
-    for i in range(height):
-        left = columns[0][i] if i < len(columns[0]) else ""
-        pad = COLUMN - len(plain[0][i] if i < len(plain[0]) else "")
-        right = columns[1][i] if i < len(columns[1]) else ""
-        click.echo(f"{left}{' ' * pad} │ {right}".rstrip())
+    left, right = ([title[:COLUMN], *textwrap.wrap(text, COLUMN)] for title, text in zip(titles, texts, strict=True))
+    for i in range(max(len(left), len(right))):
+        one = left[i] if i < len(left) else ""
+        two = right[i] if i < len(right) else ""
+        if i == 0:  # the titles, bold (styled after padding: escape codes have no width)
+            one, two = click.style(one, bold=True) + " " * (COLUMN - len(one)), click.style(two, bold=True)
+        click.echo(f"{one:<{COLUMN}} │ {two}".rstrip())
+    click.echo("")
+    for n, footer in enumerate(footers, 1):  # in full, below: a CID is wider than a column
+        click.echo(f"[{n}] {footer}")
 
 
 def _show_pair(pair: Pair) -> None:
