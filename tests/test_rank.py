@@ -65,7 +65,7 @@ def test_compare_pins_two_answers_from_one_context_as_a_pair(fake: FakeModelServ
     out = compare()
     answers = out["answers"]
     assert isinstance(answers, list) and [a["answer"] for a in answers] == [ANSWER_A, ANSWER_B]
-    assert [json.loads(json.dumps(r.body))["model"] for r in fake.requests] == ["gpt-a", "gpt-b"]
+    assert [r.body["model"] for r in fake.requests] == ["gpt-a", "gpt-b"]
     with Ledger() as ledger:
         first, second = (ledger.get(int(a["id"])) for a in answers)
     assert first.status == second.status == "pinned" and first.assertion_id is None and not first.want_assert
@@ -73,8 +73,10 @@ def test_compare_pins_two_answers_from_one_context_as_a_pair(fake: FakeModelServ
     assert one.context == two.context and one.context and one.query == two.query == QUESTION
     assert (one.model.requested_model, two.model.requested_model) == ("gpt-a", "gpt-b")
     assert out["pair"] == 1
-    text = ok("ask", QUESTION, "--compare")
+    text = ok("ask", QUESTION, "--compare")  # no --vs-*: two samples of one model
     assert "Pair #2: rank it with `attest rank 2`" in text and "│" in text
+    samples = [r.body["model"] for r in fake.requests[2:]]
+    assert len(samples) == 2 and samples[0] == samples[1]
 
 
 def test_rank_by_flag_then_change_of_mind_supersedes(fake: FakeModelServer) -> None:
