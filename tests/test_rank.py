@@ -98,7 +98,11 @@ def test_rank_interactively_through_the_prompt(fake: FakeModelServer) -> None:
     text = ok("rank", "1", stdin="x\nt\nboth fine\n")
     assert ANSWER_A in text.replace("\n", " ") or "Trim the wick" in text
     assert "Pair #1: a tie, signed by" in text
-    assert "both fine" in ok("verify", text.split("preference  ipfs://")[1].split()[0])
+    cid = text.split("preference  ipfs://")[1].split()[0]
+    assert "both fine" in ok("verify", cid)
+    report = json.loads(ok("verify", cid, "--json"))
+    assert report["kind"] == "preference" and report["ok"] is True
+    assert [c["ok"] for c in report["checks"]] == [True, True, True, True, True, None]
 
 
 def test_bad_rankings_are_one_line_errors_and_write_nothing(fake: FakeModelServer) -> None:
