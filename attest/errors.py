@@ -224,6 +224,11 @@ class BadSignature(RecordError):
     """A record signature that does not recover to the record's asserter."""
 
 
+class PreferenceError(AttestError):
+    """A ranking that cannot be made or trusted: not a pair, another ranker than the configured one, a pair
+    already ranked, or a preference record whose answers are missing or tampered."""
+
+
 class ClaimError(AttestError, ValueError):
     """A claim that cannot be built within its size limit, or bytes that are not an llm-attest claim."""
 

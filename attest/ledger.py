@@ -153,6 +153,29 @@ _MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE txs ADD COLUMN earlier TEXT",
     ),
     BATCHES,
+    Migration(
+        "pairs of answers to compare, and the signed preferences of their rankers (attest/flow/pairs.py)",
+        # A changed mind is a new row naming the one it supersedes: one row per (pair, ranker, superseded).
+        """
+        CREATE TABLE pairs(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            first_id INTEGER NOT NULL REFERENCES attestations(id),
+            second_id INTEGER NOT NULL REFERENCES attestations(id),
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE preferences(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            pair_id INTEGER NOT NULL REFERENCES pairs(id),
+            ranker TEXT NOT NULL,
+            choice TEXT NOT NULL,
+            record BLOB NOT NULL,
+            cid TEXT NOT NULL UNIQUE,
+            supersedes TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX preferences_once ON preferences(pair_id, ranker, coalesce(supersedes, ''))
+        """,
+    ),
 )
 
 _UPDATABLE = frozenset(

@@ -1,4 +1,5 @@
-"""Write attest/record/schema.json and attest/batch/manifest.schema.json from their models.
+"""Write attest/record/schema.json, attest/record/preference.schema.json and attest/batch/manifest.schema.json
+from their models.
 
 Run after changing attest/record/model.py or attest/batch/manifest.py: `python scripts/export_record_schema.py`.
 tests/test_record.py and tests/test_batch_manifest.py fail when a file and its model disagree, so a stale export
@@ -14,12 +15,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from attest.batch import manifest  # noqa: E402
-from attest.record import model  # noqa: E402
+from attest.record import model, preference  # noqa: E402
 
 
 def main() -> None:
     for schema_file, render in (
         (model.SCHEMA_FILE, model.render_json_schema),
+        (preference.PREFERENCE_SCHEMA_FILE, preference.render_preference_schema),
         (manifest.SCHEMA_FILE, manifest.render_json_schema),
     ):
         schema_file.write_text(render(), encoding="utf-8")

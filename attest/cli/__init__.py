@@ -21,6 +21,7 @@ from attest.cli.ipfs import ipfs
 from attest.cli.kb import kb
 from attest.cli.networks import networks
 from attest.cli.prompts import prompts
+from attest.cli.ranking import rank
 from attest.cli.registry import registry
 from attest.cli.verify import verify
 
@@ -33,7 +34,7 @@ def cli() -> None:
     """Accountable LLM answers: signed records on IPFS, asserted through UMA's Optimistic Oracle V3."""
 
 
-for command in (ask, verify, status, list_, settle, resume, discard, export):
+for command in (ask, rank, verify, status, list_, settle, resume, discard, export):
     cli.add_command(command)
 cli.add_command(doctor)
 cli.add_command(batch)

@@ -81,6 +81,10 @@ def _when(expiration: int | None, chain_now: int | None) -> str:
 @click.option(
     "--batch", "batch", is_flag=True, help="Sign and pin now; assert later in one Merkle batch (`attest batch`)."
 )
+@click.option("--compare", is_flag=True, help="Two answers from the same context, paired for `attest rank`.")
+@click.option("--vs-model", help="With --compare: the second answer's model (default: a second sample).")
+@click.option("--vs-provider", type=click.Choice(provider_names()), help="With --compare: the second's provider.")
+@click.option("--assert", "assert_pair", is_flag=True, help="With --compare: assert both answers (default: pin only).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout, no progress display.")
 def ask(
     query: str | None,
@@ -99,6 +103,10 @@ def ask(
     assert_anyway: bool,
     publish_elsewhere: bool,
     batch: bool,
+    compare: bool,
+    vs_model: str | None,
+    vs_provider: str | None,
+    assert_pair: bool,
     as_json: bool,
 ) -> None:
     """Answer QUERY from the knowledge base, sign and pin the record, and assert it on UMA's Optimistic Oracle V3.
@@ -114,12 +122,22 @@ def ask(
     elif query == "-":
         query = sys.stdin.read().strip()
     assert query is not None
+    if not compare and (vs_model or vs_provider or assert_pair):
+        raise click.UsageError("--vs-model, --vs-provider and --assert go with --compare")
 
     request = AskRequest(
         query=query, network=network, account=account, provider=provider, model=model, top_k=top_k, bond=bond,
-        liveness=liveness, currency=currency, identifier=identifier, answer=answer_text, do_assert=not no_assert,
-        assert_anyway=assert_anyway, publish_elsewhere=publish_elsewhere, batch=batch,
+        liveness=liveness, currency=currency, identifier=identifier, answer=answer_text,
+        do_assert=assert_pair if compare else not no_assert, assert_anyway=assert_anyway,
+        publish_elsewhere=publish_elsewhere, batch=batch,
     )  # fmt: skip
+    if compare:
+        from attest.cli.ranking import show_compare
+        from attest.flow.compare import compare as run_compare
+
+        pair = run_compare(request, vs_model=vs_model, vs_provider=vs_provider, progress=_progress(not as_json))
+        show_compare(pair, as_json)
+        return
     result = run(request, progress=_progress(not as_json))
     with interrupts.ignored():  # the job is done (its assertion mined): Ctrl-C no longer hides its result
         _show_ask(result, as_json)
@@ -356,7 +374,14 @@ def list_(statuses: tuple[str, ...], network: str | None, since: str | None, unt
 
 
 @click.command()
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "tsv"]), default="jsonl", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "tsv", "dpo", "tt-tsv", "tt-json"]),
+    default="jsonl",
+    show_default=True,
+    help="jsonl, csv, tsv: one row per attestation; dpo, tt-tsv, tt-json: the rankings of `attest rank`.",
+)
 @click.option(
     "--output",
     "-o",
@@ -368,6 +393,8 @@ def export(fmt: str, output: str | None, statuses: tuple[str, ...]) -> None:
     """The ledger as an evaluation dataset: query, answer, context, model, outcome, dispute and judge data."""
     from attest.flow.export import write_export
 
+    if statuses and fmt in ("dpo", "tt-tsv", "tt-json"):
+        raise click.UsageError("--status filters attestations; the dpo and tt formats export every current ranking")
     if output is None or output == "-":  # `-o -` is stdout, as for most tools
         count = write_export(sys.stdout, fmt, statuses)
         return

@@ -1,4 +1,5 @@
-"""`attest verify ID|CID`: check an assertion or a record the way a UMA voter would, one line per check."""
+"""`attest verify ID|CID`: check an assertion, a record or a preference record the way a UMA voter would, one
+line per check."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def verify(target: str, network: str | None, as_json: bool, require_assertion: b
     proof, the manifest and the batch assertion. Exits 1 when any check fails."""
     from attest.config import load_config
     from attest.errors import AttestError
+    from attest.flow.rank import read_preference
     from attest.ipfs.local import LocalStore
     from attest.ipfs.remotes import Remotes
     from attest.verify import ASSERTION_ID
@@ -50,6 +52,9 @@ def verify(target: str, network: str | None, as_json: bool, require_assertion: b
     net = config.resolve_network(network or config.defaults.network)
     ipfs = config.ipfs_for(net.name)
     readers = (LocalStore(), *Remotes.from_config(ipfs).readers)
+    if not ASSERTION_ID.fullmatch(target) and (found := read_preference(target, readers, timeout_s=ipfs.timeout_s)):
+        _verify_preference(target, found, readers, ipfs.timeout_s, as_json)
+        return
     chain_needed = bool(ASSERTION_ID.fullmatch(target)) or network is not None or require_assertion
     ctx: ChainContext | None
     try:
@@ -152,6 +157,26 @@ def _from_ledger(number: str, network: str | None) -> tuple[str, str | None]:
     if a.cid is None:
         raise LedgerError(f"attestation #{a.id} is not pinned yet, so there is nothing to verify; `attest resume`")
     return a.cid, network  # a record only: checked off-chain unless a network is named
+
+
+def _verify_preference(
+    target: str, found: tuple[bytes, str], readers: Sequence[ContentStore], timeout_s: float, as_json: bool
+) -> None:
+    """A preference record: its signature, and both answer records it ranks (fetched, checked, digests)."""
+    from attest.flow.rank import check_json, verify_preference
+
+    checks = verify_preference(*found, readers, timeout_s=timeout_s)
+    failed = [c for c in checks if c.ok is False]
+    if as_json:
+        echo_json({"target": target, "kind": "preference", "ok": not failed, "checks": check_json(checks)})
+    else:
+        width = max(len(c.name) for c in checks)
+        for c in checks:
+            status = "skip" if c.ok is None else "ok" if c.ok else "fail"
+            click.echo(f"{status.upper():4}  {c.name:{width}}  {c.detail}")
+        click.echo(f"{target}: " + (f"{len(failed)} check(s) failed" if failed else "all checks passed"))
+    if failed:
+        raise SystemExit(1)
 
 
 def _connect(network: str) -> ChainContext:

@@ -1,7 +1,8 @@
 """The ledger as a dataset: one row per attestation with what was asked, answered and cited, and how it ended.
 
 This is the evaluation / RLHF export: the outcome on chain is the label the market produced, and the
-disputer's judge data (when a disputer ran on this machine) sits beside it, found through `judge_data`.
+disputer's judge data (when a disputer ran on this machine) sits beside it, found through `judge_data`. The
+rankings of `attest rank` export as preference data (attest/flow/dataset.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, TextIO
 
 from attest.batch.store import Batch, BatchBook
 from attest.errors import LedgerError
+from attest.flow.dataset import PREFERENCE_FORMATS, preference_rows, render_preferences
 from attest.ledger import Attestation, Ledger
 from attest.paths import attest_home
 from attest.record.codec import decode_record
@@ -123,15 +125,19 @@ def judge_data(assertion_ids: Iterable[str], home: Path | None = None) -> dict[s
 
 def write_export(target: TextIO | Path, fmt: str, statuses: Sequence[str] = ()) -> int:
     """Write the dataset; a file is written whole or not at all (temp file, then rename)."""
-    if fmt not in ("jsonl", "csv", "tsv"):
-        raise LedgerError(f"unknown export format {fmt!r}; use jsonl, csv or tsv")
-    with Ledger() as ledger:
-        selected = ledger.select(statuses=statuses)
-        batches = {b.id: b for b in BatchBook(ledger.database).select()}
-    assertion_ids = [a.assertion_id for a in selected if a.assertion_id]
-    assertion_ids += [b.assertion_id for b in batches.values() if b.assertion_id]
-    data = rows(selected, judge_data(assertion_ids), batches)
-    text = render(data, fmt)
+    if fmt in PREFERENCE_FORMATS:
+        with Ledger() as ledger:
+            text, count = render_preferences(preference_rows(ledger), fmt)
+    elif fmt in ("jsonl", "csv", "tsv"):
+        with Ledger() as ledger:
+            selected = ledger.select(statuses=statuses)
+            batches = {b.id: b for b in BatchBook(ledger.database).select()}
+        assertion_ids = [a.assertion_id for a in selected if a.assertion_id]
+        assertion_ids += [b.assertion_id for b in batches.values() if b.assertion_id]
+        data = rows(selected, judge_data(assertion_ids), batches)
+        text, count = render(data, fmt), len(data)
+    else:
+        raise LedgerError(f"unknown export format {fmt!r}; use jsonl, csv, tsv, dpo, tt-tsv or tt-json")
     if isinstance(target, Path):
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
@@ -144,4 +150,4 @@ def write_export(target: TextIO | Path, fmt: str, statuses: Sequence[str] = ()) 
             raise
     else:
         target.write(text)
-    return len(data)
+    return count

@@ -52,7 +52,7 @@ def sign_digest(value: bytes, account: LocalAccount) -> str:
 def recover_digest_signer(value: bytes, signature: str) -> str:
     """The checksummed address whose key signed the 32 raw bytes `value` (EIP-191), in canonical form only."""
     raw = bytes.fromhex(signature[2:])
-    _require_canonical_encoding(raw)
+    require_canonical_encoding(raw)
     try:
         return str(Account.recover_message(encode_defunct(primitive=value), signature=raw))
     except (ValueError, _KeysBadSignature, _EthValidationError):
@@ -70,7 +70,8 @@ def verify_record(record: AttestationRecord) -> str:
     return signer
 
 
-def _require_canonical_encoding(raw: bytes) -> None:
+def require_canonical_encoding(raw: bytes) -> None:
+    """One encoding per signature (shared with preference records), so signed bytes are unique."""
     if len(raw) != 65:
         raise BadSignature(f"record signature is {len(raw)} bytes, not 65 (r, s, v); re-sign the record")
     r, s, v = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:64], "big"), raw[64]

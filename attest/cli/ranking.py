@@ -1,0 +1,120 @@
+"""`attest ask --compare`'s display and `attest rank PAIR`: two answers side by side, and the signed choice."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import TYPE_CHECKING
+
+import click
+
+from attest.cli.output import echo_json
+
+if TYPE_CHECKING:
+    from attest.flow.compare import CompareResult
+    from attest.flow.pairs import Pair
+
+COLUMN = 58
+
+
+def show_compare(result: CompareResult, as_json: bool) -> None:
+    sides = [result.first, result.second]
+    if as_json:
+        echo_json(
+            {
+                "pair": result.pair_id,
+                "answers": [
+                    {
+                        "n": n,
+                        "id": r.attestation.id,
+                        "model": r.model,
+                        "answer": r.answer,
+                        "record_cid": r.attestation.cid,
+                        "digest": r.attestation.digest,
+                        "assertion_id": r.attestation.assertion_id,
+                        "not_asserted": r.not_asserted,
+                    }
+                    for n, r in enumerate(sides, 1)
+                ],
+            }
+        )
+        return
+    click.echo("")
+    _side_by_side(
+        [f"[{n}] #{r.attestation.id} {r.model}" for n, r in enumerate(sides, 1)],
+        [r.answer for r in sides],
+        [f"ipfs://{r.attestation.cid}" for r in sides],
+    )
+    click.echo("")
+    click.echo(f"Pair #{result.pair_id}: rank it with `attest rank {result.pair_id}`")
+
+
+def _side_by_side(titles: list[str], texts: list[str], footers: list[str]) -> None:
+    left, right = ([title[:COLUMN], *textwrap.wrap(text, COLUMN)] for title, text in zip(titles, texts, strict=True))
+    for i in range(max(len(left), len(right))):
+        one = left[i] if i < len(left) else ""
+        two = right[i] if i < len(right) else ""
+        if i == 0:  # the titles, bold (styled after padding: escape codes have no width)
+            one, two = click.style(one, bold=True) + " " * (COLUMN - len(one)), click.style(two, bold=True)
+        click.echo(f"{one:<{COLUMN}} │ {two}".rstrip())
+    click.echo("")
+    for n, footer in enumerate(footers, 1):  # in full, below: a CID is wider than a column
+        click.echo(f"[{n}] {footer}")
+
+
+def _show_pair(pair: Pair) -> None:
+    from attest.record.codec import decode_record
+
+    sides = (pair.first, pair.second)
+    records = [decode_record(a.record) for a in sides]
+    click.echo(click.style(f"Pair #{pair.id}: {records[0].query}", bold=True))
+    click.echo("")
+    _side_by_side(
+        [
+            f"[{n}] #{a.id} {r.model.provider}:{r.model.requested_model}"
+            for n, (a, r) in enumerate(zip(sides, records, strict=True), 1)
+        ],
+        [r.answer for r in records],
+        [f"ipfs://{a.cid}" for a in sides],
+    )
+    click.echo("")
+
+
+@click.command()
+@click.argument("pair")
+@click.option("--prefer", type=click.Choice(["1", "2", "tie"]), help="The preferred answer (asked when not given).")
+@click.option("--reason", help="Why, recorded in the signed preference.")
+@click.option("--change", is_flag=True, help="Supersede your earlier ranking of this pair with a new record.")
+@click.option("--account", help="The account you expect to rank with; refused unless it is the configured one.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+def rank(pair: str, prefer: str | None, reason: str | None, change: bool, account: str | None, as_json: bool) -> None:
+    """Rank the two answers of PAIR (from `attest ask --compare`): a signed, pinned preference record. Without
+    --prefer both answers are shown and a key picks 1, 2 or t (tie)."""
+    from attest.flow.rank import load_pair
+    from attest.flow.rank import rank as run
+
+    if prefer is None:
+        _show_pair(load_pair(pair))
+        key = click.prompt("Prefer 1, 2 or t (tie)", type=click.Choice(["1", "2", "t"]), show_choices=False)
+        prefer = "tie" if key == "t" else key
+        if reason is None:
+            reason = click.prompt("Reason (Enter for none)", default="", show_default=False)
+    result = run(pair, prefer, reason=reason, account=account, change=change)
+    record = result.record
+    if as_json:
+        echo_json(
+            {
+                "pair": result.pair.id,
+                "preference_cid": result.cid,
+                "choice": record.choice,
+                "ranker": record.ranker,
+                "reason": record.reason,
+                "supersedes": record.supersedes,
+                "answers": [ref.model_dump() for ref in record.pair],
+            }
+        )
+        return
+    chosen = "a tie" if record.choice == "tie" else f"answer {record.choice}"
+    click.echo(f"Pair #{result.pair.id}: {chosen}, signed by {record.ranker}")
+    click.echo(f"  preference  ipfs://{result.cid}")
+    if record.supersedes:
+        click.echo(f"  supersedes  ipfs://{record.supersedes}")
