@@ -223,9 +223,17 @@ class BatchConfig(_Strict):
     max_age_s: float = Field(default=3600.0, gt=0, le=30 * 86400)
 
 
+class RankConfig(_Strict):
+    """`attest rank`: the account whose preferences count (a ranker may differ from the asserting account);
+    unset, the `[defaults] account` ranks."""
+
+    account: str | None = None
+
+
 class Config(_Strict):
     defaults: Defaults = Defaults()
     batch: BatchConfig = BatchConfig()
+    rank: RankConfig = RankConfig()
     ipfs: IpfsConfig = IpfsConfig()
     llm: LlmConfig = LlmConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()

@@ -3,7 +3,14 @@ models), each signed and pinned; the configured account's signed preference, its
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -200,3 +207,57 @@ def test_rank_refuses_a_pair_whose_answer_was_tampered_in_the_ledger(fake: FakeM
     assert "signature" in refused("rank", "1", "--prefer", "1")
     with Ledger() as ledger, ledger.transaction() as db:
         assert db.execute("SELECT count(*) FROM preferences").fetchone()[0] == 0
+
+
+def test_rank_on_a_terminal_takes_one_key_press(fake: FakeModelServer) -> None:
+    """A real process on a pseudo-terminal: a stray key is ignored, `2` picks at once (no Enter)."""
+    compare()
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "attest", "rank", "1"], stdin=secondary, stdout=secondary, stderr=secondary
+    )
+    os.close(secondary)
+    seen = b""
+
+    def wait_for(text: bytes) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 60
+        while text not in seen:
+            assert time.monotonic() < deadline, seen.decode(errors="replace")
+            if select.select([primary], [], [], 1)[0]:
+                seen += os.read(primary, 4096)
+
+    try:
+        wait_for(b"Prefer 1, 2 or t (tie): ")
+        time.sleep(0.5)  # the terminal goes raw after the prompt is written; keys before that would be flushed
+        os.write(primary, b"x")  # one key per read, as typed: getchar returns what one read holds
+        time.sleep(0.5)
+        os.write(primary, b"2")
+        wait_for(b"Reason")
+        os.write(primary, b"shorter\r")
+        wait_for(b"preference  ipfs://")
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        with contextlib.suppress(OSError):
+            seen += os.read(primary, 4096)
+        os.close(primary)
+    with Ledger() as ledger, ledger.transaction() as db:
+        rows = db.execute("SELECT choice FROM preferences").fetchall()
+    assert [r[0] for r in rows] == ["2"]
+    cid = seen.decode().split("preference  ipfs://")[1].split()[0]
+    assert decode_preference(Path_bytes(cid)).reason == "shorter"
+
+
+def test_rank_account_config_key_names_the_ranker(fake: FakeModelServer, attest_home: str) -> None:
+    from attest.accounts import load_account
+
+    config = Path(attest_home, "config.toml")
+    config.write_text(config.read_text(encoding="utf-8") + '[rank]\naccount = "dev:3"\n', encoding="utf-8")
+    compare()
+    ranker = load_account("dev:3", "local").account.address
+    message = refused("rank", "1", "--prefer", "1", "--account", "dev:0")
+    assert ranker in message and "set [rank] account" in message
+    out = json.loads(ok("rank", "1", "--prefer", "1", "--account", "dev:3", "--json"))
+    assert out["ranker"] == ranker

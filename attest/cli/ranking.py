@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from typing import TYPE_CHECKING
 
@@ -79,6 +80,18 @@ def _show_pair(pair: Pair) -> None:
     click.echo("")
 
 
+def _pick() -> str:
+    """One key press on a terminal (any other key is ignored); a line when stdin is a pipe or a file, so a
+    script or a test can drive it."""
+    if not sys.stdin.isatty():
+        return str(click.prompt("Prefer 1, 2 or t (tie)", type=click.Choice(["1", "2", "t"]), show_choices=False))
+    click.echo("Prefer 1, 2 or t (tie): ", nl=False)
+    while (key := click.getchar().lower()) not in ("1", "2", "t"):
+        pass
+    click.echo(key)
+    return key
+
+
 @click.command()
 @click.argument("pair")
 @click.option("--prefer", type=click.Choice(["1", "2", "tie"]), help="The preferred answer (asked when not given).")
@@ -94,7 +107,7 @@ def rank(pair: str, prefer: str | None, reason: str | None, change: bool, accoun
 
     if prefer is None:
         _show_pair(load_pair(pair))
-        key = click.prompt("Prefer 1, 2 or t (tie)", type=click.Choice(["1", "2", "t"]), show_choices=False)
+        key = _pick()
         prefer = "tie" if key == "t" else key
         if reason is None:
             reason = click.prompt("Reason (Enter for none)", default="", show_default=False)

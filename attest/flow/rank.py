@@ -61,14 +61,16 @@ def rank(
         raise PreferenceError(f"--prefer {choice!r} is not a choice; use 1, 2 or tie")
     config = config or load_config()
     network = config.resolve_network(config.defaults.network)
-    configured = load_account(None, network.name, default=config.defaults.account, prompt=passphrase_prompt)
+    configured = load_account(
+        config.rank.account, network.name, default=config.defaults.account, prompt=passphrase_prompt
+    )
     ranker = configured.account
     if account is not None:
         named = load_account(account, network.name, prompt=passphrase_prompt).account
         if named.address != ranker.address:
             raise PreferenceError(
                 f"{account} ({named.address}) is not the account configured for ranking ({ranker.address}); "
-                "rank with the configured one, or set [defaults] account to it"
+                "rank with the configured one, or set [rank] account to it"
             )
     with Ledger() as ledger:
         pair = get_pair(ledger, pair_ref)
