@@ -291,12 +291,12 @@ def _plan(ctx: ChainContext, request: AskRequest, owner: str) -> dict[str, objec
     ctx.oov3.prefetch(ctx.identifier(request.identifier), currency, extra)
     ctx.require_oov3()
     currency = ctx.currency(request.currency)
-    if not ctx.w3.eth.get_code(Web3.to_checksum_address(currency)):
+    token = Token(ctx.w3, currency)
+    if not token.has_code():
         raise BondError(
             f"there is no token contract at {currency} on {ctx.network.name}; name a whitelisted bond currency "
             "with --currency, or leave it out for the oracle's default"
         )
-    token = Token(ctx.w3, currency)
     wanted = request.bond or ctx.settings.bond
     bond = token.units(wanted) if wanted is not None else ctx.oov3.minimum_bond(currency)
     identifier = ctx.identifier(request.identifier)
