@@ -246,8 +246,8 @@ class ReadCache:
 
     def put(self, key: str, method: str, lifetime: float, response: RPCResponse) -> None:
         result = response.get("result")
-        if "error" in response or result is None or (method == "eth_getCode" and result in ("0x", "")):
-            return  # no contract there yet may change; an error is no answer
+        if "error" in response or result is None or result in ("0x", ""):
+            return  # no contract there yet (no code, a call answered with nothing) may change; an error is no answer
         with self._lock:
             self._entries[key] = (time.monotonic() + lifetime, response)
 

@@ -286,17 +286,19 @@ def _answer(request: AskRequest, chunks: list[RetrievedChunk], config: Config) -
 def _plan(ctx: ChainContext, request: AskRequest, owner: str) -> dict[str, object]:
     """The assertion's parameters, fixed before the record is pinned so a resume asserts the same thing."""
     # Everything the checks below read, in a few JSON-RPC batches rather than a round trip each.
-    currency = request.currency or ctx.settings.currency or ctx.network.default_currency
+    # A --currency that is no address is refused here, before the batches would carry it (reads nothing).
+    currency = ctx.currency(request.currency) if request.currency else None
+    currency = currency or ctx.settings.currency or ctx.network.default_currency
     extra = [("eth_chainId", []), *registry_reads(ctx.require_registry())]
     ctx.oov3.prefetch(ctx.identifier(request.identifier), currency, extra)
     ctx.require_oov3()
     currency = ctx.currency(request.currency)
-    if not ctx.w3.eth.get_code(Web3.to_checksum_address(currency)):
+    token = Token(ctx.w3, currency)
+    if not token.has_code():
         raise BondError(
             f"there is no token contract at {currency} on {ctx.network.name}; name a whitelisted bond currency "
             "with --currency, or leave it out for the oracle's default"
         )
-    token = Token(ctx.w3, currency)
     wanted = request.bond or ctx.settings.bond
     bond = token.units(wanted) if wanted is not None else ctx.oov3.minimum_bond(currency)
     identifier = ctx.identifier(request.identifier)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import ContractFunction
 
@@ -25,6 +26,13 @@ class Token:
     @cached_property
     def decimals(self) -> int:
         return int(method("TestnetERC20", "decimals").call(self.w3, self.address)[0])
+
+    def has_code(self) -> bool:
+        """Whether a contract is at the address. Asked with `decimals()`, which the plan reads anyway (its prefetch
+        batch carries it): only an empty answer, which is what an address without code gives, costs a round trip
+        to read the code itself."""
+        request = {"to": self.address, "data": HexBytes(method("TestnetERC20", "decimals").encode())}
+        return bool(self.w3.eth.call(request)) or bool(self.w3.eth.get_code(self.address))  # type: ignore[arg-type]
 
     def balance(self, owner: str) -> int:
         (amount,) = method("TestnetERC20", "balanceOf").call(self.w3, self.address, Web3.to_checksum_address(owner))

@@ -23,16 +23,26 @@ class Remotes:
 
     @classmethod
     def from_config(cls, config: IpfsConfig) -> Remotes:
-        from attest.ipfs.gateway import Gateway
-        from attest.ipfs.kubo import KuboStore
-        from attest.ipfs.pinning import PinningService
+        # Each client is imported only when configured: the Kubo one pulls in ipfshttpclient (~50 ms), paid
+        # by every `attest ask` of a home with no remote otherwise.
+        kubo: list[ContentStore] = []
+        if config.kubo_api:
+            from attest.ipfs.kubo import KuboStore
 
-        kubo = [KuboStore(config.kubo_api, timeout_s=config.timeout_s)] if config.kubo_api else []
-        services = [
-            PinningService(r.endpoint, r.token(), timeout_s=config.timeout_s, token_env=r.token_env)
-            for r in config.pinning
-        ]
-        gateways = [Gateway(url, timeout_s=config.timeout_s) for url in config.gateways]
+            kubo.append(KuboStore(config.kubo_api, timeout_s=config.timeout_s))
+        services: list[ContentStore] = []
+        if config.pinning:
+            from attest.ipfs.pinning import PinningService
+
+            services += (
+                PinningService(r.endpoint, r.token(), timeout_s=config.timeout_s, token_env=r.token_env)
+                for r in config.pinning
+            )
+        gateways: list[ContentStore] = []
+        if config.gateways:
+            from attest.ipfs.gateway import Gateway
+
+            gateways += (Gateway(url, timeout_s=config.timeout_s) for url in config.gateways)
         return cls(pinners=(*kubo, *services), readers=(*kubo, *gateways))
 
 
