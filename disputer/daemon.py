@@ -224,6 +224,7 @@ class Daemon:
         if not todo:
             return
         self._now = None  # chain time is read afresh each step (tests and idle hours move it)
+        now, margin = self._recent_now(), self.config.safety_margin_s
         loop = asyncio.get_running_loop()
         results: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
         arrived = asyncio.Event()
@@ -231,7 +232,10 @@ class Daemon:
         def evaluate(stored: StoredAssertion) -> None:
             result: Evaluation | Exception
             try:
-                result = self.evaluator.evaluate(made_of(stored))
+                # A batch that cannot be judged before its margin is not started (policy.batch_out_of_time).
+                result = self.evaluator.evaluate(
+                    made_of(stored), left_s=stored.expiration_time - now, safety_margin_s=margin
+                )
             except Exception as err:  # re-raised on the loop, after the rest are handled
                 result = err
             results.put((stored, result))

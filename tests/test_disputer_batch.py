@@ -83,3 +83,18 @@ def test_a_manifest_that_does_not_resolve_is_undecided_not_disputed(
         made
     )
     assert evaluation.unavailable is not None and not evaluation.failed and evaluation.verdict is None
+
+
+def test_a_batch_that_cannot_be_judged_before_its_margin_is_not_judged_at_all(
+    tmp_path: Path, dev_keys: list[LocalAccount]
+) -> None:
+    store = LocalStore(tmp_path / "blocks")
+    asserter = dev_keys[1]
+    made = batch_assertion(store, asserter, [pinned_record(store, asserter, f"question {i}") for i in range(20)])
+    evaluator = Evaluator(WordJudge(), [store], registry=REGISTRY, timeout_s=5, batch_concurrency=4, record_judge_s=10)
+    # 20 records, 4 at a time, 10 s each: 50 s of judging. 640 s left with a 600 s margin is too little.
+    late = evaluator.evaluate(made, left_s=640, safety_margin_s=600)
+    assert late.judge_calls == 0 and late.verdict is None and late.out_of_time is not None
+    assert "20 records takes about 50s" in late.out_of_time and late.undecided_reason == late.out_of_time
+    on_time = evaluator.evaluate(made, left_s=660, safety_margin_s=600)
+    assert on_time.out_of_time is None and on_time.judge_calls == 20 and on_time.score == 1.0

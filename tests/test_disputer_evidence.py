@@ -61,3 +61,28 @@ def test_a_batch_with_one_wrong_record_is_disputed_and_its_evidence_names_that_r
     (failing,) = document["failing"]
     assert failing["leaf_index"] == 1 and failing["record"] == wrong_cid and failing["score"] == 0.05
     assert "below the threshold" in failing["reason"] and WRONG not in failing["reason"]
+
+
+def test_a_batch_that_cannot_be_judged_before_its_margin_is_skipped_unjudged(
+    kb_home: LocalChain,  # noqa: F811  (the fixture imported above)
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from attest.flow.ask import AskRequest, ask
+    from attest.flow.batch import flush
+    from disputer.config import load_attest_config
+    from tests.test_disputer_daemon import QUERY, WRONG, Env, step
+
+    config = load_attest_config()
+    for _ in range(2):
+        ask(AskRequest(QUERY, answer=WRONG, batch=True), config=config)
+    (outcome,) = flush(config=config)
+    assertion_id = bytes.fromhex(str(outcome.batch.assertion_id)[2:])
+    with FakeModelServer("openai", reply=grades_wrong_low) as fake:
+        env = Env(kb_home, connect("local"), fake, monkeypatch)
+        with env.store() as store:
+            # Two records, one at a time, an hour each: 7,200 s of judging in a 7,200 s liveness. Not judged.
+            report = step(env.daemon(store, record_judge_s=3600.0, concurrency=1))
+            assert report.decisions == {assertion_id: "skip"} and not report.sent
+            decision = store.decision(assertion_id)
+            assert decision is not None and "not judged: judging its 2 records" in decision.reason
+        assert fake.requests == []
