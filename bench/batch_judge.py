@@ -85,7 +85,7 @@ def run(quick: bool = False) -> list[Table]:
                     f"{batch_s:.1f}",
                 ),
                 ("the judge alone, same concurrency", f"{alone_per_s:.1f}", f"{n / alone_per_s:.1f}"),
-            ],  # fmt: skip
+            ],
             f"Goal >= {GOAL_SHARE:.0%} of the judge alone: {share:.1%}, {'met' if met else 'NOT met'}. "
             "Same fake judge process, same prompts and SDK; the batch side also reads each record from the local "
             "store and checks its signature, digest and inclusion proof.",
