@@ -383,7 +383,7 @@ class Daemon:
             self._sent(report, aid, "dispute", result)
 
     async def _publish_evidence(self, report: StepReport) -> None:
-        if self.config.dry_run:
+        if self.config.dry_run or self.ctx.registry is None:  # no registry to announce on: the decision names them
             return
         sent = publish_evidence_due(
             self.store, self.actor, self.evaluator.readers, chain_id=self.chain_id, threshold=self.config.threshold
