@@ -51,6 +51,10 @@ contract AttestationRegistry is IOptimisticOracleV3CallbackRecipient {
     /// An assertion that resolved true but does not count (escalation manager, or too short a liveness).
     event AttestationIneligible(bytes32 indexed assertionId, bytes32 indexed digest, string reason);
 
+    /// Evidence about an assertion, published by anyone (a disputer naming the records that fail a batch): the
+    /// registry stores nothing, the event is where voters and dashboards find the pinned document at `uri`.
+    event Evidence(bytes32 indexed assertionId, address indexed by, string uri);
+
     error NotOracle(address caller);
     error ZeroOracle();
 
@@ -85,6 +89,11 @@ contract AttestationRegistry is IOptimisticOracleV3CallbackRecipient {
             }
         }
         emit AttestationResolved(assertionId, a.domainId, a.asserter, status);
+    }
+
+    /// @notice Announce evidence about `assertionId` (an ipfs:// URI of a pinned document); open to anyone, no storage.
+    function publishEvidence(bytes32 assertionId, string calldata uri) external {
+        emit Evidence(assertionId, msg.sender, uri);
     }
 
     /// @notice True once some eligible assertion carrying `digest` resolved true.

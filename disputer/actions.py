@@ -33,7 +33,7 @@ from attest.chain.outbox import IN_FLIGHT, REORGED, SIGNABLE, Outbox, TxRow
 from attest.chain.tx import Sender, revert_reason
 from attest.chain.voting import RoundPhase, VotingClient, new_salt, vote_hash
 from attest.connect import ChainContext
-from attest.errors import ChainError
+from attest.errors import ChainError, ConfigError
 from attest.flow.token import Token
 from disputer.store import DisputerStore, TxKind, Vote
 
@@ -191,6 +191,21 @@ class Actor:
         calls = [(aid, self.dispute_call(aid)) for aid, _bond in fresh]
         sent = self.outbox.send_many(calls, "dispute", "disputeAssertion")
         return results | {aid: self._ours_already(aid, r) for aid, r in sent.items()}
+
+    # -- evidence ------------------------------------------------------------------------------------------
+    def publish_evidence(self, assertion_id: bytes, uri: str) -> SendResult:
+        """Announce a dispute's evidence on the registry (its Evidence event), through the outbox row
+        (assertion_id, evidence): one announcement per assertion, across restarts."""
+        registry = self.ctx.registry
+        if registry is None:
+            raise ConfigError("no AttestationRegistry is configured for this network, so evidence cannot be announced")
+        abi = shipped("AttestationRegistry").abi
+
+        def build() -> EncodedCall:
+            data = method("AttestationRegistry", "publishEvidence").encode(assertion_id, uri)
+            return EncodedCall(self.ctx.w3, registry, data, abi)
+
+        return self.send(assertion_id, "evidence", build, "publishEvidence")
 
     # -- settling ------------------------------------------------------------------------------------------
     def settle(self, assertion_id: bytes) -> SendResult:

@@ -7,6 +7,7 @@ max_bond_per_dispute = "500" # in bond-currency units; unset: no cap
 total_budget = "5000"        # bonds at stake in open disputes at once, in currency units; unset: no cap
 samples = 3                  # judge samples per answer (median)
 concurrency = 64             # answers judged at the same time (each sends `samples` requests; lower it on 429s)
+record_judge_s = 5.0         # expected time to judge one record: a batch of N needs ceil(N / concurrency) of them
 poll_interval_s = 15
 confirmations = 2            # unset: [networks.<name>] confirmations, else 0 on `local` and 3 elsewhere
 backfill_s = 604800          # the first run looks back this far (at least the longest liveness)
@@ -47,6 +48,9 @@ class DisputerConfig(BaseModel):
     # With a judge that takes ~1 s, judging tops out near `concurrency` answers a second (bench/disputer.py); the
     # provider's rate limits are the other bound, and its 429s are retried with backoff.
     concurrency: int = Field(default=64, ge=1, le=64)
+    # A batch of N records is judged `concurrency` at a time: one it cannot finish judging before its safety
+    # margin is not started (policy.batch_out_of_time).
+    record_judge_s: float = Field(default=5.0, gt=0, le=3600)
     poll_interval_s: float = Field(default=15.0, gt=0, le=3600)
     confirmations: int | None = Field(default=None, ge=0, le=1000)
     backfill_s: int = Field(default=7 * 86400, ge=0, le=365 * 86400)

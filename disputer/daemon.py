@@ -32,6 +32,7 @@ from disputer.actions import Actor, SendResult
 from disputer.config import DisputerConfig
 from disputer.evaluate import Evaluation, Evaluator
 from disputer.jobs.dispute import Judged, decide_batch, resume_disputes, send_disputes
+from disputer.jobs.evidence import publish_evidence_due
 from disputer.jobs.settle import settle_due
 from disputer.jobs.vote import VOTED_ELSEWHERE, vote_on
 from disputer.policy import Facts, PolicyDecision
@@ -172,7 +173,8 @@ class Daemon:
         self.metrics.inc("assertions_seen_total", len(report.scan.new))
         if report.scan.to_block is not None:
             self.metrics.set("checkpoint_block", report.scan.to_block)
-        for job in (self._evaluate_all, self._resume_disputes, self._vote_all, self._settle_all):
+        jobs = (self._evaluate_all, self._resume_disputes, self._publish_evidence, self._vote_all, self._settle_all)
+        for job in jobs:
             try:
                 await job(report)
             except AttestError as err:
@@ -222,6 +224,7 @@ class Daemon:
         if not todo:
             return
         self._now = None  # chain time is read afresh each step (tests and idle hours move it)
+        now, margin = self._recent_now(), self.config.safety_margin_s
         loop = asyncio.get_running_loop()
         results: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
         arrived = asyncio.Event()
@@ -229,7 +232,10 @@ class Daemon:
         def evaluate(stored: StoredAssertion) -> None:
             result: Evaluation | Exception
             try:
-                result = self.evaluator.evaluate(made_of(stored))
+                # A batch that cannot be judged before its margin is not started (policy.batch_out_of_time).
+                result = self.evaluator.evaluate(
+                    made_of(stored), left_s=stored.expiration_time - now, safety_margin_s=margin
+                )
             except Exception as err:  # re-raised on the loop, after the rest are handled
                 result = err
             results.put((stored, result))
@@ -375,6 +381,15 @@ class Daemon:
         )  # fmt: skip
         for aid, result in sent.items():
             self._sent(report, aid, "dispute", result)
+
+    async def _publish_evidence(self, report: StepReport) -> None:
+        if self.config.dry_run or self.ctx.registry is None:  # no registry to announce on: the decision names them
+            return
+        sent = publish_evidence_due(
+            self.store, self.actor, self.evaluator.readers, chain_id=self.chain_id, threshold=self.config.threshold
+        )
+        for aid, result in sent.items():
+            self._sent(report, aid, "evidence", result)
 
     async def _vote_all(self, report: StepReport) -> None:
         if not self.config.vote or self.config.dry_run:  # a dry run sends nothing, votes included

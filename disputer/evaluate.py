@@ -31,8 +31,9 @@ from attest.record.model import AttestationRecord, validate_record
 from attest.verify import Check, check_record
 from attest.verify_batch import assertion_checks, batch_claim_of, check_member
 from disputer.judge import Judge, Verdict
+from disputer.policy import batch_out_of_time
 
-BATCH_CONCURRENCY = 8  # records of one batch fetched and judged at once
+BATCH_CONCURRENCY = 8  # records of one batch fetched and judged at once, unless the daemon's config says
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Evaluation:
     latency_ms: float = 0.0
     judge_calls: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    out_of_time: str | None = None  # a batch not judged: it could not be judged before its safety margin
 
     @property
     def failed(self) -> tuple[Check, ...]:
@@ -63,6 +65,8 @@ class Evaluation:
     def undecided_reason(self) -> str | None:
         if self.failed:
             return None
+        if self.out_of_time is not None:
+            return self.out_of_time
         if self.unavailable is not None:
             return self.unavailable
         if self.verdict is None:
@@ -91,13 +95,19 @@ class Evaluator:
         *,
         registry: str | None,
         timeout_s: float = 30.0,
+        batch_concurrency: int = BATCH_CONCURRENCY,
+        record_judge_s: float = 5.0,
     ) -> None:
         self.judge = judge
         self.readers = tuple(readers)
         self.registry = registry
         self.timeout_s = timeout_s
+        self.batch_concurrency = batch_concurrency
+        self.record_judge_s = record_judge_s
 
-    def evaluate(self, made: AssertionMade) -> Evaluation:
+    def evaluate(self, made: AssertionMade, *, left_s: int | None = None, safety_margin_s: int = 0) -> Evaluation:
+        """The evaluation of `made`. With `left_s` (seconds until it expires), a batch whose records could not all
+        be judged before the last `safety_margin_s` is not judged at all (`out_of_time`)."""
         started = time.perf_counter()
         aid = made.assertion_id
         try:
@@ -105,7 +115,7 @@ class Evaluator:
         except ClaimError as err:
             batch = batch_claim_of(made)
             if batch is not None:
-                return self._evaluate_batch(made, batch.manifest_cid, started)
+                return self._evaluate_batch(made, batch.manifest_cid, started, left_s, safety_margin_s)
             return Evaluation(aid, None, (Check("claim", False, str(err)),), None, latency_ms=_since(started))
         limit = max_record_bytes()
         readers = [_SizeBounded(r, limit) for r in self.readers]
@@ -136,7 +146,9 @@ class Evaluator:
         verdict = self.judge.judge(record.query, chunks_of(record), record.answer)
         return Evaluation(aid, claim.record_cid, checks, verdict, latency_ms=_since(started), judge_calls=1)
 
-    def _evaluate_batch(self, made: AssertionMade, manifest_cid: str, started: float) -> Evaluation:
+    def _evaluate_batch(
+        self, made: AssertionMade, manifest_cid: str, started: float, left_s: int | None, safety_margin_s: int
+    ) -> Evaluation:
         """A batch (rules v2): the manifest, the assertion's fit to it, then every record checked and judged with
         bounded concurrency. One failing record fails the batch; the weakest verdict is the batch's score, and
         `extra` names every failing record and the weakest one, for the decision and the evidence voters read."""
@@ -157,6 +169,17 @@ class Evaluator:
             checks.append(Check("callback", False, f"callback recipient {made.callback_recipient} is not ours"))
         if any(c.ok is False for c in checks):
             return Evaluation(aid, manifest_cid, tuple(checks), None, latency_ms=_since(started))
+        if left_s is not None:
+            too_late = batch_out_of_time(
+                manifest.count, left_s=left_s - int(time.perf_counter() - started), safety_margin_s=safety_margin_s,
+                concurrency=self.batch_concurrency, record_judge_s=self.record_judge_s,
+            )  # fmt: skip
+            if too_late is not None:
+                batch = {"manifest": manifest_cid, "root": manifest.root, "count": manifest.count}
+                return Evaluation(
+                    aid, manifest_cid, tuple(checks), None, latency_ms=_since(started), out_of_time=too_late,
+                    extra={"batch": batch},
+                )  # fmt: skip
         tree = manifest.tree_of()
         bounded = [_SizeBounded(r, max_record_bytes()) for r in self.readers]
 
@@ -177,7 +200,7 @@ class Evaluator:
             record = decode_record(data)
             return index, None, self.judge.judge(record.query, chunks_of(record), record.answer), None
 
-        with ThreadPoolExecutor(max_workers=BATCH_CONCURRENCY) as pool:
+        with ThreadPoolExecutor(max_workers=self.batch_concurrency) as pool:
             results = list(pool.map(judge_leaf, range(manifest.count)))
         unavailable = [f"leaf {i}: {missing}" for i, _, _, missing in results if missing is not None]
         failing = [(i, manifest.leaves[i].cid, why) for i, why, _, _ in results if why is not None]

@@ -10,6 +10,7 @@ then recorded as undecided.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,6 +44,7 @@ class Facts:
     static_call_error: str | None = None  # from disputeAssertion's static call, when it was run
     dry_run: bool = False
     unavailable: bool = False  # no verdict because the record could not be fetched (not a judge fault)
+    out_of_time: str | None = None  # a batch not judged: judging its N records would not end before the margin
     decimals: int | None = None  # the bond currency's, to show amounts in its units (None: shown as integers)
     symbol: str = ""
 
@@ -76,6 +78,8 @@ def decide(facts: Facts) -> PolicyDecision:
     if facts.settled:
         return PolicyDecision("skip", "the assertion is already settled")
     left = facts.expiration_time - facts.now
+    if facts.out_of_time is not None:
+        return PolicyDecision("skip", facts.out_of_time)
     if facts.failed_checks:
         why = "failed check " + "; ".join(facts.failed_checks)
     elif facts.score is None:
@@ -122,6 +126,27 @@ def decide(facts: Facts) -> PolicyDecision:
     if facts.dry_run:
         return PolicyDecision("dispute", f"{why} (dry run: nothing sent)", approve_first=approve)
     return PolicyDecision("dispute", why, approve_first=approve)
+
+
+def judging_time_s(records: int, concurrency: int, record_judge_s: float) -> float:
+    """Seconds to judge `records` records, `concurrency` at a time, each taking `record_judge_s`."""
+    return math.ceil(records / concurrency) * record_judge_s
+
+
+def batch_out_of_time(
+    records: int, *, left_s: int, safety_margin_s: int, concurrency: int, record_judge_s: float
+) -> str | None:
+    """Why a batch of `records` must not be judged now (judging, then disputing, would not end before the safety
+    margin), or None when it fits. A dispute is only worth starting when it can be sent in time: judging N
+    records is the batch's share of the single record's margin."""
+    needed = judging_time_s(records, concurrency, record_judge_s)
+    if left_s - needed > safety_margin_s:
+        return None
+    return (
+        f"not judged: judging its {records:,} records takes about {needed:,.0f}s ({concurrency} at a time, "
+        f"{record_judge_s:g}s each) but it expires in {max(left_s, 0):,}s, and the last {safety_margin_s:,}s are the "
+        "safety margin; never disputed (raise concurrency or lower record_judge_s if judging is faster)"
+    )
 
 
 def vote_price(failed_checks: tuple[str, ...] | list[str], score: float | None, threshold: float) -> int | None:

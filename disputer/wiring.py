@@ -88,6 +88,8 @@ def build_daemon(
         readers_for(attest_config, ctx.network.name),
         registry=ctx.registry if config.ours_only else None,
         timeout_s=ipfs.timeout_s,
+        batch_concurrency=config.concurrency,
+        record_judge_s=config.record_judge_s,
     )
     actor = Actor(ctx, store, ctx.sender(account))
     wallet = Wallet(

@@ -86,3 +86,16 @@ def test_empty_repeated_and_malformed_input_is_refused() -> None:
         merkle.build([b"short"])
     with pytest.raises(BatchError, match="outside the batch"):
         merkle.build(digests(2)).proof(2)
+
+
+def test_the_keccak_of_the_tree_is_keccak256_and_safe_across_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from eth_utils.crypto import keccak
+
+    for data in (b"", b"abc", b"x" * 64, b"y" * 200):
+        assert merkle._hasher()(data) == keccak(data)
+    values = [hashlib.sha256(f"thread {i}".encode()).digest() for i in range(2_000)]
+    expected = merkle.build(values).root
+    with ThreadPoolExecutor(8) as pool:  # each thread hashes on its own state
+        assert set(pool.map(lambda _: merkle.build(values).root, range(16))) == {expected}

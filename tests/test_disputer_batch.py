@@ -12,6 +12,7 @@ from attest.batch.claim import build_batch_claim, rules_v2_cid
 from attest.batch.manifest import build_manifest, manifest_bytes
 from attest.chain.oov3 import AssertionMade
 from attest.context import RetrievedChunk
+from attest.ipfs.cid import CID
 from attest.ipfs.local import LocalStore
 from disputer.evaluate import Evaluator
 from disputer.judge import Verdict
@@ -83,3 +84,45 @@ def test_a_manifest_that_does_not_resolve_is_undecided_not_disputed(
         made
     )
     assert evaluation.unavailable is not None and not evaluation.failed and evaluation.verdict is None
+
+
+def test_a_batch_that_cannot_be_judged_before_its_margin_is_not_judged_at_all(
+    tmp_path: Path, dev_keys: list[LocalAccount]
+) -> None:
+    store = LocalStore(tmp_path / "blocks")
+    asserter = dev_keys[1]
+    made = batch_assertion(store, asserter, [pinned_record(store, asserter, f"question {i}") for i in range(20)])
+    evaluator = Evaluator(WordJudge(), [store], registry=REGISTRY, timeout_s=5, batch_concurrency=4, record_judge_s=10)
+    # 20 records, 4 at a time, 10 s each: 50 s of judging. 640 s left with a 600 s margin is too little.
+    late = evaluator.evaluate(made, left_s=640, safety_margin_s=600)
+    assert late.judge_calls == 0 and late.verdict is None and late.out_of_time is not None
+    assert "20 records takes about 50s" in late.out_of_time and late.undecided_reason == late.out_of_time
+    on_time = evaluator.evaluate(made, left_s=660, safety_margin_s=600)
+    assert on_time.out_of_time is None and on_time.judge_calls == 20 and on_time.score == 1.0
+
+
+def test_the_evidence_names_a_foreign_record_and_a_low_scored_one_and_is_the_same_bytes_each_time(
+    tmp_path: Path, dev_keys: list[LocalAccount]
+) -> None:
+    import json
+
+    from attest.batch.manifest import decode_manifest
+    from disputer.evidence import EVIDENCE_SCHEMA, evidence_document
+
+    store = LocalStore(tmp_path / "blocks")
+    asserter = dev_keys[1]
+    records = [pinned_record(store, asserter, f"question {i}") for i in range(2)]
+    wrong = pinned_record(store, asserter, "a WRONG answer")
+    foreign = pinned_record(store, dev_keys[2], "signed elsewhere")
+    made = batch_assertion(store, asserter, [*records, wrong, foreign])
+    checks = Evaluator(WordJudge(), [store], registry=REGISTRY, timeout_s=5).evaluate(made).as_dict()
+    manifest = decode_manifest(store.get(CID.parse(checks["batch"]["manifest"])))
+    cids = [leaf.cid for leaf in manifest.leaves]
+    data = evidence_document(made.assertion_id, checks, cids, 0.5, "failed check record 3")
+    assert data == evidence_document(made.assertion_id, checks, cids, 0.5, "failed check record 3")
+    document = json.loads(data)
+    assert document["schema"] == EVIDENCE_SCHEMA and document["batch"]["count"] == 4
+    assert [(f["leaf_index"], f["record"], f["score"]) for f in document["failing"]] == [
+        (2, wrong[0], 0.0), (3, foreign[0], None)
+    ]  # fmt: skip
+    assert "not the batch asserter" in document["failing"][1]["reason"]

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from attest.chain.oov3 import NUMERICAL_TRUE
 from attest.errors import ConfigError
 from disputer.config import load_attest_config, load_disputer_config
-from disputer.policy import Facts, decide, vote_price
+from disputer.policy import Facts, batch_out_of_time, decide, judging_time_s, vote_price
 from disputer.telemetry import JsonFormatter, Metrics, TelemetryServer, alert, standard_metrics
 from tests.support.ports import free_port
 
@@ -205,3 +205,16 @@ def test_metrics_and_health_over_http() -> None:
         assert err.value.code == 503 and json.loads(err.value.read())["last_error"] == "poll failed"
     finally:
         server.stop()
+
+
+def test_a_batch_is_judged_only_when_its_n_records_fit_before_the_safety_margin() -> None:
+    # 1,000 records, 10 at a time, 2 s each: 200 s of judging on top of a 600 s margin.
+    assert judging_time_s(1_000, 10, 2.0) == 200.0 and judging_time_s(1_001, 10, 2.0) == 202.0
+    fits = {"safety_margin_s": 600, "concurrency": 10, "record_judge_s": 2.0}
+    assert batch_out_of_time(1_000, left_s=801, **fits) is None
+    why = batch_out_of_time(1_000, left_s=800, **fits)
+    assert why is not None and "1,000 records takes about 200s" in why and "600s are the safety margin" in why
+    # A single record's margin alone would let this one through; the batch's judging time does not.
+    assert batch_out_of_time(1, left_s=800, **fits) is None
+    decision = decide(facts(score=0.1, out_of_time=why))
+    assert decision.action == "skip" and decision.reason == why

@@ -105,8 +105,11 @@ def test_a_legacy_disputer_state_upgrades_in_place(tmp_path: Path) -> None:
         # First followed after the upgrade: its rows were seen on that very chain, and nothing is retired.
         assert store.follow_chain(31337, b"\x01" * 32) == 0
         assert store.get(AID) == stored
+        # Migration 5 rebuilt the outbox table (rows above kept) so it takes a batch dispute's evidence row.
+        with store.transaction():
+            assert store.tx_intent(AID, "evidence").status == "intent"
     rows_, tables = bookkeeping(path)
-    assert [v for v, _n in rows_] == [1, 2, 3, 4] and "schema_version" not in tables  # moved into the one table
+    assert [v for v, _n in rows_] == [1, 2, 3, 4, 5] and "schema_version" not in tables  # moved into the one table
     with DisputerStore(path) as store:
         assert store.schema_version() == SCHEMA_VERSION
     assert bookkeeping(path) == (rows_, tables)

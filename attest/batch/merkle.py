@@ -13,10 +13,19 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from eth_utils.crypto import keccak
+from Crypto.Hash.keccak import _raw_keccak_lib as _lib  # type: ignore[attr-defined]
+from Crypto.Util._raw_api import (  # type: ignore[attr-defined]  # c_ubyte is missing from its stub
+    SmartPointer,
+    VoidPointer,
+    c_size_t,
+    c_ubyte,
+    create_string_buffer,
+    get_raw_buffer,
+)
 
 from attest.errors import BatchError
 
@@ -24,14 +33,47 @@ from attest.errors import BatchError
 LEAF_ENCODING = ("bytes32",)
 
 
+class _Keccak256:
+    """keccak256 on one pycryptodome C state, reset for each hash: about 3 µs a call where eth_utils' keccak
+    (a hash object built and checked per call) takes about 20, which made a 10,000-leaf tree's 30,000 hashes the
+    bulk of building a batch. The state is not shared between threads: each has its own (`_hasher`)."""
+
+    _N32, _PAD = c_size_t(32), c_ubyte(0x01)  # 32 bytes out; Keccak's original padding, not SHA-3's
+
+    def __init__(self) -> None:
+        state = VoidPointer()
+        if _lib.keccak_init(state.address_of(), c_size_t(64), c_ubyte(24)):  # capacity 512 bits, 24 rounds
+            raise BatchError("pycryptodome's keccak could not be initialised")
+        self._state = SmartPointer(state.get(), _lib.keccak_destroy)  # freed with this object
+        self._out = create_string_buffer(32, None)
+
+    def __call__(self, data: bytes) -> bytes:
+        state = self._state.get()
+        _lib.keccak_reset(state)
+        _lib.keccak_absorb(state, data, c_size_t(len(data)))
+        _lib.keccak_squeeze(state, self._out, self._N32, self._PAD)
+        return bytes(get_raw_buffer(self._out))
+
+
+_local = threading.local()
+
+
+def _hasher() -> _Keccak256:
+    keccak: _Keccak256 | None = getattr(_local, "keccak", None)
+    if keccak is None:
+        keccak = _local.keccak = _Keccak256()
+    return keccak
+
+
 def leaf_hash(digest: bytes) -> bytes:
     """keccak256(bytes.concat(keccak256(abi.encode(digest)))): abi.encode of one bytes32 is the bytes."""
     _require_bytes32(digest, "a record digest")
+    keccak = _hasher()
     return keccak(keccak(digest))
 
 
 def node_hash(a: bytes, b: bytes) -> bytes:
-    return keccak(a + b if a <= b else b + a)
+    return _hasher()(a + b if a <= b else b + a)
 
 
 def process_proof(leaf: bytes, proof: Sequence[bytes]) -> bytes:
@@ -76,7 +118,10 @@ def build(digests: Sequence[bytes]) -> MerkleTree:
     """The tree over `digests` (input order kept for indices), or BatchError for none or a repeated one."""
     if not digests:
         raise BatchError("a batch needs at least one record; queue a record with `attest ask --batch` first")
-    leaves = [leaf_hash(d) for d in digests]
+    keccak = _hasher()
+    for d in digests:
+        _require_bytes32(d, "a record digest")
+    leaves = [keccak(keccak(d)) for d in digests]
     if len(set(leaves)) != len(leaves):
         raise BatchError("a record digest appears twice in the batch; a record belongs to exactly one leaf")
     order = sorted(range(len(leaves)), key=leaves.__getitem__)
@@ -87,7 +132,8 @@ def build(digests: Sequence[bytes]) -> MerkleTree:
         tree_index[value_index] = size - 1 - position
         nodes[size - 1 - position] = leaves[value_index]
     for i in range(size - 1 - len(leaves), -1, -1):
-        nodes[i] = node_hash(nodes[2 * i + 1], nodes[2 * i + 2])
+        a, b = nodes[2 * i + 1], nodes[2 * i + 2]
+        nodes[i] = keccak(a + b if a <= b else b + a)  # node_hash, inlined: it runs N - 1 times
     return MerkleTree(tuple(digests), tuple(nodes), tuple(tree_index))
 
 

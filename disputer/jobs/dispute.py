@@ -25,6 +25,7 @@ def known_facts(stored: StoredAssertion, evaluation: Evaluation, config: Dispute
         score=evaluation.score,
         undecided_reason=evaluation.undecided_reason,
         unavailable=evaluation.unavailable is not None,
+        out_of_time=evaluation.out_of_time,
         threshold=config.threshold,
         now=now,
         expiration_time=stored.expiration_time,

@@ -121,6 +121,18 @@ class DecisionTables(StoreBase):
         )
         return [_decision(r) for r in rows]
 
+    def evidence_due(self, chain_id: int) -> list[Decision]:
+        """Our batch disputes that landed and whose evidence is not announced yet (no mined 'evidence' row)."""
+        columns = ", ".join(f"d.{c.strip()}" for c in _DECISION_COLUMNS.split(","))
+        rows = self._db.execute(
+            f"SELECT {columns} FROM decisions d JOIN assertions a USING(assertion_id) "
+            "JOIN txs t ON t.assertion_id = d.assertion_id AND t.kind = 'dispute' AND t.status = 'mined' "
+            "WHERE a.chain_id = ? AND d.action = 'dispute' AND d.dry_run = 0 AND NOT EXISTS (SELECT 1 FROM txs e "
+            "WHERE e.assertion_id = d.assertion_id AND e.kind = 'evidence' AND e.status = 'mined') ORDER BY d.id",
+            (chain_id,),
+        )
+        return [d for d in map(_decision, rows) if "batch" in d.checks]
+
     def undecided(self, chain_id: int, *, redecide_dry_runs: bool) -> list[StoredAssertion]:
         """Our assertions that need a decision, in chain order: new ones, disputed ones not decided yet (someone
         disputed before we judged them), and with `redecide_dry_runs` the evaluated or disputed ones whose only

@@ -136,5 +136,35 @@ MIGRATIONS: tuple[Migration, ...] = (
         "replaced transactions: the earlier signings of a row's nonce, any of which may be the one mined",
         "ALTER TABLE txs ADD COLUMN earlier TEXT",
     ),
+    Migration(
+        "evidence transactions: a batch dispute's evidence announced on the registry (txs kind 'evidence')",
+        # SQLite cannot widen a CHECK in place: the table is copied into one that allows the new kind.
+        """
+        CREATE TABLE txs_new(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            assertion_id BLOB NOT NULL,
+            kind TEXT NOT NULL CHECK(kind IN ('dispute', 'vote_push', 'commit', 'reveal', 'settle', 'approve',
+                                              'evidence')),
+            status TEXT NOT NULL CHECK(status IN ('intent', 'signed', 'sent', 'mined', 'failed', 'dropped')),
+            sender TEXT,
+            nonce INTEGER,
+            tx_hash BLOB,
+            raw BLOB,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            error TEXT,
+            earlier TEXT,
+            UNIQUE(assertion_id, kind)
+        );
+        INSERT INTO txs_new(id, assertion_id, kind, status, sender, nonce, tx_hash, raw, attempts, created_at,
+                            updated_at, error, earlier)
+            SELECT id, assertion_id, kind, status, sender, nonce, tx_hash, raw, attempts, created_at, updated_at,
+                   error, earlier FROM txs;
+        DROP TABLE txs;
+        ALTER TABLE txs_new RENAME TO txs;
+        CREATE INDEX txs_by_status ON txs(status)
+        """,
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

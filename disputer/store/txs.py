@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
     from attest.chain.tx import SignedTx
 
-TxKind = Literal["dispute", "vote_push", "commit", "reveal", "settle", "approve"]
-TX_KINDS: tuple[TxKind, ...] = ("dispute", "vote_push", "commit", "reveal", "settle", "approve")
+TxKind = Literal["dispute", "vote_push", "commit", "reveal", "settle", "approve", "evidence"]
+TX_KINDS: tuple[TxKind, ...] = ("dispute", "vote_push", "commit", "reveal", "settle", "approve", "evidence")
 
 _TX_COLUMNS = (
     "id, assertion_id, kind, status, sender, nonce, tx_hash, raw, attempts, created_at, updated_at, error, earlier"

@@ -103,3 +103,15 @@ def test_proofs_from_a_ten_thousand_record_batch_hold_on_chain(stack: Stack) -> 
     # Free as a view; inside a transaction (21,000 base + 14-node calldata) about 41k measured.
     gas = stack.registry.functions.isAttestedInBatch(values[0], tree.root, tree.proof(0)).estimate_gas()
     assert gas < 45_000, f"a membership check costs {gas:,} gas"
+
+
+def test_anyone_may_publish_evidence_once_per_call_and_nothing_is_stored(stack: Stack) -> None:
+    made = assert_batch(stack, merkle.build(digests("evidence", 3)))
+    uri = "ipfs://bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+    receipt = stack.stranger.transact(stack.registry.functions.publishEvidence(made.assertion_id, uri), "evidence")
+    (event,) = stack.registry.events.Evidence().process_receipt(receipt)
+    assert event["args"]["assertionId"] == made.assertion_id and event["args"]["uri"] == uri
+    assert event["args"]["by"] == stack.stranger.address
+    # An event only, no storage slot written: 26,475 gas measured for this 66-character URI.
+    assert receipt["gasUsed"] < 30_000
+    assert attestation(stack, made.assertion_id)[2] != ATTESTED  # evidence changes no status
