@@ -47,7 +47,8 @@ MAX_ROUNDS = 20  # plan-and-send rounds of one assertion: approvals, waits for a
 Progress = Callable[[str, str], None]  # (step, what happened), for the live display
 
 
-def _quiet(step: str, detail: str) -> None:
+def quiet(step: str, detail: str) -> None:
+    """The Progress that shows nothing: the default of every job when no display is asked for."""
     return None
 
 
@@ -105,7 +106,7 @@ def ask(
     request: AskRequest,
     *,
     config: Config | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     passphrase_prompt: Callable[[str], str] | None = None,
 ) -> AskResult:
     from attest.accounts import load_account
@@ -341,7 +342,7 @@ def assert_pinned(
     attestation: Attestation,
     ctx: ChainContext,
     sender: Sender,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     *,
     checked: bool = False,
 ) -> Token:

@@ -18,7 +18,7 @@ from attest.chain.tx import Sender
 from attest.config import Config, load_config
 from attest.connect import ChainContext, connect
 from attest.errors import BondError, LedgerError, TransactionRejected
-from attest.flow.ask import Progress, _quiet, check_registry, preflight
+from attest.flow.ask import Progress, check_registry, preflight, quiet
 from attest.flow.token import Token
 from attest.ipfs.local import LocalStore
 from attest.ipfs.remotes import Remotes, replicate
@@ -39,7 +39,7 @@ def flush(
     *,
     network: str | None = None,
     config: Config | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     prompt: Prompt | None = None,
     limit: int = MAX_RECORDS,
 ) -> list[BatchOutcome]:
@@ -70,7 +70,7 @@ def flush(
 
 
 def resume_batches(
-    *, config: Config | None = None, progress: Progress = _quiet, prompt: Prompt | None = None
+    *, config: Config | None = None, progress: Progress = quiet, prompt: Prompt | None = None
 ) -> list[BatchOutcome]:
     """Finish every batch a crash left between building and asserted."""
     config = config or load_config()
@@ -156,7 +156,7 @@ def settle_batches(
     batch_ids: list[int] | None = None,
     *,
     config: Config | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     prompt: Prompt | None = None,
 ) -> list[BatchOutcome]:
     """Settle asserted batches (all, or `batch_ids`) that can settle now; their records follow."""
@@ -232,7 +232,7 @@ def run(
     poll_s: float = 1.0,
     rounds: int | None = None,
     config: Config | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     prompt: Prompt | None = None,
 ) -> int:
     """Flush whenever `due`; `rounds` bounds the loop (None: until interrupted). Returns batches asserted."""

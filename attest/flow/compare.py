@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from attest.config import Config, load_config
 from attest.errors import PreferenceError
-from attest.flow.ask import AskRequest, AskResult, Progress, _quiet, ask
+from attest.flow.ask import AskRequest, AskResult, Progress, ask, quiet
 from attest.flow.pairs import create_pair
 from attest.ledger import Ledger
 from attest.record.codec import decode_record
@@ -32,7 +32,7 @@ def compare(
     vs_model: str | None = None,
     vs_provider: str | None = None,
     config: Config | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     passphrase_prompt: Callable[[str], str] | None = None,
 ) -> CompareResult:
     if request.answer is not None:

@@ -11,7 +11,7 @@ from attest.chain.tx import Sender
 from attest.config import Config, load_config
 from attest.connect import ChainContext, Standing, connect
 from attest.errors import AttestError, LedgerError, TransactionRejected
-from attest.flow.ask import Progress, _quiet, assert_pinned
+from attest.flow.ask import Progress, assert_pinned, quiet
 from attest.flow.publish import pin_record
 from attest.ipfs.local import LocalStore
 from attest.ledger import Attestation, Ledger
@@ -46,7 +46,7 @@ def resume(
     ref: str | None = None,
     *,
     config: Config | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     prompt: Callable[[str], str] | None = None,
 ) -> list[Outcome]:
     """Drive every unfinished attestation to its next resting state: pinned, asserted. Cancelled ones are left
@@ -143,7 +143,7 @@ def settle(
     *,
     settle_all: bool = False,
     config: Config | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     prompt: Callable[[str], str] | None = None,
 ) -> list[Outcome]:
     """Settle the given attestations (or all asserted ones): expired undisputed, or disputed and resolved."""
