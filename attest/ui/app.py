@@ -196,7 +196,8 @@ def create_app(
         page = pages.assertion_page(row, ctx, state.readers(), state.timeout_s, state.chain_now())
         verdicts = pages.disputer_verdicts(row.assertion_id, name)
         failed = [c for c in page.checks if c.ok is False]
-        return html(request, "assertion.html", page=page, verdicts=verdicts, failed=failed)
+        status = 503 if ctx is None else 200  # what the index holds is shown, but nothing could be checked
+        return html(request, "assertion.html", status, page=page, verdicts=verdicts, failed=failed)
 
     @app.get("/record/{cid}", response_class=HTMLResponse)
     def record(request: Request, cid: str) -> HTMLResponse:
