@@ -4,6 +4,7 @@ and the Markdown of claims rendered safely."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -12,11 +13,14 @@ from fastapi.testclient import TestClient
 
 from attest.chain.oov3 import AssertionMade
 from attest.claim import build_claim, rules_cid
+from attest.ledger import Ledger
 from attest.paths import attest_home
 from attest.ui.app import create_app
 from attest.ui.index import AssertionIndex, Filters
 from attest.ui.markdown import render
 from attest.ui.scan import sync
+from tests.conftest import LocalChain
+from tests.test_ask import KB_DOCS, QUESTION, ok
 from tests.test_verify import CHUNK_A, DOC_A, DOC_B, World, world  # noqa: F401 (the fixture)
 
 ASSERTER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -155,3 +159,25 @@ def test_a_failing_check_is_shown_failed_on_every_page(world: World) -> None:  #
         passage = c.get(f"/record/{cid}/context/2")
         assert passage.status_code == 200 and "the text is NOT in the document it names" in passage.text
         assert c.get(f"/record/{cid}/context/3").status_code == 404
+
+
+def test_settle_from_the_dashboard_goes_through_attest_settle(local_chain: LocalChain) -> None:
+    ok("kb", "add", str(KB_DOCS))
+    asked = json.loads(ok("ask", QUESTION, "--json"))
+    local_chain.advance(7300)
+    app = actions_app()
+    token = app.state.dashboard.csrf
+    with TestClient(app, raise_server_exceptions=False) as c:
+        mine = c.get("/mine")
+        assert "Settle #1" in mine.text and f'value="{token}"' in mine.text and "Bonds at stake: 200 USDC" in mine.text
+        done = c.post(
+            "/actions/settle/1", data={"csrf": token}, headers={"Origin": "http://testserver"}, follow_redirects=False
+        )
+        assert done.status_code == 303 and "settled" in done.headers["location"]
+        assert "#1: settled (attested)" in c.get(done.headers["location"]).text
+        again = c.post("/actions/settle/1", data={"csrf": token}, headers={"Origin": "http://testserver"})
+        assert again.status_code == 200 and "#1: already settled" in again.text  # idempotent: nothing sent twice
+    with Ledger() as ledger:
+        a = ledger.find(str(asked["assertion_id"]))
+        assert (a.status, a.outcome) == ("settled", "attested")
+        assert [t.kind for t in ledger.txs(a.id)] == ["approve", "assert", "settle"]

@@ -131,4 +131,8 @@ def test_click_through_and_see_a_new_assertion_arrive(
     expect(page.locator("details summary").first).to_contain_text("hashes")
     page.goto(dashboard + "/mine")
     expect(page.get_by_text("Bonds at stake:")).to_contain_text("USDC")
-    assert sorted(p.name for p in out.glob("*.png")) == ["ui-assertion.png", "ui-list.png", "ui-passage.png"]
+    charts = page.locator(".charts svg")  # bonds at stake and outcomes over time, drawn on the server
+    expect(charts).to_have_count(2)
+    expect(charts.first).to_contain_text("Bonds at stake")
+    page.screenshot(path=str(out / "ui-mine.png"), full_page=True)
+    assert sorted(p.name for p in out.glob("*.png")) == ["ui-assertion.png", "ui-list.png", "ui-mine.png", "ui-passage.png"]

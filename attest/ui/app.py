@@ -223,7 +223,9 @@ def create_app(
 
     @app.get("/mine", response_class=HTMLResponse)
     def mine(request: Request) -> HTMLResponse:
-        view = pages.mine_view(name, state.chain_now())
+        now = state.chain_now()
+        with state.index() as index:
+            view = pages.mine_view(name, now, index.get)
         return html(request, "mine.html", mine=view, message=request.query_params.get("m"))
 
     @app.post("/actions/settle/{number}")

@@ -7,6 +7,7 @@ import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from html import escape
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
@@ -18,12 +19,14 @@ from attest.ipfs.cid import CID
 from attest.ipfs.remotes import read_anywhere
 from attest.kb import KnowledgeBase
 from attest.kb.store import DocumentInfo
-from attest.ledger import Attestation, Ledger
+from attest.ledger import Attestation, Ledger, Stake
 from attest.paths import attest_home
 from attest.record.codec import decode_utf8, parse_json
 from attest.record.model import AttestationRecord, validate_record
+from attest.ui.charts import stacked_bar_chart, step_chart
 from attest.ui.index import PAGE_SIZE, Row
 from attest.ui.markdown import render
+from attest.ui.series import OUTCOME_KINDS, bucket_counts, outcome_events, stake_series
 from attest.units import format_units
 from attest.verify import ASSERTION_ID, Check, find_assertion, verify
 from attest.verify_batch import verify_batch
@@ -219,16 +222,21 @@ def kb_view() -> KbView | None:
 class MineView:
     attestations: list[Attestation]
     at_stake: dict[str, str]  # currency symbol -> bonds of open assertions, in its units
-    settleable: set[int]  # ledger numbers `attest settle` would settle now
+    settleable: set[int]  # ledger numbers `attest settle` may settle now (a dispute once the oracle answered)
+    on_chain: dict[int, str] = field(default_factory=dict)  # ledger number -> the index's status, where it differs
+    charts: tuple[str, ...] = ()  # SVG: bonds at stake over time, outcomes over time
 
 
-def mine_view(network: str, now: int | None) -> MineView:
-    """This home's attestations on `network`, newest first, the bonds still at stake and what can be settled."""
+def mine_view(network: str, now: int | None, chain: Callable[[str], Row | None]) -> MineView:
+    """This home's attestations on `network`, newest first, the bonds still at stake and what can be settled.
+    `chain(assertion_id)` is the index's row: the chain's word on disputes, which the ledger learns only when
+    `attest status` or `settle` reads it."""
     path = attest_home() / "ledger.sqlite"
     if not path.exists():
         return MineView([], {}, set())
     with Ledger(path) as ledger:
         rows = list(reversed(ledger.select(network=network)))
+        stakes = ledger.stakes(network)
     stake: dict[str, int] = {}
     decimals: dict[str, int] = {}
     settleable: set[int] = set()
@@ -237,8 +245,25 @@ def mine_view(network: str, now: int | None) -> MineView:
             symbol = a.bond_symbol or (a.currency or "?")
             stake[symbol] = stake.get(symbol, 0) + a.bond
             decimals[symbol] = a.bond_decimals or 0
+            row = chain(a.assertion_id) if a.assertion_id else None
             expired = now is not None and a.expiration is not None and now >= a.expiration
-            if a.status == "disputed" or expired:
+            if a.status == "disputed" or (row is not None and row.disputed) or expired:
                 settleable.add(a.id)
     shown = {s: format_units(v, decimals[s]) for s, v in stake.items()}
-    return MineView(rows, shown, settleable)
+    on_chain: dict[int, str] = {}
+    for a in rows:
+        row = chain(a.assertion_id) if a.assertion_id else None
+        if row is not None and row.status != a.status:
+            on_chain[a.id] = row.status
+    return MineView(rows, shown, settleable, on_chain, _mine_charts(stakes))
+
+
+def _mine_charts(stakes: Sequence[Stake]) -> tuple[str, ...]:
+    bonds = step_chart(
+        stake_series(stakes, until=datetime.now(UTC)), title="Bonds at stake", y_label="bond currency units",
+        chart_id="bonds-at-stake",
+    )  # fmt: skip
+    outcomes = stacked_bar_chart(
+        bucket_counts(outcome_events(stakes), kinds=OUTCOME_KINDS), title="Outcomes over time", chart_id="outcomes"
+    )
+    return bonds, outcomes
