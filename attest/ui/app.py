@@ -140,7 +140,7 @@ def create_app(
     app.state.dashboard = state
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
-    templates.env.globals.update(network=name, allow_actions=allow_actions, csrf=state.csrf)
+    templates.env.globals.update(network=name, allow_actions=allow_actions, csrf=state.csrf, utc=pages.utc)
 
     def html(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
         values.setdefault("chain_error", state.chain_error)

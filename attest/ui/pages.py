@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from attest.batch.manifest import Manifest, decode_manifest
 from attest.claim import ui_view
 from attest.errors import AttestError, VerifyError
+from attest.flow.token import Token
 from attest.ipfs.cid import CID
 from attest.ipfs.remotes import read_anywhere
 from attest.kb import KnowledgeBase
@@ -68,6 +69,14 @@ class AssertionPage:
     manifest: Manifest | None = None
     leaves: list[dict[str, Any]] = field(default_factory=list)
     failing: dict[int, str] = field(default_factory=dict)
+    bond: str = ""  # in the currency's units with its symbol, when the chain can say
+
+
+def utc(seconds: int | None) -> str:
+    """A chain time stamp as people read it."""
+    if seconds is None:
+        return "—"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def claim_view(claim: bytes) -> ClaimView:
@@ -80,7 +89,8 @@ def claim_view(claim: bytes) -> ClaimView:
 
 def timeline(row: Row, now: int | None) -> list[Event]:
     """Asserted, disputed, voted (the oracle's answer, seen at settlement), settled; or what is still to come."""
-    events = [Event("asserted", row.block_number, row.tx_hash, f"by {row.asserter}, bond {row.bond}")]
+    at = f" at {utc(row.made_at)}" if row.made_at is not None else ""
+    events = [Event("asserted", row.block_number, row.tx_hash, f"by {row.asserter}{at}")]
     if row.disputed:
         events.append(Event("disputed", row.dispute_block, row.dispute_tx, f"by {row.disputer}"))
     if row.resolution is not None:
@@ -92,7 +102,7 @@ def timeline(row: Row, now: int | None) -> list[Event]:
     elif not row.disputed:
         left = "" if now is None else f" ({max(0, row.expiration - now)} s from now)" if now < row.expiration else ""
         state = "expired, can be settled" if now is not None and now >= row.expiration else "disputable until"
-        events.append(Event("liveness", None, None, f"{state} {row.expiration}{left}"))
+        events.append(Event("liveness", None, None, f"{state} {utc(row.expiration)}{left}"))
     else:
         events.append(Event("voting", None, None, "the oracle has not resolved the dispute yet"))
     return events
@@ -106,6 +116,10 @@ def assertion_page(
     if ctx is None:
         page.checks = [Check("chain", False, "the chain cannot be reached, so nothing was checked")]
         return page
+    try:
+        page.bond = Token(ctx.w3, row.currency).show(row.bond)
+    except Exception:  # not an ERC-20 we can read: the base units are shown
+        page.bond = ""
     if row.kind == "record":
         page.checks = list(verify(row.assertion_id, ctx, readers, timeout_s=timeout_s).checks)
     elif row.kind == "batch":
