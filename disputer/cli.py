@@ -263,6 +263,33 @@ def score(
     assertion_id: str, network: str | None, account: str | None, dispute: bool, vote: bool, as_json: bool
 ) -> None:
     """Judge one assertion and print its score, rationale and the policy's decision."""
+    data = score_one(assertion_id, network, account, dispute=dispute, vote=vote)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    shown = "undecided" if data["calibrated"] is None else f"{data['calibrated']:.3f}"
+    click.echo(f"assertion  {data['assertion']}")
+    click.echo(f"record     ipfs://{data['record']}" if data["record"] else "record     (none)")
+    click.echo(f"score      {shown}" + (f"  ({data['judge']})" if data["judge"] else ""))
+    for failed in data["failed_checks"]:
+        click.echo(f"failed     {failed}")
+    if data["undecided"]:
+        click.echo(f"undecided  {data['undecided']}")
+    if data["rationale"]:
+        click.echo(f"rationale  {data['rationale']}")
+    click.echo(f"decision   {data['decision']['action']}: {data['decision']['reason']}")
+    for results in data["txs"].values():
+        for r in results:
+            click.echo(f"tx         {r['kind']} {r['status']} {r['tx'] or ''} {r['error'] or ''}".rstrip())
+    if data["vote"] is not None:
+        click.echo(f"vote       {data['vote']}")
+
+
+def score_one(
+    assertion_id: str, network: str | None, account: str | None, *, dispute: bool = False, vote: bool = False
+) -> dict[str, Any]:
+    """`disputer score`: judge one assertion, decide by the policy and, with `dispute` / `vote`, act through the
+    daemon's own jobs and outbox; what happened, as `--json` prints it. `attest ui` disputes through this too."""
     from attest.verify import ASSERTION_ID
     from disputer.daemon import StepReport, made_of
     from disputer.policy import decide
@@ -308,29 +335,11 @@ def score(
             "decision": {"action": decision.action, "reason": decision.reason},
             "recorded": None if recorded is None else {"action": recorded.action, "reason": recorded.reason,
                                                        "dry_run": recorded.dry_run},
-            "txs": {hex_or_none(k): [{"status": r.row.status, "tx": r.tx_hash, "error": r.error} for r in v]
-                    for k, v in report.sent.items()},
+            "txs": {hex_or_none(k): [{"kind": r.row.kind, "status": r.row.status, "tx": r.tx_hash, "error": r.error}
+                                     for r in v] for k, v in report.sent.items()},
             "vote": vote_outcome,
         }  # fmt: skip
-    if as_json:
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
-        return
-    shown = "undecided" if data["calibrated"] is None else f"{data['calibrated']:.3f}"
-    click.echo(f"assertion  {data['assertion']}")
-    click.echo(f"record     ipfs://{data['record']}" if data["record"] else "record     (none)")
-    click.echo(f"score      {shown}" + (f"  ({data['judge']})" if data["judge"] else ""))
-    for failed in data["failed_checks"]:
-        click.echo(f"failed     {failed}")
-    if data["undecided"]:
-        click.echo(f"undecided  {data['undecided']}")
-    if data["rationale"]:
-        click.echo(f"rationale  {data['rationale']}")
-    click.echo(f"decision   {decision.action}: {decision.reason}")
-    for results in report.sent.values():
-        for r in results:
-            click.echo(f"tx         {r.row.kind} {r.row.status} {r.tx_hash or ''} {r.error or ''}".rstrip())
-    if vote_outcome is not None:
-        click.echo(f"vote       {vote_outcome}")
+    return data
 
 
 @cli.command()

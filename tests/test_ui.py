@@ -5,7 +5,10 @@ and the Markdown of claims rendered safely."""
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Iterator
+from importlib.metadata import EntryPoint
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -18,6 +21,7 @@ from attest.paths import attest_home
 from attest.ui.app import create_app
 from attest.ui.index import AssertionIndex, Filters
 from attest.ui.markdown import render
+from attest.ui.pages import DASHBOARD_GROUP
 from attest.ui.scan import sync
 from tests.conftest import LocalChain
 from tests.test_ask import KB_DOCS, QUESTION, ok
@@ -181,3 +185,40 @@ def test_settle_from_the_dashboard_goes_through_attest_settle(local_chain: Local
         a = ledger.find(str(asked["assertion_id"]))
         assert (a.status, a.outcome) == ("settled", "attested")
         assert [t.kind for t in ledger.txs(a.id)] == ["approve", "assert", "settle"]
+
+
+def declared_dashboard_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `attest.dashboard` entry points as pyproject.toml declares them (the shared environment was installed
+    before this group existed; `scripts/dev install` registers it)."""
+    with (Path(__file__).resolve().parents[1] / "pyproject.toml").open("rb") as f:
+        declared = tomllib.load(f)["project"]["entry-points"][DASHBOARD_GROUP]
+    found = [EntryPoint(name, value, DASHBOARD_GROUP) for name, value in declared.items()]
+    monkeypatch.setattr("attest.ui.pages.entry_points", lambda group: found if group == DASHBOARD_GROUP else [])
+
+
+def test_dispute_from_the_dashboard_goes_through_the_disputer(world: World, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    declared_dashboard_entry_points(monkeypatch)
+    invented = "The base fee is paid to the miner in full."
+    _, _, assertion = world.asserted(chunks=[(CHUNK_A, DOC_A), (invented, DOC_B)])
+    aid = "0x" + assertion.assertion_id.hex()
+    index = AssertionIndex(attest_home() / "ui" / "index-local.sqlite")
+    try:
+        sync(index, world.ctx, set())
+    finally:
+        index.close()
+    with TestClient(create_app("local", scan=False), raise_server_exceptions=False) as read_only:
+        assert "Judge and dispute" not in read_only.get(f"/assertion/{aid}").text  # no actions without the flag
+    app = actions_app()
+    token = app.state.dashboard.csrf
+    with TestClient(app, raise_server_exceptions=False) as c:
+        page = c.get(f"/assertion/{aid}")
+        assert "Judge and dispute if wrong" in page.text and "The disputer's verdicts" not in page.text
+        origin = {"Origin": "http://testserver"}
+        refused = c.post(f"/actions/dispute/{aid}", data={"csrf": "stale"}, headers=origin)
+        assert refused.status_code == 403
+        done = c.post(f"/actions/dispute/{aid}", data={"csrf": token}, headers=origin, follow_redirects=False)
+        assert done.status_code == 303, done.text
+        shown = c.get(done.headers["location"])
+        assert "The disputer: dispute:" in shown.text and "dispute mined 0x" in shown.text
+        assert "The disputer's verdicts" in shown.text and "context" in shown.text
+    assert world.ctx.oov3.get_assertion(assertion.assertion_id).disputed

@@ -135,4 +135,5 @@ def test_click_through_and_see_a_new_assertion_arrive(
     expect(charts).to_have_count(2)
     expect(charts.first).to_contain_text("Bonds at stake")
     page.screenshot(path=str(out / "ui-mine.png"), full_page=True)
-    assert sorted(p.name for p in out.glob("*.png")) == ["ui-assertion.png", "ui-list.png", "ui-mine.png", "ui-passage.png"]
+    saved = sorted(p.name for p in out.glob("*.png"))
+    assert saved == ["ui-assertion.png", "ui-list.png", "ui-mine.png", "ui-passage.png"]

@@ -197,7 +197,12 @@ def create_app(
         verdicts = pages.disputer_verdicts(row.assertion_id, name)
         failed = [c for c in page.checks if c.ok is False]
         status = 503 if ctx is None else 200  # what the index holds is shown, but nothing could be checked
-        return html(request, "assertion.html", status, page=page, verdicts=verdicts, failed=failed)
+        disputable = allow_actions and row.status == "asserted" and pages.can_dispute()
+        message = request.query_params.get("m")
+        return html(
+            request, "assertion.html", status, page=page, verdicts=verdicts, failed=failed, disputable=disputable,
+            message=message,
+        )  # fmt: skip
 
     @app.get("/record/{cid}", response_class=HTMLResponse)
     def record(request: Request, cid: str) -> HTMLResponse:
@@ -236,6 +241,13 @@ def create_app(
         (outcome,) = settle_flow([str(number)], config=config)
         told = f"#{number}: {outcome.action}" + (f" ({outcome.detail})" if outcome.detail else "")
         return RedirectResponse("/mine?" + urlencode({"m": told}), status_code=303)
+
+    @app.post("/actions/dispute/{assertion_id}")
+    def dispute(request: Request, assertion_id: str, csrf: str = Form("")) -> Response:
+        _require_action(state, request, csrf)
+        row = _row(state, assertion_id)
+        told = pages.dispute(row.assertion_id, name)
+        return RedirectResponse(f"/assertion/{row.assertion_id}?" + urlencode({"m": told}), status_code=303)
 
     return app
 

@@ -203,16 +203,32 @@ def record_checks(cid: str, ctx: ChainContext | None, readers: Sequence[ContentS
     return list(verify(cid, ctx, readers, timeout_s=timeout_s).checks)
 
 
-def disputer_verdicts(assertion_id: str, network: str) -> list[dict[str, Any]]:
-    """What a disputer store in this home decided about the assertion, through the `attest.dashboard` entry
-    points (the library never imports the disputer); empty when there is none."""
-    found: list[dict[str, Any]] = []
+def _providers(attribute: str) -> list[Callable[..., Any]]:
+    """The `attribute` functions of the packages built on attest that add to the dashboard (`attest.dashboard`
+    entry points: the disputer's verdicts and its Dispute action); the library never imports them."""
+    found = []
     for entry in entry_points(group=DASHBOARD_GROUP):
-        provider = entry.load()
-        verdicts = getattr(provider, "verdicts", None)
-        if callable(verdicts):
-            found += list(verdicts(assertion_id, network))
+        function = getattr(entry.load(), attribute, None)
+        if callable(function):
+            found.append(function)
     return found
+
+
+def disputer_verdicts(assertion_id: str, network: str) -> list[dict[str, Any]]:
+    """What a disputer store in this home decided about the assertion; empty when there is none."""
+    return [v for verdicts in _providers("verdicts") for v in verdicts(assertion_id, network)]
+
+
+def can_dispute() -> bool:
+    return bool(_providers("dispute"))
+
+
+def dispute(assertion_id: str, network: str) -> str:
+    """The disputer's judge and policy decide, and dispute through its outbox when they say so: one line."""
+    found = _providers("dispute")
+    if not found:
+        raise VerifyError("no disputer is installed beside attest here, so the dashboard cannot dispute")
+    return str(found[0](assertion_id, network))
 
 
 @dataclass(frozen=True)
