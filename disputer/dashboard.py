@@ -5,9 +5,12 @@ score --dispute` (the same judge, policy, budget checks, jobs and outbox; it dis
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from attest.config import load_config
 from attest.paths import attest_home
+from attest.storage import parse_time
 from disputer.cli import score_one
 from disputer.store import DisputerStore
 
@@ -29,6 +32,16 @@ def verdicts(assertion_id: str, network: str) -> list[dict[str, Any]]:
         }
         for d in found
     ]  # fmt: skip
+
+
+def decisions(network: str) -> list[tuple[datetime, str]]:
+    """When the disputer decided what on `network` (a dry run's decisions marked as such), for a chart over time."""
+    path = attest_home() / "disputer.sqlite"
+    if not path.exists():
+        return []
+    with DisputerStore(path) as store:
+        found = store.decision_times(load_config().resolve_network(network).chain_id)
+    return [(parse_time(at), ("dry run: " if dry else "") + action) for at, action, dry in found]
 
 
 def dispute(assertion_id: str, network: str) -> str:

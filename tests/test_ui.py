@@ -119,7 +119,7 @@ def test_a_chain_that_is_down_is_said_on_the_assertion_page(client: TestClient) 
     assert "question number 2" in page.text  # the claim, from the index, is still shown
 
 
-def test_actions_need_the_flag_the_token_and_this_origin(attest_home: str) -> None:
+def test_actions_need_the_flag_the_token_and_this_origin(attest_home: str, monkeypatch: pytest.MonkeyPatch) -> None:
     with TestClient(create_app("local", scan=False), raise_server_exceptions=False) as off:
         refused = off.post("/actions/settle/1", data={"csrf": "x"}, headers={"Origin": "http://testserver"})
         assert refused.status_code == 403 and "--allow-actions" in refused.text
@@ -138,6 +138,9 @@ def test_actions_need_the_flag_the_token_and_this_origin(attest_home: str) -> No
         passed = c.post("/actions/settle/1", data={"csrf": token}, headers={"Origin": "http://testserver"})
         assert passed.status_code == 404 and "Traceback" not in passed.text
         assert 'name="csrf"' not in c.get("/mine").text  # no attestation to settle: no form
+    with monkeypatch.context() as bare:  # a home with attest alone: no package adds to the dashboard
+        bare.setattr("attest.ui.pages.entry_points", lambda group: [])
+        assert "No disputer is installed beside attest here" in TestClient(actions_app()).get("/disputer").text
 
 
 def test_a_failing_check_is_shown_failed_on_every_page(world: World) -> None:  # noqa: F811
@@ -221,4 +224,6 @@ def test_dispute_from_the_dashboard_goes_through_the_disputer(world: World, monk
         shown = c.get(done.headers["location"])
         assert "The disputer: dispute:" in shown.text and "dispute mined 0x" in shown.text
         assert "The disputer's verdicts" in shown.text and "context" in shown.text
+        decisions = c.get("/disputer")
+        assert decisions.status_code == 200 and "<svg" in decisions.text and "dispute 1" in decisions.text
     assert world.ctx.oov3.get_assertion(assertion.assertion_id).disputed

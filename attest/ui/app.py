@@ -226,6 +226,10 @@ def create_app(
     def kb(request: Request) -> HTMLResponse:
         return html(request, "kb.html", kb=pages.kb_view())
 
+    @app.get("/disputer", response_class=HTMLResponse)
+    def disputer(request: Request) -> HTMLResponse:
+        return html(request, "disputer.html", chart=pages.decisions_chart(name))
+
     @app.get("/mine", response_class=HTMLResponse)
     def mine(request: Request) -> HTMLResponse:
         now = state.chain_now()

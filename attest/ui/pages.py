@@ -219,6 +219,16 @@ def disputer_verdicts(assertion_id: str, network: str) -> list[dict[str, Any]]:
     return [v for verdicts in _providers("verdicts") for v in verdicts(assertion_id, network)]
 
 
+def decisions_chart(network: str) -> str | None:
+    """The disputer's decisions over time (SVG), or None when no disputer is installed beside attest."""
+    providers = _providers("decisions")
+    if not providers:
+        return None
+    events = [event for decisions in providers for event in decisions(network)]
+    buckets = bucket_counts(events, kinds=("dispute", "none", "undecided", "skip", "vote"))
+    return stacked_bar_chart(buckets, title="The disputer's decisions over time", chart_id="decisions")
+
+
 def can_dispute() -> bool:
     return bool(_providers("dispute"))
 
