@@ -5,7 +5,12 @@ and the Markdown of claims rendered safely."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 import tomllib
+import urllib.request
 from collections.abc import Iterator
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -24,6 +29,7 @@ from attest.ui.markdown import render
 from attest.ui.pages import DASHBOARD_GROUP
 from attest.ui.scan import sync
 from tests.conftest import LocalChain
+from tests.support.ports import free_port
 from tests.test_ask import KB_DOCS, QUESTION, ok
 from tests.test_verify import CHUNK_A, DOC_A, DOC_B, World, world  # noqa: F401 (the fixture)
 
@@ -227,3 +233,27 @@ def test_dispute_from_the_dashboard_goes_through_the_disputer(world: World, monk
         decisions = c.get("/disputer")
         assert decisions.status_code == 200 and "<svg" in decisions.text and "dispute 1" in decisions.text
     assert world.ctx.oov3.get_assertion(assertion.assertion_id).disputed
+
+
+def test_attest_ui_serves_on_localhost_until_stopped(attest_home: str) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "attest", "ui", "--port", str(port)], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                    status, body = response.status, response.read().decode()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, "attest ui did not start"
+                time.sleep(0.2)
+        assert status == 200 and "Chain unreachable" in body and "start it with `attest devnet up`" in body
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=15)
+    # uvicorn shuts down cleanly, then re-raises the SIGTERM it caught, as the signal's own exit status.
+    assert process.returncode == -signal.SIGTERM and "Traceback" not in err, err
+    assert f"attest ui: http://127.0.0.1:{port}/ (read-only)" in err
