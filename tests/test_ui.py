@@ -257,3 +257,21 @@ def test_attest_ui_serves_on_localhost_until_stopped(attest_home: str) -> None:
     # uvicorn shuts down cleanly, then re-raises the SIGTERM it caught, as the signal's own exit status.
     assert process.returncode == -signal.SIGTERM and "Traceback" not in err, err
     assert f"attest ui: http://127.0.0.1:{port}/ (read-only)" in err
+
+
+def test_a_hostile_foreign_claim_is_shown_escaped(client: TestClient) -> None:
+    hostile = b'{"title":"<script>alert(1)</script>","description":"[x](javascript:alert(2)) **hi** <img src=x>"}'
+    index = AssertionIndex(attest_home() / "ui" / "index-local.sqlite")
+    try:
+        index.reset("test", 0)
+        index.apply([made(7, claim=hostile), made(8, claim=b"\xff\xfe not UTF-8 <b>")], {}, 9, "0x00")
+    finally:
+        index.close()
+    listed = client.get("/")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in listed.text and "<script>alert" not in listed.text
+    assert "(no title: not a JSON claim)" in listed.text
+    page = client.get("/assertion/0x" + (7).to_bytes(32, "big").hex())
+    assert "<strong>hi</strong>" in page.text and "&lt;img src=x&gt;" in page.text
+    assert "<script>alert" not in page.text and 'href="javascript' not in page.text and "<img src=x>" not in page.text
+    raw = client.get("/assertion/0x" + (8).to_bytes(32, "big").hex())
+    assert "shows this claim as raw text" in raw.text and "&lt;b&gt;" in raw.text and "<b>" not in raw.text
