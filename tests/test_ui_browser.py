@@ -125,6 +125,7 @@ def test_click_through_and_see_a_new_assertion_arrive(
     # The disputed one shows its dispute on the timeline; the batch lists its records with their proofs.
     page.goto(dashboard + "/assertion/" + devnet_with_assertions["disputed"])
     expect(page.locator("ol.timeline")).to_contain_text("disputed in block")
+    expect(page.locator("ol.timeline")).to_contain_text("the oracle has answered the dispute")
     page.goto(dashboard + "/?batch=1")
     page.locator("#assertions tbody tr a").first.click()
     expect(page.get_by_role("heading", name="The batch: 2 records")).to_be_visible()

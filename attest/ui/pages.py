@@ -21,6 +21,7 @@ from attest.ipfs.remotes import read_anywhere
 from attest.kb import KnowledgeBase
 from attest.kb.store import DocumentInfo
 from attest.ledger import Attestation, Ledger, Stake
+from attest.oracle import oracle_for
 from attest.paths import attest_home
 from attest.record.codec import decode_utf8, parse_json
 from attest.record.model import AttestationRecord, validate_record
@@ -87,7 +88,7 @@ def claim_view(claim: bytes) -> ClaimView:
     return ClaimView(view[0], render(view[1]), raw)
 
 
-def timeline(row: Row, now: int | None) -> list[Event]:
+def timeline(row: Row, now: int | None, answered: bool | None = None) -> list[Event]:
     """Asserted, disputed, voted (the oracle's answer, seen at settlement), settled; or what is still to come."""
     at = f" at {utc(row.made_at)}" if row.made_at is not None else ""
     events = [Event("asserted", row.block_number, row.tx_hash, f"by {row.asserter}{at}")]
@@ -103,9 +104,23 @@ def timeline(row: Row, now: int | None) -> list[Event]:
         left = "" if now is None else f" ({max(0, row.expiration - now)} s from now)" if now < row.expiration else ""
         state = "expired, can be settled" if now is not None and now >= row.expiration else "disputable until"
         events.append(Event("liveness", None, None, f"{state} {utc(row.expiration)}{left}"))
+    elif answered:
+        events.append(Event("voted", None, None, "the oracle has answered the dispute; it can be settled now"))
     else:
-        events.append(Event("voting", None, None, "the oracle has not resolved the dispute yet"))
+        unknown = " (the oracle could not be asked)" if answered is None else ""
+        events.append(Event("voting", None, None, f"the oracle has not resolved the dispute yet{unknown}"))
     return events
+
+
+def oracle_answered(ctx: ChainContext, row: Row) -> bool | None:
+    """Whether the oracle behind OOv3 has a price for a disputed assertion's request; None when it cannot say."""
+    aid = bytes.fromhex(row.assertion_id[2:])
+    try:
+        chain = ctx.oov3.get_assertion(aid)
+        ancillary = bytes(ctx.oov3.contract.functions.stampAssertion(aid).call())
+        return oracle_for(ctx).has_price(chain.identifier, chain.assertion_time, ancillary, requester=ctx.oov3.address)
+    except Exception:  # any failure to ask leaves the step unknown, shown as such
+        return None
 
 
 def assertion_page(
@@ -116,6 +131,8 @@ def assertion_page(
     if ctx is None:
         page.checks = [Check("chain", False, "the chain cannot be reached, so nothing was checked")]
         return page
+    if row.disputed and row.resolution is None:
+        page.timeline = timeline(row, now, oracle_answered(ctx, row))
     try:
         page.bond = Token(ctx.w3, row.currency).show(row.bond)
     except Exception:  # not an ERC-20 we can read: the base units are shown
