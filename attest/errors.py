@@ -270,3 +270,7 @@ class CalibrationError(JudgeError, ValueError):
 
 class EvalDataError(JudgeError, ValueError):
     """An evaluation data set (JSONL rows) that cannot be read; the message names the file and line."""
+
+
+class PlotError(JudgeError):
+    """An evaluation's plot (`disputer eval --plot FILE`) that cannot be written where it was asked for."""

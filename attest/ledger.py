@@ -240,6 +240,42 @@ class Attestation:
 
 
 @dataclass(frozen=True)
+class Stake:
+    """One bond the asserter put up: an attestation's, or a batch's (once for all its records); times as stored."""
+
+    assertion_id: str
+    network: str
+    currency: str
+    bond: int
+    decimals: int | None
+    symbol: str | None
+    asserted_at: str
+    disputed_at: str | None
+    ended_at: str | None  # settled, or its chain found gone (orphaned)
+    outcome: str | None  # attested or rejected once settled
+    batch_id: int | None
+
+
+# A batch's bond is counted once, by its first record; a batch has no step of its own when disputed.
+_STAKES = """
+    SELECT coalesce(b.assertion_id, a.assertion_id) AS assertion_id, a.network,
+        coalesce(json_extract(b.plan, '$.currency'), a.currency) AS currency,
+        coalesce(json_extract(b.plan, '$.bond'), a.bond) AS bond,
+        CASE WHEN b.id IS NULL OR lower(a.currency) = lower(json_extract(b.plan, '$.currency'))
+            THEN a.bond_decimals END AS decimals,
+        CASE WHEN b.id IS NULL OR lower(a.currency) = lower(json_extract(b.plan, '$.currency'))
+            THEN a.bond_symbol END AS symbol,
+        (SELECT min(at) FROM steps s WHERE s.attestation_id = a.id AND s.step = 'asserted') AS asserted_at,
+        (SELECT min(at) FROM steps s WHERE s.attestation_id = a.id AND s.step = 'disputed') AS disputed_at,
+        (SELECT max(at) FROM steps s WHERE s.attestation_id = a.id AND s.step IN ('settled', 'orphaned')) AS ended_at,
+        coalesce(b.outcome, a.outcome) AS outcome, a.batch_id
+    FROM attestations a LEFT JOIN batches b ON b.id = a.batch_id
+    WHERE (a.batch_id IS NULL OR a.leaf_index = 0) AND coalesce(b.assertion_id, a.assertion_id) IS NOT NULL
+        AND coalesce(json_extract(b.plan, '$.bond'), a.bond) IS NOT NULL
+"""
+
+
+@dataclass(frozen=True)
 class Step:
     at: str
     step: str
@@ -425,6 +461,15 @@ class Ledger:
             "SELECT at, step, detail FROM steps WHERE attestation_id = ? ORDER BY id", (attestation_id,)
         )
         return [Step(r["at"], r["step"], json.loads(r["detail"])) for r in rows]
+
+    def stakes(self, network: str | None = None) -> list[Stake]:
+        """Every bond put up on an assertion (of `network`), in the order they were asserted."""
+        sql, args = _STAKES, list[Any]()
+        if network is not None:
+            sql, args = sql + " AND a.network = ?", [network]
+        rows = [r for r in self._db.execute(sql, args) if r["asserted_at"] is not None]
+        found = [Stake(**{**dict(r), "bond": int(r["bond"])}) for r in rows]
+        return sorted(found, key=lambda s: s.asserted_at)
 
     # -- transactions: the outbox's log ------------------------------------------------------------------
     def tx_intent(self, subject: int, kind: str) -> TxRow[int]:

@@ -12,7 +12,6 @@ import os
 import signal
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -20,6 +19,7 @@ import click
 from attest import __version__
 from attest.cli.edge import run_cli
 from attest.errors import AttestError, ConfigError
+from disputer.evalcli import eval_
 
 if TYPE_CHECKING:
     from attest.connect import ChainContext
@@ -263,6 +263,33 @@ def score(
     assertion_id: str, network: str | None, account: str | None, dispute: bool, vote: bool, as_json: bool
 ) -> None:
     """Judge one assertion and print its score, rationale and the policy's decision."""
+    data = score_one(assertion_id, network, account, dispute=dispute, vote=vote)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    shown = "undecided" if data["calibrated"] is None else f"{data['calibrated']:.3f}"
+    click.echo(f"assertion  {data['assertion']}")
+    click.echo(f"record     ipfs://{data['record']}" if data["record"] else "record     (none)")
+    click.echo(f"score      {shown}" + (f"  ({data['judge']})" if data["judge"] else ""))
+    for failed in data["failed_checks"]:
+        click.echo(f"failed     {failed}")
+    if data["undecided"]:
+        click.echo(f"undecided  {data['undecided']}")
+    if data["rationale"]:
+        click.echo(f"rationale  {data['rationale']}")
+    click.echo(f"decision   {data['decision']['action']}: {data['decision']['reason']}")
+    for results in data["txs"].values():
+        for r in results:
+            click.echo(f"tx         {r['kind']} {r['status']} {r['tx'] or ''} {r['error'] or ''}".rstrip())
+    if data["vote"] is not None:
+        click.echo(f"vote       {data['vote']}")
+
+
+def score_one(
+    assertion_id: str, network: str | None, account: str | None, *, dispute: bool = False, vote: bool = False
+) -> dict[str, Any]:
+    """`disputer score`: judge one assertion, decide by the policy and, with `dispute` / `vote`, act through the
+    daemon's own jobs and outbox; what happened, as `--json` prints it. `attest ui` disputes through this too."""
     from attest.verify import ASSERTION_ID
     from disputer.daemon import StepReport, made_of
     from disputer.policy import decide
@@ -308,29 +335,11 @@ def score(
             "decision": {"action": decision.action, "reason": decision.reason},
             "recorded": None if recorded is None else {"action": recorded.action, "reason": recorded.reason,
                                                        "dry_run": recorded.dry_run},
-            "txs": {hex_or_none(k): [{"status": r.row.status, "tx": r.tx_hash, "error": r.error} for r in v]
-                    for k, v in report.sent.items()},
+            "txs": {hex_or_none(k): [{"kind": r.row.kind, "status": r.row.status, "tx": r.tx_hash, "error": r.error}
+                                     for r in v] for k, v in report.sent.items()},
             "vote": vote_outcome,
         }  # fmt: skip
-    if as_json:
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
-        return
-    shown = "undecided" if data["calibrated"] is None else f"{data['calibrated']:.3f}"
-    click.echo(f"assertion  {data['assertion']}")
-    click.echo(f"record     ipfs://{data['record']}" if data["record"] else "record     (none)")
-    click.echo(f"score      {shown}" + (f"  ({data['judge']})" if data["judge"] else ""))
-    for failed in data["failed_checks"]:
-        click.echo(f"failed     {failed}")
-    if data["undecided"]:
-        click.echo(f"undecided  {data['undecided']}")
-    if data["rationale"]:
-        click.echo(f"rationale  {data['rationale']}")
-    click.echo(f"decision   {decision.action}: {decision.reason}")
-    for results in report.sent.values():
-        for r in results:
-            click.echo(f"tx         {r.row.kind} {r.row.status} {r.tx_hash or ''} {r.error or ''}".rstrip())
-    if vote_outcome is not None:
-        click.echo(f"vote       {vote_outcome}")
+    return data
 
 
 @cli.command()
@@ -450,55 +459,7 @@ def _status_of(assertion_id: str, as_json: bool) -> None:
         click.echo(f"{label:<10} {_printable(str(value))}")
 
 
-@cli.command("eval")
-@click.option("--dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
-@click.option("--threshold", type=float, default=None, help="Dispute threshold (default [disputer] threshold).")
-@click.option("--bond", type=float, default=1.0, show_default=True, help="Bond size for the P/L, in currency units.")
-@click.option("--save-calibration", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Fit an isotonic calibration map on the raw scores and save it here.")  # fmt: skip
-@JSON
-def eval_(dataset: Path, threshold: float | None, bond: float, save_calibration: Path | None, as_json: bool) -> None:
-    """Accuracy, AUROC, ECE, Brier and bond P/L of the configured judge on labelled rows: JSONL, or what
-    `attest export` writes (labels from outcomes; rows not settled yet are skipped)."""
-    from disputer.calibration import fit_isotonic
-    from disputer.config import load_attest_config, load_disputer_config
-    from disputer.evalstats import load_dataset, report
-    from disputer.judges import judge_from_config
-
-    config = load_disputer_config(threshold=threshold)
-    loaded = load_dataset(dataset)
-    rows = loaded.rows
-    judge = judge_from_config(load_attest_config().llm, config.samples, offline=config.offline_judge)
-    verdicts = [judge.judge(r.query, r.context, r.answer) for r in rows]
-    labels = [r.label for r in rows]
-    raw = [v.score for v in verdicts]
-    result = report(
-        judge.label, raw, labels, threshold=config.threshold, bond=bond, latencies_ms=[v.latency_ms for v in verdicts]
-    )
-    data: dict[str, Any] = {"raw": result.as_dict()}
-    if save_calibration is not None:
-        calibration = fit_isotonic(judge.label, [(s, y) for s, y in zip(raw, labels, strict=True) if s is not None])
-        calibration.save(save_calibration)
-        calibrated = [None if s is None else calibration.apply(s) for s in raw]
-        data["calibrated"] = report(judge.label, calibrated, labels, threshold=config.threshold, bond=bond).as_dict()
-        data["calibration"] = str(save_calibration)
-    if as_json:
-        click.echo(json.dumps({**data, "unlabelled": loaded.unlabelled}, indent=2))
-        return
-    if loaded.unlabelled:
-        click.echo(f"skipped {loaded.unlabelled} row(s) without a label (exported, not settled yet)")
-    for name, values in data.items():
-        if isinstance(values, str):
-            click.echo(f"calibration map saved to {values}")
-            continue
-        click.echo(f"{name}: judge {values['judge']}, {values['rows']} rows ({values['undecided']} undecided)")
-        for key in ("accuracy", "auroc", "ece", "brier"):
-            value = values[key]
-            click.echo(f"  {key:<9} {'-' if value is None else f'{value:.4f}'}")
-        click.echo(
-            f"  disputes  {values['disputes']} (won {values['won']}, lost {values['lost']}, missed {values['missed']}) "
-            f"at threshold {values['threshold']}: P/L {values['profit']:+.2f} at bond {values['bond']:g}"
-        )
+cli.add_command(eval_)
 
 
 def main() -> None:

@@ -114,6 +114,15 @@ class DecisionTables(StoreBase):
         row = self._one(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE assertion_id = ?", (assertion_id,))
         return None if row is None else _decision(row)
 
+    def decision_times(self, chain_id: int) -> list[tuple[str, str, bool]]:
+        """(when, action, dry run) of every decision on a chain, oldest first: the dashboard's chart of them."""
+        rows = self._db.execute(
+            "SELECT d.created_at, d.action, d.dry_run FROM decisions d JOIN assertions a USING (assertion_id) "
+            "WHERE a.chain_id = ? ORDER BY d.created_at",
+            (chain_id,),
+        )
+        return [(str(r[0]), str(r[1]), bool(r[2])) for r in rows]
+
     def superseded_decisions(self, assertion_id: bytes) -> list[Decision]:
         """Dry-run decisions a real one replaced, oldest first."""
         rows = self._db.execute(
