@@ -1,0 +1,91 @@
+"""What the routes share: the config, the API key book, the limits and the metrics, and the one way an answer is
+made (the ask flow in a worker thread, within the time limit and the caller's quota)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from fastapi import Request
+
+from attest.config import Config
+from attest.flow.ask import AskRequest, AskResult, ask
+from attest.serve import shape
+from attest.serve.errors import ApiError
+from attest.serve.keys import KeyBook
+from attest.serve.limits import RateLimiter, too_many
+from attest.serve.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class Client:
+    name: str  # "key:N" or the loopback client's address: what limits are counted against
+    key_id: int | None
+
+
+class Service:
+    """What the routes share: the config, the key book (opened when keys are required), limits and metrics."""
+
+    def __init__(self, config: Config, require_keys: bool) -> None:
+        self.config = config
+        self.settings = config.serve
+        self.require_keys = require_keys
+        self.keys = KeyBook() if require_keys else None
+        self.limiter = RateLimiter(self.settings.rate_per_s, self.settings.burst)
+        self.metrics = Metrics()
+        self.models = shape.served_models(config)
+
+    def client(self, request: Request) -> Client:
+        """The caller, authenticated when keys are required, within its rate (429 with Retry-After otherwise)."""
+        if self.keys is None:
+            client = Client(f"addr:{request.client.host if request.client else '-'}", None)
+        else:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise ApiError(
+                    401, "an API key is required: send `Authorization: Bearer KEY` (`attest serve keys create NAME`)",
+                    code="invalid_api_key",
+                )  # fmt: skip
+            key = self.keys.check(token.strip())
+            if key is None:
+                raise ApiError(401, "the API key is unknown or revoked; ask for a new one", code="invalid_api_key")
+            client = Client(f"key:{key.id}", key.id)
+        wait = self.limiter.take(client.name)
+        if wait > 0:
+            raise too_many(f"too many requests: at most {self.settings.rate_per_s:g}/s", wait, "rate_limit_exceeded")
+        return client
+
+    def check_quota(self, client: Client) -> None:
+        if self.keys is None or client.key_id is None:
+            return
+        if self.keys.records_today(client.key_id) >= self.settings.daily_records:
+            now = datetime.now(UTC)
+            midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+            raise too_many(
+                f"this key made its {self.settings.daily_records} records for today (UTC); try again tomorrow",
+                (midnight - now).total_seconds(), "insufficient_quota",
+            )  # fmt: skip
+
+    async def attest(self, client: Client, request: AskRequest) -> AskResult:
+        """The ask flow in a worker thread, within the time limit. On a timeout the 504 goes out while the thread
+        finishes: its record then lands whole in the ledger (or not at all), unanswered."""
+        self.check_quota(client)
+        mode = self.settings.assert_mode
+        request = replace(
+            request, network=self.settings.network, account=self.settings.account, do_assert=mode != "none",
+            batch=mode == "batch",
+        )  # fmt: skip
+        try:
+            result = await asyncio.wait_for(
+                asyncio.to_thread(ask, request, config=self.config), self.settings.timeout_s
+            )
+        except TimeoutError:
+            raise ApiError(
+                504, f"no answer within {self.settings.timeout_s:g} s ([serve] timeout_s); try again later",
+                type="server_error", code="timeout",
+            ) from None  # fmt: skip
+        self.metrics.records.labels(mode).inc()
+        if self.keys is not None and client.key_id is not None:
+            self.keys.count_record(client.key_id)
+        return result
