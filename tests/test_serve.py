@@ -210,7 +210,7 @@ def test_keys_rate_limit_and_daily_quota(kb: str) -> None:
     with KeyBook() as book:
         (_, token), (revoked, old) = book.create("app"), book.create("old")
         book.revoke(revoked.id)
-    with serving(config("none", rate_per_s=0.5, burst=2, daily_records=1), require_keys=True) as url:
+    with serving(config("none", rate_per_s=0.01, burst=3, daily_records=1), require_keys=True) as url:
         chat = url + "/v1/chat/completions"
         body = {"model": "extractive", "messages": USER}
         for headers in ({}, {"authorization": f"Bearer {old}"}, {"authorization": "Bearer sk-attest-guess"}):
@@ -218,13 +218,19 @@ def test_keys_rate_limit_and_daily_quota(kb: str) -> None:
             assert refused.status_code == 401 and error_of(refused)["code"] == "invalid_api_key"
         with pytest.raises(openai.AuthenticationError):
             sdk(url, old).models.list()
+        # A request that makes no record gives its reservation back.
+        failed = requests.post(url + "/v1/attestations", json={"query": QUESTION, "answer": "x", "context": ["b#9"]},
+                               headers={"authorization": f"Bearer {token}"})  # fmt: skip
+        assert failed.status_code == 400
+        with KeyBook() as book:
+            assert book.records_today(1) == 0
         assert sdk(url, token).chat.completions.create(model="extractive", messages=USER).choices  # type: ignore[arg-type]
         over_quota = requests.post(chat, json=body, headers={"authorization": f"Bearer {token}"})
         assert over_quota.status_code == 429 and error_of(over_quota)["code"] == "insufficient_quota"
         assert int(over_quota.headers["retry-after"]) >= 1
         too_fast = requests.get(url + "/v1/models", headers={"authorization": f"Bearer {token}"})
         assert too_fast.status_code == 429 and error_of(too_fast)["code"] == "rate_limit_exceeded"
-        assert int(too_fast.headers["retry-after"]) == 2  # a token every 2 s
+        assert 90 <= int(too_fast.headers["retry-after"]) <= 100  # a token every 100 s
         assert requests.get(url + "/metrics").status_code == 401
     assert len(pinned()) == 1
     with KeyBook() as book:

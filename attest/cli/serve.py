@@ -75,15 +75,18 @@ def create(name: str) -> None:
 
 @keys.command("list")
 def list_keys() -> None:
-    """Every key: its number, name, first characters, creation and revocation."""
+    """Every key: its number, name, first characters, creation, revocation and records made today."""
     from attest.serve.keys import KeyBook
 
     with KeyBook() as book:
-        rows = [(str(k.id), k.name, k.hint + "…", k.created_at, k.revoked_at or "active") for k in book.list()]
+        rows = [
+            (str(k.id), k.name, k.hint + "…", k.created_at, k.revoked_at or "active", str(book.records_today(k.id)))
+            for k in book.list()
+        ]
     if not rows:
         click.echo("No API keys: `attest serve keys create NAME`.")
         return
-    click.echo(table(["#", "name", "key", "created", "revoked"], rows))
+    click.echo(table(["#", "name", "key", "created", "revoked", "records today (UTC)"], rows))
 
 
 @keys.command("revoke")

@@ -117,12 +117,25 @@ class KeyBook:
         ).fetchone()
         return 0 if row is None else int(row[0])
 
-    def count_record(self, key_id: int) -> None:
+    def reserve_record(self, key_id: int, limit: int) -> bool:
+        """Count one more record of the key today, unless it already has `limit`; in one write transaction."""
+        day = today()
         with self.database.transaction() as db:
+            row = db.execute("SELECT records FROM api_usage WHERE key_id = ? AND day = ?", (key_id, day)).fetchone()
+            if row is not None and int(row[0]) >= limit:
+                return False
             db.execute(
                 "INSERT INTO api_usage(key_id, day, records) VALUES (?, ?, 1) "
                 "ON CONFLICT(key_id, day) DO UPDATE SET records = records + 1",
-                (key_id, today()),
+                (key_id, day),
+            )
+        return True
+
+    def release_record(self, key_id: int) -> None:
+        """Give back a reserved record that was not made."""
+        with self.database.transaction() as db:
+            db.execute(
+                "UPDATE api_usage SET records = max(records - 1, 0) WHERE key_id = ? AND day = ?", (key_id, today())
             )
 
 

@@ -56,21 +56,24 @@ class Service:
             raise too_many(f"too many requests: at most {self.settings.rate_per_s:g}/s", wait, "rate_limit_exceeded")
         return client
 
-    def check_quota(self, client: Client) -> None:
+    def reserve(self, client: Client) -> bool:
+        """Take one of the key's records for today before the ask starts (False: no key, nothing to take), so
+        requests running at once cannot together pass the quota; 429 when none is left."""
         if self.keys is None or client.key_id is None:
-            return
-        if self.keys.records_today(client.key_id) >= self.settings.daily_records:
+            return False
+        if not self.keys.reserve_record(client.key_id, self.settings.daily_records):
             now = datetime.now(UTC)
             midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
             raise too_many(
                 f"this key made its {self.settings.daily_records} records for today (UTC); try again tomorrow",
                 (midnight - now).total_seconds(), "insufficient_quota",
             )  # fmt: skip
+        return True
 
     async def attest(self, client: Client, request: AskRequest) -> AskResult:
         """The ask flow in a worker thread, within the time limit. On a timeout the 504 goes out while the thread
-        finishes: its record then lands whole in the ledger (or not at all), unanswered."""
-        self.check_quota(client)
+        finishes: its record then lands whole in the ledger (or not at all), unanswered, and counts."""
+        reserved = self.reserve(client)
         mode = self.settings.assert_mode
         request = replace(
             request, network=self.settings.network, account=self.settings.account, do_assert=mode != "none",
@@ -85,7 +88,9 @@ class Service:
                 504, f"no answer within {self.settings.timeout_s:g} s ([serve] timeout_s); try again later",
                 type="server_error", code="timeout",
             ) from None  # fmt: skip
+        except Exception:
+            if reserved and self.keys is not None and client.key_id is not None:
+                self.keys.release_record(client.key_id)  # no record was made: it does not count
+            raise
         self.metrics.records.labels(mode).inc()
-        if self.keys is not None and client.key_id is not None:
-            self.keys.count_record(client.key_id)
         return result
