@@ -245,3 +245,16 @@ def test_cors_is_off_unless_origins_are_configured(kb: str) -> None:
     with serving(config("none", cors_origins=["https://app.example"])) as url:
         response = requests.options(url + "/v1/chat/completions", headers=preflight)
         assert response.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_a_bug_is_a_500_that_tells_the_client_nothing_more(kb: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No real component fails this way on purpose: the flow is replaced by one that crashes, as a bug would.
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("internal detail /srv/secret-path")
+
+    monkeypatch.setattr("attest.serve.service.ask", crash)
+    with serving(config("none")) as url:
+        response = requests.post(url + "/v1/chat/completions", json={"model": "extractive", "messages": USER})
+        after = requests.get(url + "/healthz")
+    assert response.status_code == 500 and error_of(response)["code"] == "internal_error"
+    assert "secret-path" not in response.text and after.status_code == 200
