@@ -224,8 +224,8 @@ class BatchConfig(_Strict):
 
 
 class ServeConfig(_Strict):
-    """`attest serve`: how answered records are asserted, and the limits of a client (per API key, or per client
-    address on a loopback bind without keys)."""
+    """`attest serve`: how answered records are asserted, and the limits of each API key (a loopback bind without
+    keys serves the machine's own users, unlimited), of each request body and of each request's time."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -20,8 +20,7 @@ from attest.serve.metrics import Metrics
 
 @dataclass(frozen=True)
 class Client:
-    name: str  # "key:N" or the loopback client's address: what limits are counted against
-    key_id: int | None
+    key_id: int  # the API key the request came with: what its rate and quota are counted against
 
 
 class Service:
@@ -36,30 +35,29 @@ class Service:
         self.metrics = Metrics()
         self.models = shape.served_models(config)
 
-    def client(self, request: Request) -> Client:
-        """The caller, authenticated when keys are required, within its rate (429 with Retry-After otherwise)."""
+    def client(self, request: Request) -> Client | None:
+        """The caller's key, within its rate (429 with Retry-After otherwise); None when keys are off (a loopback
+        bind with no key made: the machine's own users, whom no limit is kept for)."""
         if self.keys is None:
-            client = Client(f"addr:{request.client.host if request.client else '-'}", None)
-        else:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise ApiError(
-                    401, "an API key is required: send `Authorization: Bearer KEY` (`attest serve keys create NAME`)",
-                    code="invalid_api_key",
-                )  # fmt: skip
-            key = self.keys.check(token.strip())
-            if key is None:
-                raise ApiError(401, "the API key is unknown or revoked; ask for a new one", code="invalid_api_key")
-            client = Client(f"key:{key.id}", key.id)
-        wait = self.limiter.take(client.name)
+            return None
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(
+                401, "an API key is required: send `Authorization: Bearer KEY` (`attest serve keys create NAME`)",
+                code="invalid_api_key",
+            )  # fmt: skip
+        key = self.keys.check(token.strip())
+        if key is None:
+            raise ApiError(401, "the API key is unknown or revoked; ask for a new one", code="invalid_api_key")
+        wait = self.limiter.take(f"key:{key.id}")
         if wait > 0:
             raise too_many(f"too many requests: at most {self.settings.rate_per_s:g}/s", wait, "rate_limit_exceeded")
-        return client
+        return Client(key.id)
 
-    def reserve(self, client: Client) -> bool:
+    def reserve(self, client: Client | None) -> bool:
         """Take one of the key's records for today before the ask starts (False: no key, nothing to take), so
         requests running at once cannot together pass the quota; 429 when none is left."""
-        if self.keys is None or client.key_id is None:
+        if self.keys is None or client is None:
             return False
         if not self.keys.reserve_record(client.key_id, self.settings.daily_records):
             now = datetime.now(UTC)
@@ -70,7 +68,7 @@ class Service:
             )  # fmt: skip
         return True
 
-    async def attest(self, client: Client, request: AskRequest) -> AskResult:
+    async def attest(self, client: Client | None, request: AskRequest) -> AskResult:
         """The ask flow in a worker thread, within the time limit. On a timeout the 504 goes out while the thread
         finishes: its record then lands whole in the ledger (or not at all), unanswered, and counts."""
         reserved = self.reserve(client)
@@ -89,7 +87,7 @@ class Service:
                 type="server_error", code="timeout",
             ) from None  # fmt: skip
         except Exception:
-            if reserved and self.keys is not None and client.key_id is not None:
+            if reserved and self.keys is not None and client is not None:
                 self.keys.release_record(client.key_id)  # no record was made: it does not count
             raise
         self.metrics.records.labels(mode).inc()
