@@ -8,13 +8,15 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import openai
 import pytest
 import requests
 from openai import AsyncOpenAI, OpenAI
 
-from attest.config import Config
+from attest.config import Config, load_config
+from attest.errors import ConfigError
 from attest.kb import KnowledgeBase
 from attest.ledger import Attestation, Ledger
 from attest.serve.keys import KeyBook
@@ -258,3 +260,18 @@ def test_a_bug_is_a_500_that_tells_the_client_nothing_more(kb: str, monkeypatch:
         after = requests.get(url + "/healthz")
     assert response.status_code == 500 and error_of(response)["code"] == "internal_error"
     assert "secret-path" not in response.text and after.status_code == 200
+
+
+def test_the_serve_table_is_read_from_the_config_file(attest_home: str) -> None:
+    path = Path(attest_home) / "config.toml"
+    path.write_text('[serve]\nassert = "each"\ncors_origins = ["https://app.example"]\ndaily_records = 5\n')
+    settings = load_config().serve
+    assert (settings.assert_mode, settings.cors_origins, settings.daily_records) == (
+        "each",
+        ("https://app.example",),
+        5,
+    )
+    assert 'assert = "each"' in ok("config", "show")
+    path.write_text('[serve]\nassert = "sometimes"\n')
+    with pytest.raises(ConfigError, match=r"serve\.assert"):
+        load_config()
