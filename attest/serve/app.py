@@ -60,6 +60,7 @@ def create_app(config: Config | None = None, *, require_keys: bool = False, flus
 
     @app.middleware("http")
     async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        # Until the response starts: a stream's events follow (its answer and record are made by then).
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
