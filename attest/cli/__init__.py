@@ -23,6 +23,7 @@ from attest.cli.networks import networks
 from attest.cli.prompts import prompts
 from attest.cli.ranking import rank
 from attest.cli.registry import registry
+from attest.cli.serve import serve
 from attest.cli.ui import ui
 from attest.cli.verify import verify
 
@@ -47,6 +48,7 @@ cli.add_command(kb)
 cli.add_command(prompts)
 cli.add_command(config)
 cli.add_command(accounts)
+cli.add_command(serve)
 cli.add_command(ui)
 
 
