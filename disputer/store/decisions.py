@@ -121,6 +121,16 @@ class DecisionTables(StoreBase):
         )
         return [_decision(r) for r in rows]
 
+    def decision_times(self, chain_id: int | None = None) -> list[tuple[str, str, int, bool]]:
+        """(created_at, action, chain id, dry run) of every decision (on `chain_id`), oldest first."""
+        sql = (
+            "SELECT d.created_at, d.action, a.chain_id, d.dry_run FROM decisions d JOIN assertions a "
+            "USING(assertion_id)"
+        )
+        rows = self._db.execute(sql + (" WHERE a.chain_id = ?" if chain_id is not None else "") + " ORDER BY d.id",
+                                () if chain_id is None else (chain_id,))  # fmt: skip
+        return [(str(r[0]), str(r[1]), int(r[2]), bool(r[3])) for r in rows]
+
     def evidence_due(self, chain_id: int) -> list[Decision]:
         """Our batch disputes that landed and whose evidence is not announced yet (no mined 'evidence' row)."""
         columns = ", ".join(f"d.{c.strip()}" for c in _DECISION_COLUMNS.split(","))
