@@ -53,7 +53,7 @@ def test_eval_plot_writes_the_roc_curve_and_calibration_diagram(registered: None
     assert titles[1] == f"Calibration, raw scores (ECE {raw['ece']:.3f})"  # the report's own numbers, drawn
     assert [e.get("class") for e in charts[0].iter(f"{SVG}path")] == ["curve"]
     bins = [e for e in charts[1].iter(f"{SVG}rect") if e.get("class") == "bin"]
-    counts = sum(int(t.text or 0) for t in charts[1].iter(f"{SVG}text") if t.get("font-size") == "10")
+    counts = sum(int(t.text or 0) for t in charts[1].iter(f"{SVG}text") if t.get("class") == "count")
     assert bins and counts == raw["decided"]  # every decided score is in one bin, and only those
 
     # The run is kept as the home's latest evaluation, which the dashboard draws the same way.
