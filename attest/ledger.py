@@ -256,15 +256,14 @@ class Stake:
     batch_id: int | None
 
 
-# A batch's bond is counted once, by its first record; a batch has no step of its own when disputed.
+# A batch's bond is counted once, by its first record; a batch has no step of its own when disputed. A batch
+# planned before its plan kept the currency's decimals shows its bond in base units.
 _STAKES = """
     SELECT coalesce(b.assertion_id, a.assertion_id) AS assertion_id, a.network,
         coalesce(json_extract(b.plan, '$.currency'), a.currency) AS currency,
         coalesce(json_extract(b.plan, '$.bond'), a.bond) AS bond,
-        CASE WHEN b.id IS NULL OR lower(a.currency) = lower(json_extract(b.plan, '$.currency'))
-            THEN a.bond_decimals END AS decimals,
-        CASE WHEN b.id IS NULL OR lower(a.currency) = lower(json_extract(b.plan, '$.currency'))
-            THEN a.bond_symbol END AS symbol,
+        CASE WHEN b.id IS NULL THEN a.bond_decimals ELSE json_extract(b.plan, '$.bond_decimals') END AS decimals,
+        CASE WHEN b.id IS NULL THEN a.bond_symbol ELSE json_extract(b.plan, '$.bond_symbol') END AS symbol,
         (SELECT min(at) FROM steps s WHERE s.attestation_id = a.id AND s.step = 'asserted') AS asserted_at,
         (SELECT min(at) FROM steps s WHERE s.attestation_id = a.id AND s.step = 'disputed') AS disputed_at,
         (SELECT max(at) FROM steps s WHERE s.attestation_id = a.id AND s.step IN ('settled', 'orphaned')) AS ended_at,

@@ -11,6 +11,7 @@ __all__ = [
     "cli",
     "config",
     "daemon",
+    "evalcli",
     "evaluate",
     "export",
     "grounding",
@@ -20,5 +21,6 @@ __all__ = [
     "policy",
     "store",
     "telemetry",
+    "view",
     "watcher",
 ]

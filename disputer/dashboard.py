@@ -41,7 +41,7 @@ def decisions(network: str) -> list[tuple[datetime, str]]:
         return []
     with DisputerStore(path) as store:
         found = store.decision_times(load_config().resolve_network(network).chain_id)
-    return [(parse_time(at), ("dry run: " if dry else "") + action) for at, action, dry in found]
+    return [(parse_time(at), ("dry run: " if dry else "") + action) for at, action, _, dry in found]
 
 
 def dispute(assertion_id: str, network: str) -> str:

@@ -109,11 +109,14 @@ def eval_(
     dataset: Path, threshold: float | None, bond: float, save_calibration: Path | None, plot: Path | None, as_json: bool
 ) -> None:
     """Accuracy, AUROC, ECE, Brier and bond P/L of the configured judge on labelled rows: JSONL, or what
-    `attest export` writes (labels from outcomes; rows not settled yet are skipped)."""
+    `attest export` writes (labels from outcomes; rows not settled yet are skipped). The raw scores are kept as
+    the home's latest evaluation, for `attest ui`."""
+    from attest.paths import attest_home
     from disputer.calibration import fit_isotonic
     from disputer.config import load_attest_config, load_disputer_config
     from disputer.evalstats import load_dataset, report
     from disputer.judges import judge_from_config
+    from disputer.view import keep_eval
 
     if plot is not None:
         _check_plot_target(plot)
@@ -128,6 +131,8 @@ def eval_(
         judge.label, raw, labels, threshold=config.threshold, bond=bond, latencies_ms=[v.latency_ms for v in verdicts]
     )
     data: dict[str, Any] = {"raw": result.as_dict()}
+    decided = [(s, y) for s, y in zip(raw, labels, strict=True) if s is not None]
+    keep_eval(attest_home(), dataset, data["raw"], [s for s, _ in decided], [y for _, y in decided])
     plotted: list[tuple[str, dict[str, Any], Sequence[float | None]]] = [("raw", data["raw"], raw)]
     if save_calibration is not None:
         calibration = fit_isotonic(judge.label, [(s, y) for s, y in zip(raw, labels, strict=True) if s is not None])

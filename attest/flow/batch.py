@@ -267,7 +267,7 @@ def _plan(ctx: ChainContext, owner: str) -> dict[str, Any]:
     liveness = ctx.settings.liveness or ctx.oov3.default_liveness()
     return {
         "oov3": ctx.oov3.address, "registry": check_registry(ctx, liveness), "currency": currency, "bond": bond,
-        "liveness": liveness, "identifier": identifier,
+        "bond_decimals": token.decimals, "bond_symbol": token.symbol, "liveness": liveness, "identifier": identifier,
     }  # fmt: skip
 
 

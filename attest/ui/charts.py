@@ -391,7 +391,7 @@ def calibration_chart(
     chart_id: str | None = None,
 ) -> str:
     """A reliability diagram: per equal-width score bin, a bar as high as the share of correct answers in it, a dot
-    at (mean score, that share), the answer count above; the diagonal is perfect calibration."""
+    at (mean score, that share), the answer count above the plot; the diagonal is perfect calibration."""
     found = reliability_bins(scores, labels, bins)
     error = calibration_error(found)
     shown = "ECE n/a" if error is None else f"ECE {error:.3f}"
@@ -418,7 +418,8 @@ def calibration_chart(
         )
         body.append(f'<circle class="mean" cx="{_num(to_x(b.mean_score))}" cy="{_num(top)}" r="3.5" '
                     f'fill="{PALETTE[1]}"><title>{text(what)}</title></circle>')  # fmt: skip
-        body.append(f'<text x="{_num((x0 + x1) / 2)}" y="{_num(max(top - 4, box.top + 11))}" text-anchor="middle" '
+        # Counts in a row above the plot, on white: inside a full bar they would lose their contrast.
+        body.append(f'<text class="count" x="{_num((x0 + x1) / 2)}" y="{_num(box.top - 3)}" text-anchor="middle" '
                     f'font-size="10" fill="{TEXT}">{b.count}</text>')  # fmt: skip
     if not described:
         body.append(_empty(box, "no scores"))

@@ -114,21 +114,22 @@ class DecisionTables(StoreBase):
         row = self._one(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE assertion_id = ?", (assertion_id,))
         return None if row is None else _decision(row)
 
-    def decision_times(self, chain_id: int) -> list[tuple[str, str, bool]]:
-        """(when, action, dry run) of every decision on a chain, oldest first: the dashboard's chart of them."""
-        rows = self._db.execute(
-            "SELECT d.created_at, d.action, d.dry_run FROM decisions d JOIN assertions a USING (assertion_id) "
-            "WHERE a.chain_id = ? ORDER BY d.created_at",
-            (chain_id,),
-        )
-        return [(str(r[0]), str(r[1]), bool(r[2])) for r in rows]
-
     def superseded_decisions(self, assertion_id: bytes) -> list[Decision]:
         """Dry-run decisions a real one replaced, oldest first."""
         rows = self._db.execute(
             f"SELECT {_DECISION_COLUMNS} FROM superseded_decisions WHERE assertion_id = ? ORDER BY id", (assertion_id,)
         )
         return [_decision(r) for r in rows]
+
+    def decision_times(self, chain_id: int | None = None) -> list[tuple[str, str, int, bool]]:
+        """(created_at, action, chain id, dry run) of every decision (on `chain_id`), oldest first."""
+        sql = (
+            "SELECT d.created_at, d.action, a.chain_id, d.dry_run FROM decisions d JOIN assertions a "
+            "USING(assertion_id)"
+        )
+        rows = self._db.execute(sql + (" WHERE a.chain_id = ?" if chain_id is not None else "") + " ORDER BY d.id",
+                                () if chain_id is None else (chain_id,))  # fmt: skip
+        return [(str(r[0]), str(r[1]), int(r[2]), bool(r[3])) for r in rows]
 
     def evidence_due(self, chain_id: int) -> list[Decision]:
         """Our batch disputes that landed and whose evidence is not announced yet (no mined 'evidence' row)."""

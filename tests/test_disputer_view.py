@@ -1,0 +1,95 @@
+"""The dashboard reads the disputer's verdicts, decisions over time and latest evaluation through the
+`attest.disputer_view` entry point (attest/ui/disputer_view.py), never by importing the disputer."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import UTC, datetime
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from attest.context import RetrievedChunk
+from attest.ui.disputer_view import DISPUTER_VIEW_GROUP, CheckResult, disputer_view
+from attest.ui.series import bucket_counts
+from attest.verify import Check
+from disputer.evaluate import Evaluation
+from disputer.grounding import GroundingJudge
+from disputer.store import DisputerStore
+from tests.test_disputer_store import CHAIN, OOV3, made
+
+QUERY = "How often should the wick be trimmed?"
+PASSAGE = "Trim the wick every four hours so the flame stays bright and does not smoke the lens."
+
+
+@pytest.fixture
+def registered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyproject's entry points of this group as an install writes them, where the environment was installed before
+    the group existed (an editable install reads its entry points at install time; `scripts/dev install` again
+    registers it for real)."""
+    if any(e.name == "disputer" for e in entry_points(group=DISPUTER_VIEW_GROUP)):
+        return
+    declared = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    group = declared["project"]["entry-points"][DISPUTER_VIEW_GROUP]
+    info = tmp_path / "site" / "llm_attest_view_entry_points-0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: llm-attest-view-entry-points\nVersion: 0\n")
+    lines = [f"[{DISPUTER_VIEW_GROUP}]", *(f"{name} = {target}" for name, target in group.items())]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+
+
+def test_pyproject_registers_the_disputers_view() -> None:
+    declared = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert declared["project"]["entry-points"][DISPUTER_VIEW_GROUP] == {"disputer": "disputer.view:open_view"}
+
+
+def test_the_view_returns_a_disputer_stores_verdicts(registered: None, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    assert disputer_view(home) is None  # no disputer kept anything here
+    judge = GroundingJudge()
+    chunk = RetrievedChunk("lamp.md", "bafkdoc", 0, PASSAGE, "0" * 64)
+    wrong = judge.judge(QUERY, [chunk], "Replace the lamp with an electric bulb yearly.")
+    checks = (Check("schema", True, "valid"), Check("signature", True, "signed by the asserter"),
+              Check("context", None, "not checked: document missing"))  # fmt: skip
+    event, other = made(7), made(8)
+    evaluation = Evaluation(event.assertion_id, "bafyrecord", checks, wrong)
+    with DisputerStore(home / "disputer.sqlite") as store:
+        store.upsert_made(CHAIN, event, b"\x01" * 32, True, oov3=OOV3)
+        store.upsert_made(CHAIN, other, b"\x01" * 32, True, oov3=OOV3)
+        for dry_run in (True, False):  # a dry run's preview, then the real decision replacing it
+            store.record_decision(
+                event.assertion_id, action="dispute", reason="score below the threshold", score=wrong.score,
+                calibrated=wrong.calibrated_score, rationale=wrong.rationale, judge=wrong.judge,
+                checks=evaluation.as_dict(), dry_run=dry_run,
+            )  # fmt: skip
+        store.record_decision(other.assertion_id, action="undecided", reason="record unavailable",
+                              checks={"unavailable": "not found on any gateway"})  # fmt: skip
+    view = disputer_view(home)
+    assert view is not None
+    found = view.verdicts("0x" + event.assertion_id.hex().upper())
+    assert [(v.dry_run, v.superseded) for v in found] == [(False, False), (True, True)]
+    first = found[0]
+    assert first.assertion_id == "0x" + event.assertion_id.hex() and first.action == "dispute"
+    assert first.score == wrong.score and first.score is not None and first.score < 0.5
+    assert first.rationale == wrong.rationale and first.judge == "grounding-v1" and first.template is None
+    assert first.checks == (
+        CheckResult("schema", "pass", "valid"),
+        CheckResult("signature", "pass", "signed by the asserter"),
+        CheckResult("context", "skip", "not checked: document missing"),
+    )
+    assert view.verdicts("0x" + other.assertion_id.hex())[0].unavailable == "not found on any gateway"
+    assert view.verdicts("0x" + "ab" * 32) == [] and view.verdicts("not an id") == []
+
+    events = view.decisions(CHAIN)
+    assert [(e.action, e.dry_run, e.chain_id) for e in events] == [
+        ("dispute", False, CHAIN),
+        ("undecided", False, CHAIN),
+    ]
+    assert all(e.at.tzinfo is not None and e.at <= datetime.now(UTC) for e in events)
+    assert view.decisions(CHAIN + 1) == []
+    counts = bucket_counts([(e.at, e.action) for e in events], kinds=["none", "dispute", "undecided"]).counts
+    assert sum(counts["dispute"]) == 1 and sum(counts["undecided"]) == 1 and sum(counts["none"]) == 0
+    assert view.latest_eval() is None  # no `disputer eval` ran in this home
