@@ -270,3 +270,9 @@ class CalibrationError(JudgeError, ValueError):
 
 class EvalDataError(JudgeError, ValueError):
     """An evaluation data set (JSONL rows) that cannot be read; the message names the file and line."""
+
+
+# -- shared storage (a PostgreSQL server) --------------------------------------------------------------------
+class StorageError(AttestError):
+    """The configured database server cannot be used: a wrong URL, password or schema, or it is unreachable.
+    Messages name the URL, never a password."""

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from attest.errors import DisputerStateError
-from attest.storage import utc_now
+from attest.storage import Row, utc_now
 from disputer.store.assertions import ASSERTION_COLUMNS, StoredAssertion, stored_assertion
 from disputer.store.base import StoreBase, hex_or_none
 
@@ -35,7 +34,7 @@ class Decision:
 _DECISION_COLUMNS = "id, assertion_id, created_at, score, calibrated, rationale, judge, checks, action, reason, dry_run"
 
 
-def _decision(row: sqlite3.Row) -> Decision:
+def _decision(row: Row) -> Decision:
     return Decision(
         id=row["id"],
         assertion_id=bytes(row["assertion_id"]),
