@@ -140,7 +140,8 @@ class DecisionTables(StoreBase):
         rows = self._db.execute(
             f"SELECT {columns} FROM assertions a LEFT JOIN decisions d USING(assertion_id) "
             "WHERE a.chain_id = ? AND a.is_ours = 1 AND (a.status = 'new' OR (a.status = 'disputed' AND d.id IS NULL) "
-            "OR (? = 1 AND a.status IN ('evaluated', 'disputed') AND d.dry_run = 1)) ORDER BY a.block_number, a.log_index",
+            "OR (? = 1 AND a.status IN ('evaluated', 'disputed') AND d.dry_run = 1)) "
+            "ORDER BY a.block_number, a.log_index",
             (chain_id, int(redecide_dry_runs)),
         )
         return [stored_assertion(r) for r in rows]
