@@ -74,7 +74,9 @@ def portable_ddl(sql: str) -> str:
 
 
 def one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
+    """The server's own message (without its LINE/caret context), else the client's, on one line."""
+    primary = err.diag.message_primary if isinstance(err, psycopg.Error) else None
+    return " ".join((primary or str(err)).split())
 
 
 class Row(tuple[Any, ...]):
@@ -249,7 +251,13 @@ class PostgresDatabase:
                 if callable(migration.apply):
                     raise TypeError(f"migration {migration.name!r} is Python code; a shared store's must be SQL")
                 with self.transaction():
-                    run_script(db, portable_ddl(migration.apply))
+                    try:
+                        run_script(db, portable_ddl(migration.apply))
+                    except DatabaseFailure as err:
+                        raise self.error(
+                            f"the {self.what} at {self.path} cannot be upgraded to schema v{version} "
+                            f"({migration.name}): {err}; nothing of that step was applied"
+                        ) from None
                     self._resync_identities()
                     db.execute("INSERT INTO migrations VALUES (?, ?, ?)", (version, migration.name, utc_now()))
         finally:

@@ -1,0 +1,182 @@
+"""The stores on both backends (SQLite files, a real PostgreSQL server), and what only PostgreSQL has: a URL,
+a password from the environment, a server that may be down, several processes starting at once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from attest.batch.store import BatchBook
+from attest.config import load_config
+from attest.errors import ConfigError, DisputerStateError, LedgerError, StorageError
+from attest.ledger import Ledger
+from attest.storage import Migration, Postgres, open_database
+from disputer.store import SCHEMA_VERSION, DisputerStore
+from disputer.store.schema import MIGRATIONS
+from tests.support.ports import free_port
+from tests.support.postgres import PostgresServer, StoreAt
+
+ACCOUNT = "0x" + "11" * 20
+
+
+def begin(ledger: Ledger, *, genesis: str | None = "0xg1") -> int:
+    return ledger.begin(
+        network="devnet", chain_id=31337, account="dev", asserter=ACCOUNT, query="q?", record=b"\x00\xffrecord",
+        digest="0x" + "ab" * 32, want_assert=True,
+        plan={"oov3": "0xO", "currency": "0xC", "bond": 2**200, "liveness": 7200, "bond_decimals": 18},
+        genesis_hash=genesis,
+    )  # fmt: skip
+
+
+def test_the_ledger_reads_back_what_it_wrote(store_at: StoreAt) -> None:
+    with Ledger(store_at("ledger.sqlite")) as ledger:
+        first, second = begin(ledger), begin(ledger, genesis=None)
+        assert second == first + 1
+        ledger.update(first, "pinned", {"cid": "bafy"}, status="pinned", cid="bafy", pins=[{"name": "kubo"}])
+        a = ledger.find("bafy")
+        assert (a.id, a.status, a.record, a.bond, a.pins, a.want_assert) == (
+            first, "pinned", b"\x00\xffrecord", 2**200, [{"name": "kubo"}], True,
+        )  # fmt: skip
+        assert [s.step for s in ledger.steps(first)] == ["signed", "pinned"]
+        assert [x.id for x in ledger.select(statuses=("signed",))] == [second]
+        # A NULL genesis matches NULL, a hash matches only itself (IS NOT DISTINCT FROM on both backends).
+        wanted = {"chain_id": 31337, "asserter": ACCOUNT.upper(), "oov3": "0xo", "currency": "0xc"}
+        assert [x.id for x in ledger.to_assert(genesis_hash="0xg1", **wanted)] == [first]
+        assert ledger.to_assert(genesis_hash=None, **wanted) == []
+        with pytest.raises(LedgerError, match="no attestation #99"):
+            ledger.get(99)
+
+
+def test_a_batch_takes_each_queued_record_once(store_at: StoreAt) -> None:
+    with Ledger(store_at("ledger.sqlite")) as ledger:
+        book = BatchBook(ledger.database)
+        ids = [begin(ledger) for _ in range(3)]
+        for i in ids:
+            ledger.update(i, "pinned", status="pinned", cid=f"bafy{i}")
+            book.queue(i)
+        plan = {"bond": 2**200}
+        batch = book.create(network="devnet", chain_id=1, account="dev", asserter=ACCOUNT, plan=plan, limit=2)
+        assert batch is not None and [m.attestation_id for m in book.members(batch.id)] == ids[:2]
+        rest = book.create(network="devnet", chain_id=1, account="dev", asserter=ACCOUNT, plan=plan, limit=2)
+        assert (
+            rest is not None
+            and rest.id == batch.id + 1
+            and [m.attestation_id for m in book.members(rest.id)] == [ids[2]]
+        )
+        assert book.create(network="devnet", chain_id=1, account="dev", asserter=ACCOUNT, plan=plan, limit=2) is None
+
+
+def test_a_failed_write_leaves_nothing_on_both(store_at: StoreAt) -> None:
+    with Ledger(store_at("ledger.sqlite")) as ledger:
+        with pytest.raises(RuntimeError), ledger.transaction():
+            begin(ledger)
+            raise RuntimeError("the caller fails half-way")
+        assert ledger.select() == []
+
+
+# -- PostgreSQL only ------------------------------------------------------------------------------------------
+RACER = """
+import sys, time
+from attest.storage import Postgres
+from disputer.store import DisputerStore
+while time.time() < float(sys.argv[2]):
+    time.sleep(0.005)
+with DisputerStore(Postgres(sys.argv[1])) as store:
+    print(store.schema_version())
+"""
+
+
+def test_processes_starting_together_migrate_once(postgres_url: str) -> None:
+    start = time.time() + 1.5  # every process is up and waiting by then, so they open the database together
+    racers = [
+        subprocess.Popen([sys.executable, "-c", RACER, postgres_url, str(start)], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outputs = [r.communicate(timeout=120)[0].strip() for r in racers]
+    assert [r.returncode for r in racers] == [0] * 4
+    assert outputs == [str(SCHEMA_VERSION)] * 4
+    with DisputerStore(Postgres(postgres_url)) as store:
+        rows = store._db.execute("SELECT version, name FROM migrations ORDER BY version").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [(i + 1, m.name) for i, m in enumerate(MIGRATIONS)]
+
+
+def test_an_older_schema_is_upgraded_and_a_newer_refused(postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    where = Postgres(postgres_url)
+    older = open_database(where, MIGRATIONS[:2], what="disputer state", error=DisputerStateError, schema="disputer")
+    older.conn.execute(
+        "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?)", (31337, "0xo", 12, b"\x12" * 32, "2026-01-01T00:00:00Z")
+    )
+    older.close()
+    with DisputerStore(where) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert store.checkpoint(31337, "0xO") is not None
+        store._db.execute("INSERT INTO migrations VALUES (?, ?, ?)", (SCHEMA_VERSION + 1, "from the future", "now"))
+    assert f"from schema v2 to v{SCHEMA_VERSION}" in caplog.text
+    with pytest.raises(DisputerStateError, match=f"has schema v{SCHEMA_VERSION + 1}, newer .* upgrade llm-attest"):
+        DisputerStore(where)
+
+
+def test_a_failing_migration_applies_none_of_itself(postgres_url: str) -> None:
+    where = Postgres(postgres_url)
+    broken = [
+        Migration("one", "CREATE TABLE one(x INTEGER)"),
+        Migration("two", "CREATE TABLE two(x INTEGER); INSERT INTO two VALUES (1); SELECT * FROM missing"),
+    ]
+    with pytest.raises(LedgerError, match=r"cannot be upgraded to schema v2 \(two\): relation .missing") as caught:
+        open_database(where, broken, what="test", error=LedgerError, schema="test")
+    assert "\n" not in str(caught.value) and "LINE" not in str(caught.value)
+    db = open_database(where, broken[:1], what="test", error=LedgerError, schema="test")
+    assert db.schema_version() == 1
+    assert db.conn.execute("SELECT to_regclass('test.two')").fetchone()[0] is None  # not half of "two"
+    db.close()
+
+
+def test_a_wrong_password_port_or_database_is_one_line_without_the_password(
+    postgres_server: PostgresServer, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATTEST_DB_PASSWORD", "not-the-secret-9f3a")
+    with pytest.raises(StorageError, match="password authentication failed") as wrong:
+        Ledger(Postgres(postgres_url))
+    monkeypatch.setenv("ATTEST_DB_PASSWORD", postgres_server.password)
+    with pytest.raises(StorageError, match=r"refused|failed") as down:
+        Ledger(Postgres(postgres_server.url("t1", port=free_port())))
+    with pytest.raises(StorageError, match="does not exist") as nodb:
+        Ledger(Postgres(postgres_server.url("no_such_db")))
+    for err in (wrong, down, nodb):
+        text = str(err.value)
+        assert "\n" not in text and "not-the-secret" not in text and postgres_server.password not in text
+        assert "ATTEST_DB_PASSWORD" in text and text.startswith("cannot connect to the ledger at postgresql://")
+
+
+def test_a_url_with_a_password_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    for url in ("postgresql://attest:hunter2secret@db/attest", "postgresql://attest@db/attest?password=hunter2secret"):
+        config.write_text(f'[storage]\nurl = "{url}"\n')
+        with pytest.raises(ConfigError, match=r"holds a password; .* ATTEST_DB_PASSWORD") as caught:
+            load_config(config)
+        assert "hunter2secret" not in str(caught.value) and "\n" not in str(caught.value)
+    config.write_text('[storage]\nurl = "mysql://attest@db/attest"\n')
+    with pytest.raises(ConfigError, match="postgresql://"):
+        load_config(config)
+    config.write_text('[storage]\nurl = "postgresql://attest@db:5432/attest"\n')
+    assert load_config(config).storage.location("ledger.sqlite") == Postgres("postgresql://attest@db:5432/attest")
+
+
+def test_the_configured_server_is_where_the_stores_open(
+    postgres_url: str, attest_home: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Path(attest_home, "config.toml").write_text(f'[storage]\nurl = "{postgres_url}"\n')
+    with Ledger() as ledger, DisputerStore() as store:
+        begin(ledger)
+        assert ledger.path == store.path == Postgres(postgres_url)
+    with psycopg.connect(postgres_url, password=os.environ["ATTEST_DB_PASSWORD"]) as conn:
+        count = conn.execute("SELECT count(*) FROM ledger.attestations").fetchone()
+        schemas = conn.execute("SELECT count(*) FROM disputer.migrations").fetchone()
+    assert count == (1,) and schemas == (SCHEMA_VERSION,)
+    assert not Path(attest_home, "ledger.sqlite").exists()
