@@ -557,6 +557,10 @@ _DEPLOY_MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
+# The schema version of each store of attest on a shared server, by its schema there (`attest doctor` compares).
+SCHEMA_VERSIONS = {"ledger": len(_MIGRATIONS), "deploys": len(_DEPLOY_MIGRATIONS)}
+
+
 class DeployLog:
     """The outbox's log for contract deployments (`attest registry deploy`), in `$ATTEST_HOME/deploys.sqlite`
     beside the ledger: a deploy is one intent, its subject naming the network, chain, contract and constructor

@@ -3,6 +3,7 @@ a password from the environment, a server that may be down, several processes st
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -180,3 +181,40 @@ def test_the_configured_server_is_where_the_stores_open(
         schemas = conn.execute("SELECT count(*) FROM disputer.migrations").fetchone()
     assert count == (1,) and schemas == (SCHEMA_VERSION,)
     assert not Path(attest_home, "ledger.sqlite").exists()
+
+
+def doctor(*args: str) -> tuple[list[dict[str, str]], str]:
+    attest = str(Path(sys.executable).with_name("attest"))
+    result = subprocess.run([attest, "doctor", "--json", *args], capture_output=True, text=True, timeout=180)
+    checks = json.loads(result.stdout)["checks"] if result.stdout.strip() else []
+    return checks, result.stdout + result.stderr
+
+
+def test_doctor_checks_the_database(
+    postgres_server: PostgresServer, postgres_url: str, attest_home: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Path(attest_home, "config.toml").write_text(f'[storage]\nurl = "{postgres_url}"\n')
+    checks, _ = doctor()
+    storage = {c["name"]: (c["status"], c["detail"]) for c in checks[:4]}
+    assert storage["database"][0] == "pass" and "PostgreSQL 1" in storage["database"][1]
+    assert storage["ledger schema"] == ("warn", "not created yet; the next command that opens it migrates it")
+    assert storage["database writes"][0] == "pass"
+    Ledger().close()  # the first command makes the ledger's schema
+    with psycopg.connect(postgres_url, password=postgres_server.password) as conn:
+        conn.execute("DELETE FROM ledger.migrations WHERE version > 2")  # as an older release left it
+    checks, _ = doctor()
+    assert checks[1]["name"] == "ledger schema" and checks[1]["status"] == "warn"
+    assert checks[1]["detail"].startswith("v2, older than v")
+    with postgres_server.admin(postgres_url.rsplit("/", 1)[1]) as admin:  # a user that may read but not write
+        admin.execute("CREATE ROLE reader LOGIN PASSWORD 'reader-pw-77'")
+        admin.execute("GRANT USAGE ON SCHEMA ledger TO reader")
+        admin.execute("GRANT SELECT ON ALL TABLES IN SCHEMA ledger TO reader")
+    Path(attest_home, "config.toml").write_text(f'[storage]\nurl = "{postgres_url.replace("attest@", "reader@")}"\n')
+    monkeypatch.setenv("ATTEST_DB_PASSWORD", "reader-pw-77")
+    checks, _ = doctor()
+    writes = next(c for c in checks if c["name"] == "database writes")
+    assert writes["status"] == "fail" and "permission denied" in writes["detail"]
+    monkeypatch.setenv("ATTEST_DB_PASSWORD", "wrong-secret-5150")
+    checks, output = doctor()
+    assert checks[0]["name"] == "database" and checks[0]["status"] == "fail"
+    assert "password authentication failed" in checks[0]["detail"] and "wrong-secret" not in output

@@ -279,3 +279,47 @@ class PostgresDatabase:
 
 class _Undo(Exception):
     """Rolls back `check_writable`'s write."""
+
+
+def inspect(where: Postgres, schemas: dict[str, int], *, what: str = "database") -> list[tuple[str, str, str]]:
+    """What `attest doctor` reports, reading only (no migration runs): (check, status, line) for the server,
+    each store's schema against `schemas` (schema → the version this release writes), and a write, undone."""
+    with connect(where, what=what) as raw:
+        conn = PgConnection(raw)
+        version = conn.execute("SHOW server_version").fetchone()[0]
+        found = [("database", "pass", f"{where} answers (PostgreSQL {version})")]
+        write_to: str | None = None
+        for schema, latest in schemas.items():
+            has = conn.execute("SELECT to_regclass(?)", (f"{schema}.migrations",)).fetchone()[0] is not None
+            current = (
+                int(conn.execute(f"SELECT coalesce(max(version), 0) FROM {schema}.migrations").fetchone()[0])
+                if has
+                else 0
+            )
+            if current == latest:
+                found.append((f"{schema} schema", "pass", f"v{current}, current"))
+                write_to = write_to or schema
+            elif current > latest:
+                found.append((f"{schema} schema", "fail", f"v{current}, newer than this release (v{latest}); "
+                              "upgrade llm-attest"))  # fmt: skip
+            else:
+                state = f"v{current}, older than v{latest}" if current else "not created yet"
+                found.append((f"{schema} schema", "warn", f"{state}; the next command that opens it migrates it"))
+        found.append(("database writes", *_write_check(conn, write_to)))
+        return found
+
+
+def _write_check(conn: PgConnection, schema: str | None) -> tuple[str, str]:
+    """A write the server must allow (no rights, or a read-only replica, refuse it), rolled back."""
+    try:
+        conn.execute("BEGIN")
+        if schema is None:  # nothing made yet: making a store's schema is the first write
+            conn.execute("CREATE SCHEMA attest_doctor_probe")
+        else:
+            conn.execute(f"UPDATE {schema}.migrations SET name = name WHERE version = 1")
+        return "pass", "this user can write (checked in a transaction that was rolled back)"
+    except DatabaseFailure as err:
+        return "fail", f"this user cannot write: {err}; grant it the rights on the database, or use the primary"
+    finally:
+        with suppress(DatabaseFailure):
+            conn.execute("ROLLBACK")

@@ -71,9 +71,10 @@ class PostgresServer:
         with self.admin() as conn:
             conn.execute(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{self.password}'")
 
-    def admin(self) -> psycopg.Connection[tuple[object, ...]]:
+    def admin(self, database: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
+        """The server's superuser, over its socket."""
         return psycopg.connect(
-            host=str(self.sockets), port=self.port, user="postgres", dbname="postgres", autocommit=True
+            host=str(self.sockets), port=self.port, user="postgres", dbname=database, autocommit=True
         )
 
     def url(self, database: str, *, port: int | None = None) -> str:
