@@ -218,3 +218,18 @@ def test_doctor_checks_the_database(
     checks, output = doctor()
     assert checks[0]["name"] == "database" and checks[0]["status"] == "fail"
     assert "password authentication failed" in checks[0]["detail"] and "wrong-secret" not in output
+
+
+def test_both_clis_say_a_wrong_password_in_one_line(
+    postgres_url: str, attest_home: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Path(attest_home, "config.toml").write_text(f'[storage]\nurl = "{postgres_url}"\n')
+    monkeypatch.setenv("ATTEST_DB_PASSWORD", "wrong-secret-8086")
+    for command in (["attest", "list"], ["disputer", "status", "--network", "local"]):
+        result = subprocess.run(
+            [str(Path(sys.executable).with_name(command[0])), *command[1:]], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 1, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "password authentication failed" in lines[0], result.stderr
+        assert "wrong-secret" not in result.stdout + result.stderr
