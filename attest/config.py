@@ -50,7 +50,6 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
@@ -59,7 +58,7 @@ from attest.errors import ConfigError
 from attest.llm.registry import AUTO, provider_names
 from attest.networks import Network, get_network
 from attest.paths import attest_home
-from attest.storage import Postgres
+from attest.storage import Postgres, holds_password
 
 # Extra gas over the estimate for every transaction. The estimate runs against the latest block, and the block a
 # transaction lands in differs: a later time (VotingV2's staking work grows with it), or, in a pipeline, the
@@ -250,7 +249,7 @@ class StorageConfig(_Strict):
         if not value.startswith(("postgresql://", "postgres://")):
             # Not echoed: a mistyped URL may still hold a password.
             raise PydanticCustomError("storage_url", "must be a postgresql://user@host:port/db URL")
-        if _holds_password(value):
+        if holds_password(value):
             raise PydanticCustomError(
                 "storage_url",
                 "holds a password; remove it from the file and put the password in ATTEST_DB_PASSWORD (or PGPASSWORD)",
@@ -260,15 +259,6 @@ class StorageConfig(_Strict):
     def location(self, file_name: str) -> Path | Postgres:
         """A store's place: its file under ATTEST_HOME, or the configured server."""
         return attest_home() / file_name if self.url is None else Postgres(self.url)
-
-
-def _holds_password(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        in_netloc = parts.password is not None
-    except ValueError:  # a netloc urllib cannot split: refuse rather than guess
-        return True
-    return in_netloc or "password" in parse_qs(parts.query)
 
 
 class Config(_Strict):

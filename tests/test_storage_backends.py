@@ -162,6 +162,9 @@ def test_a_url_with_a_password_is_refused_without_echoing_it(tmp_path: Path) -> 
         with pytest.raises(ConfigError, match=r"holds a password; .* ATTEST_DB_PASSWORD") as caught:
             load_config(config)
         assert "hunter2secret" not in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(StorageError, match="holds a password") as caught:
+        Ledger(Postgres("postgresql://attest:hunter2secret@127.0.0.1:1/attest"))
+    assert "hunter2secret" not in str(caught.value)
     config.write_text('[storage]\nurl = "mysql://attest@db/attest"\n')
     with pytest.raises(ConfigError, match="postgresql://"):
         load_config(config)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeAlias
+from urllib.parse import parse_qs, urlsplit
 
 _STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -57,6 +58,16 @@ def run_script(db: Connection, sql: str) -> None:
     for statement in sql.split(";"):
         if statement.strip():
             db.execute(statement)
+
+
+def holds_password(url: str) -> bool:
+    """Whether a postgresql:// URL carries a password (user:password@, or ?password=)."""
+    parts = urlsplit(url)
+    try:
+        in_netloc = parts.password is not None
+    except ValueError:  # a netloc urllib cannot split: refuse rather than guess
+        return True
+    return in_netloc or "password" in parse_qs(parts.query)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from attest.storage.common import (
     IntegrityViolation,
     Migration,
     Postgres,
+    holds_password,
     run_script,
     utc_now,
 )
@@ -124,6 +125,8 @@ class PgConnection:
 
 def connect(where: Postgres, *, what: str) -> psycopg.Connection[Any]:
     """A connection in autocommit (statements outside `transaction()` commit on their own, as on SQLite)."""
+    if holds_password(where.url):  # not echoed
+        raise StorageError(f"the {what}'s URL holds a password; remove it and put the password in {PASSWORD_ENV}")
     password = os.environ.get(PASSWORD_ENV)
     extra: dict[str, Any] = {"password": password} if password else {}
     try:
