@@ -184,6 +184,9 @@ def test_the_configured_server_is_where_the_stores_open(
         schemas = conn.execute("SELECT count(*) FROM disputer.migrations").fetchone()
     assert count == (1,) and schemas == (SCHEMA_VERSION,)
     assert not Path(attest_home, "ledger.sqlite").exists()
+    monkeypatch.setenv("PGPASSWORD", os.environ.pop("ATTEST_DB_PASSWORD"))  # libpq's own variable works too
+    with Ledger() as ledger:
+        assert len(ledger.select()) == 1
 
 
 def doctor(*args: str) -> tuple[list[dict[str, str]], str]:
