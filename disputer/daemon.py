@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -198,7 +199,8 @@ class Daemon:
         if isinstance(err, StateUnwritable):
             return err
         text = str(err)
-        if not isinstance(err, DATABASE_ERRORS) and not any(words in text for words in _UNWRITABLE):
+        # A PostgreSQL failure reaching the loop is most often a lost connection, which the next pass reopens.
+        if not isinstance(err, sqlite3.Error) and not any(words in text for words in _UNWRITABLE):
             return None
         return StateUnwritable(
             f"the disputer stopped: it cannot write its state at {self.store.path} ({text}). Check that the disk has "

@@ -239,3 +239,29 @@ def test_both_clis_say_a_wrong_password_in_one_line(
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "password authentication failed" in lines[0], result.stderr
         assert "wrong-secret" not in result.stdout + result.stderr
+
+
+def test_a_lost_connection_fails_its_statement_and_the_next_one_reconnects(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """A server restart or fail-over ends every session: the statement that meets it fails (nothing of its
+    transaction is kept), and the store goes on on a new connection, never finishing a transaction half-way."""
+
+    def kill_sessions() -> None:
+        with postgres_server.admin() as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (postgres_url.rsplit("/", 1)[1],),
+            )
+
+    with Ledger(Postgres(postgres_url)) as ledger:
+        first = begin(ledger)
+        kill_sessions()
+        with pytest.raises(LedgerError, match=r"terminat|closed|lost"), ledger.transaction():
+            begin(ledger)
+        with pytest.raises(LedgerError), ledger.transaction():
+            begin(ledger)
+            kill_sessions()
+            ledger.update(first, "half-way", status="failed")
+        assert [(a.id, a.status) for a in ledger.select()] == [(first, "signed")]
+        assert begin(ledger) > first  # and writes again

@@ -28,7 +28,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -105,12 +105,19 @@ def _rows(cursor: PgCursor[Any]) -> Any:
 class PgConnection:
     """A psycopg connection that takes the stores' SQL as sqlite3 does (see the module doc)."""
 
-    def __init__(self, raw: psycopg.Connection[Any]) -> None:
-        self.raw = raw
+    def __init__(self, open_raw: Callable[[], psycopg.Connection[Any]]) -> None:
+        self._open_raw = open_raw
+        self.raw = open_raw()
+        self.in_transaction = False
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
-        cursor = self.raw.cursor(row_factory=_rows)
+        if self.raw.closed and not self.in_transaction:
+            # The server went away (a restart, a fail-over, an idle timeout) and the statement that met it failed;
+            # the next one, outside a transaction, runs on a new connection. Inside one it must not: its earlier
+            # statements died with the old session, and the rest would commit on their own.
+            self.raw = self._open_raw()
         try:
+            cursor = self.raw.cursor(row_factory=_rows)
             if parameters:
                 values = tuple(int(p) if isinstance(p, bool) else p for p in parameters)
                 cursor.execute(sql.replace("%", "%%").replace("?", "%s"), values)
@@ -159,9 +166,8 @@ class PostgresDatabase:
         self.schema = schema
         self.migrations = tuple(migrations)
         self._depth = 0
-        self.conn = PgConnection(connect(where, what=what))
+        self.conn = PgConnection(self._open)
         try:
-            self.conn.execute(f"SET search_path TO {schema}")
             self._migrate()
         except DatabaseFailure as err:
             self.close()
@@ -169,6 +175,11 @@ class PostgresDatabase:
         except BaseException:
             self.close()
             raise
+
+    def _open(self) -> psycopg.Connection[Any]:
+        raw = connect(self.path, what=self.what)
+        raw.execute(f"SET search_path TO {self.schema}")
+        return raw
 
     def close(self) -> None:
         self.conn.raw.close()
@@ -194,9 +205,11 @@ class PostgresDatabase:
             return
         try:
             self.conn.execute("BEGIN")
+            self.conn.in_transaction = True
             self.conn.execute("SELECT pg_advisory_xact_lock(?)", (lock_key(self.schema, "write"),))
         except DatabaseFailure as err:
             self._rollback()
+            self.conn.in_transaction = False
             raise self.error(f"cannot write to the {self.what} at {self.path}: {err}") from None
         self._depth = 1
         try:
@@ -210,6 +223,7 @@ class PostgresDatabase:
             raise
         finally:
             self._depth = 0
+            self.conn.in_transaction = False
 
     def _rollback(self) -> None:
         if self.conn.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -218,15 +232,6 @@ class PostgresDatabase:
 
     def schema_version(self) -> int:
         return int(self.conn.execute("SELECT coalesce(max(version), 0) FROM migrations").fetchone()[0])
-
-    def check_writable(self) -> None:
-        """A write to this store, undone: refused by the server (no rights, a read-only replica), it raises."""
-        try:
-            with self.transaction():
-                self.conn.execute("UPDATE migrations SET name = name WHERE version = ?", (self.schema_version(),))
-                raise _Undo
-        except _Undo:
-            pass
 
     def _migrate(self) -> None:
         db = self.conn
@@ -280,15 +285,11 @@ class PostgresDatabase:
             )
 
 
-class _Undo(Exception):
-    """Rolls back `check_writable`'s write."""
-
-
 def inspect(where: Postgres, schemas: dict[str, int], *, what: str = "database") -> list[tuple[str, str, str]]:
     """What `attest doctor` reports, reading only (no migration runs): (check, status, line) for the server,
     each store's schema against `schemas` (schema → the version this release writes), and a write, undone."""
-    with connect(where, what=what) as raw:
-        conn = PgConnection(raw)
+    conn = PgConnection(lambda: connect(where, what=what))
+    with conn.raw:
         version = conn.execute("SHOW server_version").fetchone()[0]
         found = [("database", "pass", f"{where} answers (PostgreSQL {version})")]
         write_to: str | None = None
