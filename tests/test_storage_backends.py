@@ -14,8 +14,10 @@ import psycopg
 import pytest
 
 from attest.batch.store import BatchBook
+from attest.chain.tx import SignedTx
 from attest.config import load_config
 from attest.errors import ConfigError, DisputerStateError, LedgerError, StorageError
+from attest.flow.pairs import add_preference, create_pair, current_preference
 from attest.ledger import Ledger
 from attest.storage import Migration, Postgres, open_database
 from disputer.store import SCHEMA_VERSION, DisputerStore
@@ -265,3 +267,26 @@ def test_a_lost_connection_fails_its_statement_and_the_next_one_reconnects(
             ledger.update(first, "half-way", status="failed")
         assert [(a.id, a.status) for a in ledger.select()] == [(first, "signed")]
         assert begin(ledger) > first  # and writes again
+
+
+def test_cancel_a_chain_reset_and_pairs_on_both(store_at: StoreAt) -> None:
+    with Ledger(store_at("ledger.sqlite")) as ledger:
+        kept, gone, dropped = begin(ledger), begin(ledger), begin(ledger)
+        signed = SignedTx("settle", 7, "0x" + "cd" * 32, b"\x02raw")
+        row = ledger.tx_record_signed(ledger.tx_intent(gone, "assert"), signed, ACCOUNT)
+        assert (row.status, row.nonce, row.raw, row.hash_hex) == ("signed", 7, b"\x02raw", signed.tx_hash)
+        assert [r.id for r, _a in ledger.in_flight(chain_id=31337, genesis_hash="0xg1", asserter=ACCOUNT)] == [row.id]
+        assert ledger.match_chain(ledger.get(gone), "0xg2").status == "orphaned"
+        assert ledger.txs(gone)[0].status == "failed"
+        assert ledger.cancel(dropped, "changed my mind", unsent=False)
+        assert ledger.reopen(dropped).status == "signed"
+        pair = create_pair(ledger, kept, dropped)
+        first = add_preference(ledger, pair_id=pair, ranker="r", choice="first", record=b"p", cid="c1", supersedes=None)
+        with pytest.raises(LedgerError):  # one preference per (pair, ranker, superseded), on both
+            add_preference(ledger, pair_id=pair, ranker="r", choice="second", record=b"p", cid="c2", supersedes=None)
+        later = add_preference(
+            ledger, pair_id=pair, ranker="r", choice="second", record=b"q", cid="c3", supersedes="c1"
+        )
+        assert later > first
+        current = current_preference(ledger, pair, "r")
+        assert current is not None and current.cid == "c3"
