@@ -290,3 +290,38 @@ def test_cancel_a_chain_reset_and_pairs_on_both(store_at: StoreAt) -> None:
         assert later > first
         current = current_preference(ledger, pair, "r")
         assert current is not None and current.cid == "c3"
+
+
+BATCHER = """
+import sys
+from attest.batch.store import BatchBook
+from attest.ledger import Ledger
+from attest.storage import Postgres
+with Ledger(Postgres(sys.argv[1])) as ledger:
+    book = BatchBook(ledger.database)
+    made = 0
+    while book.create(network="devnet", chain_id=1, account="dev", asserter="0x", plan={}, limit=2) is not None:
+        made += 1
+    print(made)
+"""
+
+
+def test_writers_on_two_processes_queue_like_on_sqlite(postgres_url: str) -> None:
+    """Forming a batch reads the queued records and then moves them: the store's write lock makes the two one
+    step, so two processes batching the same queue put each record in exactly one batch."""
+    with Ledger(Postgres(postgres_url)) as ledger:
+        book = BatchBook(ledger.database)
+        ids = [begin(ledger) for _ in range(30)]
+        for i in ids:
+            ledger.update(i, "pinned", status="pinned", cid=f"bafy{i}")
+            book.queue(i)
+        batchers = [
+            subprocess.Popen([sys.executable, "-c", BATCHER, postgres_url], stdout=subprocess.PIPE, text=True)
+            for _ in range(3)
+        ]
+        made = [int(b.communicate(timeout=120)[0]) for b in batchers]
+        batches = book.select()
+        assert sum(made) == len(batches) == 15
+        assert sum(b.count for b in batches) == 30
+        members = [m.attestation_id for b in batches for m in book.members(b.id)]
+        assert sorted(members) == ids
