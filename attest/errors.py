@@ -39,7 +39,7 @@ class AccountError(AttestError):
     Messages name the alias or source, never key material."""
 
 
-# -- the local ledger ----------------------------------------------------------------------------------------
+# -- the ledger and the storage under it ---------------------------------------------------------------------
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C, with what it did to the job it stopped (one line). Not an AttestError: it ends the command as an
     interrupt (exit code 130), not as a failure."""
@@ -47,6 +47,11 @@ class Interrupted(KeyboardInterrupt):
 
 class LedgerError(AttestError):
     """The local ledger of attestations cannot be read or written, or names no such attestation."""
+
+
+class StorageError(AttestError):
+    """The configured PostgreSQL server (`[storage] url`) cannot be used: a wrong URL or password, a server that
+    does not answer, rights missing. Messages name the URL, never a password."""
 
 
 # -- chain and transactions ----------------------------------------------------------------------------------
