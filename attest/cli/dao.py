@@ -169,7 +169,7 @@ def _print_change(result: ChangeResult) -> None:
     click.echo(f"proposal: {p.hex_id}")
     click.echo(f"          {short(p.description, 100)}")
     click.echo(f"tx:       {result.sent.tx_hash} (block {result.sent.block_number})")
-    click.echo("state:    pending (proposal)")
+    click.echo("state:    pending")
     click.echo(f"vote:     after block {p.vote_start} until block {p.vote_end}")
     click.echo(f"next:     `attest dao vote {p.hex_id[:12]} --support for|against|abstain`")
 
