@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -16,6 +20,7 @@ from attest.errors import GovernanceError
 from attest.ledger import DeployLog
 from tests.conftest import LocalChain
 
+ATTEST = str(Path(sys.executable).with_name("attest"))
 CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 CONTRIBUTOR = dev_account(6).address
 
@@ -160,3 +165,25 @@ def test_an_account_governor_approves_directly(local_chain: LocalChain, attest_h
 def test_a_bad_cid_is_one_line(local_chain: LocalChain, bad: str) -> None:
     result = run("kb", "propose", bad, "--contributor", CONTRIBUTOR, "--account", "dev:1")
     assert result.exit_code == 1 and "\n" not in str(result.exception)
+
+
+@pytest.mark.parametrize("step", ["dao-vote-signed", "dao-vote-sent"])
+def test_a_vote_interrupted_after_signing_is_settled_not_signed_twice(local_chain: LocalChain, step: str) -> None:
+    """`attest dao vote` killed right after its transaction was recorded signed (not sent) or sent: the same
+    command again sends those very bytes (or finds them mined), one vote, one nonce."""
+    ok("kb", "propose", CID, "--contributor", CONTRIBUTOR, "--account", "dev:1")
+    short_id = only_proposal()["id"][:12]
+    mine(local_chain, 2)
+    voter = dev_account(3).address
+    nonce = local_chain.w3.eth.get_transaction_count(voter)
+    args = [ATTEST, "dao", "vote", short_id, "--support", "for", "--account", "dev:3"]
+    env = {**os.environ, "ATTEST_HOME": str(local_chain.home), "ATTEST_CRASH_AT": step}
+    crashed = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert crashed.returncode == 137, crashed.stderr
+    env.pop("ATTEST_CRASH_AT")
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "voted:    for" in again.stdout
+    assert local_chain.w3.eth.get_transaction_count(voter) == nonce + 1
+    assert Governor(local_chain.w3, local_chain.deployment.governor).has_voted(int(only_proposal()["id"], 16), voter)
+    assert "already voted" in refused("dao", "vote", short_id, "--support", "for", "--account", "dev:3")
