@@ -141,15 +141,14 @@ def test_a_proposal_without_quorum_is_not_queued(local_chain: LocalChain) -> Non
     assert only_proposal()["state"] == "defeated"
 
 
-def test_an_account_governor_approves_directly(local_chain: LocalChain, attest_home: str) -> None:
-    from attest.chain.knowledge import deploy_call
-    from attest.chain.tx import Sender
-
-    owner = Sender(local_chain.w3, dev_account(7))
-    address = owner.transact(deploy_call(local_chain.w3, owner.address), "deploy")["contractAddress"]
-    (local_chain.home / "config.toml").write_text(f'[networks.local]\nkb_registry = "{address}"\n')
+def test_an_account_governor_approves_directly(local_chain: LocalChain) -> None:
+    owner = dev_account(7).address
+    out = ok("kb", "deploy-registry", "--governor", owner, "--account", "dev:7", "--yes", "--save")
+    address = out.split("registry:")[1].split()[0]
+    assert f'kb_registry = "{address}"' in (local_chain.home / "config.toml").read_text()
+    assert "already has a KnowledgeRegistry" in refused("kb", "deploy-registry", "--governor", owner, "--yes")
     wrong = refused("kb", "propose", CID, "--contributor", CONTRIBUTOR, "--account", "dev:1")
-    assert f"governed by the account {owner.address}" in wrong
+    assert f"governed by the account {owner}" in wrong
     out = ok("kb", "propose", CID, "--contributor", CONTRIBUTOR, "--account", "dev:7")
     assert out.startswith(f"approved: {CID} from {CONTRIBUTOR} at block")
     assert KnowledgeRegistry(local_chain.w3, address).is_approved(CONTRIBUTOR, CID)
@@ -158,7 +157,8 @@ def test_an_account_governor_approves_directly(local_chain: LocalChain, attest_h
     assert not KnowledgeRegistry(local_chain.w3, address).is_approved(CONTRIBUTOR, CID)
     with DeployLog() as log:  # each change one intent in the outbox's log, mined
         rows = log._db.execute("SELECT kind, status FROM deploys ORDER BY id").fetchall()
-    assert [tuple(r) for r in rows] == [("kb-approve", "mined"), ("kb-revoke", "mined")]
+    kinds = [("deploy-kb-registry", "mined"), ("kb-approve", "mined"), ("kb-revoke", "mined")]
+    assert [tuple(r) for r in rows] == kinds
 
 
 @pytest.mark.parametrize("bad", ["not-a-cid", "Qm123"])
