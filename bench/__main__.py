@@ -1,7 +1,7 @@
 """Run the benchmarks: `python -m bench [NAME ...] [--quick] [--write]`.
 
-NAME picks benches (gas, batch_gas, batch_build, batch_judge, cid, kb, kb_gas, answers, judge, ask, rpc, disputer, ui_list; all
-when none is named).
+NAME picks benches (gas, batch_gas, batch_build, batch_judge, cid, kb, kb_gas, answers, judge, ask, rpc, disputer,
+ui_list; all when none is named).
 `--write` updates docs/benchmarks.md, full runs of every bench only.
 """
 
