@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import cast
 
 from hexbytes import HexBytes
+from web3.exceptions import TransactionNotFound
 from web3.types import FilterParams
 
 from attest.batch import merkle
@@ -207,7 +208,10 @@ def check_anchor(
         return False, f"anchored through {claim.registry}, not {ctx.network.name}'s registry {registry}"
     anchored = event("AttestationRegistry", "Anchored")
     if claim.tx is not None:
-        logs = list(ctx.w3.eth.get_transaction_receipt(claim.tx)["logs"])  # type: ignore[arg-type]
+        try:
+            logs = list(ctx.w3.eth.get_transaction_receipt(HexBytes(claim.tx))["logs"])
+        except TransactionNotFound:
+            return False, f"the anchor transaction {claim.tx} was not found on {ctx.network.name}"
     else:
         by = HexBytes(bytes(12) + bytes.fromhex(record.ranker[2:]))
         query = {"address": registry, "fromBlock": 0, "toBlock": "latest", "topics": [anchored.topic, by, root]}
