@@ -168,3 +168,28 @@ def test_a_third_party_verifies_from_the_pinned_receipt(
     assert "--anchor RECEIPT" in str(anchor_check(first["cid"])["detail"])
     # Anchored alone (the default), the CID is enough: the root is its leaf, found by log query.
     assert anchor_check(alone["preference_cid"])["ok"] is True
+
+
+def test_two_rank_anchor_processes_at_once_send_one_anchor(local_chain: LocalChain) -> None:
+    for n in range(2):
+        compare()
+        ok("rank", str(n + 1), "--no-anchor", "--prefer", "1")
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "attest", "rank", "anchor", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [json.loads(run.communicate(timeout=120)[0]) for run in runs]
+    assert all(run.returncode == 0 for run in runs)
+    anchors = [a for out in outputs for a in out["anchors"]]
+    assert len({a["tx"] for a in anchors}) == 1  # the second found the first's anchor, or nothing left to anchor
+    assert len(anchored_events(local_chain, anchors[0]["ranker"])) == 1
+
+
+def test_rank_anchor_takes_no_ranking_options(attest_home: str) -> None:
+    result = CliRunner().invoke(cli, ["rank", "anchor", "--prefer", "1"])
+    assert result.exit_code == 2 and "`attest rank anchor` takes only --json" in result.output

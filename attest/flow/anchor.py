@@ -72,13 +72,17 @@ def anchor_pending(
             ctx = connect(net, config=config)
             sender = ctx.sender(ranker)
             registry = _registry(ctx)
-            results += [_drive(book, a, ctx, sender, config) for a in open_]
-            made = leaves and book.create(
-                leaves, network=net, chain_id=ctx.chain_id, registry=registry, ranker=ranker.address
-            )
-            if made:
-                checkpoint("anchor-created")
-                results.append(_drive(book, made, ctx, sender, config))
+            # Decided and sent under the ranker's signing lock: a concurrent `attest rank anchor` of this home waits,
+            # then finds these anchored instead of sending its own for them.
+            with sender.signing():
+                results += [_drive(book, a, ctx, sender, config) for a in book.open(ranker.address, net)]
+                leaves = book.unanchored(ranker.address, net, preference_ids)
+                made = leaves and book.create(
+                    leaves, network=net, chain_id=ctx.chain_id, registry=registry, ranker=ranker.address
+                )
+                if made:
+                    checkpoint("anchor-created")
+                    results.append(_drive(book, made, ctx, sender, config))
     return results
 
 
