@@ -193,3 +193,20 @@ def test_two_rank_anchor_processes_at_once_send_one_anchor(local_chain: LocalCha
 def test_rank_anchor_takes_no_ranking_options(attest_home: str) -> None:
     result = CliRunner().invoke(cli, ["rank", "anchor", "--prefer", "1"])
     assert result.exit_code == 2 and "`attest rank anchor` takes only --json" in result.output
+
+
+def test_a_registry_without_anchor_leaves_the_preference_pending_until_one_has_it(local_chain: LocalChain) -> None:
+    compare()
+    w3, registry = local_chain.w3, local_chain.deployment.registry
+    ours = w3.eth.get_code(registry).to_0x_hex()
+    older = w3.eth.get_code(local_chain.deployment.oov3).to_0x_hex()  # any contract without anchor()
+    w3.provider.make_request("anvil_setCode", [registry, older])  # type: ignore[arg-type]
+    result = CliRunner().invoke(cli, ["rank", "1", "--prefer", "1"])
+    assert result.exit_code == 1, result.output
+    assert "signed and pinned, but not anchored" in result.output and "`attest registry deploy`" in result.output
+    cid = result.output.split("preference  ipfs://")[1].split()[0]
+    check = anchor_check(cid)
+    assert check["ok"] is None and "is not mined yet" in str(check["detail"])
+    w3.provider.make_request("anvil_setCode", [registry, ours])  # type: ignore[arg-type]
+    (anchor,) = json.loads(ok("rank", "anchor", "--json"))["anchors"]
+    assert [p["cid"] for p in anchor["preferences"]] == [cid] and anchor_check(cid)["ok"] is True
