@@ -114,7 +114,9 @@ def test_a_tampered_proof_or_root_fails(local_chain: LocalChain, tmp_path: Path)
     )
 
 
-@pytest.mark.parametrize("crash_at", ["anchor-created", "anchor-signed", "anchor-sent", "anchor-mined"])
+@pytest.mark.parametrize(
+    "crash_at", ["anchor-created", "anchor-signed", "anchor-sent", "anchor-mined", "anchor-recorded"]
+)
 def test_a_crash_while_anchoring_resumes_to_exactly_one_anchor(local_chain: LocalChain, crash_at: str) -> None:
     cids = []
     for n in range(2):
@@ -135,6 +137,8 @@ def test_a_crash_while_anchoring_resumes_to_exactly_one_anchor(local_chain: Loca
     with Ledger() as ledger:
         book = AnchorBook(ledger.database)
         assert [t.status for t in book.txs(anchor["id"])] == ["mined"]  # signed once, never again
+        assert book.open() == []  # every receipt pinned
+    assert all(p["receipt"] for p in anchor["preferences"])
     assert all(anchor_check(cid)["ok"] is True for cid in cids)
 
 

@@ -152,10 +152,12 @@ class AnchorBook:
         return _anchor(self._db.execute("SELECT * FROM anchors WHERE id = ?", (anchor_id,)).fetchone())
 
     def open(self, ranker: str | None = None, network: str | None = None) -> list[Anchor]:
-        """Anchors created and not anchored yet (a crash, an RPC outage, no gas money), oldest first."""
+        """Anchors not finished (a crash, an RPC outage, no gas money), oldest first: not anchored yet, or anchored
+        with a preference whose receipt is not pinned yet."""
         rows = self._db.execute(
-            "SELECT * FROM anchors WHERE status = ? AND coalesce(?, ranker) = ranker "
-            "AND coalesce(?, network) = network ORDER BY id",
+            "SELECT * FROM anchors n WHERE (status = ? OR EXISTS (SELECT 1 FROM preferences p WHERE p.anchor_id = n.id "
+            "AND p.anchor_receipt IS NULL)) AND coalesce(?, ranker) = ranker AND coalesce(?, network) = network "
+            "ORDER BY id",
             (ANCHORING, ranker, network),
         )
         return [_anchor(r) for r in rows]

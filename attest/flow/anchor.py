@@ -117,6 +117,7 @@ def _drive(book: AnchorBook, anchor: Anchor, ctx: ChainContext, sender: Sender, 
         anchor = book.anchored(
             anchor.id, tx_hash=receipt["transactionHash"].to_0x_hex(), block=block, block_time=timestamp
         )
+        checkpoint("anchor-recorded")
     ipfs = config.ipfs_for(anchor.network)
     store, pinners = LocalStore(), Remotes.from_config(ipfs).pinners
     cids, receipts = [], []
