@@ -3,7 +3,8 @@ kept in the ledger; and the check of a preference record by CID (`attest verify 
 
 Checks come before anything is signed: the pair exists, both answer records decode and are pinned, the ranker
 is the configured account, and it has not ranked the pair already (a changed mind is `--change`, a new record
-naming the one it supersedes). Nothing is written when one fails.
+naming the one it supersedes). Nothing is written when one fails. Then the preference is anchored on chain
+(attest/flow/anchor.py) unless asked not to; an anchor that fails leaves the preference standing, pending.
 """
 
 from __future__ import annotations
