@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from attest.batch.anchors import MIGRATION as ANCHORS
 from attest.batch.store import MIGRATION as BATCHES
 from attest.chain.outbox import TxRow, TxState, decode_earlier, earlier_after, encode_earlier
 from attest.config import storage_location
@@ -175,6 +176,7 @@ _MIGRATIONS: tuple[Migration, ...] = (
         CREATE UNIQUE INDEX preferences_once ON preferences(pair_id, ranker, coalesce(supersedes, ''))
         """,
     ),
+    ANCHORS,
 )
 
 _UPDATABLE = frozenset(

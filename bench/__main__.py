@@ -1,7 +1,7 @@
 """Run the benchmarks: `python -m bench [NAME ...] [--quick] [--write]`.
 
-NAME picks benches (gas, batch_gas, batch_build, batch_judge, cid, kb, kb_gas, answers, judge, ask, rpc, disputer,
-ui_list; all when none is named).
+NAME picks benches (gas, batch_gas, anchor_gas, batch_build, batch_judge, cid, kb, kb_gas, answers, judge, ask,
+rpc, disputer, ui_list; all when none is named).
 `--write` updates docs/benchmarks.md, full runs of every bench only.
 """
 
@@ -10,12 +10,28 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import answers, ask, batch_build, batch_gas, batch_judge, cid, disputer, gas, judge, kb, kb_gas, rpc, ui_list
+from bench import (
+    anchor_gas,
+    answers,
+    ask,
+    batch_build,
+    batch_gas,
+    batch_judge,
+    cid,
+    disputer,
+    gas,
+    judge,
+    kb,
+    kb_gas,
+    rpc,
+    ui_list,
+)
 from bench.common import Table, write_report
 
 BENCHES: dict[str, Callable[..., list[Table]]] = {
     "gas": gas.run,
     "batch_gas": batch_gas.run,
+    "anchor_gas": anchor_gas.run,
     "batch_build": batch_build.run,
     "batch_judge": batch_judge.run,
     "cid": cid.run,

@@ -55,6 +55,10 @@ contract AttestationRegistry is IOptimisticOracleV3CallbackRecipient {
     /// registry stores nothing, the event is where voters and dashboards find the pinned document at `uri`.
     event Evidence(bytes32 indexed assertionId, address indexed by, string uri);
 
+    /// A timestamped, public proof that `by` held the records under `root` (the Merkle root of signed preference
+    /// digests, see attest/flow/anchor.py). Not a truth claim, so no bond and no oracle: the event is the proof.
+    event Anchored(address indexed by, bytes32 indexed root);
+
     error NotOracle(address caller);
     error ZeroOracle();
 
@@ -94,6 +98,11 @@ contract AttestationRegistry is IOptimisticOracleV3CallbackRecipient {
     /// @notice Announce evidence about `assertionId` (an ipfs:// URI of a pinned document); open to anyone, no storage.
     function publishEvidence(bytes32 assertionId, string calldata uri) external {
         emit Evidence(assertionId, msg.sender, uri);
+    }
+
+    /// @notice Anchor `root` under the caller's address: open to anyone, no storage (the event's log is the record).
+    function anchor(bytes32 root) external {
+        emit Anchored(msg.sender, root);
     }
 
     /// @notice True once some eligible assertion carrying `digest` resolved true.

@@ -88,7 +88,7 @@ def test_compare_pins_two_answers_from_one_context_as_a_pair(fake: FakeModelServ
 
 def test_rank_by_flag_then_change_of_mind_supersedes(fake: FakeModelServer) -> None:
     compare()
-    out = json.loads(ok("rank", "1", "--prefer", "2", "--reason", "cites the passage", "--json"))
+    out = json.loads(ok("rank", "1", "--no-anchor", "--prefer", "2", "--reason", "cites the passage", "--json"))
     record = decode_preference(Path_bytes(out["preference_cid"]))
     with Ledger() as ledger:
         first, second = ledger.get(1), ledger.get(2)
@@ -96,13 +96,13 @@ def test_rank_by_flag_then_change_of_mind_supersedes(fake: FakeModelServer) -> N
     assert record.choice == "2" and record.reason == "cites the passage" and record.supersedes is None
     again = refused("rank", "1", "--prefer", "1")
     assert "already ranked pair #1" in again and "--change" in again
-    changed = json.loads(ok("rank", "1", "--prefer", "tie", "--change", "--json"))
+    changed = json.loads(ok("rank", "1", "--no-anchor", "--prefer", "tie", "--change", "--json"))
     assert changed["supersedes"] == out["preference_cid"] and changed["choice"] == "tie"
 
 
 def test_rank_interactively_through_the_prompt(fake: FakeModelServer) -> None:
     compare()
-    text = ok("rank", "1", stdin="x\nt\nboth fine\n")
+    text = ok("rank", "1", "--no-anchor", stdin="x\nt\nboth fine\n")
     assert ANSWER_A in text.replace("\n", " ") or "Trim the wick" in text
     assert "Pair #1: a tie, signed by" in text
     cid = text.split("preference  ipfs://")[1].split()[0]
@@ -137,13 +137,17 @@ def Path_bytes(cid: object) -> bytes:
 def test_export_dpo_and_trust_and_teach_shapes(fake: FakeModelServer, tmp_path: Path) -> None:
     compare()
     compare()
-    first = json.loads(ok("rank", "1", "--prefer", "2", "--json"))
-    current = json.loads(ok("rank", "1", "--prefer", "1", "--change", "--reason", "shorter", "--json"))
-    tie = json.loads(ok("rank", "2", "--prefer", "tie", "--json"))
+    first = json.loads(ok("rank", "1", "--no-anchor", "--prefer", "2", "--json"))
+    current = json.loads(ok("rank", "1", "--no-anchor", "--prefer", "1", "--change", "--reason", "shorter", "--json"))
+    tie = json.loads(ok("rank", "2", "--no-anchor", "--prefer", "tie", "--json"))
     dpo = [json.loads(line) for line in ok("export", "--format", "dpo").splitlines()]
     assert len(dpo) == 1  # the tie is left out, the superseded ranking is not exported
     (row,) = dpo
-    assert set(row) == {"prompt", "chosen", "rejected", "chosen_cid", "rejected_cid", "preference_cid", "ranker"}
+    assert set(row) == {
+        "prompt", "chosen", "rejected", "chosen_cid", "rejected_cid", "preference_cid", "ranker", "anchor_tx",
+        "anchor_receipt",
+    }  # fmt: skip
+    assert row["anchor_tx"] == row["anchor_receipt"] == ""  # ranked with --no-anchor
     assert (
         row["chosen"] == ANSWER_A and row["rejected"] == ANSWER_B and row["preference_cid"] == current["preference_cid"]
     )
@@ -170,7 +174,7 @@ def test_verify_refuses_a_preference_naming_a_tampered_or_missing_answer(fake: F
     from attest.record.preference import encode_preference, sign_preference, validate_preference
 
     compare()
-    good = json.loads(ok("rank", "1", "--prefer", "1", "--json"))
+    good = json.loads(ok("rank", "1", "--no-anchor", "--prefer", "1", "--json"))
     assert "all checks passed" in ok("verify", good["preference_cid"])
     ranker = dev_account(1)
     refs = good["answers"]
@@ -214,7 +218,10 @@ def test_rank_on_a_terminal_takes_one_key_press(fake: FakeModelServer) -> None:
     compare()
     primary, secondary = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "attest", "rank", "1"], stdin=secondary, stdout=secondary, stderr=secondary
+        [sys.executable, "-m", "attest", "rank", "1", "--no-anchor"],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
     )
     os.close(secondary)
     seen = b""
@@ -259,5 +266,5 @@ def test_rank_account_config_key_names_the_ranker(fake: FakeModelServer, attest_
     ranker = load_account("dev:3", "local").account.address
     message = refused("rank", "1", "--prefer", "1", "--account", "dev:0")
     assert ranker in message and "set [rank] account" in message
-    out = json.loads(ok("rank", "1", "--prefer", "1", "--account", "dev:3", "--json"))
+    out = json.loads(ok("rank", "1", "--no-anchor", "--prefer", "1", "--account", "dev:3", "--json"))
     assert out["ranker"] == ranker

@@ -68,11 +68,12 @@ def test_a_legacy_ledger_upgrades_in_place(tmp_path: Path) -> None:
     rows, tables = bookkeeping(path)
     # Migration 3 ties rows to a chain history; 4 (the bond currency's decimals and symbol) leaves them unknown
     # for rows written before it; 5 keeps a replaced transaction's earlier signings; 6 adds Merkle batches; 7 pairs
-    # of answers and their rankers' preferences.
-    assert [v for v, _n in rows] == [1, 2, 3, 4, 5, 6, 7] and rows[0][1] == "attestations, transactions, steps"
+    # of answers and their rankers' preferences; 8 their on-chain anchors (root, proof, tx and block per preference).
+    assert [v for v, _n in rows] == [1, 2, 3, 4, 5, 6, 7, 8] and rows[0][1] == "attestations, transactions, steps"
     assert rows[2][1].startswith("chain histories") and rows[3][1].startswith("the bond currency")
     assert rows[4][1].startswith("replaced transactions") and rows[5][1].startswith("batches:")
-    assert rows[6][1].startswith("pairs of answers")
+    assert rows[6][1].startswith("pairs of answers") and rows[7][1].startswith("preference anchors")
+    assert {"anchors", "anchor_txs"} <= set(tables)
     with Ledger(path):  # opening again applies nothing
         pass
     assert bookkeeping(path) == (rows, tables)

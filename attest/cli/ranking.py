@@ -11,6 +11,7 @@ import click
 from attest.cli.output import echo_json
 
 if TYPE_CHECKING:
+    from attest.flow.anchor import AnchorResult
     from attest.flow.compare import CompareResult
     from attest.flow.pairs import Pair
 
@@ -98,21 +99,36 @@ def _pick() -> str:
 @click.option("--reason", help="Why, recorded in the signed preference.")
 @click.option("--change", is_flag=True, help="Supersede your earlier ranking of this pair with a new record.")
 @click.option("--account", help="The account you expect to rank with; refused unless it is the configured one.")
+@click.option(
+    "--no-anchor", is_flag=True, help="Do not anchor it on chain now (`attest rank anchor` anchors many in one tx)."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-def rank(pair: str, prefer: str | None, reason: str | None, change: bool, account: str | None, as_json: bool) -> None:
-    """Rank the two answers of PAIR (from `attest ask --compare`): a signed, pinned preference record. Without
-    --prefer both answers are shown and a key picks 1, 2 or t (tie)."""
+def rank(
+    pair: str, prefer: str | None, reason: str | None, change: bool, account: str | None, no_anchor: bool, as_json: bool
+) -> None:
+    """Rank the two answers of PAIR (from `attest ask --compare`): a signed, pinned preference record, anchored on
+    chain by the registry's Anchored event (sent by the ranking account) unless --no-anchor. Without --prefer both
+    answers are shown and a key picks 1, 2 or t (tie).
+
+    `attest rank anchor` anchors every preference of the ranking account not anchored yet in one transaction
+    (and finishes an anchor a crash left open)."""
     from attest.flow.rank import load_pair
     from attest.flow.rank import rank as run
 
+    if pair == "anchor":
+        if prefer or reason or change or account or no_anchor:
+            raise click.UsageError("`attest rank anchor` takes only --json")
+        _anchor(as_json)
+        return
     if prefer is None:
         _show_pair(load_pair(pair))
         key = _pick()
         prefer = "tie" if key == "t" else key
         if reason is None:
             reason = click.prompt("Reason (Enter for none)", default="", show_default=False)
-    result = run(pair, prefer, reason=reason, account=account, change=change)
+    result = run(pair, prefer, reason=reason, account=account, change=change, anchor=not no_anchor)
     record = result.record
+    anchored = result.anchor
     if as_json:
         echo_json(
             {
@@ -123,11 +139,52 @@ def rank(pair: str, prefer: str | None, reason: str | None, change: bool, accoun
                 "reason": record.reason,
                 "supersedes": record.supersedes,
                 "answers": [ref.model_dump() for ref in record.pair],
+                "anchor": None if anchored is None else _anchor_json(anchored),
+                "anchor_error": result.anchor_error,
             }
         )
+    else:
+        chosen = "a tie" if record.choice == "tie" else f"answer {record.choice}"
+        click.echo(f"Pair #{result.pair.id}: {chosen}, signed by {record.ranker}")
+        click.echo(f"  preference  ipfs://{result.cid}")
+        if record.supersedes:
+            click.echo(f"  supersedes  ipfs://{record.supersedes}")
+        if anchored is not None:
+            a = anchored.anchor
+            click.echo(f"  anchored    tx {a.tx_hash}, block {a.block_number} (root {a.root})")
+            click.echo(f"  receipt     ipfs://{anchored.receipts[anchored.cids.index(result.cid)]}")
+        elif no_anchor:
+            click.echo("  anchor      not yet: `attest rank anchor` anchors every pending preference in one tx")
+    if result.anchor_error:
+        click.echo(
+            f"error: the preference is signed and pinned, but not anchored: {result.anchor_error}; "
+            "`attest rank anchor` retries",
+            err=True,
+        )
+        raise SystemExit(1)
+
+
+def _anchor_json(result: AnchorResult) -> dict[str, object]:
+    a = result.anchor
+    return {
+        "id": a.id, "root": a.root, "tx": a.tx_hash, "block": a.block_number, "block_time": a.block_time,
+        "network": a.network, "registry": a.registry, "ranker": a.ranker,
+        "preferences": [{"cid": c, "receipt": r} for c, r in zip(result.cids, result.receipts, strict=True)],
+    }  # fmt: skip
+
+
+def _anchor(as_json: bool) -> None:
+    from attest.flow.anchor import anchor_pending
+
+    results = anchor_pending()
+    if as_json:
+        echo_json({"anchors": [_anchor_json(r) for r in results]})
         return
-    chosen = "a tie" if record.choice == "tie" else f"answer {record.choice}"
-    click.echo(f"Pair #{result.pair.id}: {chosen}, signed by {record.ranker}")
-    click.echo(f"  preference  ipfs://{result.cid}")
-    if record.supersedes:
-        click.echo(f"  supersedes  ipfs://{record.supersedes}")
+    if not results:
+        click.echo("Nothing to anchor: every preference of the ranking account is anchored.")
+    for r in results:
+        a = r.anchor
+        click.echo(f"Anchor #{a.id}: {a.count} preference(s) in one tx {a.tx_hash}, block {a.block_number}")
+        click.echo(f"  root     {a.root} (by {a.ranker}, {a.network})")
+        for cid, receipt in zip(r.cids, r.receipts, strict=True):
+            click.echo(f"  ipfs://{cid}  receipt ipfs://{receipt}")

@@ -33,7 +33,15 @@ if TYPE_CHECKING:
     metavar="MANIFEST_CID|ASSERTION_ID",
     help="For a record CID: the Merkle batch it is in (found in the ledger when omitted).",
 )
-def verify(target: str, network: str | None, as_json: bool, require_assertion: bool, batch: str | None) -> None:
+@click.option(
+    "--anchor",
+    "anchor",
+    metavar="RECEIPT_CID|FILE",
+    help="For a preference CID: its anchor receipt (`attest export`'s anchor_receipt), when it is not in your ledger.",
+)
+def verify(
+    target: str, network: str | None, as_json: bool, require_assertion: bool, batch: str | None, anchor: str | None
+) -> None:
     """Verify an assertion id (0x + 64 hex), a record CID, or an attestation by its ledger number (as `attest
     status` takes it): record bytes, schema, signature, digest, the assertion's claim and settings, and the cited
     context. A batch assertion: its manifest and every record. A record in a batch: the record, its inclusion
@@ -53,7 +61,8 @@ def verify(target: str, network: str | None, as_json: bool, require_assertion: b
     ipfs = config.ipfs_for(net.name)
     readers = (LocalStore(), *Remotes.from_config(ipfs).readers)
     if not ASSERTION_ID.fullmatch(target) and (found := read_preference(target, readers, timeout_s=ipfs.timeout_s)):
-        _verify_preference(target, found, readers, ipfs.timeout_s, as_json)
+        receipt = None if anchor is None else _read_receipt(anchor, readers, ipfs.timeout_s)
+        _verify_preference(target, found, readers, ipfs.timeout_s, as_json, net.name, receipt)
         return
     chain_needed = bool(ASSERTION_ID.fullmatch(target)) or network is not None or require_assertion
     ctx: ChainContext | None
@@ -159,21 +168,43 @@ def _from_ledger(number: str, network: str | None) -> tuple[str, str | None]:
     return a.cid, network  # a record only: checked off-chain unless a network is named
 
 
+def _read_receipt(ref: str, readers: Sequence[ContentStore], timeout_s: float) -> bytes:
+    """An anchor receipt from a file, else by CID."""
+    from pathlib import Path
+
+    from attest.errors import AttestError, PreferenceError
+    from attest.ipfs.cid import CID
+    from attest.ipfs.remotes import read_anywhere
+
+    if Path(ref).is_file():
+        return Path(ref).read_bytes()
+    try:
+        return read_anywhere(CID.parse(ref), readers, timeout_s=timeout_s)[0]
+    except AttestError as err:
+        raise PreferenceError(f"--anchor {ref} is neither a file nor a readable CID: {err}") from None
+
+
 def _verify_preference(
-    target: str, found: tuple[bytes, str], readers: Sequence[ContentStore], timeout_s: float, as_json: bool
+    target: str,
+    found: tuple[bytes, str],
+    readers: Sequence[ContentStore],
+    timeout_s: float,
+    as_json: bool,
+    network: str,
+    receipt: bytes | None,
 ) -> None:
-    """A preference record: its signature, and both answer records it ranks (fetched, checked, digests)."""
+    """A preference record: its signature, both answer records it ranks (fetched, checked, digests), its anchor."""
     from attest.flow.rank import check_json, verify_preference
 
-    checks = verify_preference(*found, readers, timeout_s=timeout_s)
+    checks = verify_preference(*found, readers, timeout_s=timeout_s, cid=target, network=network, receipt=receipt)
     failed = [c for c in checks if c.ok is False]
     if as_json:
         echo_json({"target": target, "kind": "preference", "ok": not failed, "checks": check_json(checks)})
     else:
         width = max(len(c.name) for c in checks)
         for c in checks:
-            status = "skip" if c.ok is None else "ok" if c.ok else "fail"
-            click.echo(f"{status.upper():4}  {c.name:{width}}  {c.detail}")
+            status = ("pending" if c.name == "anchor" else "skip") if c.ok is None else "ok" if c.ok else "fail"
+            click.echo(f"{status.upper():7}  {c.name:{width}}  {c.detail}")
         click.echo(f"{target}: " + (f"{len(failed)} check(s) failed" if failed else "all checks passed"))
     if failed:
         raise SystemExit(1)

@@ -4,7 +4,8 @@
 DPOTrainer reads (the retrieved context is in the prompt, as the model saw it); ties carry no preference and are
 left out. `tt-tsv` / `tt-json`: the trust-and-teach shape (a prompt, its two responses best first, and whether
 the ranker kept or switched the shown order, or called a tie), ties included. Every row names both answer
-records and the preference by CID, and the ranker, so each row can be checked with `attest verify`. Only a
+records and the preference by CID, the ranker, and the anchor transaction and receipt (empty while not anchored),
+so each row can be checked with `attest verify PREFERENCE_CID --anchor RECEIPT`. Only a
 ranker's current preference counts: one that was superseded is not exported.
 """
 
@@ -24,7 +25,7 @@ from attest.record.preference import decode_preference
 PREFERENCE_FORMATS = ("dpo", "tt-tsv", "tt-json")
 TT_COLUMNS = (
     "prompt", "response_0", "response_1", "rank", "query", "answer_1_cid", "answer_2_cid", "preference_cid",
-    "ranker", "reason", "created_at",
+    "ranker", "reason", "created_at", "anchor_tx", "anchor_receipt",
 )  # fmt: skip
 
 
@@ -53,6 +54,8 @@ def preference_rows(ledger: Ledger) -> list[dict[str, Any]]:
                 "ranker": preference.ranker,
                 "reason": preference.reason,
                 "created_at": preference.created_at,
+                "anchor_tx": p.anchor_tx or "",
+                "anchor_receipt": p.anchor_receipt or "",
             }
         )
     return out
@@ -75,6 +78,8 @@ def render_preferences(data: list[dict[str, Any]], fmt: str) -> tuple[str, int]:
                     "rejected_cid": row[f"answer_{2 - chosen}_cid"],
                     "preference_cid": row["preference_cid"],
                     "ranker": row["ranker"],
+                    "anchor_tx": row["anchor_tx"],
+                    "anchor_receipt": row["anchor_receipt"],
                 }
             )
         return "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), len(lines)
@@ -99,5 +104,5 @@ def _trust_and_teach(row: dict[str, Any]) -> dict[str, Any]:
         "prompt": row["prompt"], "response_0": first, "response_1": second, "rank": rank, "query": row["query"],
         "answer_1_cid": row["answer_1_cid"], "answer_2_cid": row["answer_2_cid"],
         "preference_cid": row["preference_cid"], "ranker": row["ranker"], "reason": row["reason"],
-        "created_at": row["created_at"],
+        "created_at": row["created_at"], "anchor_tx": row["anchor_tx"], "anchor_receipt": row["anchor_receipt"],
     }  # fmt: skip

@@ -31,6 +31,8 @@ class Preference:
     cid: str
     supersedes: str | None
     created_at: str
+    anchor_tx: str | None = None  # the anchor transaction, once mined (attest/batch/anchors.py)
+    anchor_receipt: str | None = None  # CID of its pinned anchor receipt, which carries the Merkle proof
 
 
 def create_pair(ledger: Ledger, first_id: int, second_id: int) -> int:
@@ -103,4 +105,6 @@ def _preference(row: Row) -> Preference:
         row["cid"],
         row["supersedes"],
         row["created_at"],
+        row["anchor_tx"],
+        row["anchor_receipt"],
     )

@@ -3,14 +3,16 @@ kept in the ledger; and the check of a preference record by CID (`attest verify 
 
 Checks come before anything is signed: the pair exists, both answer records decode and are pinned, the ranker
 is the configured account, and it has not ranked the pair already (a changed mind is `--change`, a new record
-naming the one it supersedes). Nothing is written when one fails.
+naming the one it supersedes). Nothing is written when one fails. Then the preference is anchored on chain
+(attest/flow/anchor.py) unless asked not to; an anchor that fails leaves the preference standing, pending.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from attest.config import Config, load_config
 from attest.errors import AttestError, PreferenceError, RecordError
@@ -27,9 +29,13 @@ from attest.record.preference import (
     PreferenceRecord,
     decode_preference,
     encode_preference,
+    preference_digest,
     sign_preference,
     validate_preference,
 )
+
+if TYPE_CHECKING:
+    from attest.flow.anchor import AnchorResult
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,8 @@ class RankResult:
     cid: str
     record: PreferenceRecord
     pair: Pair
+    anchor: AnchorResult | None = None  # its anchor, once sent (not with --no-anchor)
+    anchor_error: str | None = None  # why the anchor failed: the preference stands, `attest rank anchor` retries
 
 
 def load_pair(ref: str) -> Pair:
@@ -52,6 +60,7 @@ def rank(
     reason: str | None = None,
     account: str | None = None,
     change: bool = False,
+    anchor: bool = True,
     config: Config | None = None,
     passphrase_prompt: Callable[[str], str] | None = None,
 ) -> RankResult:
@@ -111,7 +120,17 @@ def rank(
             ledger, pair_id=pair.id, ranker=ranker.address, choice=choice, record=data, cid=cid,
             supersedes=record.supersedes,
         )  # fmt: skip
-    return RankResult(preference_id, cid, record, pair)
+    result = RankResult(preference_id, cid, record, pair)
+    if not anchor:
+        return result
+    from attest.flow.anchor import anchor_pending
+
+    try:  # a one-leaf anchor now; signed by the ranker, like the preference
+        anchored = anchor_pending([preference_id], config=config, prompt=passphrase_prompt)
+    except AttestError as err:
+        return replace(result, anchor_error=str(err))
+    mine = [a for a in anchored if cid in a.cids]
+    return replace(result, anchor=mine[0] if mine else None)
 
 
 def _shown(choice: str) -> str:
@@ -147,9 +166,20 @@ def read_preference(target: str, readers: Sequence[ContentStore], *, timeout_s: 
     return (data, source) if b'"schema":"llm-attest/preference/v1"' in data else None
 
 
-def verify_preference(data: bytes, source: str, readers: Sequence[ContentStore], *, timeout_s: float) -> list[Check]:
+def verify_preference(
+    data: bytes,
+    source: str,
+    readers: Sequence[ContentStore],
+    *,
+    timeout_s: float,
+    cid: str,
+    network: str,
+    receipt: bytes | None = None,
+    config: Config | None = None,
+) -> list[Check]:
     """The preference record and its signature, then both answer records: fetched by CID, decoded (schema and
-    the asserter's signature) and their digests compared with the ones the ranker signed."""
+    the asserter's signature) and their digests compared with the ones the ranker signed; then its anchor
+    (attest/flow/anchor.py), from `receipt` (an anchor receipt's bytes), the ledger, or a log query."""
     checks: list[Check] = []
     try:
         record = decode_preference(data)
@@ -169,10 +199,22 @@ def verify_preference(data: bytes, source: str, readers: Sequence[ContentStore],
             checks.append(Check(f"answer {n}", False, f"digest {digest_hex(answer)} is not the ranked {ref.digest}"))
         else:
             checks.append(Check(f"answer {n}", True, f"ipfs://{ref.cid}, signed by {answer.asserter}"))
-    checks.append(
-        Check("anchor", None, "not anchored on chain: the signature and CIDs are the proof (see README, Ranking)")
-    )
+    checks.append(_anchor_check(record, cid, network, receipt, config or load_config()))
     return checks
+
+
+def _anchor_check(record: PreferenceRecord, cid: str, network: str, receipt: bytes | None, config: Config) -> Check:
+    from attest.flow.anchor import check_anchor, claim_from_ledger, claim_from_receipt
+
+    digest = "0x" + preference_digest(record).hex()
+    try:
+        claim = claim_from_receipt(receipt, cid, digest) if receipt is not None else claim_from_ledger(cid)
+        if isinstance(claim, str):
+            return Check("anchor", None, claim)
+        ok, detail = check_anchor(record, claim, network, config)
+    except AttestError as err:
+        return Check("anchor", False, f"cannot be checked: {err}")
+    return Check("anchor", ok, detail)
 
 
 def check_json(checks: Sequence[Check]) -> list[dict[str, object]]:
