@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from attest.batch.anchors import AnchorBook
 from attest.batch.store import BatchBook
 from attest.chain.tx import SignedTx
 from attest.config import load_config
@@ -290,6 +291,14 @@ def test_cancel_a_chain_reset_and_pairs_on_both(store_at: StoreAt) -> None:
         assert later > first
         current = current_preference(ledger, pair, "r")
         assert current is not None and current.cid == "c3"
+        # Anchoring claims the preferences once and logs its transaction (migration 8's tables), on both.
+        anchors = AnchorBook(ledger.database)
+        leaves = [(first, "0x" + "11" * 32), (later, "0x" + "22" * 32)]
+        anchor = anchors.create(leaves, network="devnet", chain_id=31337, registry="0xreg", ranker="r")
+        assert anchor is not None and anchor.count == 2
+        assert anchors.create(leaves, network="devnet", chain_id=31337, registry="0xreg", ranker="r") is None
+        sent = anchors.tx_record_signed(anchors.tx_intent(anchor.id, "anchor"), signed, "r")
+        assert (sent.subject, sent.status, sent.raw) == (anchor.id, "signed", b"\x02raw")
 
 
 BATCHER = """

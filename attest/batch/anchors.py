@@ -11,14 +11,13 @@ anchor) and keeps every one's proof; the anchor then goes anchoring → anchored
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from attest.batch import merkle
 from attest.chain.outbox import TxRow, TxState, decode_earlier, earlier_after, encode_earlier
-from attest.storage import Database, Migration, utc_now
+from attest.storage import Connection, Migration, Row, Store, utc_now
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -102,11 +101,11 @@ class Leaf:
 class AnchorBook:
     """Anchors over the ledger's database (`Ledger.database`); also the outbox's TxLog for anchor transactions."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Store) -> None:
         self._database = database
         self._db = database.conn
 
-    def transaction(self, *, durable: bool = False) -> AbstractContextManager[sqlite3.Connection]:
+    def transaction(self, *, durable: bool = False) -> AbstractContextManager[Connection]:
         return self._database.transaction(durable=durable)
 
     def create(
@@ -136,10 +135,10 @@ class AnchorBook:
             root, now = "0x" + tree.root.hex(), utc_now()
             cursor = db.execute(
                 "INSERT INTO anchors(status, network, chain_id, registry, ranker, root, count, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (ANCHORING, network, chain_id, registry, ranker, root, len(mine), now, now),
             )
-            anchor_id = int(cursor.lastrowid or 0)
+            anchor_id = int(cursor.fetchone()[0])
             for index, (pid, _digest) in enumerate(mine):
                 proof = json.dumps(["0x" + node.hex() for node in tree.proof(index)])
                 db.execute(
@@ -226,10 +225,11 @@ class AnchorBook:
         with self.transaction(durable=True) as db:
             cursor = db.execute(
                 "INSERT INTO anchor_txs(anchor_id, kind, status, nonce, tx_hash, raw, created_at, updated_at) "
-                "VALUES (?, ?, 'signed', ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, 'signed', ?, ?, ?, ?, ?) RETURNING id",
                 (row.subject, row.kind, signed.nonce, signed.tx_hash, signed.raw, now, now),
             )
-        return self._tx_by_id(int(cursor.lastrowid or 0))
+            row_id = int(cursor.fetchone()[0])
+        return self._tx_by_id(row_id)
 
     def tx_record(
         self, row: TxRow[int], status: TxState, *, error: str | None = None, receipt: TxReceipt | None = None
@@ -272,11 +272,11 @@ def _digest_of(record: bytes) -> str:
     return "0x" + preference_digest(decode_preference(record)).hex()
 
 
-def _anchor(row: sqlite3.Row) -> Anchor:
+def _anchor(row: Row) -> Anchor:
     return Anchor(**dict(row))
 
 
-def _tx(row: sqlite3.Row) -> TxRow[int]:
+def _tx(row: Row) -> TxRow[int]:
     return TxRow(
         row["id"], row["anchor_id"], row["kind"], row["status"], row["nonce"], bytes.fromhex(row["tx_hash"][2:]),
         row["raw"], None, 1, row["error"], row["created_at"], row["updated_at"], decode_earlier(row["earlier"]),
