@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import tomllib
 from datetime import UTC, datetime
-from importlib.metadata import EntryPoint
 from pathlib import Path
-
-import pytest
 
 from attest.context import RetrievedChunk
 from attest.ui.disputer_view import DISPUTER_VIEW_GROUP, CheckResult, disputer_view
@@ -23,28 +20,12 @@ QUERY = "How often should the wick be trimmed?"
 PASSAGE = "Trim the wick every four hours so the flame stays bright and does not smoke the lens."
 
 
-def declared() -> list[EntryPoint]:
-    """This group's entry points as pyproject.toml declares them."""
-    group = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["entry-points"]
-    return [EntryPoint(name, target, DISPUTER_VIEW_GROUP) for name, target in group[DISPUTER_VIEW_GROUP].items()]
-
-
-@pytest.fixture
-def registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The group as pyproject.toml declares it, not as the environment was last installed (an editable install
-    reads its entry points at install time, so one made before a change to them would test the old ones)."""
-    found = declared()
-    monkeypatch.setattr(
-        "attest.ui.disputer_view.entry_points", lambda group: found if group == DISPUTER_VIEW_GROUP else []
-    )
-
-
 def test_pyproject_registers_the_disputers_view() -> None:
     declared = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     assert declared["project"]["entry-points"][DISPUTER_VIEW_GROUP] == {"disputer": "disputer.dashboard:open_view"}
 
 
-def test_the_view_returns_a_disputer_stores_verdicts(registered: None, tmp_path: Path) -> None:
+def test_the_view_returns_a_disputer_stores_verdicts(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     empty = disputer_view(home)  # installed, nothing kept here yet: a view that reads nothing (and could dispute)

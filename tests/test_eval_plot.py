@@ -15,11 +15,8 @@ from fastapi.testclient import TestClient
 from attest.ui.app import create_app
 from attest.ui.charts import roc_chart
 from attest.ui.disputer_view import disputer_view
-from tests.test_disputer_view import registered
 from tests.test_edges_16_failures import cli, one_line_failure
 from tests.test_ui_charts import SVG, accessible
-
-__all__ = ["registered"]  # the fixture, used by name
 
 QUERY = "How often should the wick be trimmed?"
 PASSAGE = "Trim the wick every four hours so the flame stays bright and does not smoke the lens."
@@ -41,7 +38,7 @@ def dataset(folder: Path) -> Path:
 
 
 def test_eval_plot_writes_the_roc_curve_and_calibration_diagram(
-    registered: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = tmp_path / "home"
     home.mkdir()

@@ -27,7 +27,6 @@ from attest.ui.scan import sync
 from tests.conftest import LocalChain
 from tests.support.ports import free_port
 from tests.test_ask import KB_DOCS, QUESTION, ok
-from tests.test_disputer_view import registered  # noqa: F401 (the fixture)
 from tests.test_verify import CHUNK_A, DOC_A, DOC_B, World, world  # noqa: F401 (the fixture)
 
 ASSERTER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -193,7 +192,7 @@ def test_settle_from_the_dashboard_goes_through_attest_settle(local_chain: Local
         assert [t.kind for t in ledger.txs(a.id)] == ["approve", "assert", "settle"]
 
 
-def test_dispute_from_the_dashboard_goes_through_the_disputer(world: World, registered: None) -> None:  # noqa: F811
+def test_dispute_from_the_dashboard_goes_through_the_disputer(world: World) -> None:  # noqa: F811
     invented = "The base fee is paid to the miner in full."
     _, _, assertion = world.asserted(chunks=[(CHUNK_A, DOC_A), (invented, DOC_B)])
     aid = "0x" + assertion.assertion_id.hex()
