@@ -271,25 +271,32 @@ def mine_view(network: str, now: int | None, chain: Callable[[str], Row | None])
     with Ledger(path) as ledger:
         rows = list(reversed(ledger.select(network=network)))
         stakes = ledger.stakes(network)
-    stake: dict[str, int] = {}
-    decimals: dict[str, int] = {}
     settleable: set[int] = set()
     for a in rows:
         if a.status in ("asserted", "disputed") and a.bond is not None:
-            symbol = a.bond_symbol or (a.currency or "?")
-            stake[symbol] = stake.get(symbol, 0) + a.bond
-            decimals[symbol] = a.bond_decimals or 0
             row = chain(a.assertion_id) if a.assertion_id else None
             expired = now is not None and a.expiration is not None and now >= a.expiration
             if a.status == "disputed" or (row is not None and row.disputed) or expired:
                 settleable.add(a.id)
-    shown = {s: format_units(v, decimals[s]) for s, v in stake.items()}
     on_chain: dict[int, str] = {}
     for a in rows:
         row = chain(a.assertion_id) if a.assertion_id else None
         if row is not None and row.status != a.status:
             on_chain[a.id] = row.status
-    return MineView(rows, shown, settleable, on_chain, _mine_charts(stakes))
+    return MineView(rows, at_stake(stakes), settleable, on_chain, _mine_charts(stakes))
+
+
+def at_stake(stakes: Sequence[Stake]) -> dict[str, str]:
+    """The bonds not settled yet (a batch's once), per currency in its units: the same stakes as the chart's."""
+    total: dict[tuple[str, int | None], int] = {}
+    for stake in stakes:
+        if stake.ended_at is None:
+            key = (stake.symbol or stake.currency, stake.decimals)
+            total[key] = total.get(key, 0) + stake.bond
+    return {
+        name if decimals is not None else f"{name} (base units)": format_units(bond, decimals or 0)
+        for (name, decimals), bond in total.items()
+    }
 
 
 def _mine_charts(stakes: Sequence[Stake]) -> tuple[str, ...]:
