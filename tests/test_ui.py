@@ -216,6 +216,10 @@ def test_dispute_from_the_dashboard_goes_through_the_disputer(world: World) -> N
         shown = c.get(done.headers["location"])
         assert "The disputer: dispute:" in shown.text and "dispute mined 0x" in shown.text
         assert "The disputer's verdicts" in shown.text and "context" in shown.text
+        # The typed verdict: action and reason, its judge, and each of its checks with pass or fail.
+        assert "<strong>dispute</strong>: failed check context" in shown.text
+        assert "by deterministic-checks at" in shown.text
+        assert '<span class="status status-fail">FAIL</span> context: chunk 1' in shown.text
         decisions = c.get("/disputer")
         assert decisions.status_code == 200 and "<svg" in decisions.text and "dispute 1" in decisions.text
     assert world.ctx.oov3.get_assertion(assertion.assertion_id).disputed
