@@ -26,6 +26,8 @@ Secrets never live in the file: a pinning service names the environment variable
     [networks.sepolia]
     rpc_url_env = "SEPOLIA_RPC_URL"              # RPC URLs often embed a key, so the file names a variable
     registry = "0x…"                             # our AttestationRegistry: `attest registry deploy --save` writes it
+    kb_registry = "0x…"                          # a governed knowledge base's KnowledgeRegistry (devnet: its own)
+    kb_governor = "0x…"                          # the DAO's Governor, when its timelock governs kb_registry
     oov3 = "0x..."                               # default: UMA's OptimisticOracleV3 on that chain (attest.networks)
     oracle = "0x..."                             # the oracle behind OOv3 (MockOracleAncillary or VotingV2)
     ui_base = "https://testnet.oracle.uma.xyz"   # the UMA Oracle UI for that chain
@@ -38,6 +40,9 @@ Secrets never live in the file: a pinning service names the environment variable
     gas_margin_pct = 20                          # gas limit = estimate + this percentage (unused gas is not paid)
     max_fee_gwei = 50                            # refuse to sign while base fee + tip is above this; never pay more
     replace_after_s = 60                         # not mined after this long: same nonce, fees bumped (+10% at least)
+
+    [storage]
+    url = "postgresql://attest@db.internal:5432/attest"   # shared state; password in ATTEST_DB_PASSWORD
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from attest.errors import ConfigError
 from attest.llm.registry import AUTO, provider_names
 from attest.networks import Network, get_network
 from attest.paths import attest_home
+from attest.storage import Postgres, holds_password
 
 # Extra gas over the estimate for every transaction. The estimate runs against the latest block, and the block a
 # transaction lands in differs: a later time (VotingV2's staking work grows with it), or, in a pipeline, the
@@ -169,6 +175,10 @@ class NetworkConfig(_Strict):
     rpc_url: str | None = None  # only for URLs without credentials; prefer rpc_url_env
     rpc_url_env: str | None = Field(default=None, pattern=_ENV_NAME)
     registry: str | None = Field(default=None, pattern=_ADDRESS)
+    # A governed knowledge base: its KnowledgeRegistry, and the DAO's Governor when the registry's governor is that
+    # DAO's timelock (none: an account governs it). The devnet's own are used when these are not set.
+    kb_registry: str | None = Field(default=None, pattern=_ADDRESS)
+    kb_governor: str | None = Field(default=None, pattern=_ADDRESS)
     oov3: str | None = Field(default=None, pattern=_ADDRESS)  # a UMA deployment the release does not know yet
     ui_base: str | None = None  # the UMA Oracle UI base for this chain
     oracle: str | None = Field(default=None, pattern=_ADDRESS)  # MockOracleAncillary or VotingV2, for voting
@@ -249,8 +259,36 @@ class RankConfig(_Strict):
     account: str | None = None
 
 
+class StorageConfig(_Strict):
+    """Where the ledger, the disputer's state and the deploy log live: unset, SQLite files under ATTEST_HOME;
+    `url = "postgresql://user@host:port/db"`, a PostgreSQL server several processes and machines share. The
+    password is never in the file: ATTEST_DB_PASSWORD (or libpq's PGPASSWORD, or ~/.pgpass) holds it."""
+
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("postgresql://", "postgres://")):
+            # Not echoed: a mistyped URL may still hold a password.
+            raise PydanticCustomError("storage_url", "must be a postgresql://user@host:port/db URL")
+        if holds_password(value):
+            raise PydanticCustomError(
+                "storage_url",
+                "holds a password; remove it from the file and put the password in ATTEST_DB_PASSWORD (or PGPASSWORD)",
+            )
+        return value
+
+    def location(self, file_name: str) -> Path | Postgres:
+        """A store's place: its file under ATTEST_HOME, or the configured server."""
+        return attest_home() / file_name if self.url is None else Postgres(self.url)
+
+
 class Config(_Strict):
     defaults: Defaults = Defaults()
+    storage: StorageConfig = StorageConfig()
     batch: BatchConfig = BatchConfig()
     rank: RankConfig = RankConfig()
     serve: ServeConfig = ServeConfig()
@@ -272,6 +310,11 @@ class Config(_Strict):
 
     def ipfs_for(self, network: str) -> IpfsConfig:
         return self.network(network).ipfs or self.ipfs
+
+
+def storage_location(file_name: str) -> Path | Postgres:
+    """Where a shared store lives by the config: `$ATTEST_HOME/<file_name>`, or the `[storage] url` server."""
+    return load_config().storage.location(file_name)
 
 
 def config_path() -> Path:

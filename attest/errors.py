@@ -39,7 +39,7 @@ class AccountError(AttestError):
     Messages name the alias or source, never key material."""
 
 
-# -- the local ledger ----------------------------------------------------------------------------------------
+# -- the ledger and the storage under it ---------------------------------------------------------------------
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C, with what it did to the job it stopped (one line). Not an AttestError: it ends the command as an
     interrupt (exit code 130), not as a failure."""
@@ -47,6 +47,11 @@ class Interrupted(KeyboardInterrupt):
 
 class LedgerError(AttestError):
     """The local ledger of attestations cannot be read or written, or names no such attestation."""
+
+
+class StorageError(AttestError):
+    """The configured PostgreSQL server (`[storage] url`) cannot be used: a wrong URL or password, a server that
+    does not answer, rights missing. Messages name the URL, never a password."""
 
 
 # -- chain and transactions ----------------------------------------------------------------------------------
@@ -89,6 +94,12 @@ class BondError(ChainError):
 
 class RegistryError(ChainError):
     """Our AttestationRegistry is missing, not for this OOv3, already deployed, or would not count an assertion."""
+
+
+class GovernanceError(ChainError):
+    """A governed knowledge base's KnowledgeRegistry or its DAO is missing or refuses the step: a document already
+    (or not) approved, an unknown proposal, a vote twice or without votes, a queue before the vote passed, an
+    execution before the timelock's ETA."""
 
 
 # -- the local devnet ----------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ engine (attest/chain/outbox.py): a row per signing, so the earlier attempts of a
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -19,9 +18,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from attest.batch.store import MIGRATION as BATCHES
 from attest.chain.outbox import TxRow, TxState, decode_earlier, earlier_after, encode_earlier
+from attest.config import storage_location
 from attest.errors import LedgerError
-from attest.paths import attest_home
-from attest.storage import Database, Migration, utc_now
+from attest.storage import Connection, Migration, Postgres, Row, Store, open_database, utc_now
 from attest.units import format_units
 
 if TYPE_CHECKING:
@@ -288,15 +287,16 @@ class Step:
 
 
 class Ledger:
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or attest_home() / "ledger.sqlite"
-        self._database = Database(self.path, _MIGRATIONS, what="ledger", error=LedgerError)
+    def __init__(self, path: Path | Postgres | None = None) -> None:
+        """`path`: the SQLite file or PostgreSQL server; by default where the config says (`[storage] url`),
+        else `$ATTEST_HOME/ledger.sqlite`."""
+        self.path = path or storage_location("ledger.sqlite")
+        self._database = open_database(self.path, _MIGRATIONS, what="ledger", error=LedgerError, schema="ledger")
         self._db = self._database.conn
-        self._db.row_factory = sqlite3.Row
 
     @property
-    def database(self) -> Database:
-        """The ledger's SQLite file, for the batch tables kept in it (attest/batch/store.py)."""
+    def database(self) -> Store:
+        """The ledger's database, for the batch tables kept in it (attest/batch/store.py)."""
         return self._database
 
     def close(self) -> None:
@@ -308,7 +308,7 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def transaction(self, *, durable: bool = False) -> AbstractContextManager[sqlite3.Connection]:
+    def transaction(self, *, durable: bool = False) -> AbstractContextManager[Connection]:
         return self._database.transaction(durable=durable)
 
     # -- attestations ------------------------------------------------------------------------------------
@@ -334,7 +334,7 @@ class Ledger:
                 "INSERT INTO attestations(status, network, chain_id, account, asserter, query, record, digest, "
                 "want_assert, oov3, registry, currency, bond, liveness, identifier, created_at, updated_at, "
                 "genesis_hash, bond_decimals, bond_symbol) "
-                "VALUES ('signed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES ('signed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     network, chain_id, account, asserter, query, record, digest, int(want_assert),
                     plan.get("oov3"), plan.get("registry"), plan.get("currency"),
@@ -342,7 +342,7 @@ class Ledger:
                     plan.get("identifier"), now, now, genesis_hash, plan.get("bond_decimals"), plan.get("bond_symbol"),
                 ),
             )  # fmt: skip
-            attestation_id = int(cursor.lastrowid or 0)
+            attestation_id = int(cursor.fetchone()[0])
             self._step(db, attestation_id, "signed", {"digest": digest, "bytes": len(record)})
         return attestation_id
 
@@ -494,11 +494,13 @@ class Ledger:
         with self.transaction(durable=True) as db:
             cursor = db.execute(
                 "INSERT INTO txs(attestation_id, kind, status, nonce, tx_hash, raw, created_at, updated_at, "
-                "genesis_hash) SELECT ?, ?, 'signed', ?, ?, ?, ?, ?, genesis_hash FROM attestations WHERE id = ?",
+                "genesis_hash) SELECT ?, CAST(? AS TEXT), 'signed', ?, CAST(? AS TEXT), ?, CAST(? AS TEXT), "
+                "CAST(? AS TEXT), genesis_hash FROM attestations WHERE id = ? RETURNING id",
                 (row.subject, row.kind, signed.nonce, signed.tx_hash, signed.raw, now, now, row.subject),
             )
+            row_id = int(cursor.fetchone()[0])
             self._step(db, row.subject, f"{row.kind} signed", {"tx": signed.tx_hash, "nonce": signed.nonce})
-        return self._tx_by_id(int(cursor.lastrowid or 0))
+        return self._tx_by_id(row_id)
 
     def tx_record(
         self, row: TxRow[int], status: TxState, *, error: str | None = None, receipt: TxReceipt | None = None
@@ -544,7 +546,8 @@ class Ledger:
         mined, with its attestation, in nonce order."""
         rows = self._db.execute(
             "SELECT t.* FROM txs t JOIN attestations a ON a.id = t.attestation_id WHERE t.status IN ('signed', "
-            "'sent') AND a.chain_id = ? AND a.genesis_hash IS ? AND lower(a.asserter) = ? ORDER BY t.nonce",
+            "'sent') AND a.chain_id = ? AND a.genesis_hash IS NOT DISTINCT FROM ? AND lower(a.asserter) = ? "
+            "ORDER BY t.nonce",
             (chain_id, genesis_hash, asserter.lower()),
         ).fetchall()
         return [(_tx(r), self.get(int(r["attestation_id"]))) for r in rows]
@@ -556,8 +559,8 @@ class Ledger:
         yet."""
         rows = self._db.execute(
             "SELECT * FROM attestations WHERE want_assert = 1 AND assertion_id IS NULL "
-            "AND status IN ('pinned', 'asserting') AND chain_id = ? AND genesis_hash IS ? AND lower(asserter) = ? "
-            "AND lower(oov3) = ? AND lower(currency) = ? ORDER BY id",
+            "AND status IN ('pinned', 'asserting') AND chain_id = ? AND genesis_hash IS NOT DISTINCT FROM ? "
+            "AND lower(asserter) = ? AND lower(oov3) = ? AND lower(currency) = ? ORDER BY id",
             (chain_id, genesis_hash, asserter.lower(), oov3.lower(), currency.lower()),
         )
         return [_attestation(r) for r in rows]
@@ -570,7 +573,7 @@ class Ledger:
         return _tx(self._db.execute("SELECT * FROM txs WHERE id = ?", (row_id,)).fetchone())
 
     @staticmethod
-    def _step(db: sqlite3.Connection, attestation_id: int, step: str, detail: dict[str, Any]) -> None:
+    def _step(db: Connection, attestation_id: int, step: str, detail: dict[str, Any]) -> None:
         db.execute(
             "INSERT INTO steps(attestation_id, at, step, detail) VALUES (?, ?, ?, ?)",
             (attestation_id, utc_now(), step, json.dumps(detail, sort_keys=True)),
@@ -604,17 +607,22 @@ _DEPLOY_MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
+# The schema version of each store of attest on a shared server, by its schema there (`attest doctor` compares).
+SCHEMA_VERSIONS = {"ledger": len(_MIGRATIONS), "deploys": len(_DEPLOY_MIGRATIONS)}
+
+
 class DeployLog:
     """The outbox's log for contract deployments (`attest registry deploy`), in `$ATTEST_HOME/deploys.sqlite`
     beside the ledger: a deploy is one intent, its subject naming the network, chain, contract and constructor
     arguments. The signed bytes are kept before they are sent, so running the same deploy again after a crash
     reconciles them (their receipt, or the same bytes rebroadcast) instead of paying for a second contract."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or attest_home() / "deploys.sqlite"
-        self._database = Database(self.path, _DEPLOY_MIGRATIONS, what="deploy log", error=LedgerError)
+    def __init__(self, path: Path | Postgres | None = None) -> None:
+        self.path = path or storage_location("deploys.sqlite")
+        self._database = open_database(
+            self.path, _DEPLOY_MIGRATIONS, what="deploy log", error=LedgerError, schema="deploys"
+        )
         self._db = self._database.conn
-        self._db.row_factory = sqlite3.Row
 
     def close(self) -> None:
         self._database.close()
@@ -625,7 +633,7 @@ class DeployLog:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def transaction(self, *, durable: bool = False) -> AbstractContextManager[sqlite3.Connection]:
+    def transaction(self, *, durable: bool = False) -> AbstractContextManager[Connection]:
         return self._database.transaction(durable=durable)
 
     def tx_intent(self, subject: str, kind: str) -> TxRow[str]:
@@ -642,10 +650,11 @@ class DeployLog:
         with self.transaction(durable=True) as db:
             cursor = db.execute(
                 "INSERT INTO deploys(subject, kind, status, nonce, tx_hash, raw, sender, created_at, updated_at) "
-                "VALUES (?, ?, 'signed', ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, 'signed', ?, ?, ?, ?, ?, ?) RETURNING id",
                 (row.subject, row.kind, signed.nonce, signed.tx_hash, signed.raw, sender, now, now),
             )
-        return self._by_id(int(cursor.lastrowid or 0))
+            row_id = int(cursor.fetchone()[0])
+        return self._by_id(row_id)
 
     def tx_record(
         self, row: TxRow[str], status: TxState, *, error: str | None = None, receipt: TxReceipt | None = None
@@ -671,7 +680,7 @@ class DeployLog:
         return _deploy(self._db.execute("SELECT * FROM deploys WHERE id = ?", (row_id,)).fetchone())
 
 
-def _deploy(row: sqlite3.Row) -> TxRow[str]:
+def _deploy(row: Row) -> TxRow[str]:
     return TxRow(
         row["id"], row["subject"], row["kind"], row["status"], row["nonce"], bytes.fromhex(row["tx_hash"][2:]),
         row["raw"], row["sender"], 1, row["error"], row["created_at"], row["updated_at"],
@@ -687,7 +696,7 @@ def _column_value(name: str, value: Any) -> Any:
     return value
 
 
-def _attestation(row: sqlite3.Row) -> Attestation:
+def _attestation(row: Row) -> Attestation:
     data = dict(row)
     data["pins"] = json.loads(data["pins"]) if data["pins"] else []
     data["want_assert"] = bool(data["want_assert"])
@@ -695,7 +704,7 @@ def _attestation(row: sqlite3.Row) -> Attestation:
     return Attestation(**data)
 
 
-def _tx(row: sqlite3.Row) -> TxRow[int]:
+def _tx(row: Row) -> TxRow[int]:
     """A ledger row is one signing (attempts 1); its hash is kept as 0x-hex text."""
     return TxRow(
         row["id"], row["attestation_id"], row["kind"], row["status"], row["nonce"], bytes.fromhex(row["tx_hash"][2:]),

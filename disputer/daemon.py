@@ -28,6 +28,7 @@ from attest.chain.oov3 import AssertionMade
 from attest.connect import ChainContext
 from attest.errors import AttestError, RpcUnavailable, StateUnwritable
 from attest.oracle import Oracle, oracle_for
+from attest.storage import DATABASE_ERRORS
 from disputer.actions import Actor, SendResult
 from disputer.config import DisputerConfig
 from disputer.evaluate import Evaluation, Evaluator
@@ -62,6 +63,8 @@ _Finished = tuple[StoredAssertion, Evaluation | Exception]
 
 # SQLite's words when the state cannot take a write: no later poll fixes these, only the operator.
 _UNWRITABLE = ("database or disk is full", "readonly database", "disk I/O error")
+# What a pass reports and survives (unless it means the state cannot be written): our errors and a database's.
+_STEP_ERRORS: tuple[type[Exception], ...] = (AttestError, *DATABASE_ERRORS)
 
 
 def _drain(results: queue.SimpleQueue[_Finished]) -> list[_Finished]:
@@ -145,7 +148,7 @@ class Daemon:
         be written raises `StateUnwritable`, which ends `run()`: no later pass could record what it does."""
         try:
             return await self._step()
-        except (AttestError, sqlite3.Error) as err:
+        except _STEP_ERRORS as err:
             stop = self._unwritable(err)
             if stop is None:
                 raise
@@ -196,6 +199,7 @@ class Daemon:
         if isinstance(err, StateUnwritable):
             return err
         text = str(err)
+        # A PostgreSQL failure reaching the loop is most often a lost connection, which the next pass reopens.
         if not isinstance(err, sqlite3.Error) and not any(words in text for words in _UNWRITABLE):
             return None
         return StateUnwritable(

@@ -7,16 +7,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from attest.config import load_config
+from attest.storage import Postgres
 from disputer.store import DisputerStore
 
 
 def judge_data(assertion_ids: Sequence[str], home: Path) -> dict[str, dict[str, Any]]:
-    """The decision per assertion id (lowercase), when a disputer kept its state in this ATTEST_HOME."""
-    path = home / "disputer.sqlite"
-    if not path.exists():
+    """The decision per assertion id (lowercase), when a disputer kept its state in this ATTEST_HOME, or on the
+    configured PostgreSQL server."""
+    url = load_config().storage.url
+    where: Path | Postgres = Postgres(url) if url else home / "disputer.sqlite"
+    if isinstance(where, Path) and not where.exists():
         return {}
     found: dict[str, dict[str, Any]] = {}
-    with DisputerStore(path) as store:
+    with DisputerStore(where) as store:
         for assertion_id in assertion_ids:
             decision = store.decision(bytes.fromhex(assertion_id.removeprefix("0x")))
             if decision is not None:

@@ -6,7 +6,7 @@ import functools
 import os
 import socket
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -18,9 +18,13 @@ from web3.types import RPCEndpoint
 
 from attest.accounts import dev_account
 from attest.devnet import Deployment, Devnet
+from attest.storage import Postgres
 from attest.ui.disputer_view import DISPUTER_VIEW_GROUP
 from tests.support.jsipfs import JsIpfsDaemon
 from tests.support.ports import free_port
+from tests.support.postgres import INSTALL_HINT, PostgresServer, find_bindir
+
+PASSWORD_ENV = "ATTEST_DB_PASSWORD"
 
 
 @functools.cache
@@ -51,6 +55,40 @@ def attest_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     home = tmp_path_factory.mktemp("attest-home")
     monkeypatch.setenv("ATTEST_HOME", str(home))
     yield str(home)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session. Absent, CI fails (both backends must be tested there); a
+    developer's machine skips with the fix."""
+    bindir = find_bindir()
+    if bindir is None:
+        if os.environ.get("CI"):
+            pytest.fail(INSTALL_HINT)
+        pytest.skip(INSTALL_HINT)
+    server = PostgresServer(bindir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh database of its own for this test, its password where llm-attest reads it."""
+    monkeypatch.setenv(PASSWORD_ENV, postgres_server.password)
+    return postgres_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_at(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], Path | Postgres]:
+    """Where a test's stores live, once per backend: a file name gives the SQLite file in the test's directory,
+    or this test's PostgreSQL database (every store in its own schema there)."""
+    if request.param == "sqlite":
+        return lambda name: tmp_path / name
+    where = Postgres(request.getfixturevalue("postgres_url"))
+    return lambda name: where
 
 
 def checksum(address: str) -> str:

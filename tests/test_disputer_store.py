@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from attest.chain.oov3 import AssertionMade
 from attest.errors import DisputerStateError
 from disputer.store import MAX_SQLITE_INT, SCHEMA_VERSION, DisputerStore
+from tests.support.postgres import StoreAt
 
 CHAIN = 31337
 OOV3 = "0x00000000000000000000000000000000000000A3"
@@ -36,8 +38,9 @@ def made(n: int, *, block: int = 10, bond: int = 200 * 10**6, expiration: int = 
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> DisputerStore:
-    return DisputerStore(tmp_path / "disputer.sqlite")
+def store(store_at: StoreAt) -> Iterator[DisputerStore]:
+    with DisputerStore(store_at("disputer.sqlite")) as opened:
+        yield opened
 
 
 def test_default_path_is_under_attest_home_and_schema_is_versioned(attest_home: str) -> None:

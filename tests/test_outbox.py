@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from attest.chain.tx import FeePolicy, SignedTx
 from attest.errors import ChainError, RpcUnavailable
 from attest.ledger import Ledger
 from disputer.store import DisputerStore
+from tests.support.postgres import StoreAt
 
 AID = b"\x01" * 32
 
@@ -79,16 +79,16 @@ class ScriptedSender:
 
 
 @pytest.fixture(params=["ledger", "disputer"])
-def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[TxLog[Any], Any]]:
+def log(request: pytest.FixtureRequest, store_at: StoreAt) -> Iterator[tuple[TxLog[Any], Any]]:
     if request.param == "ledger":
-        with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        with Ledger(store_at("ledger.sqlite")) as ledger:
             subject = ledger.begin(
                 network="devnet", chain_id=1, account="dev", asserter="0x" + "11" * 20, query="q", record=b"r",
                 digest="0x" + "00" * 32, want_assert=True, plan={},
             )  # fmt: skip
             yield ledger, subject
     else:
-        with DisputerStore(tmp_path / "disputer.sqlite") as store:
+        with DisputerStore(store_at("disputer.sqlite")) as store:
             yield store, AID
 
 

@@ -14,8 +14,9 @@ import pytest
 from attest.errors import KbError
 from attest.kb import KnowledgeBase
 from attest.ledger import Ledger
-from attest.storage import Database, Migration, parse_time, utc_now
+from attest.storage import Database, Migration, open_database, parse_time, utc_now
 from disputer.store import SCHEMA_VERSION, DisputerStore
+from tests.support.postgres import StoreAt
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy"
 AID = b"\xaa" * 32
@@ -130,8 +131,9 @@ def test_a_legacy_kb_upgrades_in_place(tmp_path: Path) -> None:
     assert bookkeeping(path) == (rows, tables)
 
 
-def test_nested_transactions_are_savepoints(tmp_path: Path) -> None:
-    db = Database(tmp_path / "t.sqlite", [Migration("t", "CREATE TABLE t(x INTEGER)")], what="test", error=KbError)
+def test_nested_transactions_are_savepoints(store_at: StoreAt) -> None:
+    migrations = [Migration("t", "CREATE TABLE t(x INTEGER)")]
+    db = open_database(store_at("t.sqlite"), migrations, what="test", error=KbError, schema="test")
     with db.transaction() as conn:
         conn.execute("INSERT INTO t VALUES (1)")
         with pytest.raises(RuntimeError), db.transaction():
@@ -139,7 +141,8 @@ def test_nested_transactions_are_savepoints(tmp_path: Path) -> None:
             raise RuntimeError("the inner part fails, the caller goes on")
         conn.execute("INSERT INTO t VALUES (3)")
     assert [r[0] for r in db.conn.execute("SELECT x FROM t ORDER BY x")] == [1, 3]
-    assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    if isinstance(db, Database):
+        assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     db.close()
 
 

@@ -2,7 +2,7 @@
 transaction log for the one outbox.
 
 A record asked with `--batch` is signed and pinned like any other, then `queued`. Flushing moves queued records
-into one new batch in a single SQLite transaction (`in batch`, with their leaf index), so a record is in
+into one new batch in a single transaction (`in batch`, with their leaf index), so a record is in
 exactly one batch. The batch then goes building → pinned (manifest and rules v2) → asserting → asserted →
 (disputed) → settled, and its records follow it (`asserted`, `settled`). Its transactions (approve, assert,
 settle) are rows of `batch_txs`, a TxLog like the ledger's own, so the outbox never signs twice for one intent.
@@ -11,13 +11,12 @@ settle) are rows of `batch_txs`, a TxLog like the ledger's own, so the outbox ne
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from attest.chain.outbox import TxRow, TxState, decode_earlier, earlier_after, encode_earlier
 from attest.errors import LedgerError
-from attest.storage import Database, Migration, utc_now
+from attest.storage import Connection, Migration, Row, Store, utc_now
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -127,11 +126,11 @@ class Member:
 class BatchBook:
     """Batches over the ledger's database (`Ledger.database`); also the outbox's TxLog for batch transactions."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Store) -> None:
         self._database = database
         self._db = database.conn
 
-    def transaction(self, *, durable: bool = False) -> AbstractContextManager[sqlite3.Connection]:
+    def transaction(self, *, durable: bool = False) -> AbstractContextManager[Connection]:
         return self._database.transaction(durable=durable)
 
     # -- records and batches -----------------------------------------------------------------------------
@@ -178,10 +177,10 @@ class BatchBook:
             now = utc_now()
             cursor = db.execute(
                 "INSERT INTO batches(status, network, chain_id, account, asserter, plan, count, created_at, "
-                "updated_at) VALUES ('building', ?, ?, ?, ?, ?, ?, ?, ?)",
+                "updated_at) VALUES ('building', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (network, chain_id, account, asserter, json.dumps(_plain(plan), sort_keys=True), len(ids), now, now),
             )
-            batch_id = int(cursor.lastrowid or 0)
+            batch_id = int(cursor.fetchone()[0])
             for index, attestation_id in enumerate(ids):
                 db.execute(
                     "UPDATE attestations SET status = ?, batch_id = ?, leaf_index = ?, updated_at = ? WHERE id = ?",
@@ -252,10 +251,11 @@ class BatchBook:
         with self.transaction(durable=True) as db:
             cursor = db.execute(
                 "INSERT INTO batch_txs(batch_id, kind, status, nonce, tx_hash, raw, created_at, updated_at) "
-                "VALUES (?, ?, 'signed', ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, 'signed', ?, ?, ?, ?, ?) RETURNING id",
                 (row.subject, row.kind, signed.nonce, signed.tx_hash, signed.raw, now, now),
             )
-        return self._tx_by_id(int(cursor.lastrowid or 0))
+            row_id = int(cursor.fetchone()[0])
+        return self._tx_by_id(row_id)
 
     def tx_record(
         self, row: TxRow[int], status: TxState, *, error: str | None = None, receipt: TxReceipt | None = None
@@ -294,20 +294,20 @@ def _plain(plan: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) if k == "bond" else v for k, v in plan.items()}  # uint256 does not fit SQLite's integers
 
 
-def _step(db: sqlite3.Connection, attestation_id: int, step: str, detail: dict[str, Any]) -> None:
+def _step(db: Connection, attestation_id: int, step: str, detail: dict[str, Any]) -> None:
     db.execute(
         "INSERT INTO steps(attestation_id, at, step, detail) VALUES (?, ?, ?, ?)",
         (attestation_id, utc_now(), step, json.dumps(detail, sort_keys=True)),
     )
 
 
-def _batch(row: sqlite3.Row) -> Batch:
+def _batch(row: Row) -> Batch:
     data = dict(row)
     data["plan"] = json.loads(data["plan"])
     return Batch(**data)
 
 
-def _tx(row: sqlite3.Row) -> TxRow[int]:
+def _tx(row: Row) -> TxRow[int]:
     return TxRow(
         row["id"], row["batch_id"], row["kind"], row["status"], row["nonce"], bytes.fromhex(row["tx_hash"][2:]),
         row["raw"], None, 1, row["error"], row["created_at"], row["updated_at"], decode_earlier(row["earlier"]),

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Literal
+from typing import Literal, cast
 
 from web3 import Web3
 
@@ -23,6 +23,7 @@ from attest.connect import ChainContext, connect
 from attest.errors import AttestError
 from attest.flow.token import Token
 from attest.networks import DEVNET_MIN_LIVENESS
+from attest.storage import Postgres
 
 Status = Literal["pass", "warn", "fail"]
 
@@ -71,7 +72,7 @@ def diagnose(
 
     config = config or load_config()
     net = config.resolve_network(network or config.defaults.network)
-    found: list[Finding] = []
+    found: list[Finding] = storage_checks(config)
     ctx: ChainContext | None = None
     try:
         ctx = connect(net.name, config=config, start_devnet=False)
@@ -79,9 +80,11 @@ def diagnose(
     except AttestError as err:
         found.append(failed("rpc", str(err)))
     token: Token | None = None
+    oov3_ok = False
     if ctx is not None:
         found.append(oov3_code(ctx))
-        if found[-1].status != "fail":
+        oov3_ok = found[-1].status != "fail"
+        if oov3_ok:
             token = _uma_checks(ctx, found)
             found.append(registry(ctx))
     try:
@@ -92,7 +95,7 @@ def diagnose(
         found.append(passed("account", f"{loaded.address}: {_key_source(loaded.label, loaded.source)}"))
         if loaded.warning:
             found.append(warned("account", loaded.warning))
-        if ctx is not None and found[1].status != "fail":
+        if ctx is not None and oov3_ok:
             approve = _approve_gas(ctx, token, loaded.address) if token is not None else 0
             gas = (ASSERT_GAS + SETTLE_GAS + approve) * attestations
             found.append(gas_money(ctx, loaded.address, gas, f"{attestations} attestations"))
@@ -103,6 +106,21 @@ def diagnose(
     if ctx is not None and token is not None:
         found += disputer_budgets(ctx, config, token, prompt)
     return found
+
+
+def storage_checks(config: Config) -> list[Finding]:
+    """With `[storage] url` set: the server answers, the ledger's and deploy log's schemas are current, and this
+    user may write. Nothing is migrated or kept."""
+    if config.storage.url is None:
+        return []
+    from attest.ledger import SCHEMA_VERSIONS
+    from attest.storage.postgres import inspect
+
+    try:
+        rows = inspect(Postgres(config.storage.url), SCHEMA_VERSIONS)
+    except AttestError as err:
+        return [failed("database", str(err))]
+    return [Finding(name, cast(Status, status), line) for name, status, line in rows]
 
 
 def _key_source(label: str, source: str) -> str:

@@ -7,12 +7,11 @@ supersedes it (the unique index on pair, ranker and superseded CID refuses a sec
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from attest.errors import PreferenceError
 from attest.ledger import Attestation, Ledger
-from attest.storage import utc_now
+from attest.storage import INTEGRITY_ERRORS, Row, utc_now
 
 
 @dataclass(frozen=True)
@@ -37,9 +36,10 @@ class Preference:
 def create_pair(ledger: Ledger, first_id: int, second_id: int) -> int:
     with ledger.transaction() as db:
         cursor = db.execute(
-            "INSERT INTO pairs(first_id, second_id, created_at) VALUES (?, ?, ?)", (first_id, second_id, utc_now())
+            "INSERT INTO pairs(first_id, second_id, created_at) VALUES (?, ?, ?) RETURNING id",
+            (first_id, second_id, utc_now()),
         )
-        return int(cursor.lastrowid or 0)
+        return int(cursor.fetchone()[0])
 
 
 def get_pair(ledger: Ledger, ref: str) -> Pair:
@@ -82,18 +82,18 @@ def add_preference(
         with ledger.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO preferences(pair_id, ranker, choice, record, cid, supersedes, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (pair_id, ranker, choice, record, cid, supersedes, utc_now()),
             )
-            return int(cursor.lastrowid or 0)
-    except sqlite3.IntegrityError:
+            return int(cursor.fetchone()[0])
+    except INTEGRITY_ERRORS:
         # Another `attest rank` of the same ranker got there first.
         raise PreferenceError(
             f"{ranker} ranked pair #{pair_id} meanwhile; nothing was written (`--change` supersedes it)"
         ) from None
 
 
-def _preference(row: sqlite3.Row) -> Preference:
+def _preference(row: Row) -> Preference:
     return Preference(
         row["id"],
         row["pair_id"],

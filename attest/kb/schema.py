@@ -1,4 +1,4 @@
-"""The knowledge base's tables, as named migrations (attest/storage.py applies and records them), and how a
+"""The knowledge base's tables, as named migrations (attest/storage applies and records them), and how a
 chunk is indexed for full-text search."""
 
 from __future__ import annotations

@@ -1,21 +1,21 @@
 """The disputer's state: what it has seen on chain, what it decided, and every transaction it means to send.
 
-One SQLite file (default `ATTEST_HOME/disputer.sqlite`) opened through attest/storage.py, in parts by idea:
+One SQLite file (default `ATTEST_HOME/disputer.sqlite`), or the `disputer` schema of the configured PostgreSQL
+server, opened through attest/storage, in parts by idea:
 checkpoints and assertions (assertions.py), decisions (decisions.py), the outbox rows (txs.py) and votes
 (votes.py); `DisputerStore` is all of them on one connection. A vote's salt is stored before its commit is sent.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from attest.chain.outbox import SIGNABLE, TX_STATES, TxRow, TxState
+from attest.config import storage_location
 from attest.errors import DisputerStateError
-from attest.paths import attest_home
-from attest.storage import Database
+from attest.storage import Postgres, open_database
 from disputer.store.assertions import (
     ASSERTION_STATUSES,
     CHECKPOINT_HISTORY,
@@ -54,17 +54,19 @@ __all__ = [
 
 
 class DisputerStore(AssertionTables, DecisionTables, TxTable, VoteTable):
-    """The disputer's SQLite state (default `ATTEST_HOME/disputer.sqlite`). A context manager, or call `close()`.
+    """The disputer's state (default `ATTEST_HOME/disputer.sqlite`, or the `[storage] url` server). A context
+    manager, or call `close()`.
 
     Every method commits on its own; `transaction()` groups several into one commit (the watcher saves a
     chunk's events and its checkpoint together). It is the outbox engine's `TxLog` for the disputer.
     """
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path if path is not None else attest_home() / "disputer.sqlite"
-        self._database = Database(self.path, MIGRATIONS, what="disputer state", error=DisputerStateError)
+    def __init__(self, path: Path | Postgres | None = None) -> None:
+        self.path = path if path is not None else storage_location("disputer.sqlite")
+        self._database = open_database(
+            self.path, MIGRATIONS, what="disputer state", error=DisputerStateError, schema="disputer"
+        )
         self._db = self._database.conn
-        self._db.row_factory = sqlite3.Row
 
     def close(self) -> None:
         self._database.close()

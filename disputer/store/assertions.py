@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from attest.chain.oov3 import AssertionMade
-from attest.storage import utc_now
+from attest.storage import Row, utc_now
 from disputer.store.base import StoreBase, opt_bytes
 
 AssertionStatus = Literal["new", "evaluated", "disputed", "settled", "gone"]
@@ -73,7 +72,7 @@ _UNDISPUTED = (
 )
 
 
-def stored_assertion(row: sqlite3.Row) -> StoredAssertion:
+def stored_assertion(row: Row) -> StoredAssertion:
     return StoredAssertion(
         assertion_id=bytes(row["assertion_id"]),
         chain_id=row["chain_id"],

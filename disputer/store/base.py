@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from attest.storage import Database
+from attest.storage import Connection, Postgres, Row, Store
 
 
 def hex_or_none(value: bytes | None) -> str | None:
@@ -22,15 +21,14 @@ def opt_bytes(value: Any) -> bytes | None:
 class StoreBase:
     """The open database the table classes of `DisputerStore` work on."""
 
-    path: Path
-    _database: Database
-    _db: sqlite3.Connection
+    path: Path | Postgres
+    _database: Store
+    _db: Connection
 
-    def transaction(self, *, durable: bool = False) -> AbstractContextManager[sqlite3.Connection]:
+    def transaction(self, *, durable: bool = False) -> AbstractContextManager[Connection]:
         """All writes inside commit together or not at all; an inner use is a savepoint of the outer one.
         `durable`: on disk before the commit returns (attest.storage)."""
         return self._database.transaction(durable=durable)
 
-    def _one(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Row | None:
-        row = self._db.execute(sql, tuple(args)).fetchone()
-        return cast(sqlite3.Row | None, row)
+    def _one(self, sql: str, args: Iterable[Any] = ()) -> Row | None:
+        return self._db.execute(sql, tuple(args)).fetchone()

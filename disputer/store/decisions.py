@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from attest.errors import DisputerStateError
-from attest.storage import utc_now
+from attest.storage import Row, utc_now
 from disputer.store.assertions import ASSERTION_COLUMNS, StoredAssertion, stored_assertion
 from disputer.store.base import StoreBase, hex_or_none
 
@@ -35,7 +34,7 @@ class Decision:
 _DECISION_COLUMNS = "id, assertion_id, created_at, score, calibrated, rationale, judge, checks, action, reason, dry_run"
 
 
-def _decision(row: sqlite3.Row) -> Decision:
+def _decision(row: Row) -> Decision:
     return Decision(
         id=row["id"],
         assertion_id=bytes(row["assertion_id"]),
@@ -151,7 +150,8 @@ class DecisionTables(StoreBase):
         rows = self._db.execute(
             f"SELECT {columns} FROM assertions a LEFT JOIN decisions d USING(assertion_id) "
             "WHERE a.chain_id = ? AND a.is_ours = 1 AND (a.status = 'new' OR (a.status = 'disputed' AND d.id IS NULL) "
-            "OR (? AND a.status IN ('evaluated', 'disputed') AND d.dry_run = 1)) ORDER BY a.block_number, a.log_index",
+            "OR (? = 1 AND a.status IN ('evaluated', 'disputed') AND d.dry_run = 1)) "
+            "ORDER BY a.block_number, a.log_index",
             (chain_id, int(redecide_dry_runs)),
         )
         return [stored_assertion(r) for r in rows]

@@ -1,4 +1,4 @@
-"""The disputer state's tables, as named migrations (attest/storage.py applies and records them)."""
+"""The disputer state's tables, as named migrations (attest/storage applies and records them)."""
 
 from __future__ import annotations
 

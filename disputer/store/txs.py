@@ -8,7 +8,6 @@ these methods refuse a move the rules do not allow.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING, Any, Literal
 
 from attest.chain.outbox import (
@@ -22,7 +21,7 @@ from attest.chain.outbox import (
     encode_earlier,
 )
 from attest.errors import DisputerStateError
-from attest.storage import utc_now
+from attest.storage import Row, utc_now
 from disputer.store.base import StoreBase, hex_or_none, opt_bytes
 
 if TYPE_CHECKING:
@@ -38,7 +37,7 @@ _TX_COLUMNS = (
 )
 
 
-def _tx(row: sqlite3.Row) -> TxRow[bytes]:
+def _tx(row: Row) -> TxRow[bytes]:
     return TxRow(
         id=row["id"],
         subject=bytes(row["assertion_id"]),

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Literal
 
 from attest.errors import DisputerStateError
-from attest.storage import utc_now
+from attest.storage import Row, utc_now
 from disputer.store.base import StoreBase, hex_or_none, opt_bytes
 
 VoteProgress = Literal["salted", "committed", "revealed"]
@@ -33,7 +32,7 @@ _VOTE_COLUMNS = (
 )
 
 
-def _vote(row: sqlite3.Row) -> Vote:
+def _vote(row: Row) -> Vote:
     return Vote(
         assertion_id=bytes(row["assertion_id"]),
         round_id=row["round_id"],

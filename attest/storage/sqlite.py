@@ -1,4 +1,4 @@
-"""One way to keep state in SQLite, for every store here: the ledger, the knowledge base, the disputer's state.
+"""The SQLite backend, every store's default: the ledger, the knowledge base, the disputer's state.
 
 - Durability: write-ahead log (readers never block the writer) with `synchronous=NORMAL`: a commit survives a
   crash of the process, and the last moments before a power cut may be lost. A commit that must survive a power
@@ -20,42 +20,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from attest.errors import AttestError
+from attest.storage.common import Migration, run_script, utc_now
 
-_STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"
 _LEGACY_BOOKKEEPING = "schema_version"  # the disputer's migration table before this module
-
-
-def utc_now() -> str:
-    """Now, the way every store writes it; sorts as text in time order."""
-    return datetime.now(UTC).strftime(_STAMP)
-
-
-def parse_time(stamp: str) -> datetime:
-    """A stored time stamp, with or without fractions of a second."""
-    return datetime.fromisoformat(stamp)
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One named schema step: SQL statements separated by `;` (none holds one inside a literal), or a function run
-    on the connection; either way inside the migration's transaction."""
-
-    name: str
-    apply: str | Callable[[sqlite3.Connection], None]
-
-
-def run_script(db: sqlite3.Connection, sql: str) -> None:
-    """Statements one by one: `executescript` would commit the open transaction."""
-    for statement in sql.split(";"):
-        if statement.strip():
-            db.execute(statement)
 
 
 class Database:
