@@ -258,13 +258,19 @@ class Stake:
 
 
 # A batch's bond is counted once, by its first record; a batch has no step of its own when disputed. A batch
-# planned before its plan kept the currency's decimals shows its bond in base units.
-_STAKES = """
+# planned before its plan kept the currency's decimals and symbol takes them from the ledger's single asks in
+# that currency on that network (read from the chain when they were planned); without one, its bond shows in base
+# units.
+_KNOWN_CURRENCY = """(SELECT c.bond_{field} FROM attestations c WHERE c.network = a.network
+    AND c.currency = json_extract(b.plan, '$.currency') AND c.bond_decimals IS NOT NULL ORDER BY c.id DESC LIMIT 1)"""
+_STAKES = f"""
     SELECT coalesce(b.assertion_id, a.assertion_id) AS assertion_id, a.network,
         coalesce(json_extract(b.plan, '$.currency'), a.currency) AS currency,
         coalesce(json_extract(b.plan, '$.bond'), a.bond) AS bond,
-        CASE WHEN b.id IS NULL THEN a.bond_decimals ELSE json_extract(b.plan, '$.bond_decimals') END AS decimals,
-        CASE WHEN b.id IS NULL THEN a.bond_symbol ELSE json_extract(b.plan, '$.bond_symbol') END AS symbol,
+        CASE WHEN b.id IS NULL THEN a.bond_decimals ELSE coalesce(json_extract(b.plan, '$.bond_decimals'),
+            {_KNOWN_CURRENCY.format(field="decimals")}) END AS decimals,
+        CASE WHEN b.id IS NULL THEN a.bond_symbol ELSE coalesce(json_extract(b.plan, '$.bond_symbol'),
+            {_KNOWN_CURRENCY.format(field="symbol")}) END AS symbol,
         (SELECT min(at) FROM steps s WHERE s.attestation_id = a.id AND s.step = 'asserted') AS asserted_at,
         (SELECT min(at) FROM steps s WHERE s.attestation_id = a.id AND s.step = 'disputed') AS disputed_at,
         (SELECT max(at) FROM steps s WHERE s.attestation_id = a.id AND s.step IN ('settled', 'orphaned')) AS ended_at,

@@ -1,52 +1,30 @@
-"""What the disputer adds to `attest ui`, found through the `attest.dashboard` entry point (the library never
-imports the disputer): its verdicts on an assertion, and the dashboard's Dispute button, which runs `disputer
-score --dispute` (the same judge, policy, budget checks, jobs and outbox; it disputes only when the policy says so).
+"""The disputer's side of `attest ui`, registered in pyproject.toml as the `attest.disputer_view` entry point (the
+library never imports the disputer): its verdicts, decisions and latest evaluation (disputer/view.py), and the
+dashboard's Dispute button, which runs `disputer score --dispute` (the same judge, policy, budget checks, jobs and
+outbox; it disputes only when the policy says so). It sits above disputer/cli, whose `score_one` it calls.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from pathlib import Path
 
-from attest.config import load_config
-from attest.paths import attest_home
-from attest.storage import parse_time
 from disputer.cli import score_one
-from disputer.store import DisputerStore
+from disputer.view import StoreView
 
 
-def verdicts(assertion_id: str, network: str) -> list[dict[str, Any]]:
-    """The decision this home's disputer recorded (and the dry runs it replaced), oldest first; none without a
-    disputer state here."""
-    path = attest_home() / "disputer.sqlite"
-    if not path.exists():
-        return []
-    aid = bytes.fromhex(assertion_id[2:])
-    with DisputerStore(path) as store:
-        latest = store.decision(aid)
-        found = [*store.superseded_decisions(aid), *([latest] if latest is not None else [])]
-    return [
-        {
-            "action": ("dry run: " if d.dry_run else "") + d.action, "reason": d.reason, "score": d.calibrated,
-            "judge": d.judge, "rationale": d.rationale, "created_at": d.created_at,
-        }
-        for d in found
-    ]  # fmt: skip
+class DashboardView(StoreView):
+    """What the dashboard reads of the disputer in one ATTEST_HOME, and the one action it takes there."""
+
+    def dispute(self, assertion_id: str, network: str) -> str:
+        """Judge and, when the policy says so, dispute (with the configured account of the home the dashboard runs
+        in, which is `self.home`); what happened, in one line."""
+        data = score_one(assertion_id, network, None, dispute=True)
+        sent = [f"{t['kind']} {t['status']} {t['tx'] or ''}".rstrip() for txs in data["txs"].values() for t in txs]
+        decision = data["decision"]
+        return f"{decision['action']}: {decision['reason']}" + (f" ({'; '.join(sent)})" if sent else "")
 
 
-def decisions(network: str) -> list[tuple[datetime, str]]:
-    """When the disputer decided what on `network` (a dry run's decisions marked as such), for a chart over time."""
-    path = attest_home() / "disputer.sqlite"
-    if not path.exists():
-        return []
-    with DisputerStore(path) as store:
-        found = store.decision_times(load_config().resolve_network(network).chain_id)
-    return [(parse_time(at), ("dry run: " if dry else "") + action) for at, action, _, dry in found]
-
-
-def dispute(assertion_id: str, network: str) -> str:
-    """Judge and, when the policy says so, dispute; what happened, in one line."""
-    data = score_one(assertion_id, network, None, dispute=True)
-    sent = [f"{t['kind']} {t['status']} {t['tx'] or ''}".rstrip() for txs in data["txs"].values() for t in txs]
-    decision = data["decision"]
-    return f"{decision['action']}: {decision['reason']}" + (f" ({'; '.join(sent)})" if sent else "")
+def open_view(home: Path) -> DashboardView:
+    """The entry point: the disputer is installed, so there is a view, even before it kept any state in `home` (the
+    Dispute button needs none); its reads are then empty."""
+    return DashboardView(home)

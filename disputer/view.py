@@ -1,6 +1,6 @@
-"""The disputer's side of the dashboard (`attest ui`): its verdicts, decisions over time and latest evaluation,
-in the shapes of attest/ui/disputer_view.py. Registered in pyproject.toml as the `attest.disputer_view` entry
-point, so the attest library reads them without importing the disputer.
+"""What the dashboard (`attest ui`) reads of the disputer: its verdicts, decisions over time and latest evaluation,
+in the shapes of attest/ui/disputer_view.py, without state read as none. disputer/dashboard.py adds the Dispute
+action and is the `attest.disputer_view` entry point.
 
 Each call opens the state for its own read: the dashboard serves requests from several threads, and a SQLite
 connection belongs to one.
@@ -55,13 +55,6 @@ class StoreView:
             )  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError):
             return None  # none kept, or a file from another version: the dashboard shows no evaluation
-
-
-def open_view(home: Path) -> StoreView | None:
-    """The entry point: a view when the disputer kept its state or an evaluation in `home`."""
-    if (home / STATE).exists() or (home / LATEST_EVAL).exists():
-        return StoreView(home)
-    return None
 
 
 def keep_eval(home: Path, dataset: Path, report: dict[str, Any], scores: list[float], labels: list[int]) -> bool:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
@@ -16,11 +19,29 @@ from web3.types import RPCEndpoint
 from attest.accounts import dev_account
 from attest.devnet import Deployment, Devnet
 from attest.storage import Postgres
+from attest.ui.disputer_view import DISPUTER_VIEW_GROUP
 from tests.support.jsipfs import JsIpfsDaemon
 from tests.support.ports import free_port
 from tests.support.postgres import INSTALL_HINT, PostgresServer, find_bindir
 
 PASSWORD_ENV = "ATTEST_DB_PASSWORD"
+
+
+@functools.cache
+def declared_disputer_view() -> tuple[EntryPoint, ...]:
+    """The `attest.disputer_view` entry points as this checkout's pyproject.toml declares them."""
+    group = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["entry-points"]
+    return tuple(EntryPoint(name, target, DISPUTER_VIEW_GROUP) for name, target in group[DISPUTER_VIEW_GROUP].items())
+
+
+@pytest.fixture(autouse=True)
+def disputer_view_as_declared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard finds the disputer through pyproject's declaration, not the shared environment's last install
+    (an editable install reads entry points at install time, so one made before a change would test the old)."""
+    found = list(declared_disputer_view())
+    monkeypatch.setattr(
+        "attest.ui.disputer_view.entry_points", lambda group: found if group == DISPUTER_VIEW_GROUP else []
+    )
 
 
 @pytest.fixture(scope="session")

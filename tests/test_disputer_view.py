@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import tomllib
 from datetime import UTC, datetime
-from importlib.metadata import entry_points
 from pathlib import Path
-
-import pytest
 
 from attest.context import RetrievedChunk
 from attest.ui.disputer_view import DISPUTER_VIEW_GROUP, CheckResult, disputer_view
@@ -23,32 +20,17 @@ QUERY = "How often should the wick be trimmed?"
 PASSAGE = "Trim the wick every four hours so the flame stays bright and does not smoke the lens."
 
 
-@pytest.fixture
-def registered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """pyproject's entry points of this group as an install writes them, where the environment was installed before
-    the group existed (an editable install reads its entry points at install time; `scripts/dev install` again
-    registers it for real)."""
-    if any(e.name == "disputer" for e in entry_points(group=DISPUTER_VIEW_GROUP)):
-        return
-    declared = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
-    group = declared["project"]["entry-points"][DISPUTER_VIEW_GROUP]
-    info = tmp_path / "site" / "llm_attest_view_entry_points-0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: llm-attest-view-entry-points\nVersion: 0\n")
-    lines = [f"[{DISPUTER_VIEW_GROUP}]", *(f"{name} = {target}" for name, target in group.items())]
-    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
-
-
 def test_pyproject_registers_the_disputers_view() -> None:
     declared = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
-    assert declared["project"]["entry-points"][DISPUTER_VIEW_GROUP] == {"disputer": "disputer.view:open_view"}
+    assert declared["project"]["entry-points"][DISPUTER_VIEW_GROUP] == {"disputer": "disputer.dashboard:open_view"}
 
 
-def test_the_view_returns_a_disputer_stores_verdicts(registered: None, tmp_path: Path) -> None:
+def test_the_view_returns_a_disputer_stores_verdicts(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    assert disputer_view(home) is None  # no disputer kept anything here
+    empty = disputer_view(home)  # installed, nothing kept here yet: a view that reads nothing (and could dispute)
+    assert empty is not None and empty.verdicts("0x" + "ab" * 32) == [] and empty.decisions() == []
+    assert empty.latest_eval() is None and not (home / "disputer.sqlite").exists()  # reading creates no state
     judge = GroundingJudge()
     chunk = RetrievedChunk("lamp.md", "bafkdoc", 0, PASSAGE, "0" * 64)
     wrong = judge.judge(QUERY, [chunk], "Replace the lamp with an electric bulb yearly.")

@@ -5,16 +5,18 @@ written fails in one line before anything is judged."""
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+from fastapi.testclient import TestClient
+
+from attest.ui.app import create_app
 from attest.ui.charts import roc_chart
 from attest.ui.disputer_view import disputer_view
-from tests.test_disputer_view import registered
 from tests.test_edges_16_failures import cli, one_line_failure
 from tests.test_ui_charts import SVG, accessible
-
-__all__ = ["registered"]  # the fixture, used by name
 
 QUERY = "How often should the wick be trimmed?"
 PASSAGE = "Trim the wick every four hours so the flame stays bright and does not smoke the lens."
@@ -35,7 +37,9 @@ def dataset(folder: Path) -> Path:
     return path
 
 
-def test_eval_plot_writes_the_roc_curve_and_calibration_diagram(registered: None, tmp_path: Path) -> None:
+def test_eval_plot_writes_the_roc_curve_and_calibration_diagram(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     home = tmp_path / "home"
     home.mkdir()
     rows = dataset(tmp_path)
@@ -62,6 +66,15 @@ def test_eval_plot_writes_the_roc_curve_and_calibration_diagram(registered: None
     assert kept is not None and kept.judge == "grounding-v2" and kept.report == raw and kept.dataset == str(rows)
     assert len(kept.scores) == len(kept.labels) == raw["decided"] and sorted(set(kept.labels)) == [0, 1]
     assert f"(AUROC {raw['auroc']:.3f})" in roc_chart(kept.scores, kept.labels)
+    monkeypatch.setenv("ATTEST_HOME", str(home))
+    with TestClient(create_app("local", scan=False), raise_server_exceptions=False) as client:
+        shown = client.get("/disputer")
+    assert shown.status_code == 200, shown.text
+    drawn = [ET.fromstring(svg) for svg in re.findall(r"<svg\b.*?</svg>", shown.text, re.S)]
+    assert [c.get("id") for c in drawn] == ["decisions", "roc-raw", "cal-raw"]  # the dashboard draws the kept run
+    assert accessible(drawn[1])[0] == titles[0] and accessible(drawn[2])[0] == titles[1]
+    assert [e.get("class") for e in drawn[1].iter(f"{SVG}path")] == ["curve"]
+    assert sum(int(t.text or 0) for t in drawn[2].iter(f"{SVG}text") if t.get("class") == "count") == raw["decided"]
 
     # An .html name: one page holding both charts (and the calibrated ones) with the numbers beside them.
     page = tmp_path / "eval.html"

@@ -4,10 +4,12 @@ dispute and a batch on the devnet, shaped by attest/ui/series.py and drawn by at
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from attest.ledger import Ledger
 from attest.ui.charts import stacked_bar_chart, step_chart
+from attest.ui.pages import at_stake, mine_view
 from attest.ui.series import OUTCOME_KINDS, bucket_counts, outcome_events, stake_series
 from tests.conftest import LocalChain
 from tests.test_ask import QUESTION, ask_json, chain, dispute_and_resolve, ok
@@ -29,6 +31,17 @@ def test_bonds_at_stake_and_outcomes_over_time(chain: LocalChain) -> None:
     assert [s.assertion_id for s in open_stakes[:2]] == [honest["assertion_id"], wrong["assertion_id"]]
     assert open_stakes[2].batch_id == 1 and all(s.bond == 200 * 10**6 for s in open_stakes)
     assert {(s.decimals, s.symbol, s.network) for s in open_stakes} == {(6, "USDC", "local")}
+    # The dashboard's "Bonds at stake" sums the same stakes as its chart: the batch's bond too, in USDC.
+    assert mine_view("local", None, lambda _: None).at_stake == {"USDC": "600"}
+
+    # A batch planned before plans kept the currency's decimals and symbol: the single asks in that currency on
+    # that network say them, so its bond is not drawn as a separate series in base units.
+    with Ledger() as ledger, ledger.transaction() as db:
+        db.execute("UPDATE batches SET plan = json_remove(plan, '$.bond_decimals', '$.bond_symbol')")
+    with Ledger() as ledger:
+        assert [(s.decimals, s.symbol) for s in ledger.stakes()] == [(6, "USDC")] * 3
+    alone = replace(open_stakes[2], decimals=None, symbol=None)  # and without a single ask in its currency
+    assert at_stake([alone]) == {f"{alone.currency} (base units)": str(200 * 10**6)}
 
     dispute_and_resolve(chain, str(wrong["assertion_id"]), 0)
     chain.advance(7300)

@@ -9,11 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 import urllib.request
 from collections.abc import Iterator
-from importlib.metadata import EntryPoint
-from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -26,7 +23,6 @@ from attest.paths import attest_home
 from attest.ui.app import create_app
 from attest.ui.index import AssertionIndex, Filters
 from attest.ui.markdown import render
-from attest.ui.pages import DASHBOARD_GROUP
 from attest.ui.scan import sync
 from tests.conftest import LocalChain
 from tests.support.ports import free_port
@@ -145,7 +141,7 @@ def test_actions_need_the_flag_the_token_and_this_origin(attest_home: str, monke
         assert passed.status_code == 404 and "Traceback" not in passed.text
         assert 'name="csrf"' not in c.get("/mine").text  # no attestation to settle: no form
     with monkeypatch.context() as bare:  # a home with attest alone: no package adds to the dashboard
-        bare.setattr("attest.ui.pages.entry_points", lambda group: [])
+        bare.setattr("attest.ui.disputer_view.entry_points", lambda group: [])
         assert "No disputer is installed beside attest here" in TestClient(actions_app()).get("/disputer").text
 
 
@@ -196,17 +192,7 @@ def test_settle_from_the_dashboard_goes_through_attest_settle(local_chain: Local
         assert [t.kind for t in ledger.txs(a.id)] == ["approve", "assert", "settle"]
 
 
-def declared_dashboard_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The `attest.dashboard` entry points as pyproject.toml declares them (the shared environment was installed
-    before this group existed; `scripts/dev install` registers it)."""
-    with (Path(__file__).resolve().parents[1] / "pyproject.toml").open("rb") as f:
-        declared = tomllib.load(f)["project"]["entry-points"][DASHBOARD_GROUP]
-    found = [EntryPoint(name, value, DASHBOARD_GROUP) for name, value in declared.items()]
-    monkeypatch.setattr("attest.ui.pages.entry_points", lambda group: found if group == DASHBOARD_GROUP else [])
-
-
-def test_dispute_from_the_dashboard_goes_through_the_disputer(world: World, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    declared_dashboard_entry_points(monkeypatch)
+def test_dispute_from_the_dashboard_goes_through_the_disputer(world: World) -> None:  # noqa: F811
     invented = "The base fee is paid to the miner in full."
     _, _, assertion = world.asserted(chunks=[(CHUNK_A, DOC_A), (invented, DOC_B)])
     aid = "0x" + assertion.assertion_id.hex()
@@ -230,6 +216,10 @@ def test_dispute_from_the_dashboard_goes_through_the_disputer(world: World, monk
         shown = c.get(done.headers["location"])
         assert "The disputer: dispute:" in shown.text and "dispute mined 0x" in shown.text
         assert "The disputer's verdicts" in shown.text and "context" in shown.text
+        # The typed verdict: action and reason, its judge, and each of its checks with pass or fail.
+        assert "<strong>dispute</strong>: failed check context" in shown.text
+        assert "by deterministic-checks at" in shown.text
+        assert '<span class="status status-fail">FAIL</span> context: chunk 1' in shown.text
         decisions = c.get("/disputer")
         assert decisions.status_code == 200 and "<svg" in decisions.text and "dispute 1" in decisions.text
     assert world.ctx.oov3.get_assertion(assertion.assertion_id).disputed

@@ -33,6 +33,7 @@ from attest.ipfs.local import LocalStore
 from attest.ipfs.remotes import Remotes
 from attest.paths import attest_home
 from attest.ui import pages
+from attest.ui.disputer_view import disputer_view
 from attest.ui.index import STATUSES, AssertionIndex, Filters
 from attest.ui.scan import our_assertions, sync
 
@@ -194,10 +195,11 @@ def create_app(
         row = _row(state, assertion_id)
         ctx = _ctx_or_none(state)
         page = pages.assertion_page(row, ctx, state.readers(), state.timeout_s, state.chain_now())
-        verdicts = pages.disputer_verdicts(row.assertion_id, name)
+        view = disputer_view()
+        verdicts = [] if view is None else view.verdicts(row.assertion_id)
         failed = [c for c in page.checks if c.ok is False]
         status = 503 if ctx is None else 200  # what the index holds is shown, but nothing could be checked
-        disputable = allow_actions and row.status == "asserted" and pages.can_dispute()
+        disputable = allow_actions and row.status == "asserted" and view is not None
         message = request.query_params.get("m")
         return html(
             request, "assertion.html", status, page=page, verdicts=verdicts, failed=failed, disputable=disputable,
@@ -228,7 +230,13 @@ def create_app(
 
     @app.get("/disputer", response_class=HTMLResponse)
     def disputer(request: Request) -> HTMLResponse:
-        return html(request, "disputer.html", chart=pages.decisions_chart(name))
+        view = disputer_view()
+        if view is None:
+            return html(request, "disputer.html", installed=False)
+        run = view.latest_eval()
+        chart = pages.decisions_chart(view, config.resolve_network(name).chain_id)
+        eval_charts = () if run is None else pages.eval_charts(run)
+        return html(request, "disputer.html", installed=True, chart=chart, run=run, eval_charts=eval_charts)
 
     @app.get("/mine", response_class=HTMLResponse)
     def mine(request: Request) -> HTMLResponse:
@@ -250,7 +258,10 @@ def create_app(
     def dispute(request: Request, assertion_id: str, csrf: str = Form("")) -> Response:
         _require_action(state, request, csrf)
         row = _row(state, assertion_id)
-        told = pages.dispute(row.assertion_id, name)
+        view = disputer_view()
+        if view is None:
+            raise UiError("no disputer is installed beside attest here, so the dashboard cannot dispute", 404)
+        told = view.dispute(row.assertion_id, name)
         return RedirectResponse(f"/assertion/{row.assertion_id}?" + urlencode({"m": told}), status_code=303)
 
     return app

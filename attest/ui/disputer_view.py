@@ -1,9 +1,10 @@
-"""What the dashboard shows of a disputer's work when one ran in this ATTEST_HOME: its verdicts on an assertion,
-its decisions over time, and its latest `disputer eval`.
+"""What the dashboard shows of a disputer installed beside attest: its verdicts on an assertion, its decisions over
+time and its latest `disputer eval` in this ATTEST_HOME, and its Dispute action.
 
 The library never imports the disputer: a package that judges registers a factory under the
-`attest.disputer_view` entry point group (pyproject.toml), `(home) -> DisputerView | None`, None when it kept
-nothing in that home. The shapes it returns are defined here, so the dashboard depends on them and not on it.
+`attest.disputer_view` entry point group (pyproject.toml), `(home) -> DisputerView`. An installed disputer gives a
+view even where it kept nothing yet (its reads are then empty, and it can still dispute); no view means none is
+installed. The shapes it returns are defined here, so the dashboard depends on them and not on it.
 """
 
 from __future__ import annotations
@@ -81,14 +82,21 @@ class DisputerView(Protocol):
         """Every decision (on `chain_id`), oldest first; dry-run previews a real decision replaced are left out."""
         ...
 
-    def latest_eval(self) -> EvalResult | None: ...
+    def latest_eval(self) -> EvalResult | None:
+        """The latest `disputer eval` kept in this home; None when none ran here."""
+        ...
+
+    def dispute(self, assertion_id: str, network: str) -> str:
+        """Judge the assertion and dispute it when the disputer's policy says so (its checks, budget and outbox);
+        what happened, in one line."""
+        ...
 
 
 ViewFactory = Callable[[Path], "DisputerView | None"]
 
 
 def disputer_view(home: Path | None = None) -> DisputerView | None:
-    """The disputer's data in this ATTEST_HOME, or None when no disputer kept any there (or none is installed)."""
+    """The disputer's view of this ATTEST_HOME, or None when no disputer is installed beside attest."""
     for entry in entry_points(group=DISPUTER_VIEW_GROUP):
         factory: ViewFactory = entry.load()
         view = factory(home or attest_home())

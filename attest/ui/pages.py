@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from attest.batch.manifest import Manifest, decode_manifest
@@ -25,7 +24,8 @@ from attest.oracle import oracle_for
 from attest.paths import attest_home
 from attest.record.codec import decode_utf8, parse_json
 from attest.record.model import AttestationRecord, validate_record
-from attest.ui.charts import stacked_bar_chart, step_chart
+from attest.ui.charts import calibration_chart, roc_chart, stacked_bar_chart, step_chart
+from attest.ui.disputer_view import DisputerView, EvalResult
 from attest.ui.index import PAGE_SIZE, Row
 from attest.ui.markdown import render
 from attest.ui.series import OUTCOME_KINDS, bucket_counts, outcome_events, stake_series
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["ASSERTION_ID", "PAGE_SIZE"]
 
 SHOWN_LEAVES = 200  # a batch page lists this many records; every one is still checked
-DASHBOARD_GROUP = "attest.dashboard"  # entry points of packages built on attest (the disputer) that add to pages
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 
 
@@ -220,42 +219,20 @@ def record_checks(cid: str, ctx: ChainContext | None, readers: Sequence[ContentS
     return list(verify(cid, ctx, readers, timeout_s=timeout_s).checks)
 
 
-def _providers(attribute: str) -> list[Callable[..., Any]]:
-    """The `attribute` functions of the packages built on attest that add to the dashboard (`attest.dashboard`
-    entry points: the disputer's verdicts and its Dispute action); the library never imports them."""
-    found = []
-    for entry in entry_points(group=DASHBOARD_GROUP):
-        function = getattr(entry.load(), attribute, None)
-        if callable(function):
-            found.append(function)
-    return found
-
-
-def disputer_verdicts(assertion_id: str, network: str) -> list[dict[str, Any]]:
-    """What a disputer store in this home decided about the assertion; empty when there is none."""
-    return [v for verdicts in _providers("verdicts") for v in verdicts(assertion_id, network)]
-
-
-def decisions_chart(network: str) -> str | None:
-    """The disputer's decisions over time (SVG), or None when no disputer is installed beside attest."""
-    providers = _providers("decisions")
-    if not providers:
-        return None
-    events = [event for decisions in providers for event in decisions(network)]
+def decisions_chart(view: DisputerView, chain_id: int) -> str:
+    """The disputer's decisions on this chain over time (SVG)."""
+    events = [(e.at, ("dry run: " if e.dry_run else "") + e.action) for e in view.decisions(chain_id)]
     buckets = bucket_counts(events, kinds=("dispute", "none", "undecided", "skip", "vote"))
     return stacked_bar_chart(buckets, title="The disputer's decisions over time", chart_id="decisions")
 
 
-def can_dispute() -> bool:
-    return bool(_providers("dispute"))
-
-
-def dispute(assertion_id: str, network: str) -> str:
-    """The disputer's judge and policy decide, and dispute through its outbox when they say so: one line."""
-    found = _providers("dispute")
-    if not found:
-        raise VerifyError("no disputer is installed beside attest here, so the dashboard cannot dispute")
-    return str(found[0](assertion_id, network))
+def eval_charts(run: EvalResult) -> tuple[str, str]:
+    """The latest `disputer eval`'s ROC curve and calibration diagram (SVG), as `disputer eval --plot` draws them."""
+    judge = f"{run.judge} (raw)"
+    return (
+        roc_chart(run.scores, run.labels, title="ROC curve, raw scores", judge=judge, chart_id="roc-raw"),
+        calibration_chart(run.scores, run.labels, title="Calibration, raw scores", judge=judge, chart_id="cal-raw"),
+    )
 
 
 @dataclass(frozen=True)
@@ -294,25 +271,32 @@ def mine_view(network: str, now: int | None, chain: Callable[[str], Row | None])
     with Ledger(path) as ledger:
         rows = list(reversed(ledger.select(network=network)))
         stakes = ledger.stakes(network)
-    stake: dict[str, int] = {}
-    decimals: dict[str, int] = {}
     settleable: set[int] = set()
     for a in rows:
         if a.status in ("asserted", "disputed") and a.bond is not None:
-            symbol = a.bond_symbol or (a.currency or "?")
-            stake[symbol] = stake.get(symbol, 0) + a.bond
-            decimals[symbol] = a.bond_decimals or 0
             row = chain(a.assertion_id) if a.assertion_id else None
             expired = now is not None and a.expiration is not None and now >= a.expiration
             if a.status == "disputed" or (row is not None and row.disputed) or expired:
                 settleable.add(a.id)
-    shown = {s: format_units(v, decimals[s]) for s, v in stake.items()}
     on_chain: dict[int, str] = {}
     for a in rows:
         row = chain(a.assertion_id) if a.assertion_id else None
         if row is not None and row.status != a.status:
             on_chain[a.id] = row.status
-    return MineView(rows, shown, settleable, on_chain, _mine_charts(stakes))
+    return MineView(rows, at_stake(stakes), settleable, on_chain, _mine_charts(stakes))
+
+
+def at_stake(stakes: Sequence[Stake]) -> dict[str, str]:
+    """The bonds not settled yet (a batch's once), per currency in its units: the same stakes as the chart's."""
+    total: dict[tuple[str, int | None], int] = {}
+    for stake in stakes:
+        if stake.ended_at is None:
+            key = (stake.symbol or stake.currency, stake.decimals)
+            total[key] = total.get(key, 0) + stake.bond
+    return {
+        name if decimals is not None else f"{name} (base units)": format_units(bond, decimals or 0)
+        for (name, decimals), bond in total.items()
+    }
 
 
 def _mine_charts(stakes: Sequence[Stake]) -> tuple[str, ...]:
