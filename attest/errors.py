@@ -91,6 +91,12 @@ class RegistryError(ChainError):
     """Our AttestationRegistry is missing, not for this OOv3, already deployed, or would not count an assertion."""
 
 
+class GovernanceError(ChainError):
+    """A governed knowledge base's KnowledgeRegistry or its DAO is missing or refuses the step: a document already
+    (or not) approved, an unknown proposal, a vote twice or without votes, a queue before the vote passed, an
+    execution before the timelock's ETA."""
+
+
 # -- the local devnet ----------------------------------------------------------------------------------------
 class DevnetError(AttestError):
     """The local devnet cannot be started, stopped or read."""

@@ -15,7 +15,14 @@ sys.path.insert(0, str(ROOT))
 
 from attest.chain.artifacts import ABI_DIR, UMA_CONTRACTS, uma  # noqa: E402
 
-OUR_CONTRACTS = ("AttestationRegistry",)
+OUR_CONTRACTS = (
+    "AttestationRegistry",
+    # A governed knowledge base: the registry of approved documents and the DAO that governs it.
+    "KnowledgeRegistry",
+    "KnowledgeGovernor",
+    "KnowledgeTimelock",
+    "KnowledgeVotes",
+)
 # The DVM's contracts, for voting on networks where disputes go to UMA's VotingV2 (attest/chain/voting.py).
 DVM_CONTRACTS = ("VotingV2", "VotingToken")
 
