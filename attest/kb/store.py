@@ -30,8 +30,10 @@ from attest.kb.chunking import CHUNKER, SUFFIXES, ChunkParams, ParsedDocument, p
 from attest.kb.governed import (
     Governance,
     build_manifest,
+    contributors,
     forget_document,
     governance,
+    nonce_used,
     record_request,
     set_governance,
 )
@@ -258,6 +260,14 @@ class KnowledgeBase(Search):
     def governance(self) -> Governance | None:
         """The registry, chain and block this KB's documents were approved at, or None when it is not governed."""
         return governance(self._db)
+
+    def contributors(self) -> dict[str, str]:
+        """doc_cid -> contributor, for every document that entered by a signed request."""
+        return contributors(self._db)
+
+    def nonce_used(self, contributor: str, nonce: int) -> str | None:
+        """The CID a contributor's request nonce was already used for, or None."""
+        return nonce_used(self._db, contributor, nonce)
 
     def _refuse_if_governed(self) -> None:
         gov = governance(self._db)
