@@ -80,12 +80,25 @@ def parse_duration(text: str) -> int:
 
 
 @devnet.command("advance")
-@click.argument("duration")
-def devnet_advance(duration: str) -> None:
+@click.argument("duration", required=False)
+@click.option(
+    "--blocks",
+    type=click.IntRange(1, 1_000_000),
+    help="Mine this many blocks (a DAO vote's delay and period count blocks).",
+)
+def devnet_advance(duration: str | None, blocks: int | None) -> None:
     """Move the devnet's clock DURATION ahead (90s, 30m, 2h, 1d, 1h30m) and mine a block: to settle an
-    assertion whose liveness would otherwise take hours."""
-    now = _devnet().advance(parse_duration(duration))
-    click.echo(f"chain time:  {datetime.fromtimestamp(now, tz=UTC):%Y-%m-%d %H:%M:%S} UTC")
+    assertion whose liveness would otherwise take hours. `--blocks N` mines N blocks (with or without DURATION)."""
+    from attest.errors import DevnetError
+
+    if duration is None and blocks is None:
+        raise DevnetError("say how far: a DURATION (90s, 30m, 2h) or --blocks N, or both")
+    node = _devnet()
+    if blocks is not None:
+        click.echo(f"block:       {node.mine(blocks)}")
+    if duration is not None:
+        now = node.advance(parse_duration(duration))
+        click.echo(f"chain time:  {datetime.fromtimestamp(now, tz=UTC):%Y-%m-%d %H:%M:%S} UTC")
 
 
 @devnet.command("reset")

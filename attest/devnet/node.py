@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from web3 import Web3
@@ -24,6 +24,7 @@ from web3 import Web3
 from attest.accounts import DEV_ACCOUNTS, DEV_MNEMONIC, dev_account
 from attest.chain.rpc import http_provider
 from attest.chain.tx import Sender
+from attest.devnet.governance import deploy_governance
 from attest.devnet.stack import Deployment, StackParams, deploy_stack
 from attest.errors import CorruptState, DevnetError, PortBusy
 from attest.localnet import HOST, log_tail, port_in_use
@@ -31,6 +32,7 @@ from attest.networks import DEVNET_PORT, LOCAL_CHAIN_ID
 from attest.paths import anvil_executable, attest_home, require_writable
 
 STATE_INTERVAL_S = 2
+DAO_HOLDERS = 5  # dev:0 to dev:4 hold the devnet DAO's votes; dev:5 and up hold none
 PORT_ENV = "ATTEST_DEVNET_PORT"  # the devnet's port setting
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 15.0
@@ -196,6 +198,8 @@ class Devnet:
                 else:
                     self._verify(w3, deployment)
                     self._resume_clock(w3)
+                    if not deployment.kb_registry:  # deployed before the governed knowledge base existed
+                        deployment = self._deploy_governance(w3, deployment)
             except BaseException:
                 # Nothing half-made stays behind: kill without letting anvil dump, drop what it wrote.
                 self._kill(node, signal.SIGKILL)
@@ -244,6 +248,15 @@ class Devnet:
         w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
         w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
         return int(w3.eth.get_block("latest")["timestamp"])
+
+    def mine(self, blocks: int) -> int:
+        """Mine `blocks` empty blocks, a second apart (a DAO vote's delay and period count blocks). Returns the
+        new block number."""
+        if blocks <= 0:
+            raise DevnetError("mine a positive number of blocks, such as --blocks 10")
+        w3 = self.web3()
+        w3.provider.make_request("anvil_mine", [hex(blocks), "0x1"])  # type: ignore[arg-type]
+        return int(w3.eth.block_number)
 
     # -- internals -------------------------------------------------------------------------------------
     def _start(self, anvil: Path, port: int) -> NodeInfo:
@@ -313,6 +326,12 @@ class Devnet:
     def _deploy(self, w3: Web3, params: StackParams) -> Deployment:
         accounts = tuple(dev_account(i).address for i in range(DEV_ACCOUNTS))
         deployment = deploy_stack(Sender(w3, dev_account(0)), params, mint_to=accounts)
+        return self._deploy_governance(w3, deployment)
+
+    def _deploy_governance(self, w3: Web3, deployment: Deployment) -> Deployment:
+        holders = [dev_account(i).address for i in range(DAO_HOLDERS)]
+        governance = deploy_governance(Sender(w3, dev_account(0)), holders)
+        deployment = replace(deployment, **asdict(governance), block_number=w3.eth.block_number)
         # State first: a crash between the two writes leaves a chain without a deployment file, which the
         # next `up` simply deploys to again, never a deployment file pointing at contracts that are gone.
         self._save_state(w3)

@@ -56,6 +56,11 @@ class Deployment:
     registry: str
     block_number: int
     params: dict[str, Any] = field(default_factory=dict)
+    # The governed knowledge base (attest/devnet/governance.py); "" on a devnet deployed before it had one.
+    kb_registry: str = ""
+    governor: str = ""
+    timelock: str = ""
+    votes_token: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -74,6 +79,16 @@ class Deployment:
             "CollateralWhitelist": self.collateral_whitelist,
             "Store": self.store,
             f"Currency ({self.params.get('currency_symbol', '?')})": self.currency,
+            **{
+                name: address
+                for name, address in (
+                    ("KnowledgeRegistry", self.kb_registry),
+                    ("KnowledgeGovernor", self.governor),
+                    ("KnowledgeTimelock", self.timelock),
+                    ("KnowledgeVotes", self.votes_token),
+                )
+                if address
+            },
         }
 
 

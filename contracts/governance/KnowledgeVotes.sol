@@ -7,7 +7,8 @@ import {ERC20Votes} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Vo
 
 /// @title KnowledgeVotes
 /// @notice The DAO's voting token (ERC20Votes: a holder votes once it has delegated, to itself or another).
-/// The whole supply is minted once, in the constructor, to the first holders; there is no other minting.
+/// The whole supply is minted once, in the constructor, to the first holders, each delegating to itself so it can
+/// vote at once (a later holder delegates itself, `delegate`); there is no other minting.
 contract KnowledgeVotes is ERC20, ERC20Permit, ERC20Votes {
     error LengthMismatch();
 
@@ -18,6 +19,7 @@ contract KnowledgeVotes is ERC20, ERC20Permit, ERC20Votes {
         if (holders.length != amounts.length) revert LengthMismatch();
         for (uint256 i = 0; i < holders.length; i++) {
             _mint(holders[i], amounts[i]);
+            _delegate(holders[i], holders[i]);
         }
     }
 
