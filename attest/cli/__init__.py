@@ -19,6 +19,7 @@ from attest.cli.doctor import doctor
 from attest.cli.edge import run_cli
 from attest.cli.ipfs import ipfs
 from attest.cli.kb import kb
+from attest.cli.kbgov import kb_request, kb_sync
 from attest.cli.networks import networks
 from attest.cli.prompts import prompts
 from attest.cli.ranking import rank
@@ -43,6 +44,8 @@ cli.add_command(networks)
 cli.add_command(registry)
 cli.add_command(ipfs)
 cli.add_command(kb)
+kb.add_command(kb_request)
+kb.add_command(kb_sync)
 cli.add_command(prompts)
 cli.add_command(config)
 cli.add_command(accounts)

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from attest.chain.knowledge import KnowledgeRegistry, canonical_cid
-from attest.errors import AttestError, IngestRequestError, KbError
+from attest.errors import AttestError, GovernanceError, IngestRequestError, KbError
 from attest.ipfs.cid import CID
 from attest.ipfs.remotes import read_anywhere
 from attest.ipfs.store import DEFAULT_TIMEOUT_S, ContentStore
 from attest.ipfs.unixfs import cid_of
 from attest.kb import AddResult, Governance, KnowledgeBase
 from attest.kb.request import IngestRequest, check_request
+
+if TYPE_CHECKING:
+    from attest.connect import ChainContext
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ def _check_approved(registry: KnowledgeRegistry, request: IngestRequest, block: 
     mine = [a for a in approvals if a.contributor == request.contributor]
     if any(a.in_force_at(block) for a in mine):
         return
-    what = f"{request.cid} is not approved for {request.contributor} by the registry {registry.address} at block {block}"
+    what = f"{request.cid} is not approved for {request.contributor} by {registry.address} at block {block}"
     if mine:
         revoked_at = max(a.revoked_at or 0 for a in mine)
         raise IngestRequestError(f"{what}: that approval was revoked at block {revoked_at}; refused")
@@ -110,3 +114,14 @@ def _fetch(request: IngestRequest, readers: Sequence[ContentStore], timeout_s: f
             "approve and request that CID; nothing was ingested"
         )
     return data
+
+
+def knowledge_registry(ctx: ChainContext, address: str | None) -> KnowledgeRegistry:
+    """The KnowledgeRegistry that governs the KB on this network: `address` when given, else the devnet's."""
+    if address is None and ctx.deployment is not None and ctx.deployment.kb_registry:
+        address = ctx.deployment.kb_registry
+    if address is None:
+        raise GovernanceError(
+            f"no knowledge registry is known on {ctx.network.name}: pass --registry 0x… (the KnowledgeRegistry)"
+        )
+    return KnowledgeRegistry.at(ctx.w3, address)
