@@ -11,7 +11,6 @@ that into a failure, because a record can be verified before, or without, being 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from attest.ipfs.cid import CID
 from attest.ipfs.remotes import read_anywhere
 from attest.ipfs.store import DEFAULT_TIMEOUT_S
 from attest.ipfs.unixfs import cid_of
-from attest.jsonsafe import nested_deeper_than
+from attest.kb.governed import ApprovedAt, ParsedManifest, governed_context, parse_manifest
 from attest.record.canonical import digest_hex
 from attest.record.codec import check_size, decode_utf8, max_record_bytes, parse_json
 from attest.record.model import AttestationRecord, validate_record
@@ -36,10 +35,10 @@ if TYPE_CHECKING:
     from attest.chain.oov3 import AssertionMade
     from attest.connect import ChainContext
     from attest.ipfs.store import ContentStore
+    from attest.kb.governed import Governance
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 ASSERTION_ID = re.compile(r"0x[0-9a-fA-F]{64}")
-KB_MANIFEST_SCHEMA = "llm-attest/kb-manifest/v1"
 # eth_getLogs ranges: public RPCs commonly cap a query at 10k blocks.
 LOG_WINDOW = 10_000
 MAX_LOG_WINDOWS = 100
@@ -97,11 +96,12 @@ def check_record(
     registry: str | None,
     rules_cid: str,
     fetch_document: FetchDocument | None,
+    approved_at: ApprovedAt | None = None,
 ) -> list[Check]:
     """Every rule of claim-rules-v1 that a program can check, for a record and (when given) its assertion.
 
     `fetch_document(doc_cid)` returns a document's bytes (they are re-checked against the CID here); None skips
-    the context and corpus checks.
+    the context and corpus checks. `approved_at` asks a governed corpus's KnowledgeRegistry (None: not checked).
     """
     record, schema = _decode(record_bytes)
     checks = [_check_cid(record_bytes, cid), schema]
@@ -123,7 +123,11 @@ def check_record(
         checks += [Check(name, None, "no content store to fetch documents from") for name in ("context", "corpus")]
     else:
         cached = _cached(fetch_document)
-        checks += [_check_context(record, cached), _check_corpus(record, cached)]
+        corpus, manifest = _check_corpus(record, cached)
+        checks += [_check_context(record, cached), corpus]
+        if manifest is not None and manifest.governance is not None:  # a corpus that promises governance
+            ok, detail = governed_context([c.doc_cid for c in record.context], manifest, approved_at)
+            checks.append(Check("governed_context", ok, detail))
     return checks
 
 
@@ -280,35 +284,21 @@ def _check_context(record: AttestationRecord, fetch: FetchDocument) -> Check:
     return Check("context", True, f"all {len(record.context)} chunks are text from their {docs} document(s)")
 
 
-def _check_corpus(record: AttestationRecord, fetch: FetchDocument) -> Check:
+def _check_corpus(record: AttestationRecord, fetch: FetchDocument) -> tuple[Check, ParsedManifest | None]:
     if record.corpus is None:
-        return Check("corpus", None, "the record names no corpus manifest")
+        return Check("corpus", None, "the record names no corpus manifest"), None
     try:
-        manifest = _manifest(_fetch_verified(fetch, record.corpus))
-    except AttestError as err:
-        return Check("corpus", False, f"the corpus manifest {record.corpus}: {err}")
+        manifest = parse_manifest(_fetch_verified(fetch, record.corpus))
+    except (AttestError, ValueError) as err:
+        return Check("corpus", False, f"the corpus manifest {record.corpus}: {err}"), None
     missing = [
         f"chunk {i} ({c.doc_cid} #{c.chunk_index})"
         for i, c in enumerate(record.context)
-        if not c.chunk_index < manifest.get(c.doc_cid, 0)
+        if not c.chunk_index < manifest.chunks.get(c.doc_cid, 0)
     ]
     if missing:
-        return Check("corpus", False, f"not in the corpus manifest {record.corpus}: {', '.join(missing)}")
-    return Check("corpus", True, f"every chunk's document is in the corpus manifest {record.corpus}")
-
-
-def _manifest(data: bytes) -> dict[str, int]:
-    """doc_cid -> number of chunks, from a KB manifest."""
-    try:
-        text = data.decode("utf-8")
-        if nested_deeper_than(text, 8):
-            raise ValueError("nested too deeply")
-        value = json.loads(text)
-        if value["schema"] != KB_MANIFEST_SCHEMA:
-            raise ValueError(f"its schema is not {KB_MANIFEST_SCHEMA}")
-        return {str(d["doc_cid"]): int(d["chunks"]) for d in value["documents"]}
-    except (ValueError, KeyError, TypeError, RecursionError) as err:
-        raise VerifyError(f"not a readable {KB_MANIFEST_SCHEMA} manifest ({err})") from None
+        return Check("corpus", False, f"not in the corpus manifest {record.corpus}: {', '.join(missing)}"), manifest
+    return Check("corpus", True, f"every chunk's document is in the corpus manifest {record.corpus}"), manifest
 
 
 # -- I/O -------------------------------------------------------------------------------------------------
@@ -361,12 +351,28 @@ def verify(
         registry=ctx.registry if ctx is not None else None,
         rules_cid=rules_cid(),
         fetch_document=fetch,
+        approved_at=registry_reader(ctx) if ctx is not None else None,
     )
     if made is not None and ctx is not None:
         # The callback check passes on the address alone; whether the registry counts the assertion is read there.
         checks = [_check_registry(ctx, made) if c.name == "callback" and c.ok else c for c in checks]
     assertion_id = "0x" + made.assertion_id.hex() if made is not None else None
     return Report(target, cid, assertion_id, network, (found, *checks))
+
+
+def registry_reader(ctx: ChainContext) -> ApprovedAt:
+    """`wasApprovedAt` of a governed corpus's KnowledgeRegistry, when it is on this chain."""
+    from attest.chain.knowledge import KnowledgeRegistry
+
+    def approved_at(gov: Governance, cid: str) -> bool:
+        if gov.chain_id != ctx.chain_id:
+            raise VerifyError(f"{ctx.network.name} is chain {ctx.chain_id}; verify with that chain's network")
+        try:
+            return KnowledgeRegistry(ctx.w3, gov.registry).was_approved_at(cid, gov.block)
+        except Exception as err:  # no contract there, or the RPC failed: nothing is concluded
+            raise VerifyError(f"wasApprovedAt failed ({type(err).__name__})") from None
+
+    return approved_at
 
 
 def _check_registry(ctx: ChainContext, made: AssertionMade) -> Check:

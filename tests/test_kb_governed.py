@@ -209,3 +209,32 @@ def test_refused_requests_leave_the_kb_unchanged(governed: tuple[LocalChain, str
     assert "cannot ingest" in refused("kb", "sync", fine, never, "--registry", registry)
     assert kb_snapshot() == before
     assert "1 ingested" in ok("kb", "sync", fine, "--registry", registry)
+
+
+def verify_checks(assertion_id: str) -> tuple[int, dict[str, dict[str, str]]]:
+    result = run("verify", assertion_id, "--json")
+    return result.exit_code, {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+
+
+def test_verify_checks_every_cited_document_was_approved_at_the_manifests_block(
+    governed: tuple[LocalChain, str, str],
+) -> None:
+    _chain, registry, request = governed
+    ok("kb", "sync", request, "--registry", registry)
+    out = json.loads(ok("ask", QUESTION, "--json"))
+    code, checks = verify_checks(str(out["assertion_id"]))
+    assert code == 0 and checks["governed_context"]["status"] == "pass", checks
+    assert f"approved by the KnowledgeRegistry {registry} on chain 31337" in checks["governed_context"]["detail"]
+    # An asserter slips a document the registry never approved into its governed KB, and answers from it.
+    text = "# Lamps\n\nThe lamp oil should be replaced every week.\n"
+    cid = add_to_ipfs(text)
+    unsigned = IngestRequest(31337, registry, cid, dev_account(CONTRIBUTOR).address, 1, 10**10, "0x" + "00" * 65)
+    with KnowledgeBase(document_store=LocalStore()) as kb:
+        gov = kb.governance()
+        assert gov is not None
+        kb.sync_governed(gov, [(unsigned, text.encode())], [])
+    out = json.loads(ok("ask", "How often should the lamp oil be replaced?", "--json"))
+    code, checks = verify_checks(str(out["assertion_id"]))
+    assert code == 1 and checks["governed_context"]["status"] == "fail", checks
+    assert f"at block {gov.block}: {cid}" in checks["governed_context"]["detail"]
+    assert checks["context"]["status"] == "pass" and checks["corpus"]["status"] == "pass"

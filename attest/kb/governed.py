@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from attest.errors import AttestError
+from attest.jsonsafe import nested_deeper_than
 from attest.kb.chunking import CHUNKER, ChunkParams
 from attest.kb.request import IngestRequest
 from attest.storage import utc_now
@@ -28,6 +31,10 @@ class Governance:
 
     def as_dict(self) -> dict[str, Any]:
         return {"registry": self.registry, "chain_id": self.chain_id, "block": self.block}
+
+
+# Was `cid` approved in the governance's registry at its block? (KnowledgeRegistry.wasApprovedAt, on its chain)
+ApprovedAt = Callable[[Governance, str], bool]
 
 
 def governance(db: sqlite3.Connection) -> Governance | None:
@@ -92,3 +99,51 @@ def build_manifest(db: sqlite3.Connection, params: ChunkParams) -> dict[str, Any
         "documents": [{**d, "contributor": by.get(str(d["doc_cid"]), "")} for d in documents],
         "governance": gov.as_dict(),
     }
+
+
+@dataclass(frozen=True)
+class ParsedManifest:
+    chunks: dict[str, int]  # doc_cid -> number of chunks
+    governance: Governance | None
+
+
+def parse_manifest(data: bytes) -> ParsedManifest:
+    """A v1 or v2 corpus manifest from untrusted bytes (ValueError says why it is not one)."""
+    try:
+        text = data.decode("utf-8")
+        if nested_deeper_than(text, 8):
+            raise ValueError("nested too deeply")
+        value = json.loads(text)
+        if value["schema"] not in (MANIFEST_SCHEMA, MANIFEST_SCHEMA_V2):
+            raise ValueError(f"its schema is neither {MANIFEST_SCHEMA} nor {MANIFEST_SCHEMA_V2}")
+        chunks = {str(d["doc_cid"]): int(d["chunks"]) for d in value["documents"]}
+        gov = None
+        if value["schema"] == MANIFEST_SCHEMA_V2:
+            g = value["governance"]
+            if not isinstance(g["registry"], str) or not all(type(g[k]) is int for k in ("chain_id", "block")):
+                raise ValueError("its governance is not a registry address, a chain id and a block")
+            gov = Governance(g["registry"], g["chain_id"], g["block"])
+    except (ValueError, KeyError, TypeError, RecursionError) as err:
+        raise ValueError(f"not a readable corpus manifest ({err})") from None
+    return ParsedManifest(chunks, gov)
+
+
+def governed_context(
+    doc_cids: Sequence[str], manifest: ParsedManifest, approved_at: ApprovedAt | None
+) -> tuple[bool | None, str]:
+    """(ok, detail) of the governed-context check: every cited document was approved in the manifest's registry at
+    its block. None (not checked) when the corpus is not governed or its chain cannot be asked."""
+    gov = manifest.governance
+    if gov is None:
+        return None, "the corpus manifest names no governing registry"
+    where = f"the KnowledgeRegistry {gov.registry} on chain {gov.chain_id} at block {gov.block}"
+    if approved_at is None:
+        return None, f"not connected to chain {gov.chain_id} to ask {where}"
+    cited = list(dict.fromkeys(doc_cids))
+    try:
+        missing = [cid for cid in cited if not approved_at(gov, cid)]
+    except AttestError as err:
+        return None, f"could not ask {where}: {err}"
+    if missing:
+        return False, f"not approved by {where}: {', '.join(missing)}"
+    return True, f"all {len(cited)} cited document(s) were approved by {where}"
