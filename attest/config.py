@@ -26,6 +26,8 @@ Secrets never live in the file: a pinning service names the environment variable
     [networks.sepolia]
     rpc_url_env = "SEPOLIA_RPC_URL"              # RPC URLs often embed a key, so the file names a variable
     registry = "0x…"                             # our AttestationRegistry: `attest registry deploy --save` writes it
+    kb_registry = "0x…"                          # a governed knowledge base's KnowledgeRegistry (devnet: its own)
+    kb_governor = "0x…"                          # the DAO's Governor, when its timelock governs kb_registry
     oov3 = "0x..."                               # default: UMA's OptimisticOracleV3 on that chain (attest.networks)
     oracle = "0x..."                             # the oracle behind OOv3 (MockOracleAncillary or VotingV2)
     ui_base = "https://testnet.oracle.uma.xyz"   # the UMA Oracle UI for that chain
@@ -169,6 +171,10 @@ class NetworkConfig(_Strict):
     rpc_url: str | None = None  # only for URLs without credentials; prefer rpc_url_env
     rpc_url_env: str | None = Field(default=None, pattern=_ENV_NAME)
     registry: str | None = Field(default=None, pattern=_ADDRESS)
+    # A governed knowledge base: its KnowledgeRegistry, and the DAO's Governor when the registry's governor is that
+    # DAO's timelock (none: an account governs it). The devnet's own are used when these are not set.
+    kb_registry: str | None = Field(default=None, pattern=_ADDRESS)
+    kb_governor: str | None = Field(default=None, pattern=_ADDRESS)
     oov3: str | None = Field(default=None, pattern=_ADDRESS)  # a UMA deployment the release does not know yet
     ui_base: str | None = None  # the UMA Oracle UI base for this chain
     oracle: str | None = Field(default=None, pattern=_ADDRESS)  # MockOracleAncillary or VotingV2, for voting

@@ -111,6 +111,21 @@ class ChainContext:
             why += " (the registry will resolve it Rejected)"
         return Standing(status, why)
 
+    @property
+    def kb_registry(self) -> str | None:
+        """The governed knowledge base's KnowledgeRegistry: the configured one, else the devnet's; None if neither."""
+        chosen = self.settings.kb_registry or (self.deployment.kb_registry if self.deployment else "")
+        return Web3.to_checksum_address(chosen) if chosen else None
+
+    @property
+    def kb_governor(self) -> str | None:
+        """The DAO's Governor that governs `kb_registry` (through its timelock); None: an account governs it."""
+        if self.settings.kb_registry:  # a registry of one's own: its DAO (if any) is configured beside it
+            chosen = self.settings.kb_governor or ""
+        else:
+            chosen = self.settings.kb_governor or (self.deployment.governor if self.deployment else "")
+        return Web3.to_checksum_address(chosen) if chosen else None
+
     def identifier(self, override: str | None = None) -> str:
         return override or self.settings.identifier or self.network.default_identifier
 

@@ -20,7 +20,7 @@ from attest.cli.output import echo_json, table
 @click.argument("cid")
 @click.option("--account", help="The contributor's account (alias, dev:N); the registry must approve it for CID.")
 @click.option("--network", help="The network of the KnowledgeRegistry (default: [defaults] network).")
-@click.option("--registry", help="The KnowledgeRegistry address (default: the devnet's).")
+@click.option("--registry", help="The KnowledgeRegistry (default: [networks.N] kb_registry, else the devnet's).")
 @click.option("--expires", default="1h", show_default=True, help="How long the request stays valid (30m, 2h, 1d).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write it here, not stdout.")
 def kb_request(
@@ -59,7 +59,7 @@ def kb_request(
 @click.command("sync")
 @click.argument("requests", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--network", help="The network of the KnowledgeRegistry (default: [defaults] network).")
-@click.option("--registry", help="The KnowledgeRegistry address (default: the devnet's).")
+@click.option("--registry", help="The KnowledgeRegistry (default: [networks.N] kb_registry, else the devnet's).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def kb_sync(requests: tuple[str, ...], network: str | None, registry: str | None, as_json: bool) -> None:
     """Ingest the documents of the signed REQUESTS (files, - for stdin) the registry approves, and remove those

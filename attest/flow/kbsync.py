@@ -117,11 +117,12 @@ def _fetch(request: IngestRequest, readers: Sequence[ContentStore], timeout_s: f
 
 
 def knowledge_registry(ctx: ChainContext, address: str | None) -> KnowledgeRegistry:
-    """The KnowledgeRegistry that governs the KB on this network: `address` when given, else the devnet's."""
-    if address is None and ctx.deployment is not None and ctx.deployment.kb_registry:
-        address = ctx.deployment.kb_registry
+    """The KnowledgeRegistry that governs the KB on this network: `address` when given, else the configured one
+    ([networks.N] kb_registry), else the devnet's."""
+    address = address or ctx.kb_registry
     if address is None:
         raise GovernanceError(
-            f"no knowledge registry is known on {ctx.network.name}: pass --registry 0x… (the KnowledgeRegistry)"
+            f"no knowledge registry is known on {ctx.network.name}: set [networks.{ctx.network.name}] kb_registry "
+            "in the config file, or pass --registry 0x…"
         )
     return KnowledgeRegistry.at(ctx.w3, address)
