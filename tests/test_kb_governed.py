@@ -238,3 +238,29 @@ def test_verify_checks_every_cited_document_was_approved_at_the_manifests_block(
     assert code == 1 and checks["governed_context"]["status"] == "fail", checks
     assert f"at block {gov.block}: {cid}" in checks["governed_context"]["detail"]
     assert checks["context"]["status"] == "pass" and checks["corpus"]["status"] == "pass"
+
+
+def test_the_dao_approves_a_document_a_signed_request_ingests_it_and_an_answer_cites_it(
+    local_chain: LocalChain, tmp_path: Path
+) -> None:
+    """The devnet's own DAO (no --registry): propose → vote → queue → execute, then request → sync → ask → verify."""
+    cid = add_to_ipfs((KB_DOCS / "guide.md").read_text())
+    contributor = dev_account(CONTRIBUTOR).address
+    ok("kb", "propose", cid, "--contributor", contributor, "--account", "dev:1")
+    (proposal,) = json.loads(ok("dao", "proposals", "--json"))
+    ok("devnet", "advance", "--blocks", "2")
+    ok("dao", "vote", proposal["id"], "--support", "for", "--account", "dev:1")
+    ok("devnet", "advance", "--blocks", "10")
+    ok("dao", "queue", proposal["id"], "--account", "dev:1")
+    request = str(tmp_path / "request.json")
+    ok("kb", "request", cid, "--account", f"dev:{CONTRIBUTOR}", "-o", request)
+    assert "never approved" in refused("kb", "sync", request)  # queued is not executed
+    ok("devnet", "advance", "61s")
+    ok("dao", "execute", proposal["id"], "--account", "dev:1")
+    synced = json.loads(ok("kb", "sync", request, "--json"))
+    assert synced["ingested"][0]["cid"] == cid
+    assert synced["governance"]["registry"] == local_chain.deployment.kb_registry
+    out = json.loads(ok("ask", QUESTION, "--json"))
+    code, checks = verify_checks(str(out["assertion_id"]))
+    assert code == 0 and checks["governed_context"]["status"] == "pass", checks
+    assert checks["governed_context"]["detail"].startswith("all 1 cited document(s) were approved")
