@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from hexbytes import HexBytes
 
-from attest.claim import build_claim, parse_claim, rules_cid
+from attest.chain.knowledge import approval_reader
+from attest.claim import build_claim, governed_rules, parse_claim, rules_cid
 from attest.errors import AttestError, ClaimError, InvalidCid, RecordError, VerifyError
 from attest.ipfs.cid import CID
 from attest.ipfs.remotes import read_anywhere
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from attest.chain.oov3 import AssertionMade
     from attest.connect import ChainContext
     from attest.ipfs.store import ContentStore
-    from attest.kb.governed import Governance
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 ASSERTION_ID = re.compile(r"0x[0-9a-fA-F]{64}")
@@ -128,6 +128,14 @@ def check_record(
         if manifest is not None and manifest.governance is not None:  # a corpus that promises governance
             ok, detail = governed_context([c.doc_cid for c in record.context], manifest, approved_at)
             checks.append(Check("governed_context", ok, detail))
+        elif made is not None and _claims_governance(made):
+            checks.append(
+                Check(
+                    "governed_context",
+                    False,
+                    "the claim's rules (v3) promise a governed corpus; the record's corpus manifest names none",
+                )
+            )
     return checks
 
 
@@ -222,7 +230,7 @@ def _check_claim(data: bytes, record: AttestationRecord | None, made: AssertionM
         problems.append(f"its digest {claim.digest} is not the assertion's domainId")
     if claim.asserter != made.asserter:
         problems.append(f"its asserter {claim.asserter} is not the assertion's asserter {made.asserter}")
-    if claim.rules_cid != rules:
+    if claim.rules_cid != rules and not governed_rules(claim.rules_cid):
         problems.append(f"it names the rules {claim.rules_cid}, not the current rules {rules}")
     if record is not None:
         if claim.asserter != record.asserter:
@@ -236,6 +244,13 @@ def _check_claim(data: bytes, record: AttestationRecord | None, made: AssertionM
     if problems:
         return Check("claim", False, "the claim " + "; ".join(problems))
     return Check("claim", True, f"names ipfs://{claim.record_cid}, its digest, its asserter and the rules")
+
+
+def _claims_governance(made: AssertionMade) -> bool:
+    try:
+        return governed_rules(parse_claim(made.claim).rules_cid)
+    except ClaimError:
+        return False
 
 
 def _cached(fetch: FetchDocument) -> FetchDocument:
@@ -351,28 +366,13 @@ def verify(
         registry=ctx.registry if ctx is not None else None,
         rules_cid=rules_cid(),
         fetch_document=fetch,
-        approved_at=registry_reader(ctx) if ctx is not None else None,
+        approved_at=approval_reader(ctx.w3, ctx.chain_id) if ctx is not None else None,
     )
     if made is not None and ctx is not None:
         # The callback check passes on the address alone; whether the registry counts the assertion is read there.
         checks = [_check_registry(ctx, made) if c.name == "callback" and c.ok else c for c in checks]
     assertion_id = "0x" + made.assertion_id.hex() if made is not None else None
     return Report(target, cid, assertion_id, network, (found, *checks))
-
-
-def registry_reader(ctx: ChainContext) -> ApprovedAt:
-    """`wasApprovedAt` of a governed corpus's KnowledgeRegistry, when it is on this chain."""
-    from attest.chain.knowledge import KnowledgeRegistry
-
-    def approved_at(gov: Governance, cid: str) -> bool:
-        if gov.chain_id != ctx.chain_id:
-            raise VerifyError(f"{ctx.network.name} is chain {ctx.chain_id}; verify with that chain's network")
-        try:
-            return KnowledgeRegistry(ctx.w3, gov.registry).was_approved_at(cid, gov.block)
-        except Exception as err:  # no contract there, or the RPC failed: nothing is concluded
-            raise VerifyError(f"wasApprovedAt failed ({type(err).__name__})") from None
-
-    return approved_at
 
 
 def _check_registry(ctx: ChainContext, made: AssertionMade) -> Check:

@@ -16,12 +16,15 @@ from attest.accounts import dev_account
 from attest.chain.artifacts import shipped
 from attest.chain.knowledge import deploy_call
 from attest.chain.tx import Sender
+from attest.claim import rules_cid
 from attest.cli import cli
 from attest.errors import AttestError, IngestRequestError
 from attest.ipfs.cid import CID, b58encode
 from attest.ipfs.local import LocalStore
 from attest.kb import KnowledgeBase
 from attest.kb.request import IngestRequest, check_request, parse_request, sign_request, typed_data
+from attest.ledger import Ledger
+from disputer.cli import cli as disputer_cli
 from tests.conftest import LocalChain
 
 KB_DOCS = Path(__file__).parent / "fixtures" / "kb" / "good"
@@ -223,7 +226,7 @@ def test_verify_checks_every_cited_document_was_approved_at_the_manifests_block(
     ok("kb", "sync", request, "--registry", registry)
     out = json.loads(ok("ask", QUESTION, "--json"))
     code, checks = verify_checks(str(out["assertion_id"]))
-    assert code == 0 and checks["governed_context"]["status"] == "pass", checks
+    assert code == 0 and checks["governed_context"]["status"] == "pass" and checks["claim"]["status"] == "pass"
     assert f"approved by the KnowledgeRegistry {registry} on chain 31337" in checks["governed_context"]["detail"]
     # An asserter slips a document the registry never approved into its governed KB, and answers from it.
     text = "# Lamps\n\nThe lamp oil should be replaced every week.\n"
@@ -234,10 +237,22 @@ def test_verify_checks_every_cited_document_was_approved_at_the_manifests_block(
         assert gov is not None
         kb.sync_governed(gov, [(unsigned, text.encode())], [])
     out = json.loads(ok("ask", "How often should the lamp oil be replaced?", "--json"))
-    code, checks = verify_checks(str(out["assertion_id"]))
+    aid = str(out["assertion_id"])
+    code, checks = verify_checks(aid)
     assert code == 1 and checks["governed_context"]["status"] == "fail", checks
     assert f"at block {gov.block}: {cid}" in checks["governed_context"]["detail"]
-    assert checks["context"]["status"] == "pass" and checks["corpus"]["status"] == "pass"
+    assert all(checks[name]["status"] == "pass" for name in ("context", "corpus", "claim", "signature"))
+    # Its claim names the governed rules (v3), so the disputer disputes it on that check alone.
+    with Ledger() as ledger:
+        made = ledger.find(aid)
+    assert made.rules_cid == rules_cid(governed=True) and made.claim is not None
+    assert b'5. Its \\"corpus\\" manifest names a KnowledgeRegistry' in made.claim
+    (_chain.home / "config.toml").write_text("[disputer]\nvote = false\n")
+    scored = CliRunner().invoke(disputer_cli, ["score", aid, "--dispute", "--json"], catch_exceptions=False)
+    data = json.loads(scored.output)
+    assert data["decision"]["action"] == "dispute" and data["judge"] is None, data
+    assert [c.split(":")[0] for c in data["failed_checks"]] == ["governed_context"]
+    assert data["txs"] and all(tx["status"] == "mined" for txs in data["txs"].values() for tx in txs)
 
 
 def test_the_dao_approves_a_document_a_signed_request_ingests_it_and_an_answer_cites_it(
