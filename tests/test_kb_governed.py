@@ -253,6 +253,9 @@ def test_verify_checks_every_cited_document_was_approved_at_the_manifests_block(
     assert data["decision"]["action"] == "dispute" and data["judge"] is None, data
     assert [c.split(":")[0] for c in data["failed_checks"]] == ["governed_context"]
     assert data["txs"] and all(tx["status"] == "mined" for txs in data["txs"].values() for tx in txs)
+    # The export shows what each claim asserted about governance.
+    exported = [json.loads(line) for line in ok("export", "--format", "jsonl", "-o", "-").splitlines()]
+    assert [row["governance"] for row in exported] == [{**gov.as_dict(), "claimed": True}] * 2
 
 
 def test_the_dao_approves_a_document_a_signed_request_ingests_it_and_an_answer_cites_it(
