@@ -1,6 +1,6 @@
 """Run the benchmarks: `python -m bench [NAME ...] [--quick] [--write]`.
 
-NAME picks benches (gas, batch_gas, batch_build, batch_judge, cid, kb, answers, judge, ask, rpc, disputer; all
+NAME picks benches (gas, batch_gas, batch_build, batch_judge, cid, kb, kb_gas, answers, judge, ask, rpc, disputer; all
 when none is named).
 `--write` updates docs/benchmarks.md, full runs of every bench only.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import answers, ask, batch_build, batch_gas, batch_judge, cid, disputer, gas, judge, kb, rpc
+from bench import answers, ask, batch_build, batch_gas, batch_judge, cid, disputer, gas, judge, kb, kb_gas, rpc
 from bench.common import Table, write_report
 
 BENCHES: dict[str, Callable[..., list[Table]]] = {
@@ -20,6 +20,7 @@ BENCHES: dict[str, Callable[..., list[Table]]] = {
     "batch_judge": batch_judge.run,
     "cid": cid.run,
     "kb": kb.run,
+    "kb_gas": kb_gas.run,
     "answers": answers.run,
     "judge": judge.run,
     "ask": ask.run,

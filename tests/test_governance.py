@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -16,6 +20,7 @@ from attest.errors import GovernanceError
 from attest.ledger import DeployLog
 from tests.conftest import LocalChain
 
+ATTEST = str(Path(sys.executable).with_name("attest"))
 CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 CONTRIBUTOR = dev_account(6).address
 
@@ -136,15 +141,14 @@ def test_a_proposal_without_quorum_is_not_queued(local_chain: LocalChain) -> Non
     assert only_proposal()["state"] == "defeated"
 
 
-def test_an_account_governor_approves_directly(local_chain: LocalChain, attest_home: str) -> None:
-    from attest.chain.knowledge import deploy_call
-    from attest.chain.tx import Sender
-
-    owner = Sender(local_chain.w3, dev_account(7))
-    address = owner.transact(deploy_call(local_chain.w3, owner.address), "deploy")["contractAddress"]
-    (local_chain.home / "config.toml").write_text(f'[networks.local]\nkb_registry = "{address}"\n')
+def test_an_account_governor_approves_directly(local_chain: LocalChain) -> None:
+    owner = dev_account(7).address
+    out = ok("kb", "deploy-registry", "--governor", owner, "--account", "dev:7", "--yes", "--save")
+    address = out.split("registry:")[1].split()[0]
+    assert f'kb_registry = "{address}"' in (local_chain.home / "config.toml").read_text()
+    assert "already has a KnowledgeRegistry" in refused("kb", "deploy-registry", "--governor", owner, "--yes")
     wrong = refused("kb", "propose", CID, "--contributor", CONTRIBUTOR, "--account", "dev:1")
-    assert f"governed by the account {owner.address}" in wrong
+    assert f"governed by the account {owner}" in wrong
     out = ok("kb", "propose", CID, "--contributor", CONTRIBUTOR, "--account", "dev:7")
     assert out.startswith(f"approved: {CID} from {CONTRIBUTOR} at block")
     assert KnowledgeRegistry(local_chain.w3, address).is_approved(CONTRIBUTOR, CID)
@@ -153,10 +157,33 @@ def test_an_account_governor_approves_directly(local_chain: LocalChain, attest_h
     assert not KnowledgeRegistry(local_chain.w3, address).is_approved(CONTRIBUTOR, CID)
     with DeployLog() as log:  # each change one intent in the outbox's log, mined
         rows = log._db.execute("SELECT kind, status FROM deploys ORDER BY id").fetchall()
-    assert [tuple(r) for r in rows] == [("kb-approve", "mined"), ("kb-revoke", "mined")]
+    kinds = [("deploy-kb-registry", "mined"), ("kb-approve", "mined"), ("kb-revoke", "mined")]
+    assert [tuple(r) for r in rows] == kinds
 
 
 @pytest.mark.parametrize("bad", ["not-a-cid", "Qm123"])
 def test_a_bad_cid_is_one_line(local_chain: LocalChain, bad: str) -> None:
     result = run("kb", "propose", bad, "--contributor", CONTRIBUTOR, "--account", "dev:1")
     assert result.exit_code == 1 and "\n" not in str(result.exception)
+
+
+@pytest.mark.parametrize("step", ["dao-vote-signed", "dao-vote-sent"])
+def test_a_vote_interrupted_after_signing_is_settled_not_signed_twice(local_chain: LocalChain, step: str) -> None:
+    """`attest dao vote` killed right after its transaction was recorded signed (not sent) or sent: the same
+    command again sends those very bytes (or finds them mined), one vote, one nonce."""
+    ok("kb", "propose", CID, "--contributor", CONTRIBUTOR, "--account", "dev:1")
+    short_id = only_proposal()["id"][:12]
+    mine(local_chain, 2)
+    voter = dev_account(3).address
+    nonce = local_chain.w3.eth.get_transaction_count(voter)
+    args = [ATTEST, "dao", "vote", short_id, "--support", "for", "--account", "dev:3"]
+    env = {**os.environ, "ATTEST_HOME": str(local_chain.home), "ATTEST_CRASH_AT": step}
+    crashed = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert crashed.returncode == 137, crashed.stderr
+    env.pop("ATTEST_CRASH_AT")
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "voted:    for" in again.stdout
+    assert local_chain.w3.eth.get_transaction_count(voter) == nonce + 1
+    assert Governor(local_chain.w3, local_chain.deployment.governor).has_voted(int(only_proposal()["id"], 16), voter)
+    assert "already voted" in refused("dao", "vote", short_id, "--support", "for", "--account", "dev:3")

@@ -164,7 +164,7 @@ class Sender:
     def address(self) -> ChecksumAddress:
         return self.account.address
 
-    def transact(self, call: ContractFunction | ContractConstructor, action: str) -> TxReceipt:
+    def transact(self, call: ContractFunction | ContractConstructor | EncodedCall, action: str) -> TxReceipt:
         """Static-call `call`, check the gas money, sign, send and wait for the receipt."""
         with self.signing():
             signed = self.prepare(call, action)

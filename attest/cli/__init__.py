@@ -14,7 +14,7 @@ from attest.cli.accounts import accounts
 from attest.cli.attestations import ask, discard, export, list_, resume, settle, status
 from attest.cli.batch import batch
 from attest.cli.config import config
-from attest.cli.dao import dao, kb_propose, kb_revoke
+from attest.cli.dao import dao, kb_deploy_registry, kb_propose, kb_revoke
 from attest.cli.devnet import devnet
 from attest.cli.doctor import doctor
 from attest.cli.edge import run_cli
@@ -46,6 +46,7 @@ cli.add_command(registry)
 cli.add_command(ipfs)
 kb.add_command(kb_propose)
 kb.add_command(kb_revoke)
+kb.add_command(kb_deploy_registry)
 cli.add_command(kb)
 kb.add_command(kb_request)
 kb.add_command(kb_sync)

@@ -197,3 +197,45 @@ kb_propose.help = (
 )
 kb_revoke = _change_command("revoke")
 kb_revoke.help = "Revoke CONTRIBUTOR's approval of CID: a DAO proposal, or directly by an account governor."
+
+
+@click.command("deploy-registry")
+@click.option("--governor", required=True, help="Who approves and revokes: an account, or a DAO's timelock.")
+@_NETWORK
+@_ACCOUNT
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (scripts).")
+@click.option("--save", is_flag=True, help="Write the registry address into the config file (kb_registry).")
+@click.option("--force", is_flag=True, help="Deploy even though the network already has a KnowledgeRegistry.")
+def kb_deploy_registry(
+    governor: str, network: str | None, account: str | None, yes: bool, save: bool, force: bool
+) -> None:
+    """Deploy a KnowledgeRegistry governed by GOVERNOR: checked, priced and confirmed before it is sent."""
+    from attest.config import check_network_key_free, config_path, network_line, save_network_key
+    from attest.flow.governance import deploy_registry, plan_registry
+    from attest.flow.registry import native
+
+    with _session(network, account) as s:
+        net = s.ctx.network
+        path = config_path()
+        if save:  # a line of the file is never overwritten
+            check_network_key_free(path, net.name, "kb_registry", "0x…")
+        plan = plan_registry(s.ctx, s.account, governor, s.log, force=force)
+        click.echo(f"network:      {net.name} (chain {net.chain_id})")
+        click.echo(f"governor:     {plan.governor}")
+        click.echo(f"deployer:     {plan.deployer}")
+        if plan.quote is None:
+            assert plan.earlier is not None
+            click.echo(f"resuming:     {plan.earlier.hash_hex} ({plan.earlier.status}); nothing new is signed")
+        else:
+            q = plan.quote
+            click.echo(f"cost:         at most {native(q.cost, net.native_symbol)} ({q.gas:,} gas)")
+            if not yes:
+                click.confirm("Deploy?", abort=True)
+        deployed = deploy_registry(s.ctx, s.account, plan, s.log, force=force)
+    click.echo(f"registry:     {deployed.address} (tx {deployed.tx_hash}, block {deployed.block_number})")
+    if save:
+        save_network_key(path, net.name, "kb_registry", deployed.address)
+        click.echo(f"saved:        [networks.{net.name}] kb_registry in {path}")
+    else:
+        click.echo(f"add to {path}:")
+        click.echo(network_line(net.name, "kb_registry", deployed.address))

@@ -21,10 +21,12 @@ from web3 import Web3
 
 from attest.chain.abi import EncodedCall
 from attest.chain.dao import STATES, SUPPORT, Governor, Proposal, Tally
-from attest.chain.knowledge import KnowledgeRegistry, canonical_cid
-from attest.chain.outbox import IN_FLIGHT, Outbox
+from attest.chain.knowledge import KnowledgeRegistry, canonical_cid, deploy_call
+from attest.chain.outbox import IN_FLIGHT, Outbox, TxRow
+from attest.chain.tx import Quote
 from attest.connect import ChainContext
 from attest.errors import GovernanceError
+from attest.flow.registry import Deployed, native
 from attest.ledger import DeployLog
 
 ChangeKind = Literal["approve", "revoke"]
@@ -296,3 +298,64 @@ def _utc(timestamp: int) -> str:
     from datetime import UTC, datetime
 
     return f"{datetime.fromtimestamp(timestamp, tz=UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+# -- deploying a KnowledgeRegistry ---------------------------------------------------------------------------------
+DEPLOY_KIND = "deploy-kb-registry"
+DEPLOY_ACTION = "deploy KnowledgeRegistry"
+
+
+@dataclass(frozen=True)
+class RegistryPlan:
+    subject: str  # the intent: network, chain and governor
+    governor: str
+    deployer: str
+    quote: Quote | None  # None when an earlier run already signed this deploy: nothing new is paid
+    earlier: TxRow[str] | None
+
+
+def plan_registry(
+    ctx: ChainContext, account: LocalAccount, governor: str, log: DeployLog, *, force: bool
+) -> RegistryPlan:
+    """Every check before a KnowledgeRegistry governed by `governor` is deployed; raises, nothing signed, when the
+    network already has one configured (unless `force`), the governor is not an address, or the account cannot
+    pay."""
+    name = ctx.network.name
+    if not Web3.is_address(governor):
+        raise GovernanceError(f"--governor {governor!r} is not an address; give the account or timelock's 0x address")
+    governor = str(Web3.to_checksum_address(governor))
+    if ctx.settings.kb_registry and not force:
+        raise GovernanceError(
+            f"{name} already has a KnowledgeRegistry configured ({ctx.settings.kb_registry}); --force deploys another"
+        )
+    subject = f"{name}:{ctx.chain_id}:kb-registry:{governor}"
+    earlier = log.tx_intent(subject, DEPLOY_KIND)
+    if earlier.status in IN_FLIGHT or (earlier.status == "mined" and not force):
+        return RegistryPlan(subject, governor, account.address, None, earlier)
+    quote = ctx.sender(account).quote(deploy_call(ctx.w3, governor), DEPLOY_ACTION)
+    if quote.balance < quote.cost:
+        symbol = ctx.network.native_symbol
+        raise GovernanceError(
+            f"{DEPLOY_ACTION}: account {account.address} has {native(quote.balance, symbol)} but the deploy may cost "
+            f"{native(quote.cost, symbol)}; fund it and retry"
+        )
+    return RegistryPlan(subject, governor, account.address, quote, None)
+
+
+def deploy_registry(
+    ctx: ChainContext, account: LocalAccount, plan: RegistryPlan, log: DeployLog, *, force: bool
+) -> Deployed:
+    """Send the planned deploy through the outbox (or settle the earlier one) and check the new contract's
+    governor."""
+    outbox = Outbox(log, ctx.sender(account), resign_lost=False)
+    build = lambda: deploy_call(ctx.w3, plan.governor)  # noqa: E731
+    receipt = outbox.send(plan.subject, DEPLOY_KIND, build, DEPLOY_ACTION, repeatable=force and plan.earlier is None)
+    landed = receipt.landed()
+    address = landed["contractAddress"]
+    if address is None:
+        tx_hash = landed["transactionHash"].to_0x_hex()
+        raise GovernanceError(f"{DEPLOY_ACTION}: the receipt of {tx_hash} names no contract")
+    registry = KnowledgeRegistry.at(ctx.w3, address)
+    if registry.governor() != plan.governor:
+        raise GovernanceError(f"the contract at {address} is governed by {registry.governor()}, not {plan.governor}")
+    return Deployed(registry.address, landed["transactionHash"].to_0x_hex(), int(landed["blockNumber"]))
