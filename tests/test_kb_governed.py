@@ -16,7 +16,15 @@ from attest.accounts import dev_account
 from attest.chain.artifacts import shipped
 from attest.chain.knowledge import deploy_call
 from attest.chain.tx import Sender
-from attest.claim import rules_cid
+from attest.claim import (
+    MAX_CLAIM_BYTES,
+    build_claim,
+    governed_rules,
+    parse_claim,
+    rules_bytes,
+    rules_cid,
+    ui_view,
+)
 from attest.cli import cli
 from attest.errors import AttestError, IngestRequestError
 from attest.ipfs.cid import CID, b58encode
@@ -282,3 +290,17 @@ def test_the_dao_approves_a_document_a_signed_request_ingests_it_and_an_answer_c
     code, checks = verify_checks(str(out["assertion_id"]))
     assert code == 0 and checks["governed_context"]["status"] == "pass", checks
     assert checks["governed_context"]["detail"].startswith("all 1 cited document(s) were approved")
+
+
+def test_the_governed_claim_adds_statement_five_and_keeps_v1_claims_as_they_were() -> None:
+    asserter, digest = dev_account(1).address, "0x" + "ab" * 32
+    governed_claim = build_claim(CID_ONE, digest, asserter, rules_cid(governed=True), "é" * 3000)
+    parsed = parse_claim(governed_claim)
+    assert governed_rules(parsed.rules_cid) and len(governed_claim) <= MAX_CLAIM_BYTES
+    assert ui_view(governed_claim) == (parsed.title, parsed.description)
+    assert '5. Its "corpus" manifest names a KnowledgeRegistry' in parsed.description
+    v1 = parse_claim(build_claim(CID_ONE, digest, asserter, rules_cid(), "q"))
+    assert not governed_rules(v1.rules_cid) and "5. " not in v1.description
+    assert v1.description.endswith("A record that cannot be fetched or decoded makes this assertion FALSE.")
+    assert "\n\nThe title quotes" in v1.description  # the v1 wording, byte for byte
+    assert rules_bytes(governed=True).startswith(b"# llm-attest claim rules, version 3")
