@@ -304,3 +304,18 @@ def test_the_governed_claim_adds_statement_five_and_keeps_v1_claims_as_they_were
     assert v1.description.endswith("A record that cannot be fetched or decoded makes this assertion FALSE.")
     assert "\n\nThe title quotes" in v1.description  # the v1 wording, byte for byte
     assert rules_bytes(governed=True).startswith(b"# llm-attest claim rules, version 3")
+
+
+def test_request_and_sync_inputs(governed: tuple[LocalChain, str, str]) -> None:
+    _chain, registry, request = governed
+    cid = json.loads(Path(request).read_text())["cid"]
+    assert "must be positive" in refused("kb", "request", cid, "--account", "dev:5", "--expires", "0")
+    assert "is not a duration" in refused("kb", "request", cid, "--account", "dev:5", "--expires", "soon")
+    assert "is not a CID" in refused("kb", "request", "bafy-not-a-cid", "--account", "dev:5")
+    assert "cannot read the request" in refused("kb", "sync", "/nonexistent/request.json")
+    assert "is not JSON" in refused("kb", "sync", str(KB_DOCS / "guide.md"))
+    piped = CliRunner(mix_stderr=False).invoke(
+        cli, ["kb", "sync", "-", "--registry", registry, "--json"], input=Path(request).read_text()
+    )
+    assert piped.exit_code == 0, piped.output
+    assert json.loads(piped.stdout)["ingested"][0]["cid"] == cid
