@@ -187,3 +187,25 @@ def test_a_vote_interrupted_after_signing_is_settled_not_signed_twice(local_chai
     assert local_chain.w3.eth.get_transaction_count(voter) == nonce + 1
     assert Governor(local_chain.w3, local_chain.deployment.governor).has_voted(int(only_proposal()["id"], 16), voter)
     assert "already voted" in refused("dao", "vote", short_id, "--support", "for", "--account", "dev:3")
+
+
+def test_a_devnet_deployed_before_governance_gets_its_dao_on_the_next_up(tmp_path: Path) -> None:
+    from attest.devnet import Devnet
+    from tests.support.ports import free_port
+
+    devnet = Devnet(tmp_path)
+    devnet.up(free_port())
+    devnet.down()
+    old = json.loads(devnet.deployment_file.read_text())
+    for key in ("kb_registry", "governor", "timelock", "votes_token"):
+        del old[key]  # what a devnet deployed by the release before this one has
+    devnet.deployment_file.write_text(json.dumps(old))
+    try:
+        status, _ = devnet.up(free_port())
+        d = status.deployment
+        assert d is not None and d.kb_registry and d.oov3 == old["oov3"]
+        w3 = devnet.web3()
+        assert KnowledgeRegistry.at(w3, d.kb_registry).governor() == Governor(w3, d.governor).timelock()
+        assert devnet.deployment() == d  # written down for the next start
+    finally:
+        devnet.down()
