@@ -177,6 +177,7 @@ def test_a_signed_request_ingests_an_approved_document_and_a_revocation_removes_
     govern(chain, registry, "revoke", dev_account(CONTRIBUTOR).address, cid)
     synced = json.loads(ok("kb", "sync", "--registry", registry, "--json"))
     assert synced["removed"] == [cid] and kb_snapshot()[1] == []
+    assert "with `attest kb request` and `attest kb sync`" in ok("kb", "list")
 
 
 def test_refused_requests_leave_the_kb_unchanged(governed: tuple[LocalChain, str, str], tmp_path: Path) -> None:
