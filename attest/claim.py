@@ -33,6 +33,8 @@ CLAIM_SCHEMA_V1 = "llm-attest/claim/v1"
 MAX_CLAIM_BYTES = 2048
 PREVIEW_CHARS = 100
 RULES_FILE = Path(__file__).resolve().parent / "rules" / "claim-rules-v1.md"
+# The rules of a claim about a record answered from a governed knowledge base: v1 plus statement 5.
+GOVERNED_RULES_FILE = Path(__file__).resolve().parent / "rules" / "claim-rules-v3.md"
 
 TITLE_STEM = "llm-attest: correct and faithful answer"
 _KEYS = ("title", "description", "schema", "record", "digest", "asserter", "rules")
@@ -63,20 +65,26 @@ class Claim:
 
 
 # -- rules -----------------------------------------------------------------------------------------------
-def rules_bytes() -> bytes:
-    """The exact bytes of the v1 rules document: pin these, and their CID is `rules_cid()`."""
-    return _rules_bytes()
-
-
-@lru_cache(maxsize=1)
-def _rules_bytes() -> bytes:
-    return RULES_FILE.read_bytes()
+def rules_bytes(*, governed: bool = False) -> bytes:
+    """The exact bytes of the v1 rules document (v3 for a governed knowledge base): pin these, and their CID is
+    `rules_cid()`."""
+    return _rules_bytes(governed)
 
 
 @lru_cache(maxsize=2)
-def rules_cid(cid_version: int = 1) -> str:
+def _rules_bytes(governed: bool) -> bytes:
+    return (GOVERNED_RULES_FILE if governed else RULES_FILE).read_bytes()
+
+
+@lru_cache(maxsize=4)
+def rules_cid(cid_version: int = 1, *, governed: bool = False) -> str:
     """The CID `ipfs add` (`--cid-version=1` by default) gives the rules document."""
-    return str(cid_of(_rules_bytes(), cid_version=cid_version))
+    return str(cid_of(_rules_bytes(governed), cid_version=cid_version))
+
+
+def governed_rules(rules: str) -> bool:
+    """Does a claim naming these rules assert that every cited document was approved (rules v3)?"""
+    return rules in (rules_cid(0, governed=True), rules_cid(1, governed=True))
 
 
 # -- building --------------------------------------------------------------------------------------------
@@ -116,10 +124,17 @@ def render_description(record_cid: str, digest: str, asserter: str, rules_cid: s
         f'3. Its "signature" is an EIP-191 signature of those 32 digest bytes by {asserter}, who is the record\'s '
         '"asserter" and this assertion\'s asserter.\n'
         '4. Its "answer" is a correct and faithful response to its "query", given the "context" it cites, and '
-        "each cited context chunk is text from the document at that chunk's doc_cid.\n\n"
-        "The title quotes the start of the record's query as a preview only; the record is authoritative. "
+        "each cited context chunk is text from the document at that chunk's doc_cid.\n"
+        + (_GOVERNED_STATEMENT if governed_rules(rules_cid) else "")
+        + "\nThe title quotes the start of the record's query as a preview only; the record is authoritative. "
         "A record that cannot be fetched or decoded makes this assertion FALSE."
     )
+
+
+_GOVERNED_STATEMENT = (
+    '5. Its "corpus" manifest names a KnowledgeRegistry, a chain and a block, and every document its "context" '
+    "cites was approved in that registry at that block (wasApprovedAt).\n"
+)
 
 
 def query_preview(query: str, limit: int = PREVIEW_CHARS) -> str:

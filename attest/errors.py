@@ -180,6 +180,11 @@ class IngestError(KbError):
     """A document that cannot be ingested (binary, empty, undecodable, not found); the KB is left as it was."""
 
 
+class IngestRequestError(IngestError):
+    """A signed ingest request refused (forged, replayed, expired, for another chain or registry, or for a CID the
+    registry does not approve for its contributor); `attest kb sync` changes nothing."""
+
+
 # -- prompts and models --------------------------------------------------------------------------------------
 class PromptError(AttestError, LookupError):
     """An unknown prompt template or version."""

@@ -11,7 +11,6 @@ that into a failure, because a record can be verified before, or without, being 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from hexbytes import HexBytes
 
-from attest.claim import build_claim, parse_claim, rules_cid
+from attest.chain.knowledge import approval_reader
+from attest.claim import build_claim, governed_rules, parse_claim, rules_cid
 from attest.errors import AttestError, ClaimError, InvalidCid, RecordError, VerifyError
 from attest.ipfs.cid import CID
 from attest.ipfs.remotes import read_anywhere
 from attest.ipfs.store import DEFAULT_TIMEOUT_S
 from attest.ipfs.unixfs import cid_of
-from attest.jsonsafe import nested_deeper_than
+from attest.kb.governed import ApprovedAt, ParsedManifest, governed_context, parse_manifest
 from attest.record.canonical import digest_hex
 from attest.record.codec import check_size, decode_utf8, max_record_bytes, parse_json
 from attest.record.model import AttestationRecord, validate_record
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 ASSERTION_ID = re.compile(r"0x[0-9a-fA-F]{64}")
-KB_MANIFEST_SCHEMA = "llm-attest/kb-manifest/v1"
 # eth_getLogs ranges: public RPCs commonly cap a query at 10k blocks.
 LOG_WINDOW = 10_000
 MAX_LOG_WINDOWS = 100
@@ -97,11 +96,12 @@ def check_record(
     registry: str | None,
     rules_cid: str,
     fetch_document: FetchDocument | None,
+    approved_at: ApprovedAt | None = None,
 ) -> list[Check]:
     """Every rule of claim-rules-v1 that a program can check, for a record and (when given) its assertion.
 
     `fetch_document(doc_cid)` returns a document's bytes (they are re-checked against the CID here); None skips
-    the context and corpus checks.
+    the context and corpus checks. `approved_at` asks a governed corpus's KnowledgeRegistry (None: not checked).
     """
     record, schema = _decode(record_bytes)
     checks = [_check_cid(record_bytes, cid), schema]
@@ -123,7 +123,19 @@ def check_record(
         checks += [Check(name, None, "no content store to fetch documents from") for name in ("context", "corpus")]
     else:
         cached = _cached(fetch_document)
-        checks += [_check_context(record, cached), _check_corpus(record, cached)]
+        corpus, manifest = _check_corpus(record, cached)
+        checks += [_check_context(record, cached), corpus]
+        if manifest is not None and manifest.governance is not None:  # a corpus that promises governance
+            ok, detail = governed_context([c.doc_cid for c in record.context], manifest, approved_at)
+            checks.append(Check("governed_context", ok, detail))
+        elif made is not None and _claims_governance(made):
+            checks.append(
+                Check(
+                    "governed_context",
+                    False,
+                    "the claim's rules (v3) promise a governed corpus; the record's corpus manifest names none",
+                )
+            )
     return checks
 
 
@@ -218,7 +230,7 @@ def _check_claim(data: bytes, record: AttestationRecord | None, made: AssertionM
         problems.append(f"its digest {claim.digest} is not the assertion's domainId")
     if claim.asserter != made.asserter:
         problems.append(f"its asserter {claim.asserter} is not the assertion's asserter {made.asserter}")
-    if claim.rules_cid != rules:
+    if claim.rules_cid != rules and not governed_rules(claim.rules_cid):
         problems.append(f"it names the rules {claim.rules_cid}, not the current rules {rules}")
     if record is not None:
         if claim.asserter != record.asserter:
@@ -232,6 +244,13 @@ def _check_claim(data: bytes, record: AttestationRecord | None, made: AssertionM
     if problems:
         return Check("claim", False, "the claim " + "; ".join(problems))
     return Check("claim", True, f"names ipfs://{claim.record_cid}, its digest, its asserter and the rules")
+
+
+def _claims_governance(made: AssertionMade) -> bool:
+    try:
+        return governed_rules(parse_claim(made.claim).rules_cid)
+    except ClaimError:
+        return False
 
 
 def _cached(fetch: FetchDocument) -> FetchDocument:
@@ -280,35 +299,21 @@ def _check_context(record: AttestationRecord, fetch: FetchDocument) -> Check:
     return Check("context", True, f"all {len(record.context)} chunks are text from their {docs} document(s)")
 
 
-def _check_corpus(record: AttestationRecord, fetch: FetchDocument) -> Check:
+def _check_corpus(record: AttestationRecord, fetch: FetchDocument) -> tuple[Check, ParsedManifest | None]:
     if record.corpus is None:
-        return Check("corpus", None, "the record names no corpus manifest")
+        return Check("corpus", None, "the record names no corpus manifest"), None
     try:
-        manifest = _manifest(_fetch_verified(fetch, record.corpus))
-    except AttestError as err:
-        return Check("corpus", False, f"the corpus manifest {record.corpus}: {err}")
+        manifest = parse_manifest(_fetch_verified(fetch, record.corpus))
+    except (AttestError, ValueError) as err:
+        return Check("corpus", False, f"the corpus manifest {record.corpus}: {err}"), None
     missing = [
         f"chunk {i} ({c.doc_cid} #{c.chunk_index})"
         for i, c in enumerate(record.context)
-        if not c.chunk_index < manifest.get(c.doc_cid, 0)
+        if not c.chunk_index < manifest.chunks.get(c.doc_cid, 0)
     ]
     if missing:
-        return Check("corpus", False, f"not in the corpus manifest {record.corpus}: {', '.join(missing)}")
-    return Check("corpus", True, f"every chunk's document is in the corpus manifest {record.corpus}")
-
-
-def _manifest(data: bytes) -> dict[str, int]:
-    """doc_cid -> number of chunks, from a KB manifest."""
-    try:
-        text = data.decode("utf-8")
-        if nested_deeper_than(text, 8):
-            raise ValueError("nested too deeply")
-        value = json.loads(text)
-        if value["schema"] != KB_MANIFEST_SCHEMA:
-            raise ValueError(f"its schema is not {KB_MANIFEST_SCHEMA}")
-        return {str(d["doc_cid"]): int(d["chunks"]) for d in value["documents"]}
-    except (ValueError, KeyError, TypeError, RecursionError) as err:
-        raise VerifyError(f"not a readable {KB_MANIFEST_SCHEMA} manifest ({err})") from None
+        return Check("corpus", False, f"not in the corpus manifest {record.corpus}: {', '.join(missing)}"), manifest
+    return Check("corpus", True, f"every chunk's document is in the corpus manifest {record.corpus}"), manifest
 
 
 # -- I/O -------------------------------------------------------------------------------------------------
@@ -361,6 +366,7 @@ def verify(
         registry=ctx.registry if ctx is not None else None,
         rules_cid=rules_cid(),
         fetch_document=fetch,
+        approved_at=approval_reader(ctx.w3, ctx.chain_id) if ctx is not None else None,
     )
     if made is not None and ctx is not None:
         # The callback check passes on the address alone; whether the registry counts the assertion is read there.

@@ -1,7 +1,8 @@
 """Evaluating one assertion: fetch its record by CID (verified), run every deterministic check, then the judge.
 
 A failed deterministic check (schema, signature, digest == domainId, asserter, callback, claim, context chunks
-in their documents, corpus) is decisive on its own: the judge is not called. A record or document that no
+in their documents, corpus, and every cited document approved when the claim's rules (v3) say the knowledge
+base is governed) is decisive on its own: the judge is not called. A record or document that no
 source can serve right now is not a failed check but an undecided evaluation, retried later: an IPFS outage on
 our side must not cost someone else a bond. The same holds for bytes that do not hash to the CID: that is one
 source lying (skipped, the next one tried), never evidence against the asserter, whose claim names the CID.
@@ -19,13 +20,14 @@ from typing import Any
 
 from attest.batch.manifest import decode_manifest
 from attest.chain.oov3 import AssertionMade
-from attest.claim import parse_claim, rules_cid
+from attest.claim import governed_rules, parse_claim, rules_cid
 from attest.context import RetrievedChunk
 from attest.errors import AttestError, BatchError, ClaimError, ContentTooLarge, NotFound, RecordError, TamperedContent
 from attest.ipfs.cid import CID
 from attest.ipfs.gateway import Gateway
 from attest.ipfs.remotes import read_anywhere
 from attest.ipfs.store import DEFAULT_TIMEOUT_S, ContentStore, PinResult
+from attest.kb.governed import ApprovedAt
 from attest.record.codec import check_size, decode_record, decode_utf8, max_record_bytes, parse_json
 from attest.record.model import AttestationRecord, validate_record
 from attest.verify import Check, check_record
@@ -97,6 +99,7 @@ class Evaluator:
         timeout_s: float = 30.0,
         batch_concurrency: int = BATCH_CONCURRENCY,
         record_judge_s: float = 5.0,
+        approved_at: ApprovedAt | None = None,
     ) -> None:
         self.judge = judge
         self.readers = tuple(readers)
@@ -104,6 +107,7 @@ class Evaluator:
         self.timeout_s = timeout_s
         self.batch_concurrency = batch_concurrency
         self.record_judge_s = record_judge_s
+        self.approved_at = approved_at  # a governed corpus's KnowledgeRegistry (None: that check is not made)
 
     def evaluate(self, made: AssertionMade, *, left_s: int | None = None, safety_margin_s: int = 0) -> Evaluation:
         """The evaluation of `made`. With `left_s` (seconds until it expires), a batch whose records could not all
@@ -131,9 +135,18 @@ class Evaluator:
         rules = rules_cid(CID.parse(claim.rules_cid).version)  # the same rules bytes, in the claim's CID version
         checks = tuple(
             check_record(
-                data, claim.record_cid, made=made, registry=self.registry, rules_cid=rules, fetch_document=fetch
+                data, claim.record_cid, made=made, registry=self.registry, rules_cid=rules, fetch_document=fetch,
+                approved_at=self.approved_at,
             )
-        )
+        )  # fmt: skip
+        if not governed_rules(claim.rules_cid):
+            # Rules v1 promise nothing about governance: an unapproved document is no reason to dispute the claim.
+            checks = tuple(
+                Check(c.name, None, f"not claimed (the claim's rules are not v3): {c.detail}")
+                if c.name == "governed_context" and c.ok is False
+                else c
+                for c in checks
+            )
         failed = [c for c in checks if c.ok is False]
         if missing and all(c.name in ("context", "corpus") for c in failed):
             # Only documents we could not fetch failed: that says nothing about the record yet.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
+from attest.chain.knowledge import approval_reader
 from attest.claim import parse_claim
 from attest.config import Config, config_path
 from attest.connect import ChainContext
@@ -90,6 +91,7 @@ def build_daemon(
         timeout_s=ipfs.timeout_s,
         batch_concurrency=config.concurrency,
         record_judge_s=config.record_judge_s,
+        approved_at=approval_reader(ctx.w3, ctx.chain_id),
     )
     actor = Actor(ctx, store, ctx.sender(account))
     wallet = Wallet(

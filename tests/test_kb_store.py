@@ -302,7 +302,7 @@ def test_chunk_by_id_and_stats(kb: KnowledgeBase, good: Path) -> None:
     with pytest.raises(KbError, match="not in the KB"):
         kb.chunk(10**9)
     stats = kb.stats()
-    assert (stats.documents, stats.schema_version, stats.params) == (4, 2, ChunkParams())
+    assert (stats.documents, stats.schema_version, stats.params) == (4, 3, ChunkParams())
     assert stats.bytes == sum((FIXTURES / s).stat().st_size for s in GOOD_SOURCES)
     assert stats.media_types == {"text/html": 1, "text/markdown": 2, "text/plain": 1}
     assert stats.chunks == len(kb.chunks_without_embedding("m")) and stats.file_bytes > 0
@@ -360,10 +360,10 @@ def test_default_path_wal_and_migrations(attest_home: str) -> None:
         assert base.path == Path(attest_home) / "kb.sqlite3"
     db = sqlite3.connect(Path(attest_home) / "kb.sqlite3")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert [r[0] for r in db.execute("SELECT version FROM migrations")] == [1, 2]
+    assert [r[0] for r in db.execute("SELECT version FROM migrations")] == [1, 2, 3]
     with KnowledgeBase():  # reopening applies nothing twice
         pass
-    assert db.execute("SELECT count(*) FROM migrations").fetchone()[0] == 2
+    assert db.execute("SELECT count(*) FROM migrations").fetchone()[0] == 3
     db.execute("INSERT INTO migrations VALUES (99, 'from the future', NULL)")
     db.commit()
     with pytest.raises(KbError, match="schema v99, newer than this release"):
@@ -392,17 +392,19 @@ def test_a_v1_kb_is_indexed_again_when_opened(tmp_path: Path, good: Path) -> Non
         DROP TABLE chunks_fts;
         CREATE VIRTUAL TABLE chunks_fts USING fts5(heading, body, tokenize = 'porter unicode61 remove_diacritics 2');
         INSERT INTO chunks_fts(rowid, heading, body) SELECT id, '', text FROM chunks;
-        DELETE FROM migrations WHERE version = 2;
+        DROP TABLE governed_documents;
+        DROP TABLE used_nonces;
+        DELETE FROM migrations WHERE version >= 2;
         """
     )
     db.close()
     with KnowledgeBase(path) as base:
         assert [(h.source, h.chunk_index, h.score) for h in base.search("foghorn visibility nautical", k=3)] == before
         assert [h.source for h in base.search("gas_limit_target")] == ["ipfs://bafyexample"]
-        assert base.manifest_cid() == cid and base.stats().schema_version == 2
+        assert base.manifest_cid() == cid and base.stats().schema_version == 3
     db = sqlite3.connect(path)
     assert "tokenchars" in db.execute("SELECT sql FROM sqlite_master WHERE name = 'chunks_fts'").fetchone()[0]
-    assert [r[0] for r in db.execute("SELECT version FROM migrations")] == [1, 2]
+    assert [r[0] for r in db.execute("SELECT version FROM migrations")] == [1, 2, 3]
 
 
 def test_a_file_that_is_not_a_kb_is_refused(tmp_path: Path) -> None:

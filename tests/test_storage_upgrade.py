@@ -126,7 +126,7 @@ def test_a_legacy_kb_upgrades_in_place(tmp_path: Path) -> None:
         assert all(parse_time(d.added_at) <= datetime.now(UTC) for d in base.documents())
         base.add_document("new.md", b"# New\n\nWritten after the upgrade.\n")
     rows, tables = bookkeeping(path)
-    assert [v for v, _n in rows] == [1, 2]
+    assert [v for v, _n in rows] == [1, 2, 3]
     with KnowledgeBase(path):
         pass
     assert bookkeeping(path) == (rows, tables)

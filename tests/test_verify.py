@@ -308,3 +308,15 @@ def test_unknown_targets_are_refused_with_what_to_do(world: World) -> None:
     missing = str(LocalStore(world.chain.home / "elsewhere").put(b"never pinned here"))
     report = verify(missing, None, [world.store])
     assert not report.ok and statuses(report.checks) == {"cid": "fail", "record": "skip"}
+
+
+def test_a_governed_claim_about_a_corpus_that_names_no_governance_fails(world: World) -> None:
+    """Rules v3 promise every cited document was approved: a v1 manifest (no registry) cannot keep that promise."""
+    raw, cid, _ = world.record()
+    record = validate_record(json.loads(raw))
+    claim = build_claim(cid, digest_hex(record), record.asserter, rules_cid(governed=True), record.query)
+    checks = world.checks(raw, cid, world.assert_claim(claim, digest(record)))
+    assert checks["claim"].ok is True and checks["corpus"].ok is True
+    assert checks["governed_context"].ok is False and "names none" in checks["governed_context"].detail
+    # The same record under the v1 rules: nothing about governance is claimed or checked.
+    assert "governed_context" not in world.checks(raw, cid, world.assert_claim(world.claim(raw, cid), digest(record)))

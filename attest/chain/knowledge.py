@@ -22,6 +22,7 @@ from attest.chain.abi import EncodedCall, event, method
 from attest.chain.artifacts import shipped
 from attest.errors import GovernanceError
 from attest.ipfs.cid import CID
+from attest.kb.governed import ApprovedAt, Governance
 
 ARTIFACT = "KnowledgeRegistry"
 
@@ -166,3 +167,18 @@ def deploy_call(w3: Web3, governor: str) -> ContractConstructor:
     artifact = shipped(ARTIFACT)
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
     return factory.constructor(Web3.to_checksum_address(governor))
+
+
+def approval_reader(w3: Web3, chain_id: int) -> ApprovedAt:
+    """`wasApprovedAt` of a governed corpus's KnowledgeRegistry at its block, when that registry is on this chain
+    (a GovernanceError, meaning "not checked", otherwise or when the call fails)."""
+
+    def approved_at(gov: Governance, cid: str) -> bool:
+        if gov.chain_id != chain_id:
+            raise GovernanceError(f"this network is chain {chain_id}; verify with chain {gov.chain_id}'s network")
+        try:
+            return KnowledgeRegistry(w3, gov.registry).was_approved_at(cid, gov.block)
+        except Exception as err:  # no contract there, or the RPC failed: nothing is concluded
+            raise GovernanceError(f"wasApprovedAt failed ({type(err).__name__})") from None
+
+    return approved_at

@@ -20,6 +20,7 @@ from attest.cli.doctor import doctor
 from attest.cli.edge import run_cli
 from attest.cli.ipfs import ipfs
 from attest.cli.kb import kb
+from attest.cli.kbgov import kb_request, kb_sync
 from attest.cli.networks import networks
 from attest.cli.prompts import prompts
 from attest.cli.ranking import rank
@@ -49,6 +50,8 @@ kb.add_command(kb_propose)
 kb.add_command(kb_revoke)
 kb.add_command(kb_deploy_registry)
 cli.add_command(kb)
+kb.add_command(kb_request)
+kb.add_command(kb_sync)
 cli.add_command(dao)
 cli.add_command(prompts)
 cli.add_command(config)

@@ -101,11 +101,13 @@ def kb_list(as_json: bool) -> None:
     """Every document: source, chunks, media type, CID and title."""
     with _open() as base:
         documents = base.documents()
+        governed = base.governance() is not None
     if as_json:
         echo_json([d.__dict__ for d in documents])
         return
     if not documents:
-        click.echo("The knowledge base is empty; add documents with `attest kb add PATH|CID`.")
+        how = "`attest kb request` and `attest kb sync`" if governed else "`attest kb add PATH|CID`"
+        click.echo(f"The knowledge base is empty; add documents with {how}.")
         return
     rows = [[d.source, d.chunks, d.media_type, d.doc_cid, short(d.title, 48)] for d in documents]
     click.echo(table(["SOURCE", "CHUNKS", "TYPE", "CID", "TITLE"], rows, frozenset({1})))

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from attest.batch.store import Batch, BatchBook
-from attest.errors import LedgerError
+from attest.claim import governed_rules
+from attest.errors import AttestError, LedgerError
 from attest.flow.dataset import PREFERENCE_FORMATS, preference_rows, render_preferences
+from attest.kb.governed import Governance
 from attest.ledger import Attestation, Ledger
 from attest.paths import attest_home
 from attest.record.codec import decode_record
@@ -28,14 +30,19 @@ COLUMNS = (
     "id", "network", "status", "outcome", "created_at", "query", "answer", "context", "corpus", "provider",
     "requested_model", "returned_model", "prompt_template", "record_cid", "digest", "asserter", "assertion_id",
     "bond", "currency", "disputed", "disputer", "judge_score", "judge_rationale", "judge", "judge_action",
-    "bond_amount", "bond_symbol", "batch_root", "leaf_index",
+    "bond_amount", "bond_symbol", "batch_root", "leaf_index", "governance",
 )  # fmt: skip
 
 
 def rows(
-    attestations: Iterable[Attestation], judged: dict[str, dict[str, Any]], batches: dict[int, Batch] | None = None
+    attestations: Iterable[Attestation],
+    judged: dict[str, dict[str, Any]],
+    batches: dict[int, Batch] | None = None,
+    governed: dict[str, Governance] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per record; a batched record carries its batch's root, its leaf index and the batch's assertion."""
+    """One row per record; a batched record carries its batch's root, its leaf index and the batch's assertion.
+    `governed`: corpus manifest CID -> the governance it names (the registry, chain and block its documents were
+    approved at), for the `governance` column; `claimed` says whether the claim's rules (v3) assert it."""
     out = []
     for a in attestations:
         record = decode_record(a.record)
@@ -77,9 +84,35 @@ def rows(
                 "bond_symbol": a.bond_symbol,
                 "batch_root": None if batch is None else batch.root,
                 "leaf_index": a.leaf_index,
+                "governance": _governance(record.corpus, a.rules_cid, governed or {}),
             }
         )
     return out
+
+
+def _governance(corpus: str | None, rules: str | None, governed: dict[str, Governance]) -> dict[str, Any] | None:
+    gov = governed.get(corpus or "")
+    if gov is None:
+        return None
+    return {**gov.as_dict(), "claimed": rules is not None and governed_rules(rules)}
+
+
+def governance_of(corpora: Iterable[str | None]) -> dict[str, Governance]:
+    """The governance each corpus manifest names, read from the local store (where `ask` pinned it)."""
+    from attest.ipfs.cid import CID
+    from attest.ipfs.local import LocalStore
+    from attest.kb.governed import parse_manifest
+
+    store = LocalStore()
+    found: dict[str, Governance] = {}
+    for corpus in {c for c in corpora if c}:
+        try:
+            gov = parse_manifest(store.get(CID.parse(corpus))).governance
+        except (AttestError, ValueError):  # not here, or not a manifest: the column stays empty
+            continue
+        if gov is not None:
+            found[corpus] = gov
+    return found
 
 
 def render(data: Sequence[dict[str, Any]], fmt: str) -> str:
@@ -134,7 +167,8 @@ def write_export(target: TextIO | Path, fmt: str, statuses: Sequence[str] = ()) 
             batches = {b.id: b for b in BatchBook(ledger.database).select()}
         assertion_ids = [a.assertion_id for a in selected if a.assertion_id]
         assertion_ids += [b.assertion_id for b in batches.values() if b.assertion_id]
-        data = rows(selected, judge_data(assertion_ids), batches)
+        governed = governance_of(decode_record(a.record).corpus for a in selected)
+        data = rows(selected, judge_data(assertion_ids), batches, governed)
         text, count = render(data, fmt), len(data)
     else:
         raise LedgerError(f"unknown export format {fmt!r}; use jsonl, csv, tsv, dpo, tt-tsv or tt-json")

@@ -46,7 +46,7 @@ def pin_record(ledger: Ledger, attestation: Attestation, store: LocalStore, conf
     rules, every cited document, the corpus manifest) to every configured remote. A record to be asserted is
     marked pinned only once every remote confirmed every piece: its bond must never stand on evidence nobody
     else can fetch. Idempotent."""
-    rules = rules_bytes()
+    rules = rules_bytes(governed=_governed_corpus(attestation.record, store))
     ipfs = config.ipfs_for(attestation.network)
     cid = store.put(attestation.record, cid_version=ipfs.cid_version)
     rules_cid = store.put(rules, cid_version=ipfs.cid_version)
@@ -68,6 +68,21 @@ def pin_record(ledger: Ledger, attestation: Attestation, store: LocalStore, conf
         status="pinned", cid=str(cid), rules_cid=str(rules_cid), pins=pins,
     )  # fmt: skip
     checkpoint("pinned")
+
+
+def _governed_corpus(record: bytes, store: LocalStore) -> bool:
+    """Was the record answered from a governed knowledge base? Then its claim follows the governed rules (v3), so a
+    cited document the registry had not approved makes it false. The manifest is in the local store: `ask`
+    pinned it there."""
+    from attest.kb.governed import parse_manifest
+
+    corpus = decode_record(record).corpus
+    if corpus is None:
+        return False
+    try:
+        return parse_manifest(store.get(CID.parse(corpus))).governance is not None
+    except (StoreError, ValueError):
+        return False
 
 
 def _evidence(

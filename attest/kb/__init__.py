@@ -11,9 +11,10 @@ from attest.kb.chunking import (
     html_to_text,
     parse_document,
 )
+from attest.kb.governed import MANIFEST_SCHEMA, Governance
 from attest.kb.schema import SCHEMA_VERSION
 from attest.kb.search import fts_query, query_terms
-from attest.kb.store import MANIFEST_SCHEMA, AddResult, DocumentInfo, KbStats, KnowledgeBase
+from attest.kb.store import AddResult, DocumentInfo, KbStats, KnowledgeBase
 
 __all__ = [
     "CHUNKER",
@@ -23,6 +24,7 @@ __all__ = [
     "Chunk",
     "ChunkParams",
     "DocumentInfo",
+    "Governance",
     "KbStats",
     "KnowledgeBase",
     "ParsedDocument",

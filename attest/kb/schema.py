@@ -83,5 +83,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration("FTS index keeps snake_case identifiers whole (tokenchars '_')", _rebuild_fts),
+    Migration(
+        "governed documents (the signed request each entered by) and the request nonces used",
+        """
+        CREATE TABLE governed_documents(
+            doc_cid TEXT PRIMARY KEY,
+            contributor TEXT NOT NULL,
+            request TEXT NOT NULL,
+            synced_at TEXT NOT NULL
+        );
+        CREATE TABLE used_nonces(
+            contributor TEXT NOT NULL,
+            nonce TEXT NOT NULL,
+            doc_cid TEXT NOT NULL,
+            used_at TEXT NOT NULL,
+            PRIMARY KEY(contributor, nonce)
+        );
+        """,
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

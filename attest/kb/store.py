@@ -27,12 +27,22 @@ from attest.ipfs.cid import CID
 from attest.ipfs.store import DEFAULT_TIMEOUT_S, ContentStore
 from attest.ipfs.unixfs import cid_of
 from attest.kb.chunking import CHUNKER, SUFFIXES, ChunkParams, ParsedDocument, parse_document
+from attest.kb.governed import (
+    Governance,
+    build_manifest,
+    contributors,
+    forget_document,
+    governance,
+    nonce_used,
+    record_request,
+    set_governance,
+)
+from attest.kb.request import IngestRequest
 from attest.kb.schema import MIGRATIONS, SCHEMA_VERSION, index_heading
 from attest.kb.search import Search
 from attest.paths import attest_home
 from attest.storage import Database, utc_now
 
-MANIFEST_SCHEMA = "llm-attest/kb-manifest/v1"
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 
 AddOutcome = Literal["added", "unchanged", "replaced", "skipped"]
@@ -247,7 +257,48 @@ class KnowledgeBase(Search):
             raise IngestError(f"cannot ingest {cid}: {err}") from None
         return self._incoming(f"ipfs://{parsed}", data, None)
 
-    def _write(self, incoming: Sequence[_Incoming], *, skip_bad: bool = False) -> list[AddResult]:
+    def governance(self) -> Governance | None:
+        """The registry, chain and block this KB's documents were approved at, or None when it is not governed."""
+        return governance(self._db)
+
+    def contributors(self) -> dict[str, str]:
+        """doc_cid -> contributor, for every document that entered by a signed request."""
+        return contributors(self._db)
+
+    def nonce_used(self, contributor: str, nonce: int) -> str | None:
+        """The CID a contributor's request nonce was already used for, or None."""
+        return nonce_used(self._db, contributor, nonce)
+
+    def _refuse_if_governed(self) -> None:
+        gov = governance(self._db)
+        if gov is not None:
+            raise KbError(
+                f"this knowledge base is governed by the KnowledgeRegistry {gov.registry} on chain {gov.chain_id}: "
+                "documents enter and leave it only through `attest kb request` and `attest kb sync`"
+            )
+
+    def sync_governed(
+        self, gov: Governance, accepted: Sequence[tuple[IngestRequest, bytes]], revoked: Sequence[str]
+    ) -> list[AddResult]:
+        """One transaction: ingest each accepted request's document (its bytes already verified against its CID),
+        remember its request and nonce, remove the revoked documents, and note the block the set was read at."""
+        with self.transaction():
+            for doc_cid in revoked:
+                for (document_id,) in self._db.execute("SELECT id FROM documents WHERE doc_cid = ?", (doc_cid,)):
+                    self._delete_document(document_id)
+                forget_document(self._db, doc_cid)
+            incoming = [self._incoming(f"ipfs://{request.cid}", data, None) for request, data in accepted]
+            results = self._write(incoming, governed=True)
+            for request, _data in accepted:
+                record_request(self._db, request)
+            set_governance(self._db, gov)
+        return results
+
+    def _write(
+        self, incoming: Sequence[_Incoming], *, skip_bad: bool = False, governed: bool = False
+    ) -> list[AddResult]:
+        if not governed:
+            self._refuse_if_governed()
         results: list[AddResult] = []
         with self.transaction():
             for item in incoming:
@@ -319,6 +370,7 @@ class KnowledgeBase(Search):
             doc_cid_or_source = rows[0][1] if rows else doc_cid_or_source
         if not rows:
             raise KbError(f"{doc_cid_or_source} is neither a source nor a document CID in the KB; see `attest kb list`")
+        self._refuse_if_governed()
         by_source = [r for r in rows if r[1] == doc_cid_or_source]
         with self.transaction():
             for document_id, _ in by_source or rows:
@@ -414,23 +466,8 @@ class KnowledgeBase(Search):
 
     # -- the corpus manifest -------------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
-        """What names this snapshot: the chunker and its parameters, and every document with its CID."""
-        rows = self._db.execute(
-            "SELECT d.source, d.doc_cid, d.media_type, (SELECT count(*) FROM chunks c WHERE c.document_id = d.id) "
-            "FROM documents d ORDER BY d.source"
-        )
-        return {
-            "schema": MANIFEST_SCHEMA,
-            "chunking": {
-                "chunker": CHUNKER,
-                "max_chars": self.params.max_chars,
-                "overlap_chars": self.params.overlap_chars,
-            },
-            "documents": [
-                {"source": source, "doc_cid": doc_cid, "media_type": media_type, "chunks": chunks}
-                for source, doc_cid, media_type, chunks in rows
-            ],
-        }
+        """What names this snapshot (attest/kb/governed.py): chunking, documents, and any governance."""
+        return build_manifest(self._db, self.params)
 
     def manifest_bytes(self) -> bytes:
         return rfc8785.dumps(self.manifest())
