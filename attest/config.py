@@ -223,6 +223,25 @@ class BatchConfig(_Strict):
     max_age_s: float = Field(default=3600.0, gt=0, le=30 * 86400)
 
 
+class ServeConfig(_Strict):
+    """`attest serve`: how answered records are asserted, and the limits of a client (per API key, or per client
+    address on a loopback bind without keys)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    # batch: queued and asserted in Merkle batches ([batch] max_records / max_age_s); each: one assertion per
+    # answer before it is returned; none: signed, pinned and in the ledger only.
+    assert_mode: Literal["batch", "each", "none"] = Field(default="batch", alias="assert")
+    network: str | None = None  # default: [defaults] network
+    account: str | None = None  # default: [defaults] account
+    cors_origins: tuple[str, ...] = ()  # CORS stays off unless origins are listed
+    rate_per_s: float = Field(default=20.0, gt=0, le=100_000)  # requests a key makes per second, sustained...
+    burst: int = Field(default=40, ge=1, le=100_000)  # ...and at once
+    daily_records: int = Field(default=10_000, ge=1)  # records a key may have made per UTC day
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
+    timeout_s: float = Field(default=60.0, gt=0, le=3600)  # per request, else 504
+
+
 class RankConfig(_Strict):
     """`attest rank`: the account whose preferences count (a ranker may differ from the asserting account);
     unset, the `[defaults] account` ranks."""
@@ -234,6 +253,7 @@ class Config(_Strict):
     defaults: Defaults = Defaults()
     batch: BatchConfig = BatchConfig()
     rank: RankConfig = RankConfig()
+    serve: ServeConfig = ServeConfig()
     ipfs: IpfsConfig = IpfsConfig()
     llm: LlmConfig = LlmConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()

@@ -243,6 +243,12 @@ class VerifyError(AttestError):
     """`attest verify` cannot start: an unknown target, or an assertion that does not exist on the network."""
 
 
+# -- the HTTP service ----------------------------------------------------------------------------------------
+class ServeError(AttestError):
+    """`attest serve` cannot start as asked (a public bind without API keys), or an API key cannot be made,
+    found or revoked."""
+
+
 # -- the disputer: its state, judge, calibration and evaluation ----------------------------------------------
 class DisputerStateError(AttestError):
     """The disputer's SQLite state cannot be opened, migrated or written, or a write breaks its rules."""

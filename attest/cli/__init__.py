@@ -23,6 +23,7 @@ from attest.cli.networks import networks
 from attest.cli.prompts import prompts
 from attest.cli.ranking import rank
 from attest.cli.registry import registry
+from attest.cli.serve import serve
 from attest.cli.verify import verify
 
 __all__ = ["cli", "main"]
@@ -46,6 +47,7 @@ cli.add_command(kb)
 cli.add_command(prompts)
 cli.add_command(config)
 cli.add_command(accounts)
+cli.add_command(serve)
 
 
 def main() -> None:

@@ -265,30 +265,18 @@ def settle(refs: tuple[str, ...], settle_all: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def status(ref: str, as_json: bool) -> None:
     """One attestation: the ledger's steps and the chain's view."""
-    from attest.flow.batch import batch_of, describe
+    from attest.flow.batch import batch_of
     from attest.flow.lifecycle import status as run
+    from attest.flow.lifecycle import status_document
     from attest.ledger import Ledger
 
+    if as_json:
+        echo_json(status_document(ref))
+        return
     a, chain, standing, error = run(ref)
     with Ledger() as ledger:
         steps = ledger.steps(a.id)
     batch = None if a.batch_id is None else batch_of(a.batch_id)
-    if as_json:
-        echo_json(
-            {
-                "id": a.id, "status": a.status, "outcome": a.outcome, "network": a.network, "record_cid": a.cid,
-                "digest": a.digest, "assertion_id": a.assertion_id, "expiration": a.expiration,
-                "disputer": a.disputer, "chain_error": error,
-                "batch": None if batch is None else {**describe(batch), "leaf_index": a.leaf_index},
-                "chain": None if chain is None else {
-                    "settled": chain.settled, "disputed": chain.disputed, "expiration": chain.expiration_time,
-                    "settlement_resolution": chain.settlement_resolution,
-                },
-                "registry": None if standing is None else {"status": standing.status, "reason": standing.reason},
-                "steps": [{"at": s.at, "step": s.step, **s.detail} for s in steps],
-            }
-        )  # fmt: skip
-        return
     click.echo(f"Attestation #{a.id}  {a.status}{f' ({a.outcome})' if a.outcome else ''}  on {a.network}")
     click.echo(f"  query      {short(a.query, 100)}")
     click.echo(f"  record     ipfs://{a.cid}" if a.cid else "  record     not pinned yet")

@@ -178,7 +178,7 @@ def effective_config(path: Path | None = None) -> ConfigView:
     from attest.config import config_path, load_config
 
     path = path or config_path()
-    raw = load_config(path).model_dump(mode="json")
+    raw = load_config(path).model_dump(mode="json", by_alias=True)
     raw.update(_tables_of_others(path))
     secrets = secret_env_values(raw)
     return ConfigView(

@@ -32,7 +32,7 @@ from attest.flow.publish import pin_record, require_remote
 from attest.flow.token import Token
 from attest.ipfs.local import LocalStore
 from attest.ledger import Attestation, Ledger
-from attest.llm.base import Answer, GenerationParams, non_answer
+from attest.llm.base import Answer, GenerationParams, Usage, non_answer
 from attest.networks import Network
 from attest.paths import writable_home
 
@@ -67,6 +67,8 @@ class AskRequest:
     assert_anyway: bool = False
     # Off the devnet with no IPFS remote configured: assert anyway, the asserter publishing the content elsewhere.
     publish_elsewhere: bool = False
+    # The passages an answer produced elsewhere was given, as (document CID, chunk index) in the KB; None: retrieve.
+    context: tuple[tuple[str, int], ...] | None = None
 
 
 @dataclass
@@ -82,6 +84,7 @@ class AskResult:
     ui_link: str | None
     timings_ms: dict[str, float] = field(default_factory=dict)
     not_asserted: str | None = None  # why a record that was to be asserted was only signed and pinned
+    usage: Usage | None = None  # the tokens the provider reported, when it did
 
 
 class _Timer:
@@ -142,7 +145,10 @@ def ask(
 
     store = LocalStore()
     with timer("retrieve"), KnowledgeBase() as kb:
-        chunks = kb.search(request.query, k=request.top_k)
+        if request.context is None:
+            chunks = kb.search(request.query, k=request.top_k)
+        else:
+            chunks = [kb.chunk_at(doc_cid, index) for doc_cid, index in request.context]
         corpus = kb.pin_manifest(store) if kb.stats().documents else None
     progress("retrieve", f"{len(chunks)} passages")
     checkpoint("retrieved")
@@ -199,7 +205,7 @@ def ask(
         link = network.oracle_ui_link(final.assert_tx, final.log_index)
     return AskResult(
         final, answer.text, answer.citations, chunks, model_label, network,
-        started_devnet, token, link, timer.ms, unanswered,
+        started_devnet, token, link, timer.ms, unanswered, answer.metadata.usage,
     )  # fmt: skip
 
 

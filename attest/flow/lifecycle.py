@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from attest.chain.oov3 import Assertion
 from attest.chain.outbox import checkpoint, send_once
@@ -214,3 +215,26 @@ def status(
         except AttestError as err:
             return a, None, None, str(err)
         return a, chain, standing, None
+
+
+def status_document(ref: str, *, config: Config | None = None) -> dict[str, Any]:
+    """`attest status REF --json` (and GET /v1/attestations/REF): the row, its batch, OOv3's and the registry's
+    view, and its steps, as plain JSON data."""
+    from attest.flow.batch import batch_of, describe
+
+    a, chain, standing, error = status(ref, config=config)
+    with Ledger() as ledger:
+        steps = ledger.steps(a.id)
+    batch = None if a.batch_id is None else batch_of(a.batch_id)
+    return {
+        "id": a.id, "status": a.status, "outcome": a.outcome, "network": a.network, "record_cid": a.cid,
+        "digest": a.digest, "assertion_id": a.assertion_id, "expiration": a.expiration,
+        "disputer": a.disputer, "chain_error": error,
+        "batch": None if batch is None else {**describe(batch), "leaf_index": a.leaf_index},
+        "chain": None if chain is None else {
+            "settled": chain.settled, "disputed": chain.disputed, "expiration": chain.expiration_time,
+            "settlement_resolution": chain.settlement_resolution,
+        },
+        "registry": None if standing is None else {"status": standing.status, "reason": standing.reason},
+        "steps": [{"at": s.at, "step": s.step, **s.detail} for s in steps],
+    }  # fmt: skip

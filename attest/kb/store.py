@@ -355,6 +355,13 @@ class KnowledgeBase(Search):
         source, doc_cid, idx, text, sha256, path = row
         return RetrievedChunk(source, doc_cid, idx, text, sha256, tuple(json.loads(path)))
 
+    def chunk_at(self, doc_cid: str, index: int) -> RetrievedChunk:
+        """A chunk by its document's CID and its position there: how a record cites it."""
+        row = self._db.execute("SELECT id FROM chunks WHERE doc_cid = ? AND idx = ?", (doc_cid, index)).fetchone()
+        if row is None:
+            raise KbError(f"chunk {index} of document {doc_cid} is not in the KB; see `attest kb search QUERY`")
+        return self.chunk(int(row[0]))
+
     def stats(self) -> KbStats:
         db = self._db
         documents, size = db.execute("SELECT count(*), coalesce(sum(bytes), 0) FROM documents").fetchone()

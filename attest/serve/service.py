@@ -1,0 +1,96 @@
+"""What the routes share: the config, the API key book, the limits and the metrics, and the one way an answer is
+made (the ask flow in a worker thread, within the time limit and the caller's quota)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from fastapi import Request
+
+from attest.config import Config
+from attest.flow.ask import AskRequest, AskResult, ask
+from attest.serve import shape
+from attest.serve.errors import ApiError
+from attest.serve.keys import KeyBook
+from attest.serve.limits import RateLimiter, too_many
+from attest.serve.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class Client:
+    name: str  # "key:N" or the loopback client's address: what limits are counted against
+    key_id: int | None
+
+
+class Service:
+    """What the routes share: the config, the key book (opened when keys are required), limits and metrics."""
+
+    def __init__(self, config: Config, require_keys: bool) -> None:
+        self.config = config
+        self.settings = config.serve
+        self.require_keys = require_keys
+        self.keys = KeyBook() if require_keys else None
+        self.limiter = RateLimiter(self.settings.rate_per_s, self.settings.burst)
+        self.metrics = Metrics()
+        self.models = shape.served_models(config)
+
+    def client(self, request: Request) -> Client:
+        """The caller, authenticated when keys are required, within its rate (429 with Retry-After otherwise)."""
+        if self.keys is None:
+            client = Client(f"addr:{request.client.host if request.client else '-'}", None)
+        else:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise ApiError(
+                    401, "an API key is required: send `Authorization: Bearer KEY` (`attest serve keys create NAME`)",
+                    code="invalid_api_key",
+                )  # fmt: skip
+            key = self.keys.check(token.strip())
+            if key is None:
+                raise ApiError(401, "the API key is unknown or revoked; ask for a new one", code="invalid_api_key")
+            client = Client(f"key:{key.id}", key.id)
+        wait = self.limiter.take(client.name)
+        if wait > 0:
+            raise too_many(f"too many requests: at most {self.settings.rate_per_s:g}/s", wait, "rate_limit_exceeded")
+        return client
+
+    def reserve(self, client: Client) -> bool:
+        """Take one of the key's records for today before the ask starts (False: no key, nothing to take), so
+        requests running at once cannot together pass the quota; 429 when none is left."""
+        if self.keys is None or client.key_id is None:
+            return False
+        if not self.keys.reserve_record(client.key_id, self.settings.daily_records):
+            now = datetime.now(UTC)
+            midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+            raise too_many(
+                f"this key made its {self.settings.daily_records} records for today (UTC); try again tomorrow",
+                (midnight - now).total_seconds(), "insufficient_quota",
+            )  # fmt: skip
+        return True
+
+    async def attest(self, client: Client, request: AskRequest) -> AskResult:
+        """The ask flow in a worker thread, within the time limit. On a timeout the 504 goes out while the thread
+        finishes: its record then lands whole in the ledger (or not at all), unanswered, and counts."""
+        reserved = self.reserve(client)
+        mode = self.settings.assert_mode
+        request = replace(
+            request, network=self.settings.network, account=self.settings.account, do_assert=mode != "none",
+            batch=mode == "batch",
+        )  # fmt: skip
+        try:
+            result = await asyncio.wait_for(
+                asyncio.to_thread(ask, request, config=self.config), self.settings.timeout_s
+            )
+        except TimeoutError:
+            raise ApiError(
+                504, f"no answer within {self.settings.timeout_s:g} s ([serve] timeout_s); try again later",
+                type="server_error", code="timeout",
+            ) from None  # fmt: skip
+        except Exception:
+            if reserved and self.keys is not None and client.key_id is not None:
+                self.keys.release_record(client.key_id)  # no record was made: it does not count
+            raise
+        self.metrics.records.labels(mode).inc()
+        return result
