@@ -87,7 +87,7 @@ class AskResult:
     usage: Usage | None = None  # the tokens the provider reported, when it did
 
 
-class _Timer:
+class Timer:
     def __init__(self) -> None:
         self.ms: dict[str, float] = {}
 
@@ -113,7 +113,7 @@ def ask(
     config = config or load_config()
     network = config.resolve_network(request.network or config.defaults.network)
     writable_home("attest ask")
-    timer = _Timer()
+    timer = Timer()
     check_query(request.query)
     if request.answer is None:
         with KnowledgeBase() as kb:

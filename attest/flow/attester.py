@@ -13,49 +13,39 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass
 
 from attest.batch.store import Answered, BatchBook
 from attest.config import Config, load_config
-from attest.context import RetrievedChunk
 from attest.errors import KbError, LedgerError
 from attest.flow.answering import ANSWER_TEMPLATE, check_query, external_answer, provider_for, signed_record
+from attest.flow.ask import AskRequest, AskResult, Timer
 from attest.flow.publish import publish_record
 from attest.ipfs.local import LocalStore
-from attest.ledger import Ledger
+from attest.ledger import Attestation, Ledger
 from attest.llm.base import GenerationParams, non_answer
 from attest.llm.registry import Budgeted
-from attest.networks import Network
 from attest.paths import writable_home
 from attest.prompts import catalog
 
 MAX_GROUP = 512  # records per ledger transaction at most
 
 
-@dataclass(frozen=True)
-class Attested:
-    """An answer whose record is signed, pinned and in the ledger."""
-
-    attestation_id: int
-    status: str  # "queued" (for the next batch), or "pinned" (answers nothing: not asserted)
-    cid: str
-    digest: str
-    answer: str
-    citations: tuple[int, ...]
-    chunks: list[RetrievedChunk]
-    model: str
-    network: Network
-    not_asserted: str | None  # why it will not be asserted
-
-
 class Attester:
     """Thread-safe; `close()` (or the `with` block's end) waits for the last commit."""
 
-    def __init__(self, *, config: Config | None = None, network: str | None = None, account: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        config: Config | None = None,
+        network: str | None = None,
+        account: str | None = None,
+        batch: bool = True,
+    ) -> None:
         from attest.accounts import load_account
         from attest.kb import KnowledgeBase
 
         self.config = config or load_config()
+        self._batch = batch  # queue each answering record for the next Merkle batch
         self.network = self.config.resolve_network(network or self.config.defaults.network)
         writable_home("attest serve")
         loaded = load_account(account, self.network.name, default=self.config.defaults.account)
@@ -81,40 +71,48 @@ class Attester:
         self._committer.close()
         self._kb.close()
 
-    def answer(
-        self,
-        query: str,
-        *,
-        provider: str | None = None,
-        model: str | None = None,
-        top_k: int = 5,
-        answer: str | None = None,
-    ) -> Attested:
-        """Answer `query` (or take `answer`, produced elsewhere) and return once its record is in the ledger."""
-        check_query(query)
-        with self._lock:
-            chunks = self._kb.search(query, k=top_k)
+    def attest(self, request: AskRequest) -> AskResult:
+        """Answer the request's query (or take its answer, produced elsewhere) and return once its record is in
+        the ledger: queued for the next batch, or only pinned (`batch` off, or an answer that answers nothing).
+        The request's network, account and assertion options are the Attester's."""
+        timer = Timer()
+        check_query(request.query)
+        with timer("retrieve"), self._lock:
+            if request.context is None:
+                chunks = self._kb.search(request.query, k=request.top_k)
+            else:
+                chunks = [self._kb.chunk_at(doc_cid, index) for doc_cid, index in request.context]
             corpus = self._corpus_now()
-            chosen, chosen_model = (None, "") if answer is not None else self._provider(provider, model)
-        if chosen is None:
-            given, label = external_answer(answer or "", model, chunks)
-        elif corpus is None:
-            raise KbError("the knowledge base is empty; add documents first: `attest kb add PATH`")
-        else:
-            params = GenerationParams(model=chosen_model)
-            given, label = chosen.answer(query, chunks, self._template, params), f"{chosen.label}:{chosen_model}"
-        unanswered = non_answer(given, len(chunks))
-        data, digest = signed_record(query, given, chunks, corpus, self._account)
-        cid, rules_cid, pins = publish_record(data, self.network.name, self._store, self.config, strict=False)
+            chosen = None if request.answer is not None else self._provider(request.provider, request.model)
+        with timer("answer"):
+            if chosen is None:
+                given, label = external_answer(request.answer or "", request.model, chunks)
+            elif corpus is None:
+                raise KbError("the knowledge base is empty; add documents first: `attest kb add PATH`")
+            else:
+                provider, model = chosen
+                params = GenerationParams(model=model)
+                given, label = (
+                    provider.answer(request.query, chunks, self._template, params),
+                    f"{provider.label}:{model}",
+                )
+        unanswered = non_answer(given, len(chunks)) if self._batch else None
+        if unanswered is not None and request.assert_anyway:
+            unanswered = None
+        with timer("sign"):
+            data, digest = signed_record(request.query, given, chunks, corpus, self._account)
+        with timer("pin"):
+            cid, rules_cid, pins = publish_record(data, self.network.name, self._store, self.config, strict=False)
         row = Answered(
             network=self.network.name, chain_id=self.network.chain_id, account=self._label,
-            asserter=self._account.address, query=query, record=data, digest=digest, cid=str(cid),
-            rules_cid=str(rules_cid), pins=pins, queue=unanswered is None,
+            asserter=self._account.address, query=request.query, record=data, digest=digest, cid=str(cid),
+            rules_cid=str(rules_cid), pins=pins, queue=self._batch and unanswered is None,
         )  # fmt: skip
-        attestation_id = self._committer.submit(row).result()
-        return Attested(
-            attestation_id, "queued" if unanswered is None else "pinned", str(cid), digest, given.text,
-            given.citations, chunks, label, self.network, unanswered,
+        with timer("ledger"):
+            attestation = self._committer.submit(row).result()
+        return AskResult(
+            attestation, given.text, given.citations, chunks, label, self.network, False, None, None, timer.ms,
+            unanswered, given.metadata.usage,
         )  # fmt: skip
 
     def _corpus_now(self) -> str | None:
@@ -139,13 +137,13 @@ class _Committer:
         self._ledger = ledger
         self._book = BatchBook(ledger.database)
         self._wake = threading.Condition()
-        self._waiting: list[tuple[Answered, Future[int]]] = []
+        self._waiting: list[tuple[Answered, Future[Attestation]]] = []
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="attest-commit", daemon=True)
         self._thread.start()
 
-    def submit(self, row: Answered) -> Future[int]:
-        done: Future[int] = Future()
+    def submit(self, row: Answered) -> Future[Attestation]:
+        done: Future[Attestation] = Future()
         with self._wake:
             if self._closed:
                 raise LedgerError("the server is shutting down; nothing of this answer was written")
@@ -170,9 +168,10 @@ class _Committer:
                 group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
             try:
                 ids = self._book.add_answered([row for row, _ in group])
+                rows = [self._ledger.get(i) for i in ids]
             except Exception as err:  # each caller raises it as its own answer's failure
                 for _, done in group:
                     done.set_exception(err)
                 continue
-            for (_, done), attestation_id in zip(group, ids, strict=True):
-                done.set_result(attestation_id)
+            for (_, done), attestation in zip(group, rows, strict=True):
+                done.set_result(attestation)
