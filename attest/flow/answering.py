@@ -12,10 +12,8 @@ from attest.context import RetrievedChunk
 from attest.errors import KbError
 from attest.llm.base import Answer, ModelMetadata, SentParams, citations_in, model_metadata_for_record
 from attest.llm.registry import AUTO, Budgeted, default_provider_name, get_provider, provider_spec
-from attest.record.canonical import digest_hex
-from attest.record.codec import encode_record
+from attest.record.codec import sign_and_encode
 from attest.record.model import validate_record
-from attest.record.signing import sign_record
 
 ANSWER_TEMPLATE = "rag-answer@1"
 
@@ -75,8 +73,8 @@ def signed_record(
             "asserter": account.address,
         }
     )
-    signed = sign_record(record, account)
-    return encode_record(signed), digest_hex(signed)
+    data, digest = sign_and_encode(record, account)
+    return data, "0x" + digest.hex()
 
 
 def _context_entry(chunk: RetrievedChunk) -> dict[str, object]:

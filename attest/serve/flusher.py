@@ -1,5 +1,6 @@
 """The server's batch loop (`[serve] assert = "batch"`): first finish the batches a crash left and assert what it
-left queued, then flush the queue whenever `[batch] max_records` are queued or the oldest has waited `max_age_s`, as `attest batch run` does."""
+left queued, then flush the queue whenever `[batch] max_records` are queued or the oldest has waited `max_age_s`, as
+`attest batch run` does."""
 
 from __future__ import annotations
 
