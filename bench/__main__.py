@@ -1,7 +1,7 @@
 """Run the benchmarks: `python -m bench [NAME ...] [--quick] [--write]`.
 
-NAME picks benches (gas, batch_gas, batch_build, batch_judge, cid, kb, answers, judge, ask, rpc, disputer; all
-when none is named).
+NAME picks benches (gas, batch_gas, batch_build, batch_judge, cid, kb, answers, judge, ask, rpc, disputer,
+serve_load; all when none is named).
 `--write` updates docs/benchmarks.md, full runs of every bench only.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import answers, ask, batch_build, batch_gas, batch_judge, cid, disputer, gas, judge, kb, rpc
+from bench import answers, ask, batch_build, batch_gas, batch_judge, cid, disputer, gas, judge, kb, rpc, serve_load
 from bench.common import Table, write_report
 
 BENCHES: dict[str, Callable[..., list[Table]]] = {
@@ -25,6 +25,7 @@ BENCHES: dict[str, Callable[..., list[Table]]] = {
     "ask": ask.run,
     "rpc": rpc.run,
     "disputer": disputer.run,
+    "serve_load": serve_load.run,
 }
 
 
