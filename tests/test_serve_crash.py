@@ -5,10 +5,16 @@ asserted twice (real process, real HTTP, real devnet; docs/reliability.md)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
+from attest.config import Config
+from attest.flow.ask import AskRequest
+from attest.flow.attester import Attester
+from attest.ledger import Ledger
 from tests.conftest import LocalChain
-from tests.support.serve_load import Load, Server, drive, landed, wait_until_landed
+from tests.support.serve import serving
+from tests.support.serve_load import Load, Server, drive, landed, statuses, wait_until_landed
 from tests.test_ask import KB_DOCS, QUESTION, ok, oov3
 
 CONFIG = """
@@ -18,9 +24,9 @@ rate_per_s = 100000
 burst = 100000
 
 [batch]
-max_records = 64
-max_age_s = 0.5
-"""
+max_records = 100
+max_age_s = 3600
+"""  # a batch when 100 are queued; what is queued at the kill is asserted only because a restart flushes it
 KILL_AFTER = 120  # answers
 
 
@@ -48,7 +54,23 @@ def test_kill_9_under_load_loses_no_answered_record_and_asserts_none_twice(
         server.stop()
     events = oov3(local_chain).events_between(local_chain.deployment.block_number, local_chain.w3.eth.block_number)
     count = landed(home, load.answered, events)
-    print(f"{len(load.answered)} answered, {len(load.errors)} failed at the kill; {count}")
+    print(f"{len(load.answered)} answered, {len(load.errors)} failed at the kill; {count}; {statuses(home)}")
     n = len(load.answered)
     assert (count.in_ledger, count.pinned, count.in_one_asserted_batch) == (n, n, n), count
     assert (count.lost, count.asserted_twice) == (0, 0), count
+    # Records committed whose response the kill cut off are asserted too: nothing is left queued or half-made.
+    assert set(statuses(home)) == {"asserted"}, statuses(home)
+
+
+def test_on_start_the_server_asserts_what_a_crash_left_queued(local_chain: LocalChain) -> None:
+    ok("kb", "add", str(KB_DOCS))
+    with Attester() as attester:  # answered, then the process died before any batch was due
+        left = [attester.attest(AskRequest(QUESTION, provider="extractive")).attestation.id for _ in range(3)]
+    config = Config.model_validate({"serve": {"assert": "batch"}, "batch": {"max_records": 1000, "max_age_s": 3600}})
+    with serving(config, flush_poll_s=0.1):
+        deadline = time.monotonic() + 60
+        while statuses(local_chain.home) != {"asserted": 3}:
+            assert time.monotonic() < deadline, statuses(local_chain.home)
+            time.sleep(0.2)
+    with Ledger() as ledger:
+        assert len({ledger.get(i).batch_id for i in left}) == 1

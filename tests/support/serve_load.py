@@ -168,11 +168,20 @@ def landed(home: Path, answered: list[dict[str, object]], events: Sequence[objec
 
 
 def wait_until_landed(home: Path, answered: list[dict[str, object]], timeout_s: float) -> None:
-    """Until every answered record is in an asserted batch (the restarted server's flusher), or the timeout."""
+    """Until every answered record is in an asserted batch and none is left queued (the restarted server's
+    flusher), or the timeout."""
     ids = [int(str(a["id"])) for a in answered]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with Ledger(home / "ledger.sqlite") as ledger:
-            if all(ledger.get(i).status == "asserted" for i in ids):
+            if all(ledger.get(i).status == "asserted" for i in ids) and not BatchBook(ledger.database).queued():
                 return
         time.sleep(0.5)
+
+
+def statuses(home: Path) -> dict[str, int]:
+    """How many records of the ledger are in each status: answered at the client or not (a kill cuts responses
+    already committed)."""
+    with Ledger(home / "ledger.sqlite") as ledger:
+        rows = ledger.database.conn.execute("SELECT status, count(*) FROM attestations GROUP BY status")
+        return {str(status): int(n) for status, n in rows}
