@@ -1,7 +1,7 @@
 """Run the benchmarks: `python -m bench [NAME ...] [--quick] [--write]`.
 
 NAME picks benches (gas, batch_gas, anchor_gas, batch_build, batch_judge, cid, kb, kb_gas, answers, judge, ask,
-rpc, disputer, ui_list; all when none is named).
+rpc, disputer, ui_list, serve_load; all when none is named).
 `--write` updates docs/benchmarks.md, full runs of every bench only.
 """
 
@@ -24,6 +24,7 @@ from bench import (
     kb,
     kb_gas,
     rpc,
+    serve_load,
     ui_list,
 )
 from bench.common import Table, write_report
@@ -43,6 +44,7 @@ BENCHES: dict[str, Callable[..., list[Table]]] = {
     "rpc": rpc.run,
     "disputer": disputer.run,
     "ui_list": ui_list.run,
+    "serve_load": serve_load.run,
 }
 
 

@@ -54,6 +54,9 @@ COMPLETION = {
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as a real API serves; the SDK reuses its connection
+    # Headers and body go out in two writes: with Nagle's algorithm the body waits for the client's delayed ACK
+    # (40 ms on Linux), which a zero-latency model must not add.
+    disable_nagle_algorithm = True
     body = json.dumps(COMPLETION).encode()
 
     def do_POST(self) -> None:

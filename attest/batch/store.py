@@ -11,6 +11,7 @@ settle) are rows of `batch_txs`, a TxLog like the ledger's own, so the outbox ne
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -114,6 +115,24 @@ class Batch:
 
 
 @dataclass(frozen=True)
+class Answered:
+    """A record signed and pinned outside the ledger, to add to it: queued for the next batch, or (an answer
+    that answers nothing) only pinned."""
+
+    network: str
+    chain_id: int
+    account: str
+    asserter: str
+    query: str
+    record: bytes
+    digest: str
+    cid: str
+    rules_cid: str
+    pins: list[dict[str, Any]]
+    queue: bool
+
+
+@dataclass(frozen=True)
 class Member:
     """A record of a batch, as the manifest lists it."""
 
@@ -142,6 +161,30 @@ class BatchBook:
                 (QUEUED, utc_now(), attestation_id),
             )
             _step(db, attestation_id, QUEUED, {})
+
+    def add_answered(self, records: Sequence[Answered]) -> list[int]:
+        """Many records in one transaction (a server's group commit), each with the steps a one-by-one ask
+        writes (signed, pinned, queued); their ids, in order."""
+        now = utc_now()
+        ids = []
+        with self.transaction() as db:
+            for r in records:
+                cursor = db.execute(
+                    "INSERT INTO attestations(status, network, chain_id, account, asserter, query, record, digest, "
+                    "cid, rules_cid, pins, want_assert, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) RETURNING id",
+                    (
+                        QUEUED if r.queue else "pinned", r.network, r.chain_id, r.account, r.asserter, r.query,
+                        r.record, r.digest, r.cid, r.rules_cid, json.dumps(r.pins), now, now,
+                    ),
+                )  # fmt: skip
+                attestation_id = int(cursor.fetchone()[0])
+                _step(db, attestation_id, "signed", {"digest": r.digest, "bytes": len(r.record)})
+                _step(db, attestation_id, "pinned", {"cid": r.cid, "rules": r.rules_cid})
+                if r.queue:
+                    _step(db, attestation_id, QUEUED, {})
+                ids.append(attestation_id)
+        return ids
 
     def queued(self, *, network: str | None = None, account: str | None = None) -> list[tuple[int, str, str]]:
         """(attestation id, network, account) of every queued record, oldest first."""

@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
 
 from web3 import Web3
@@ -28,19 +27,15 @@ from attest.connect import ChainContext, connect
 from attest.context import RetrievedChunk
 from attest.errors import BondError, ChainError, Interrupted, KbError, LedgerError, RegistryError
 from attest.flow.allowance import plan_allowance
+from attest.flow.answering import ANSWER_TEMPLATE, check_query, external_answer, provider_for, signed_record
 from attest.flow.publish import pin_record, require_remote
 from attest.flow.token import Token
 from attest.ipfs.local import LocalStore
 from attest.ledger import Attestation, Ledger
-from attest.llm.base import Answer, GenerationParams, Usage, citations_in, model_metadata_for_record, non_answer
+from attest.llm.base import Answer, GenerationParams, Usage, non_answer
 from attest.networks import Network
 from attest.paths import writable_home
-from attest.record.canonical import digest_hex
-from attest.record.codec import encode_record
-from attest.record.model import validate_record
-from attest.record.signing import sign_record
 
-ANSWER_TEMPLATE = "rag-answer@1"
 MAX_UINT256 = 2**256 - 1
 MAX_ROUNDS = 20  # plan-and-send rounds of one assertion: approvals, waits for another ask's, nonces lost
 
@@ -92,7 +87,7 @@ class AskResult:
     usage: Usage | None = None  # the tokens the provider reported, when it did
 
 
-class _Timer:
+class Timer:
     def __init__(self) -> None:
         self.ms: dict[str, float] = {}
 
@@ -118,15 +113,8 @@ def ask(
     config = config or load_config()
     network = config.resolve_network(request.network or config.defaults.network)
     writable_home("attest ask")
-    timer = _Timer()
-    if not request.query.strip():
-        raise KbError('the question is empty; ask something, such as `attest ask "What does EIP-1559 burn?"`')
-    try:
-        request.query.encode("utf-8")
-    except UnicodeEncodeError:
-        # Python decodes argv bytes that are not UTF-8 to lone surrogates, which no record, prompt or claim can carry.
-        raise KbError("the question is not valid UTF-8 text; retype it (check the terminal's encoding)") from None
-
+    timer = Timer()
+    check_query(request.query)
     if request.answer is None:
         with KnowledgeBase() as kb:
             empty = kb.stats().documents == 0
@@ -178,21 +166,7 @@ def ask(
         ctx, plan = None, {}
 
     with timer("sign"):
-        record = validate_record(
-            {
-                "schema": "llm-attest/record/v1",
-                "query": request.query,
-                "answer": answer.text,
-                "context": [_context_entry(c) for c in chunks],
-                "corpus": corpus,
-                **model_metadata_for_record(answer),
-                "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-                "asserter": loaded.account.address,
-            }
-        )
-        signed = sign_record(record, loaded.account)
-        data = encode_record(signed)
-        digest = digest_hex(signed)
+        data, digest = signed_record(request.query, answer, chunks, corpus, loaded.account)
     with Ledger() as ledger:
         with interrupts.deferred():  # a row written is a row the interrupt handler below knows of
             attestation_id = ledger.begin(
@@ -250,42 +224,12 @@ def _interrupted(ledger: Ledger, attestation_id: int) -> Interrupted:
     )
 
 
-def _context_entry(chunk: RetrievedChunk) -> dict[str, object]:
-    return {
-        "source": chunk.source,
-        "doc_cid": chunk.doc_cid,
-        "chunk_index": chunk.chunk_index,
-        "text": chunk.text,
-        "sha256": chunk.sha256,
-    }
-
-
 def _answer(request: AskRequest, chunks: list[RetrievedChunk], config: Config) -> tuple[Answer, str]:
-    from attest.llm.base import ModelMetadata, SentParams
-    from attest.llm.registry import AUTO, default_provider_name, get_provider, provider_spec
     from attest.prompts import catalog
 
     if request.answer is not None:
-        model = request.model or "unknown"
-        metadata = ModelMetadata(
-            provider="external", requested_model=model, returned_model=None, system_fingerprint=None,
-            response_id=None, params=SentParams(None, None, None, None), usage=None, license=None, sdk=None,
-            template=None, template_sha256=None, finish_reason=None, latency_ms=0.0, attempts=0, endpoint=None,
-        )  # fmt: skip
-        text = request.answer.strip()
-        if not text:
-            raise KbError("--answer is empty; give the answer text to attest")
-        return Answer(text, citations_in(text, len(chunks)), metadata), f"external ({model})"
-    llm = config.llm
-    name = request.provider or (default_provider_name() if llm.provider == AUTO else llm.provider)
-    same_as_config = name == llm.provider or (llm.provider == AUTO and request.provider is None)
-    provider = get_provider(
-        name,
-        base_url=llm.base_url if same_as_config else None,
-        api_key=llm.api_key() if same_as_config else None,
-        budget_tokens=llm.budget_tokens if same_as_config else None,
-    )
-    model = request.model or (llm.model if same_as_config else None) or provider_spec(name).default_model
+        return external_answer(request.answer, request.model, chunks)
+    provider, model = provider_for(request.provider, request.model, config)
     answer = provider.answer(request.query, chunks, catalog.get(ANSWER_TEMPLATE), GenerationParams(model=model))
     return answer, f"{provider.label}:{model}"
 

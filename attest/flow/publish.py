@@ -42,32 +42,43 @@ def require_remote(network: Network, config: Config, *, published_elsewhere: boo
 
 
 def pin_record(ledger: Ledger, attestation: Attestation, store: LocalStore, config: Config) -> None:
-    """Pin the record and the rules it claims to follow locally, then publish everything a voter needs (record,
-    rules, every cited document, the corpus manifest) to every configured remote. A record to be asserted is
-    marked pinned only once every remote confirmed every piece: its bond must never stand on evidence nobody
-    else can fetch. Idempotent."""
-    rules = rules_bytes(governed=_governed_corpus(attestation.record, store))
-    ipfs = config.ipfs_for(attestation.network)
-    cid = store.put(attestation.record, cid_version=ipfs.cid_version)
-    rules_cid = store.put(rules, cid_version=ipfs.cid_version)
-    pins = [asdict(store.pin(cid)), asdict(store.pin(rules_cid))]
-    remotes = Remotes.from_config(ipfs)
-    if remotes.pinners:
-        items = [("the record", cid, attestation.record), ("the rules", rules_cid, rules)]
-        items += _evidence(attestation.record, store, remotes, ipfs.timeout_s, strict=attestation.want_assert)
-        results, unconfirmed = publish(items, remotes.pinners)
-        pins += [asdict(result) for result in results]
-        if unconfirmed and attestation.want_assert:
-            more = f" (and {len(unconfirmed) - 1} more)" if len(unconfirmed) > 1 else ""
-            raise NotPublished(
-                f"not public yet: {unconfirmed[0]}{more}; nothing was asserted. Fix the remote or wait for the "
-                "pinning service, then `attest resume`"
-            )
+    """Pin and publish the record (`publish_record`), then mark it pinned. A record to be asserted is marked
+    pinned only once every remote confirmed every piece: its bond must never stand on evidence nobody else can
+    fetch. Idempotent."""
+    cid, rules_cid, pins = publish_record(
+        attestation.record, attestation.network, store, config, strict=attestation.want_assert
+    )
     ledger.update(
         attestation.id, "pinned", {"cid": str(cid), "rules": str(rules_cid)},
         status="pinned", cid=str(cid), rules_cid=str(rules_cid), pins=pins,
     )  # fmt: skip
     checkpoint("pinned")
+
+
+def publish_record(
+    record: bytes, network: str, store: LocalStore, config: Config, *, strict: bool
+) -> tuple[CID, CID, list[dict[str, object]]]:
+    """Pin the record and the rules it claims to follow locally, then publish everything a voter needs (record,
+    rules, every cited document, the corpus manifest) to every configured remote; (record CID, rules CID, pin
+    results). `strict` (the record is to be asserted): a piece some remote did not confirm is an error."""
+    rules = rules_bytes(governed=_governed_corpus(record, store))
+    ipfs = config.ipfs_for(network)
+    cid = store.put(record, cid_version=ipfs.cid_version)
+    rules_cid = store.put(rules, cid_version=ipfs.cid_version)
+    pins = [asdict(store.pin(cid)), asdict(store.pin(rules_cid))]
+    remotes = Remotes.from_config(ipfs)
+    if remotes.pinners:
+        items = [("the record", cid, record), ("the rules", rules_cid, rules)]
+        items += _evidence(record, store, remotes, ipfs.timeout_s, strict=strict)
+        results, unconfirmed = publish(items, remotes.pinners)
+        pins += [asdict(result) for result in results]
+        if unconfirmed and strict:
+            more = f" (and {len(unconfirmed) - 1} more)" if len(unconfirmed) > 1 else ""
+            raise NotPublished(
+                f"not public yet: {unconfirmed[0]}{more}; nothing was asserted. Fix the remote or wait for the "
+                "pinning service, then `attest resume`"
+            )
+    return cid, rules_cid, pins
 
 
 def _governed_corpus(record: bytes, store: LocalStore) -> bool:

@@ -66,7 +66,8 @@ class LocalStore:
         except NotFound as err:
             detail = f"block {err.cid} is missing; put the content or import a CAR holding it first"
             return PinResult(self.name, str(cid), ok=False, status="failed", detail=detail)
-        self._write_atomic(self.pins_dir / str(cid), str(cid).encode())
+        if not self.is_pinned(cid):  # a pin is a marker: the same DAG pinned again has nothing more to write
+            self._write_atomic(self.pins_dir / str(cid), str(cid).encode())
         return PinResult(self.name, str(cid), ok=True, status="pinned")
 
     def has(self, cid: CID) -> bool:

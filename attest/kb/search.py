@@ -148,6 +148,10 @@ class Search:
     def _data_version(self) -> int:
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
+    def data_version(self) -> int:
+        """Changes whenever another connection changes the KB: when to derive again what was derived from it."""
+        return self._data_version()
+
     def search(self, query: str, k: int = 5) -> list[RetrievedChunk]:
         """The `k` chunks that best answer `query`: the BM25 ranking (`ranked`), except that a document many other
         documents name ("EIP-1559", named by 62 EIPs) gains a little (its score times 1 + 0.08 ln(1 + that many)),

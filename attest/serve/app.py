@@ -45,8 +45,7 @@ def create_app(config: Config | None = None, *, require_keys: bool = False, flus
         finally:
             if flusher is not None:
                 flusher.cancel()
-            if service.keys is not None:
-                service.keys.database.close()
+            service.close()
 
     app = FastAPI(title="llm-attest", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service

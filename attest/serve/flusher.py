@@ -1,5 +1,6 @@
-"""The server's batch loop (`[serve] assert = "batch"`): first finish the batches a crash left, then flush the
-queue whenever `[batch] max_records` are queued or the oldest has waited `max_age_s`, as `attest batch run` does."""
+"""The server's batch loop (`[serve] assert = "batch"`): first finish the batches a crash left and assert what it
+left queued, then flush the queue whenever `[batch] max_records` are queued or the oldest has waited `max_age_s`, as
+`attest batch run` does."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ async def run_flusher(config: Config, poll_s: float) -> None:
         try:
             if not resumed:
                 await asyncio.to_thread(resume_batches, config=config)
+            # On start, whatever a crash left queued is asserted at once, not when it would have come due.
+            if not resumed or await asyncio.to_thread(due, config.batch.max_records, config.batch.max_age_s):
                 resumed = True
-            if await asyncio.to_thread(due, config.batch.max_records, config.batch.max_age_s):
                 outcomes = await asyncio.to_thread(
                     flush, network=config.serve.network, config=config, limit=config.batch.max_records
                 )

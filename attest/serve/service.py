@@ -4,18 +4,24 @@ made (the ask flow in a worker thread, within the time limit and the caller's qu
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from fastapi import Request
 
 from attest.config import Config
 from attest.flow.ask import AskRequest, AskResult, ask
+from attest.flow.attester import Attester
 from attest.serve import shape
 from attest.serve.errors import ApiError
 from attest.serve.keys import KeyBook
 from attest.serve.limits import RateLimiter, too_many
 from attest.serve.metrics import Metrics
+
+WORKERS = 64  # answers in progress at once
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,11 @@ class Service:
         self.limiter = RateLimiter(self.settings.rate_per_s, self.settings.burst)
         self.metrics = Metrics()
         self.models = shape.served_models(config)
+        self._attester: Attester | None = None
+        # An answer spends most of its time waiting (the model, the fsyncs of its pin, the group commit), not on
+        # the CPU: asyncio's default pool (CPUs + 4 threads) would cap the answers in progress at 6 on 2 cores.
+        self._workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="attest-answer")
+        self._attester_lock = threading.Lock()
 
     def client(self, request: Request) -> Client | None:
         """The caller's key, within its rate (429 with Retry-After otherwise); None when keys are off (a loopback
@@ -53,6 +64,23 @@ class Service:
         if wait > 0:
             raise too_many(f"too many requests: at most {self.settings.rate_per_s:g}/s", wait, "rate_limit_exceeded")
         return Client(key.id)
+
+    def _attest_now(self, request: AskRequest) -> AskResult:
+        with self._attester_lock:
+            if self._attester is None:
+                self._attester = Attester(
+                    config=self.config, network=self.settings.network, account=self.settings.account,
+                    batch=self.settings.assert_mode == "batch",
+                )  # fmt: skip
+        return self._attester.attest(request)
+
+    def close(self) -> None:
+        """Wait for the last answer's ledger commit."""
+        self._workers.shutdown(wait=True)
+        if self._attester is not None:
+            self._attester.close()
+        if self.keys is not None:
+            self.keys.database.close()
 
     def reserve(self, client: Client | None) -> bool:
         """Take one of the key's records for today before the ask starts (False: no key, nothing to take), so
@@ -77,10 +105,11 @@ class Service:
             request, network=self.settings.network, account=self.settings.account, do_assert=mode != "none",
             batch=mode == "batch",
         )  # fmt: skip
+        # Without an assertion per answer, the Attester (config, account, KB read once; group commit) answers.
+        job = partial(ask, request, config=self.config) if mode == "each" else partial(self._attest_now, request)
         try:
-            result = await asyncio.wait_for(
-                asyncio.to_thread(ask, request, config=self.config), self.settings.timeout_s
-            )
+            answering = asyncio.get_running_loop().run_in_executor(self._workers, job)
+            result = await asyncio.wait_for(answering, self.settings.timeout_s)
         except TimeoutError:
             raise ApiError(
                 504, f"no answer within {self.settings.timeout_s:g} s ([serve] timeout_s); try again later",
