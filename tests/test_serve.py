@@ -254,7 +254,8 @@ def test_a_bug_is_a_500_that_tells_the_client_nothing_more(kb: str, monkeypatch:
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("internal detail /srv/secret-path")
 
-    monkeypatch.setattr("attest.serve.service.ask", crash)
+    # Without an assertion per answer the server answers through the Attester (with one, through `ask`).
+    monkeypatch.setattr("attest.serve.service.Attester.attest", crash)
     with serving(config("none")) as url:
         response = requests.post(url + "/v1/chat/completions", json={"model": "extractive", "messages": USER})
         after = requests.get(url + "/healthz")
