@@ -76,6 +76,33 @@ def test_a_batch_takes_each_queued_record_once(store_at: StoreAt) -> None:
         assert book.create(network="devnet", chain_id=1, account="dev", asserter=ACCOUNT, plan=plan, limit=2) is None
 
 
+def test_stakes_read_a_batch_plan_on_both(store_at: StoreAt) -> None:
+    """`Ledger.stakes` reads each batch's plan (JSON) on both backends, and a plan without the currency's
+    decimals and symbol takes them from the latest single ask in that currency on that network."""
+    with Ledger(store_at("ledger.sqlite")) as ledger:
+        book = BatchBook(ledger.database)
+        single = begin(ledger)
+        ledger.update(single, "asserted", status="asserted", assertion_id="0x" + "01" * 32)
+        ledger.update(single, "settled", status="settled", outcome="attested")
+        ids = [begin(ledger) for _ in range(2)]
+        for i in ids:
+            ledger.update(i, "pinned", status="pinned", cid=f"bafy{i}")
+            book.queue(i)
+        plan = {"currency": "0xC", "bond": 3 * 10**30, "bond_symbol": "BIG"}  # no decimals: the ledger's ask has
+        batch = book.create(network="devnet", chain_id=1, account="dev", asserter=ACCOUNT, plan=plan, limit=5)
+        assert batch is not None
+        book.update(batch.id, records_status="asserted", assertion_id="0x" + "02" * 32)
+        with ledger.transaction() as db:  # a record of an older release, without the currency's decimals
+            db.execute("UPDATE attestations SET bond_decimals = NULL WHERE id = ?", (ids[1],))
+        stakes = ledger.stakes()
+        assert ledger.stakes(network="elsewhere") == []
+    assert [(s.assertion_id[-2:], s.currency, s.bond, s.decimals, s.symbol, s.batch_id) for s in stakes] == [
+        ("01", "0xC", 2**200, 18, None, None),
+        ("02", "0xC", 3 * 10**30, 18, "BIG", batch.id),  # counted once, by its first record
+    ]  # fmt: skip
+    assert stakes[0].outcome == "attested" and stakes[0].ended_at is not None and stakes[1].ended_at is None
+
+
 def test_a_failed_write_leaves_nothing_on_both(store_at: StoreAt) -> None:
     with Ledger(store_at("ledger.sqlite")) as ledger:
         with pytest.raises(RuntimeError), ledger.transaction():
