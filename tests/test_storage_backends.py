@@ -21,6 +21,8 @@ from attest.errors import ConfigError, DisputerStateError, LedgerError, StorageE
 from attest.flow.pairs import add_preference, create_pair, current_preference
 from attest.ledger import Ledger
 from attest.storage import Migration, Postgres, open_database
+from attest.ui.pages import mine_view
+from attest.units import format_units
 from disputer.store import SCHEMA_VERSION, DisputerStore
 from disputer.store.schema import MIGRATIONS
 from tests.support.ports import free_port
@@ -217,6 +219,15 @@ def test_the_configured_server_is_where_the_stores_open(
     monkeypatch.setenv("PGPASSWORD", os.environ.pop("ATTEST_DB_PASSWORD"))  # libpq's own variable works too
     with Ledger() as ledger:
         assert len(ledger.select()) == 1
+
+
+def test_the_dashboards_mine_page_reads_the_configured_server(postgres_url: str, attest_home: str) -> None:
+    Path(attest_home, "config.toml").write_text(f'[storage]\nurl = "{postgres_url}"\n')
+    with Ledger() as ledger:
+        first = begin(ledger)
+        ledger.update(first, "asserted", status="asserted", assertion_id="0x" + "01" * 32)
+    mine = mine_view("devnet", None, lambda _: None)
+    assert [a.id for a in mine.attestations] == [first] and mine.at_stake == {"0xC": format_units(2**200, 18)}
 
 
 def doctor(*args: str) -> tuple[list[dict[str, str]], str]:

@@ -9,11 +9,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from html import escape
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attest.batch.manifest import Manifest, decode_manifest
 from attest.chain.knowledge import KnowledgeRegistry
 from attest.claim import ui_view
+from attest.config import storage_location
 from attest.errors import AttestError, VerifyError
 from attest.flow.token import Token
 from attest.ipfs.cid import CID
@@ -320,10 +322,10 @@ def mine_view(network: str, now: int | None, chain: Callable[[str], Row | None])
     """This home's attestations on `network`, newest first, the bonds still at stake and what can be settled.
     `chain(assertion_id)` is the index's row: the chain's word on disputes, which the ledger learns only when
     `attest status` or `settle` reads it."""
-    path = attest_home() / "ledger.sqlite"
-    if not path.exists():
+    where = storage_location("ledger.sqlite")  # the home's file, or the `[storage] url` server
+    if isinstance(where, Path) and not where.exists():
         return MineView([], {}, set())
-    with Ledger(path) as ledger:
+    with Ledger(where) as ledger:
         rows = list(reversed(ledger.select(network=network)))
         stakes = ledger.stakes(network)
     settleable: set[int] = set()
