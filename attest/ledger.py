@@ -257,28 +257,23 @@ class Stake:
     batch_id: int | None
 
 
-# A batch's bond is counted once, by its first record; a batch has no step of its own when disputed. A batch
-# planned before its plan kept the currency's decimals and symbol takes them from the ledger's single asks in
-# that currency on that network (read from the chain when they were planned); without one, its bond shows in base
-# units.
-_KNOWN_CURRENCY = """(SELECT c.bond_{field} FROM attestations c WHERE c.network = a.network
-    AND c.currency = json_extract(b.plan, '$.currency') AND c.bond_decimals IS NOT NULL ORDER BY c.id DESC LIMIT 1)"""
-_STAKES = f"""
-    SELECT coalesce(b.assertion_id, a.assertion_id) AS assertion_id, a.network,
-        coalesce(json_extract(b.plan, '$.currency'), a.currency) AS currency,
-        coalesce(json_extract(b.plan, '$.bond'), a.bond) AS bond,
-        CASE WHEN b.id IS NULL THEN a.bond_decimals ELSE coalesce(json_extract(b.plan, '$.bond_decimals'),
-            {_KNOWN_CURRENCY.format(field="decimals")}) END AS decimals,
-        CASE WHEN b.id IS NULL THEN a.bond_symbol ELSE coalesce(json_extract(b.plan, '$.bond_symbol'),
-            {_KNOWN_CURRENCY.format(field="symbol")}) END AS symbol,
+# A batch's bond is counted once, by its first record; a batch has no step of its own when disputed. Its plan
+# (JSON) is read here rather than in SQL, which has no JSON function both backends share.
+_STAKES = """
+    SELECT coalesce(b.assertion_id, a.assertion_id) AS assertion_id, a.network, a.currency, a.bond,
+        a.bond_decimals, a.bond_symbol, b.plan,
         (SELECT min(at) FROM steps s WHERE s.attestation_id = a.id AND s.step = 'asserted') AS asserted_at,
         (SELECT min(at) FROM steps s WHERE s.attestation_id = a.id AND s.step = 'disputed') AS disputed_at,
         (SELECT max(at) FROM steps s WHERE s.attestation_id = a.id AND s.step IN ('settled', 'orphaned')) AS ended_at,
         coalesce(b.outcome, a.outcome) AS outcome, a.batch_id
     FROM attestations a LEFT JOIN batches b ON b.id = a.batch_id
     WHERE (a.batch_id IS NULL OR a.leaf_index = 0) AND coalesce(b.assertion_id, a.assertion_id) IS NOT NULL
-        AND coalesce(json_extract(b.plan, '$.bond'), a.bond) IS NOT NULL
 """
+# A batch planned before its plan kept the currency's decimals and symbol takes them from the ledger's latest
+# single ask in that currency on that network (read from the chain when it was planned); without one, its bond
+# shows in base units.
+_KNOWN_CURRENCY = """SELECT bond_decimals, bond_symbol FROM attestations WHERE network = ? AND currency = ?
+    AND bond_decimals IS NOT NULL ORDER BY id DESC LIMIT 1"""
 
 
 @dataclass(frozen=True)
@@ -474,9 +469,26 @@ class Ledger:
         sql, args = _STAKES, list[Any]()
         if network is not None:
             sql, args = sql + " AND a.network = ?", [network]
-        rows = [r for r in self._db.execute(sql, args) if r["asserted_at"] is not None]
-        found = [Stake(**{**dict(r), "bond": int(r["bond"])}) for r in rows]
-        return sorted(found, key=lambda s: s.asserted_at)
+        found = [self._stake(r) for r in self._db.execute(sql, args).fetchall() if r["asserted_at"] is not None]
+        return sorted((s for s in found if s is not None), key=lambda s: s.asserted_at)
+
+    def _stake(self, row: Row) -> Stake | None:
+        plan: dict[str, Any] = json.loads(row["plan"]) if row["plan"] is not None else {}
+        currency, bond = plan.get("currency", row["currency"]), plan.get("bond", row["bond"])
+        if bond is None:
+            return None
+        decimals, symbol = row["bond_decimals"], row["bond_symbol"]
+        if row["plan"] is not None:
+            decimals, symbol = plan.get("bond_decimals"), plan.get("bond_symbol")
+            if decimals is None or symbol is None:
+                known = self._db.execute(_KNOWN_CURRENCY, (row["network"], currency)).fetchone()
+                decimals = decimals if decimals is not None or known is None else known[0]
+                symbol = symbol if symbol is not None or known is None else known[1]
+        return Stake(
+            assertion_id=row["assertion_id"], network=row["network"], currency=currency, bond=int(bond),
+            decimals=decimals, symbol=symbol, asserted_at=row["asserted_at"], disputed_at=row["disputed_at"],
+            ended_at=row["ended_at"], outcome=row["outcome"], batch_id=row["batch_id"],
+        )  # fmt: skip
 
     # -- transactions: the outbox's log ------------------------------------------------------------------
     def tx_intent(self, subject: int, kind: str) -> TxRow[int]:

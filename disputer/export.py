@@ -7,17 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from attest.config import load_config
-from attest.storage import Postgres
-from disputer.store import DisputerStore
+from disputer.store import DisputerStore, kept_state
 
 
 def judge_data(assertion_ids: Sequence[str], home: Path) -> dict[str, dict[str, Any]]:
     """The decision per assertion id (lowercase), when a disputer kept its state in this ATTEST_HOME, or on the
     configured PostgreSQL server."""
-    url = load_config().storage.url
-    where: Path | Postgres = Postgres(url) if url else home / "disputer.sqlite"
-    if isinstance(where, Path) and not where.exists():
+    where = kept_state(home)
+    if where is None:
         return {}
     found: dict[str, dict[str, Any]] = {}
     with DisputerStore(where) as store:

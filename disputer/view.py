@@ -2,8 +2,8 @@
 in the shapes of attest/ui/disputer_view.py, without state read as none. disputer/dashboard.py adds the Dispute
 action and is the `attest.disputer_view` entry point.
 
-Each call opens the state for its own read: the dashboard serves requests from several threads, and a SQLite
-connection belongs to one.
+The state is where the disputer keeps it: the configured `[storage] url` server, else the home's SQLite file. Each
+call opens it for its own read: the dashboard serves requests from several threads, and a connection belongs to one.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from typing import Any
 
 from attest.storage import parse_time, utc_now
 from attest.ui.disputer_view import CheckResult, DecisionEvent, DisputerVerdict, EvalResult
-from disputer.store import Decision, DisputerStore
+from disputer.store import Decision, DisputerStore, kept_state
 
-STATE = "disputer.sqlite"
 LATEST_EVAL = "disputer-eval.json"  # the latest `disputer eval` run, kept for the dashboard
 
 
@@ -30,19 +29,21 @@ class StoreView:
 
     def verdicts(self, assertion_id: str) -> list[DisputerVerdict]:
         key = assertion_id.lower().removeprefix("0x")
-        if len(key) != 64 or not all(c in "0123456789abcdef" for c in key) or not (self.home / STATE).exists():
+        where = kept_state(self.home)
+        if len(key) != 64 or not all(c in "0123456789abcdef" for c in key) or where is None:
             return []
         aid = bytes.fromhex(key)
-        with DisputerStore(self.home / STATE) as store:
+        with DisputerStore(where) as store:
             current = store.decision(aid)
             previews = store.superseded_decisions(aid)
         found = [] if current is None else [_verdict(current, superseded=False)]
         return found + [_verdict(d, superseded=True) for d in reversed(previews)]
 
     def decisions(self, chain_id: int | None = None) -> list[DecisionEvent]:
-        if not (self.home / STATE).exists():
+        where = kept_state(self.home)
+        if where is None:
             return []
-        with DisputerStore(self.home / STATE) as store:
+        with DisputerStore(where) as store:
             rows = store.decision_times(chain_id)
         return [DecisionEvent(parse_time(at), action, chain, dry) for at, action, chain, dry in rows]
 

@@ -75,3 +75,21 @@ def test_the_view_returns_a_disputer_stores_verdicts(tmp_path: Path) -> None:
     counts = bucket_counts([(e.at, e.action) for e in events], kinds=["none", "dispute", "undecided"]).counts
     assert sum(counts["dispute"]) == 1 and sum(counts["undecided"]) == 1 and sum(counts["none"]) == 0
     assert view.latest_eval() is None  # no `disputer eval` ran in this home
+
+
+def test_the_view_reads_the_configured_postgres_store(postgres_url: str, attest_home: str) -> None:
+    """With `[storage] url` set the disputer keeps its state on the server, and the dashboard reads it there."""
+    Path(attest_home, "config.toml").write_text(f'[storage]\nurl = "{postgres_url}"\n')
+    event = made(9)
+    with DisputerStore() as store:
+        store.upsert_made(CHAIN, event, b"\x01" * 32, True, oov3=OOV3)
+        store.record_decision(event.assertion_id, action="dispute", reason="score below the threshold", score=0.1,
+                              rationale="contradicts the passage", judge="grounding-v1")  # fmt: skip
+    view = disputer_view()
+    assert view is not None
+    (found,) = view.verdicts("0x" + event.assertion_id.hex())
+    assert (found.action, found.score, found.rationale, found.superseded) == (
+        "dispute", 0.1, "contradicts the passage", False,
+    )  # fmt: skip
+    assert [(e.action, e.chain_id) for e in view.decisions(CHAIN)] == [("dispute", CHAIN)]
+    assert not Path(attest_home, "disputer.sqlite").exists()

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from fastapi.testclient import TestClient
 
 from attest.accounts import dev_account
 from attest.chain.artifacts import shipped
@@ -32,6 +33,7 @@ from attest.ipfs.local import LocalStore
 from attest.kb import KnowledgeBase
 from attest.kb.request import IngestRequest, check_request, parse_request, sign_request, typed_data
 from attest.ledger import Ledger
+from attest.ui.app import create_app
 from disputer.cli import cli as disputer_cli
 from tests.conftest import LocalChain
 
@@ -265,6 +267,40 @@ def test_verify_checks_every_cited_document_was_approved_at_the_manifests_block(
     # The export shows what each claim asserted about governance.
     exported = [json.loads(line) for line in ok("export", "--format", "jsonl", "-o", "-").splitlines()]
     assert [row["governance"] for row in exported] == [{**gov.as_dict(), "claimed": True}] * 2
+
+
+def test_the_dashboard_shows_the_governance_and_the_governed_context_check(
+    governed: tuple[LocalChain, str, str],
+) -> None:
+    chain, registry, request = governed
+    ok("kb", "sync", request, "--registry", registry)
+    cid = json.loads(Path(request).read_text())["cid"]
+    out = json.loads(ok("ask", QUESTION, "--json"))
+    aid, record = str(out["assertion_id"]), str(out["record_cid"])
+    with KnowledgeBase() as kb:
+        gov = kb.governance()
+    assert gov is not None
+    app = create_app("local", scan=False)
+    state = app.state.dashboard
+    with state.index() as index:
+        state.scan_once(index)
+    assert state.chain_error is None
+    contributor = dev_account(CONTRIBUTOR).address
+    with TestClient(app, raise_server_exceptions=False) as c:
+        page = c.get("/kb").text
+        assert f'<dt>registry</dt><dd><code class="wrap">{registry}</code></dd>' in page
+        assert "<dt>chain id</dt><dd>31337</dd>" in page and f"read at block</dt><dd>{gov.block}</dd>" in page
+        assert (
+            f'<code class="wrap">{contributor}</code></td><td><span class="status status-pass">PASS</span> approved'
+            in page
+        )
+        governed_check = '<span class="status status-pass">PASS</span></td><td>governed_context</td><td>all 1 cited'
+        for path in (f"/record/{record}", f"/assertion/{aid}"):
+            shown = c.get(path)
+            assert shown.status_code == 200 and governed_check in shown.text, path
+        # Revoked on chain, not synced yet: the page says so from the registry, not from the KB.
+        govern(chain, registry, "revoke", contributor, cid)
+        assert "WARN</span> approved at the KB&#39;s block, revoked since: the next" in c.get("/kb").text
 
 
 def test_the_dao_approves_a_document_a_signed_request_ingests_it_and_an_answer_cites_it(

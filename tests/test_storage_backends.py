@@ -21,6 +21,8 @@ from attest.errors import ConfigError, DisputerStateError, LedgerError, StorageE
 from attest.flow.pairs import add_preference, create_pair, current_preference
 from attest.ledger import Ledger
 from attest.storage import Migration, Postgres, open_database
+from attest.ui.pages import mine_view
+from attest.units import format_units
 from disputer.store import SCHEMA_VERSION, DisputerStore
 from disputer.store.schema import MIGRATIONS
 from tests.support.ports import free_port
@@ -74,6 +76,33 @@ def test_a_batch_takes_each_queued_record_once(store_at: StoreAt) -> None:
             and [m.attestation_id for m in book.members(rest.id)] == [ids[2]]
         )
         assert book.create(network="devnet", chain_id=1, account="dev", asserter=ACCOUNT, plan=plan, limit=2) is None
+
+
+def test_stakes_read_a_batch_plan_on_both(store_at: StoreAt) -> None:
+    """`Ledger.stakes` reads each batch's plan (JSON) on both backends, and a plan without the currency's
+    decimals and symbol takes them from the latest single ask in that currency on that network."""
+    with Ledger(store_at("ledger.sqlite")) as ledger:
+        book = BatchBook(ledger.database)
+        single = begin(ledger)
+        ledger.update(single, "asserted", status="asserted", assertion_id="0x" + "01" * 32)
+        ledger.update(single, "settled", status="settled", outcome="attested")
+        ids = [begin(ledger) for _ in range(2)]
+        for i in ids:
+            ledger.update(i, "pinned", status="pinned", cid=f"bafy{i}")
+            book.queue(i)
+        plan = {"currency": "0xC", "bond": 3 * 10**30, "bond_symbol": "BIG"}  # no decimals: the ledger's ask has
+        batch = book.create(network="devnet", chain_id=1, account="dev", asserter=ACCOUNT, plan=plan, limit=5)
+        assert batch is not None
+        book.update(batch.id, records_status="asserted", assertion_id="0x" + "02" * 32)
+        with ledger.transaction() as db:  # a record of an older release, without the currency's decimals
+            db.execute("UPDATE attestations SET bond_decimals = NULL WHERE id = ?", (ids[1],))
+        stakes = ledger.stakes()
+        assert ledger.stakes(network="elsewhere") == []
+    assert [(s.assertion_id[-2:], s.currency, s.bond, s.decimals, s.symbol, s.batch_id) for s in stakes] == [
+        ("01", "0xC", 2**200, 18, None, None),
+        ("02", "0xC", 3 * 10**30, 18, "BIG", batch.id),  # counted once, by its first record
+    ]  # fmt: skip
+    assert stakes[0].outcome == "attested" and stakes[0].ended_at is not None and stakes[1].ended_at is None
 
 
 def test_a_failed_write_leaves_nothing_on_both(store_at: StoreAt) -> None:
@@ -190,6 +219,15 @@ def test_the_configured_server_is_where_the_stores_open(
     monkeypatch.setenv("PGPASSWORD", os.environ.pop("ATTEST_DB_PASSWORD"))  # libpq's own variable works too
     with Ledger() as ledger:
         assert len(ledger.select()) == 1
+
+
+def test_the_dashboards_mine_page_reads_the_configured_server(postgres_url: str, attest_home: str) -> None:
+    Path(attest_home, "config.toml").write_text(f'[storage]\nurl = "{postgres_url}"\n')
+    with Ledger() as ledger:
+        first = begin(ledger)
+        ledger.update(first, "asserted", status="asserted", assertion_id="0x" + "01" * 32)
+    mine = mine_view("devnet", None, lambda _: None)
+    assert [a.id for a in mine.attestations] == [first] and mine.at_stake == {"0xC": format_units(2**200, 18)}
 
 
 def doctor(*args: str) -> tuple[list[dict[str, str]], str]:

@@ -113,6 +113,13 @@ def test_bad_input_is_a_page_saying_what_is_wrong(client: TestClient, path: str,
     assert "<h1>This cannot be shown</h1>" in response.text
 
 
+def test_the_kb_page_says_a_kb_is_not_governed(client: TestClient) -> None:
+    assert "no knowledge base yet" in client.get("/kb").text
+    ok("kb", "add", str(KB_DOCS))
+    page = client.get("/kb").text
+    assert "Not governed:" in page and '<th scope="col">Approval</th>' not in page and "guide.md" in page
+
+
 def test_a_chain_that_is_down_is_said_on_the_assertion_page(client: TestClient) -> None:
     fill(3)
     page = client.get("/assertion/0x" + (2).to_bytes(32, "big").hex())

@@ -226,7 +226,7 @@ def create_app(
 
     @app.get("/kb", response_class=HTMLResponse)
     def kb(request: Request) -> HTMLResponse:
-        return html(request, "kb.html", kb=pages.kb_view())
+        return html(request, "kb.html", kb=pages.kb_view(lambda: _ctx_or_none(state)))
 
     @app.get("/disputer", response_class=HTMLResponse)
     def disputer(request: Request) -> HTMLResponse:

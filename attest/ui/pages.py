@@ -6,18 +6,21 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from html import escape
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attest.batch.manifest import Manifest, decode_manifest
+from attest.chain.knowledge import KnowledgeRegistry
 from attest.claim import ui_view
+from attest.config import storage_location
 from attest.errors import AttestError, VerifyError
 from attest.flow.token import Token
 from attest.ipfs.cid import CID
 from attest.ipfs.remotes import read_anywhere
-from attest.kb import KnowledgeBase
+from attest.kb import Governance, KnowledgeBase
 from attest.kb.store import DocumentInfo
 from attest.ledger import Attestation, Ledger, Stake
 from attest.oracle import oracle_for
@@ -236,20 +239,74 @@ def eval_charts(run: EvalResult) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
+class GovernedDocument:
+    contributor: str  # whose signed request brought it in ("" when none did)
+    approved_now: bool | None  # the registry's isApproved(contributor, CID) at its latest block; None: not asked
+    approved_then: bool | None  # wasApprovedAt(CID, the block the KB's approved set was read at)
+
+    @property
+    def status(self) -> tuple[str, str]:
+        """(pass | fail | skip, what it means), as the checks are shown."""
+        if self.approved_then is None:
+            return "skip", "not checked"
+        if not self.approved_then:
+            return "fail", "NOT approved at the KB's block: records citing it fail the governed-context check"
+        if not self.approved_now:
+            return "warn", "approved at the KB's block, revoked since: the next `attest kb sync` removes it"
+        return "pass", "approved"
+
+
+@dataclass(frozen=True)
+class KbGovernance:
+    governance: Governance  # the KnowledgeRegistry, its chain and the block of the approved set the KB holds
+    documents: dict[str, GovernedDocument]  # doc_cid -> its contributor and approval
+    asked: str  # whether the registry was asked, or why not
+
+
+@dataclass(frozen=True)
 class KbView:
     documents: list[DocumentInfo]
     manifest_cid: str | None
     chunks: int
+    governed: KbGovernance | None = None  # None: not governed (documents added with `attest kb add`)
 
 
-def kb_view() -> KbView | None:
-    """The knowledge base of this home (documents, CIDs, the manifest CID that names this snapshot), or None."""
+def kb_view(chain: Callable[[], ChainContext | None] = lambda: None) -> KbView | None:
+    """The knowledge base of this home (documents, CIDs, the manifest CID that names this snapshot), or None; for a
+    governed one, its registry and each document's approval, asked of the chain `chain()` gives (None: down)."""
     path = attest_home() / "kb.sqlite3"
     if not path.exists():
         return None
     with KnowledgeBase(path) as kb:
         documents = kb.documents()
-        return KbView(documents, kb.manifest_cid() if documents else None, sum(d.chunks for d in documents))
+        gov, contributors = kb.governance(), kb.contributors()
+        view = KbView(documents, kb.manifest_cid() if documents else None, sum(d.chunks for d in documents))
+    if gov is None:
+        return view
+    by_cid = {d.doc_cid: contributors.get(d.doc_cid, "") for d in documents}
+    return replace(view, governed=kb_governance(gov, by_cid, chain()))
+
+
+def kb_governance(gov: Governance, contributors: dict[str, str], ctx: ChainContext | None) -> KbGovernance:
+    """Each document's approval in the KB's KnowledgeRegistry: in force now, and at the KB's block."""
+    unasked = {cid: GovernedDocument(who, None, None) for cid, who in contributors.items()}
+    if ctx is None:
+        return KbGovernance(gov, unasked, "the chain cannot be reached, so the registry was not asked")
+    if ctx.chain_id != gov.chain_id:
+        return KbGovernance(gov, unasked, f"the registry is on chain {gov.chain_id}, not this network's "
+                            f"{ctx.chain_id}: start the dashboard with that chain's --network to ask it")  # fmt: skip
+    registry = KnowledgeRegistry(ctx.w3, gov.registry)
+    try:
+        documents = {
+            cid: GovernedDocument(
+                who, registry.is_approved(who, cid) if who else None, registry.was_approved_at(cid, gov.block)
+            )
+            for cid, who in contributors.items()
+        }
+        latest = int(ctx.w3.eth.block_number)
+    except Exception as err:  # no registry there, or the node failed mid-way: nothing is concluded
+        return KbGovernance(gov, unasked, f"the registry could not be asked ({type(err).__name__})")
+    return KbGovernance(gov, documents, f"asked the registry at block {latest}")
 
 
 @dataclass(frozen=True)
@@ -265,10 +322,10 @@ def mine_view(network: str, now: int | None, chain: Callable[[str], Row | None])
     """This home's attestations on `network`, newest first, the bonds still at stake and what can be settled.
     `chain(assertion_id)` is the index's row: the chain's word on disputes, which the ledger learns only when
     `attest status` or `settle` reads it."""
-    path = attest_home() / "ledger.sqlite"
-    if not path.exists():
+    where = storage_location("ledger.sqlite")  # the home's file, or the `[storage] url` server
+    if isinstance(where, Path) and not where.exists():
         return MineView([], {}, set())
-    with Ledger(path) as ledger:
+    with Ledger(where) as ledger:
         rows = list(reversed(ledger.select(network=network)))
         stakes = ledger.stakes(network)
     settleable: set[int] = set()

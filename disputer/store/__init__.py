@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from attest.chain.outbox import SIGNABLE, TX_STATES, TxRow, TxState
-from attest.config import storage_location
+from attest.config import load_config, storage_location
 from attest.errors import DisputerStateError
 from attest.storage import Postgres, open_database
 from disputer.store.assertions import (
@@ -50,7 +50,20 @@ __all__ = [
     "TxState",
     "Vote",
     "VoteProgress",
+    "kept_state",
 ]
+
+STATE_FILE = "disputer.sqlite"
+
+
+def kept_state(home: Path) -> Path | Postgres | None:
+    """Where a reader (export, the dashboard) finds the disputer's state: the configured `[storage] url` server,
+    else `home`'s SQLite file when a disputer kept one there (None otherwise: reading creates no file)."""
+    url = load_config().storage.url
+    if url:
+        return Postgres(url)
+    path = home / STATE_FILE
+    return path if path.exists() else None
 
 
 class DisputerStore(AssertionTables, DecisionTables, TxTable, VoteTable):
@@ -62,7 +75,7 @@ class DisputerStore(AssertionTables, DecisionTables, TxTable, VoteTable):
     """
 
     def __init__(self, path: Path | Postgres | None = None) -> None:
-        self.path = path if path is not None else storage_location("disputer.sqlite")
+        self.path = path if path is not None else storage_location(STATE_FILE)
         self._database = open_database(
             self.path, MIGRATIONS, what="disputer state", error=DisputerStateError, schema="disputer"
         )
