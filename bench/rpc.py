@@ -47,6 +47,9 @@ class LatencyProxy:
     calls: Counter[str] = field(default_factory=Counter)
     trace: list[str] | None = None  # every call in order, when a list is given
     refuse_batches: bool = False  # answer a batch with one error, as some providers do
+    # Receipts asked for before the node mined the transaction: waiting, not work; how many depends on the
+    # machine's load (anvil mines an automined transaction just after answering its send).
+    unmined_receipts: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -69,8 +72,25 @@ class LatencyProxy:
     def reset(self) -> tuple[int, Counter[str]]:
         with self._lock:
             seen = (self.trips, self.calls)
-            self.trips, self.calls = 0, Counter()
+            self.trips, self.calls, self.unmined_receipts = 0, Counter(), 0
         return seen
+
+    def record_answer(self, body: bytes, answer: bytes) -> None:
+        if b"eth_getTransactionReceipt" not in body:
+            return
+        try:
+            asked, answered = json.loads(body), json.loads(answer)
+        except ValueError:
+            return
+        pairs = zip(asked, answered, strict=False) if isinstance(asked, list) and isinstance(answered, list) else []
+        if isinstance(asked, dict) and isinstance(answered, dict):
+            pairs = [(asked, answered)]
+        unmined = sum(
+            1 for call, reply in pairs
+            if call.get("method") == "eth_getTransactionReceipt" and "result" in reply and reply["result"] is None
+        )  # fmt: skip
+        with self._lock:
+            self.unmined_receipts += unmined
 
     def record(self, body: bytes) -> None:
         try:
@@ -111,6 +131,7 @@ def _handler(proxy: LatencyProxy) -> type[BaseHTTPRequestHandler]:
                 answer = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"batches are not supported"}}'
             else:
                 answer = proxy.forward(body)
+                proxy.record_answer(body, answer)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(answer)))

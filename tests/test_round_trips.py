@@ -34,13 +34,14 @@ def test_an_ask_makes_about_as_many_round_trips_as_web3_alone(local_chain: Local
         point_devnet_at(chain, proxy)
         out = json.loads(ok("ask", QUESTION, "--json"))
         assert out["assertion_id"]
+        waited = proxy.unmined_receipts  # polls before anvil mined (more on a loaded machine): waiting, not work
         trips, calls = proxy.reset()
     finally:
         proxy.close()
-    assert trips <= GOAL_TRIPS, (trips, calls)
+    assert trips - waited <= GOAL_TRIPS, (trips, waited, calls)
     # What cannot change is read once, and nothing twice that a batch could carry.
     assert calls["eth_chainId"] <= 1 and calls["eth_getCode"] <= 2, calls
-    assert calls["eth_sendRawTransaction"] == 2 and calls["eth_getTransactionReceipt"] == 2, calls
+    assert calls["eth_sendRawTransaction"] == 2 and calls["eth_getTransactionReceipt"] - waited == 2, (waited, calls)
 
 
 def test_a_node_that_takes_no_batches_is_read_one_call_at_a_time(local_chain: LocalChain) -> None:
@@ -72,3 +73,19 @@ def test_what_changes_rarely_is_read_again_after_a_revert(local_chain: LocalChai
     assert reads.get(ReadCache.key("eth_getCode", ["0x" + "22" * 20, "latest"])) is None  # no code yet: not kept
     forget_rare_reads(w3)  # what a static call's revert or a mined revert does
     assert reads.get(ReadCache.key(*minimum)) is None and reads.get(ReadCache.key(*decimals)) == answer
+
+
+def test_the_proxy_tells_waiting_for_a_receipt_from_work() -> None:
+    proxy = LatencyProxy("http://127.0.0.1:9", latency_s=0.0)
+    try:
+        receipt = {"jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionReceipt", "params": ["0x" + "ab" * 32]}
+        block = {"jsonrpc": "2.0", "id": 2, "method": "eth_blockNumber", "params": []}
+        proxy.record_answer(json.dumps(receipt).encode(), b'{"jsonrpc":"2.0","id":1,"result":null}')
+        proxy.record_answer(json.dumps([receipt, block]).encode(), b'[{"id":1,"result":null},{"id":2,"result":"0x1"}]')
+        proxy.record_answer(json.dumps(receipt).encode(), b'{"jsonrpc":"2.0","id":1,"result":{"status":"0x1"}}')
+        proxy.record_answer(json.dumps(block).encode(), b'{"jsonrpc":"2.0","id":2,"result":null}')
+        assert proxy.unmined_receipts == 2
+        proxy.reset()
+        assert proxy.unmined_receipts == 0
+    finally:
+        proxy.close()
