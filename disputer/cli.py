@@ -188,7 +188,8 @@ def run(
 
     The first signal lets the step in progress finish (its decisions recorded, its transactions mined or left in
     the outbox), then exits 0; a second signal exits at once (128 + signal number), as does one during shutdown.
-    A signal during start-up exits 0 before anything is sent.
+    A signal during start-up exits 0 before anything is sent; one that comes while Python is still loading the
+    command ends the process as the signal's own exit status (nothing was opened yet).
     """
     from attest.paths import writable_home
     from disputer.telemetry import TelemetryServer, json_logging

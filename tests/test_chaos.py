@@ -313,6 +313,9 @@ def run_chaos(chain: LocalChain, plan: Chaos, logs: Path) -> tuple[Asserter, Out
     daemon = Daemon(chain.home, final.log, None)
     deadline = time.monotonic() + 60
     try:
+        # When the killed lives already decided everything, the wait below ends at once; a SIGTERM sent before
+        # the daemon has installed its handlers would then end it as the signal's own exit (-15), not with 0.
+        assert daemon.wait_started(), final.log.read_text()[-3000:]
         with DisputerStore(chain.home / "disputer.sqlite") as store:
             while (waiting := _waiting_for(store, asserter, ctx)) is not None:
                 assert daemon.proc.poll() is None, final.log.read_text()[-3000:]
