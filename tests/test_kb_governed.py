@@ -327,6 +327,10 @@ def test_the_dao_approves_a_document_a_signed_request_ingests_it_and_an_answer_c
     code, checks = verify_checks(str(out["assertion_id"]))
     assert code == 0 and checks["governed_context"]["status"] == "pass", checks
     assert checks["governed_context"]["detail"].startswith("all 1 cited document(s) were approved")
+    # A governed document has no path: the sources list names it by its CID, once.
+    shown = ok("ask", QUESTION, "--no-assert").splitlines()
+    (source,) = [line for line in shown if line.startswith("  [1] ")]
+    assert source.startswith(f"  [1] ipfs://{cid}") and source.count(cid) == 1, source
 
 
 def test_the_governed_claim_adds_statement_five_and_keeps_v1_claims_as_they_were() -> None:

@@ -185,7 +185,11 @@ def _show_ask(result: AskResult, as_json: bool) -> None:
         click.echo(click.style("Sources", bold=True))
         for n, chunk in enumerate(result.chunks, 1):
             heading = f" § {short(' / '.join(chunk.heading_path), 50)}" if chunk.heading_path else ""
-            click.echo(f"  [{n}] {chunk.source}{heading}  ipfs://{chunk.doc_cid}")
+            where = f"ipfs://{chunk.doc_cid}"
+            if chunk.source in (chunk.doc_cid, where):  # a governed KB's document has no path: its CID, said once
+                click.echo(f"  [{n}] {where}{heading}")
+            else:
+                click.echo(f"  [{n}] {chunk.source}{heading}  {where}")
     click.echo("")
     click.echo(click.style(f"Attestation #{a.id}", bold=True))
     rows: list[tuple[str, str]] = [("record", f"ipfs://{a.cid}"), ("digest", a.digest), ("network", a.network)]
