@@ -26,9 +26,9 @@ from functools import cached_property
 
 from attest.chain.oov3 import AssertionMade
 from attest.connect import ChainContext
-from attest.errors import AttestError, RpcUnavailable, StateUnwritable
+from attest.errors import AttestError, RpcUnavailable, StateUnwritable, StorageError
 from attest.oracle import Oracle, oracle_for
-from attest.storage import DATABASE_ERRORS
+from attest.storage import DATABASE_ERRORS, DatabaseFailure
 from disputer.actions import Actor, SendResult
 from disputer.config import DisputerConfig
 from disputer.evaluate import Evaluation, Evaluator
@@ -144,16 +144,26 @@ class Daemon:
             log.info("disputer stopped")
 
     async def step(self) -> StepReport:
-        """One pass. Chain, RPC and model errors are reported and the next pass tries again; a state that cannot
-        be written raises `StateUnwritable`, which ends `run()`: no later pass could record what it does."""
+        """One pass. Chain, RPC and model errors are reported and the next pass tries again, and so is a state
+        server that went away mid-pass; a state that cannot be written raises `StateUnwritable`, which ends
+        `run()`: no later pass could record what it does."""
         try:
             return await self._step()
         except _STEP_ERRORS as err:
             stop = self._unwritable(err)
-            if stop is None:
+            if stop is not None:
+                alert(log, self.metrics, "state_unwritable", str(stop))
+                raise stop from err
+            if not isinstance(err, DatabaseFailure | StorageError):
                 raise
-            alert(log, self.metrics, "state_unwritable", str(stop))
-            raise stop from err
+            # A PostgreSQL restart, fail-over or outage (a statement failed, or reconnecting did): the statement
+            # that met it failed with its transaction whole, so nothing of this pass was half-recorded; the next
+            # pass reconnects and takes up the rest.
+            report = StepReport()
+            report.errors.append(f"the disputer's state at {self.store.path} is unreachable: {err}")
+            self.metrics.last_error = report.errors[0]
+            log.warning("pass failed: %s; the next pass tries again", report.errors[0])
+            return report
 
     async def _step(self) -> StepReport:
         report = StepReport()

@@ -22,7 +22,7 @@ from attest.storage import Postgres
 from attest.ui.disputer_view import DISPUTER_VIEW_GROUP
 from tests.support.jsipfs import JsIpfsDaemon
 from tests.support.ports import free_port
-from tests.support.postgres import INSTALL_HINT, PostgresServer, find_bindir
+from tests.support.postgres import PostgresServer, running_server
 
 PASSWORD_ENV = "ATTEST_DB_PASSWORD"
 
@@ -59,19 +59,9 @@ def attest_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the session. Absent, CI fails (both backends must be tested there); a
-    developer's machine skips with the fix."""
-    bindir = find_bindir()
-    if bindir is None:
-        if os.environ.get("CI"):
-            pytest.fail(INSTALL_HINT)
-        pytest.skip(INSTALL_HINT)
-    server = PostgresServer(bindir)
-    try:
-        server.start()
+    """One PostgreSQL server for the session."""
+    with running_server() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -317,7 +317,7 @@ def run_chaos(chain: LocalChain, plan: Chaos, logs: Path) -> tuple[Asserter, Out
         # the daemon has installed its handlers would then end it as the signal's own exit (-15), not with 0.
         assert daemon.wait_started(), final.log.read_text()[-3000:]
         with DisputerStore(chain.home / "disputer.sqlite") as store:
-            while (waiting := _waiting_for(store, asserter, ctx)) is not None:
+            while (waiting := waiting_for(store, asserter, ctx)) is not None:
                 assert daemon.proc.poll() is None, final.log.read_text()[-3000:]
                 assert time.monotonic() < deadline, f"the disputer did not catch up within 60 s: {waiting}"
                 time.sleep(0.2)
@@ -330,7 +330,7 @@ def run_chaos(chain: LocalChain, plan: Chaos, logs: Path) -> tuple[Asserter, Out
     return asserter, outcome
 
 
-def _waiting_for(store: DisputerStore, asserter: Asserter, ctx: ChainContext) -> str | None:
+def waiting_for(store: DisputerStore, asserter: Asserter, ctx: ChainContext) -> str | None:
     """What the disputer has still to do, or None when it is done."""
     if rows := store.open_txs():
         return f"open outbox rows: {[(r.kind, r.status, '0x' + r.subject.hex()) for r in rows[:5]]}"

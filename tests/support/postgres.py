@@ -12,11 +12,13 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from itertools import count
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from attest.storage import Postgres
 from tests.support.ports import free_port
@@ -59,6 +61,12 @@ class PostgresServer:
             str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
             "--auth-host=scram-sha-256", "--no-locale", "-E", "UTF8", "--no-sync",
         )  # fmt: skip
+        self.resume()
+        with self.admin() as conn:
+            conn.execute(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{self.password}'")
+
+    def resume(self) -> None:
+        """Start the server on its data directory (after `start` made it, or after `pause`)."""
         # No fsync: a test server's data need not survive a power cut, and the disk is shared.
         options = (
             f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
@@ -68,8 +76,10 @@ class PostgresServer:
             str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options,
             "-w", "-t", "60", "start",
         )  # fmt: skip
-        with self.admin() as conn:
-            conn.execute(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{self.password}'")
+
+    def pause(self) -> None:
+        """Stop the server as an outage would (every session cut), keeping its data for `resume`."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def admin(self, database: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
         """The server's superuser, over its socket."""
@@ -96,3 +106,20 @@ class PostgresServer:
 
 # The `store_at` fixture (tests/conftest.py): a file name → where that store lives on the backend under test.
 StoreAt = Callable[[str], Path | Postgres]
+
+
+@contextmanager
+def running_server() -> Iterator[PostgresServer]:
+    """A started server of its own, stopped and deleted afterwards. Absent PostgreSQL, CI fails (both backends
+    must be tested there) and a developer's machine skips with the fix."""
+    bindir = find_bindir()
+    if bindir is None:
+        if os.environ.get("CI"):
+            pytest.fail(INSTALL_HINT)
+        pytest.skip(INSTALL_HINT)
+    server = PostgresServer(bindir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
