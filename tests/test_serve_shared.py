@@ -9,14 +9,17 @@ import asyncio
 import re
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 import requests
 
+from attest.batch.store import BatchBook
 from attest.config import load_config
+from attest.ledger import Ledger
 from attest.storage import Postgres
 from tests.conftest import LocalChain
 from tests.support.serve import serving
-from tests.support.serve_load import drive, landed, wait_until_landed
+from tests.support.serve_load import Load, Server, drive, landed, statuses, wait_until_landed
 from tests.test_ask import KB_DOCS, QUESTION, ok, oov3
 
 LEADER_GAUGE = re.compile(r'^attest_batch_leader\{account="0x[0-9a-fA-F]{40}",chain_id="\d+"\} ([01])\.0$', re.M)
@@ -83,3 +86,52 @@ def test_one_of_two_servers_leads_and_the_other_takes_over_when_it_stops(
     events = oov3(local_chain).events_between(local_chain.deployment.block_number, local_chain.w3.eth.block_number)
     count = landed(home, answered, events, server)
     assert (count.in_one_asserted_batch, count.lost, count.asserted_twice, count.batches) == (12, 0, 0, 3), count
+
+
+KILL_AFTER = 100  # answers
+
+
+def test_kill_9_of_the_leader_of_three_servers_under_load_loses_no_answered_record_and_asserts_none_twice(
+    local_chain: LocalChain, postgres_url: str, tmp_path: Path
+) -> None:
+    """Three `attest serve` processes on one PostgreSQL ledger, 48 clients spread over them; the batch leader is
+    killed with SIGKILL mid-load and another server takes its batches over (the two left flush the tail)."""
+    ok("kb", "add", str(KB_DOCS))
+    home, server = local_chain.home, Postgres(postgres_url)
+    # A batch per 50 queued, or once the oldest waited 2 s: the tail after the load is asserted without a restart.
+    (home / "config.toml").write_text(_config(postgres_url, max_records=50, max_age_s=2))
+    servers = [Server(home, tmp_path / f"serve{i}.log") for i in range(3)]
+    try:
+        for s in servers:
+            s.start()
+        urls = [s.url for s in servers]
+        leader = the_leader(urls)
+
+        made_by_the_killed: list[int] = []
+
+        def kill_midway(load: Load) -> None:
+            if len(load.answered) == KILL_AFTER:
+                servers[leader].kill()
+                with Ledger(server) as ledger:  # up to now only the leader made batches
+                    made_by_the_killed.append(len(BatchBook(ledger.database).select()))
+
+        load = asyncio.run(drive(urls, clients=48, requests=300, question=QUESTION, model="extractive",
+                                 on_answer=kill_midway))  # fmt: skip
+        killed = servers[leader].proc
+        assert killed is not None and killed.returncode == -9
+        assert len(load.answered) >= KILL_AFTER and load.errors  # killed mid-load: its requests in flight failed
+        survivors = [u for i, u in enumerate(urls) if i != leader]
+        the_leader(survivors)  # one of the two took the batches over
+        wait_until_landed(home, load.answered, timeout_s=180, server=server)
+    finally:
+        for s in servers:
+            s.stop()
+    events = oov3(local_chain).events_between(local_chain.deployment.block_number, local_chain.w3.eth.block_number)
+    count = landed(home, load.answered, events, server)
+    print(f"{len(load.answered)} answered, {len(load.errors)} failed at the kill; {count}; {statuses(home, server)}")
+    n = len(load.answered)
+    assert (count.in_ledger, count.pinned, count.in_one_asserted_batch) == (n, n, n), count
+    assert (count.lost, count.asserted_twice) == (0, 0), count
+    # Records committed whose response the kill cut off are asserted too: nothing is left queued or half-made.
+    assert set(statuses(home, server)) == {"asserted"}, statuses(home, server)
+    assert count.batches > made_by_the_killed[0]  # the new leader batched and asserted the rest
