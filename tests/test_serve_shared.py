@@ -98,22 +98,25 @@ def test_kill_9_of_the_leader_of_three_servers_under_load_loses_no_answered_reco
     killed with SIGKILL mid-load and another server takes its batches over (the two left flush the tail)."""
     ok("kb", "add", str(KB_DOCS))
     home, server = local_chain.home, Postgres(postgres_url)
-    # A batch per 50 queued, or once the oldest waited 2 s: the tail after the load is asserted without a restart.
-    (home / "config.toml").write_text(_config(postgres_url, max_records=50, max_age_s=2))
+    # A batch per 20 queued, or once the oldest waited 2 s: the tail after the load is asserted without a restart.
+    (home / "config.toml").write_text(_config(postgres_url, max_records=20, max_age_s=2))
     servers = [Server(home, tmp_path / f"serve{i}.log") for i in range(3)]
+    ledger = Ledger(server)
     try:
         for s in servers:
             s.start()
         urls = [s.url for s in servers]
         leader = the_leader(urls)
-
-        made_by_the_killed: list[int] = []
+        at_the_kill: list[tuple[int, int]] = []  # (answered, batches made)
 
         def kill_midway(load: Load) -> None:
-            if len(load.answered) == KILL_AFTER:
+            # Once the leader has made batches (only it makes any), so that another finishes what it left.
+            if at_the_kill or len(load.answered) < KILL_AFTER:
+                return
+            made = len(BatchBook(ledger.database).select())
+            if made:
                 servers[leader].kill()
-                with Ledger(server) as ledger:  # up to now only the leader made batches
-                    made_by_the_killed.append(len(BatchBook(ledger.database).select()))
+                at_the_kill.append((len(load.answered), made))
 
         load = asyncio.run(drive(urls, clients=48, requests=300, question=QUESTION, model="extractive",
                                  on_answer=kill_midway))  # fmt: skip
@@ -124,14 +127,18 @@ def test_kill_9_of_the_leader_of_three_servers_under_load_loses_no_answered_reco
         the_leader(survivors)  # one of the two took the batches over
         wait_until_landed(home, load.answered, timeout_s=180, server=server)
     finally:
+        ledger.close()
         for s in servers:
             s.stop()
     events = oov3(local_chain).events_between(local_chain.deployment.block_number, local_chain.w3.eth.block_number)
     count = landed(home, load.answered, events, server)
-    print(f"{len(load.answered)} answered, {len(load.errors)} failed at the kill; {count}; {statuses(home, server)}")
+    print(
+        f"{len(load.answered)} answered, {len(load.errors)} failed at the kill; killed at answer {at_the_kill[0][0]}, "
+        f"{at_the_kill[0][1]} batches begun by the killed leader; {count}; {statuses(home, server)}"
+    )
     n = len(load.answered)
     assert (count.in_ledger, count.pinned, count.in_one_asserted_batch) == (n, n, n), count
     assert (count.lost, count.asserted_twice) == (0, 0), count
     # Records committed whose response the kill cut off are asserted too: nothing is left queued or half-made.
     assert set(statuses(home, server)) == {"asserted"}, statuses(home, server)
-    assert count.batches > made_by_the_killed[0]  # the new leader batched and asserted the rest
+    assert count.batches > at_the_kill[0][1]  # the new leader batched and asserted the rest
