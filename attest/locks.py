@@ -147,12 +147,15 @@ class SigningLock:
             held.session = _session(self.server, "signing lock's database")
         try:
             held.session.execute("SELECT pg_advisory_lock(%s)", (self.key,))  # waits for the holder, anywhere
-        except psycopg.Error as err:
+        except BaseException as err:
+            # Interrupted, the lock may have been granted all the same: ending the session gives it back.
             held.session.close()
-            raise StorageError(
-                f"cannot take the signing lock of {self.address} on {self.server}: {one_line(err)}; check that the "
-                "server is up, then try again"
-            ) from None
+            if isinstance(err, psycopg.Error):
+                raise StorageError(
+                    f"cannot take the signing lock of {self.address} on {self.server}: {one_line(err)}; check that "
+                    "the server is up, then try again"
+                ) from None
+            raise
 
     def _give_back(self, held: _Held) -> None:
         if held.handle is not None:

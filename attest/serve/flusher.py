@@ -6,6 +6,10 @@ on its network (attest.locks.BatchLeadership), and only the leader flushes and a
 and queue. A server that starts, or takes over from a leader that died, first finishes the batches left between
 building and asserted and asserts what is queued, at once rather than when it would have come due. On SQLite
 every server leads, as before.
+
+The limit: a leader learns that its lock's session ended only at its next poll, so one whose session the database
+ends while the process lives on (a network partition, a database restart) finishes the flush it is in while
+another may already lead. A leader that dies, the case the lock is for, leaves no such overlap.
 """
 
 from __future__ import annotations
@@ -55,6 +59,10 @@ async def run_flusher(config: Config, poll_s: float, metrics: Metrics) -> None:
                         log.info("batch #%d: %d records, assertion %s", o.batch.id, o.batch.count, o.batch.assertion_id)
             except AttestError as err:  # the chain, IPFS or the database down: the queue waits, the next round tries
                 log.warning("batch flush failed, will retry: %s", err)
+            except Exception:
+                # A bug: its traceback goes to the log, and the loop goes on, since a leader whose loop died would
+                # keep the lead (its session lives on) and no server would assert the account's batches.
+                log.exception("batch flush failed unexpectedly, will retry")
             await asyncio.sleep(poll_s)
     finally:
         leadership.close()
