@@ -118,8 +118,11 @@ def test_kill_9_of_the_leader_of_three_servers_under_load_loses_no_answered_reco
                 servers[leader].kill()
                 at_the_kill.append((len(load.answered), made))
 
+        # Numbered questions: two servers answering the same question in the same microsecond make one record
+        # twice (the same bytes, digest and CID), which a batch refuses as a repeated leaf; that open defect of
+        # the record format (bench/serve_shared.py runs into it) is not what this test is about.
         load = asyncio.run(drive(urls, clients=48, requests=300, question=QUESTION, model="extractive",
-                                 on_answer=kill_midway))  # fmt: skip
+                                 on_answer=kill_midway, numbered=True))  # fmt: skip
         killed = servers[leader].proc
         assert killed is not None and killed.returncode == -9
         assert len(load.answered) >= KILL_AFTER and load.errors  # killed mid-load: its requests in flight failed

@@ -94,19 +94,22 @@ async def drive(
     question: str,
     model: str,
     on_answer: Callable[[Load], None] | None = None,
+    numbered: bool = False,
 ) -> Load:
     """`requests` chat completions from `clients` concurrent clients (one connection each); a failed request is
     an error, not retried. Given several servers' URLs, the clients are spread over them, and a client whose
-    server fails to answer goes on with the next one, as behind a load balancer."""
+    server fails to answer goes on with the next one, as behind a load balancer. `numbered`: each request's
+    question ends in its number, so no two records are alike."""
     urls = [url] if isinstance(url, str) else list(url)
     load = Load()
-    body = {"model": model, "messages": [{"role": "user", "content": question}]}
     left = [requests]
 
     async def client(http: aiohttp.ClientSession, first: int) -> None:
         server = first
         while left[0] > 0:
             left[0] -= 1
+            content = f"{question} #{left[0]}" if numbered else question
+            body = {"model": model, "messages": [{"role": "user", "content": content}]}
             started = time.perf_counter()
             try:
                 async with http.post(urls[server % len(urls)] + "/v1/chat/completions", json=body) as reply:
