@@ -65,9 +65,9 @@ class ChainContext:
 
     def sender(self, account: LocalAccount) -> Sender:
         """A sender for this network: its gas margin, fee cap and replacement time apply to every transaction, and
-        it signs under the account's signing lock in ATTEST_HOME (other processes of this home may sign for the
-        same account)."""
-        lock = SigningLock(self.chain_id, account.address)
+        it signs under the account's signing lock where the ledger is (other processes sharing it may sign for
+        the same account)."""
+        lock = SigningLock.configured(self.chain_id, account.address)
         fees = FeePolicy.of(self.network.name, self.settings.max_fee_gwei, self.settings.replace_after_s)
         return Sender(self.w3, account, gas_margin_pct=self.settings.gas_margin_pct, lock=lock, fees=fees)
 

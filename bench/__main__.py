@@ -1,7 +1,7 @@
 """Run the benchmarks: `python -m bench [NAME ...] [--quick] [--write]`.
 
 NAME picks benches (gas, batch_gas, anchor_gas, batch_build, batch_judge, cid, kb, kb_gas, answers, judge, ask,
-rpc, disputer, ui_list, serve_load; all when none is named).
+rpc, disputer, ui_list, serve_load, serve_shared; all when none is named).
 `--write` updates docs/benchmarks.md, full runs of every bench only.
 """
 
@@ -25,6 +25,7 @@ from bench import (
     kb_gas,
     rpc,
     serve_load,
+    serve_shared,
     ui_list,
 )
 from bench.common import Table, write_report
@@ -45,6 +46,7 @@ BENCHES: dict[str, Callable[..., list[Table]]] = {
     "disputer": disputer.run,
     "ui_list": ui_list.run,
     "serve_load": serve_load.run,
+    "serve_shared": serve_shared.run,
 }
 
 

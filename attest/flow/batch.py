@@ -26,6 +26,9 @@ from attest.ledger import Ledger
 from attest.storage import parse_time
 
 Prompt = Callable[[str], str]
+# Whether this process is the one to assert the batches of (chain id, account address); see
+# attest.locks.BatchLeadership. Without one, a process asserts every batch it is asked to.
+Lead = Callable[[int, str], bool]
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,10 @@ def flush(
     progress: Progress = quiet,
     prompt: Prompt | None = None,
     limit: int = MAX_RECORDS,
+    lead: Lead | None = None,
 ) -> list[BatchOutcome]:
-    """Batch every queued record (of `network`, or all) and assert each batch now."""
+    """Batch every queued record (of `network`, or all) and assert each batch now; with `lead`, only the records
+    of the accounts this process leads."""
     config = config or load_config()
     outcomes: list[BatchOutcome] = []
     with Ledger() as ledger:
@@ -52,6 +57,8 @@ def flush(
         for net, account in groups:
             ctx = connect(net, config=config)
             sender = _sender(ctx, account, config, prompt)
+            if lead is not None and not lead(ctx.chain_id, sender.address):
+                continue
             plan = _plan(ctx, sender.address)
             while (
                 batch := book.create(
@@ -70,15 +77,22 @@ def flush(
 
 
 def resume_batches(
-    *, config: Config | None = None, progress: Progress = quiet, prompt: Prompt | None = None
+    *,
+    config: Config | None = None,
+    progress: Progress = quiet,
+    prompt: Prompt | None = None,
+    lead: Lead | None = None,
 ) -> list[BatchOutcome]:
-    """Finish every batch a crash left between building and asserted."""
+    """Finish every batch a crash left between building and asserted (with `lead`: of the accounts this process
+    leads)."""
     config = config or load_config()
     outcomes: list[BatchOutcome] = []
     with Ledger() as ledger:
         book = BatchBook(ledger.database)
         for batch in book.select(("building", "pinned", "asserting")):
             ctx = connect(batch.network, config=config)
+            if lead is not None and not lead(ctx.chain_id, batch.asserter):
+                continue
             sender = _sender(ctx, batch.account, config, prompt)
             outcomes.append(BatchOutcome(drive(book, batch, ctx, sender, config, progress), "asserted"))
     return outcomes

@@ -82,15 +82,15 @@ def resume(
 
 def discard(ref: str, *, config: Config | None = None) -> Attestation:
     """Cancel an attestation none of whose transactions was signed: `resume` leaves it alone from then on.
-    Refused once one was (it may be out). Decided under the account's signing lock, which an ask or resume of
-    this home holds whenever it signs for it, so none of them signs for it after this returns."""
+    Refused once one was (it may be out). Decided under the account's signing lock, which an ask or resume on
+    this ledger holds whenever it signs for it, so none of them signs for it after this returns."""
     from attest.locks import SigningLock
 
     with Ledger() as ledger:
         a = ledger.find(ref)
         if a.status == "cancelled":
             return a
-        with SigningLock(a.chain_id, a.asserter).held():
+        with SigningLock.configured(a.chain_id, a.asserter).held():
             if not ledger.cancel(a.id, "discarded (`attest discard`)", unsent=False):
                 a = ledger.get(a.id)
                 if a.finished:

@@ -39,7 +39,7 @@ def create_app(config: Config | None = None, *, require_keys: bool = False, flus
         if service.settings.assert_mode == "batch":
             from attest.serve.flusher import run_flusher
 
-            flusher = asyncio.create_task(run_flusher(service.config, flush_poll_s))
+            flusher = asyncio.create_task(run_flusher(service.config, flush_poll_s, service.metrics))
         try:
             yield
         finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class Metrics:
@@ -19,6 +19,10 @@ class Metrics:
             "attest_serve_records", "Records signed, pinned and in the ledger", ["mode"], registry=self.registry
         )
         self.errors = Counter("attest_serve_errors", "Error responses by code", ["code"], registry=self.registry)
+        self.batch_leader = Gauge(
+            "attest_batch_leader", "1 while this server asserts the account's batches on the chain, 0 while another "
+            "server sharing the ledger does", ["chain_id", "account"], registry=self.registry,
+        )  # fmt: skip
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

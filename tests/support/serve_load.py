@@ -25,6 +25,7 @@ from attest.ipfs.cid import CID
 from attest.ipfs.local import LocalStore
 from attest.ledger import Ledger
 from attest.localnet import HOST
+from attest.storage import Postgres
 from tests.support.ports import free_port
 
 
@@ -86,29 +87,36 @@ class Load:
 
 
 async def drive(
-    url: str,
+    url: str | Sequence[str],
     *,
     clients: int,
     requests: int,
     question: str,
     model: str,
     on_answer: Callable[[Load], None] | None = None,
+    numbered: bool = False,
 ) -> Load:
     """`requests` chat completions from `clients` concurrent clients (one connection each); a failed request is
-    an error, not retried."""
+    an error, not retried. Given several servers' URLs, the clients are spread over them, and a client whose
+    server fails to answer goes on with the next one, as behind a load balancer. `numbered`: each request's
+    question ends in its number, so no two records are alike."""
+    urls = [url] if isinstance(url, str) else list(url)
     load = Load()
-    body = {"model": model, "messages": [{"role": "user", "content": question}]}
     left = [requests]
 
-    async def client(http: aiohttp.ClientSession) -> None:
+    async def client(http: aiohttp.ClientSession, first: int) -> None:
+        server = first
         while left[0] > 0:
             left[0] -= 1
+            content = f"{question} #{left[0]}" if numbered else question
+            body = {"model": model, "messages": [{"role": "user", "content": content}]}
             started = time.perf_counter()
             try:
-                async with http.post(url + "/v1/chat/completions", json=body) as reply:
+                async with http.post(urls[server % len(urls)] + "/v1/chat/completions", json=body) as reply:
                     status, text = reply.status, await reply.text()
             except (aiohttp.ClientError, TimeoutError) as err:
                 load.errors.append(f"{type(err).__name__}: {err}")
+                server += 1
                 continue
             if status != 200:
                 load.errors.append(f"{status}: {text[:200]}")
@@ -121,7 +129,7 @@ async def drive(
     connector = aiohttp.TCPConnector(limit=clients)
     started = time.perf_counter()
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as http:
-        await asyncio.gather(*(client(http) for _ in range(clients)))
+        await asyncio.gather(*(client(http, i) for i in range(clients)))
     load.seconds = time.perf_counter() - started
     return load
 
@@ -137,11 +145,18 @@ class Landed:
     batches: int
 
 
-def landed(home: Path, answered: list[dict[str, object]], events: Sequence[object]) -> Landed:
-    """Where every answered record is now: the ledger in `home`, its block store, and `events` (OOv3's logs)."""
+def _ledger_of(home: Path, server: Postgres | None) -> Ledger:
+    return Ledger(server or home / "ledger.sqlite")
+
+
+def landed(
+    home: Path, answered: list[dict[str, object]], events: Sequence[object], server: Postgres | None = None
+) -> Landed:
+    """Where every answered record is now: the ledger (in `home`, or on `server`), the block store of `home`, and
+    `events` (OOv3's logs)."""
     ids = {int(str(a["id"])) for a in answered}
     store = LocalStore(home / "ipfs")
-    with Ledger(home / "ledger.sqlite") as ledger:
+    with _ledger_of(home, server) as ledger:
         book = BatchBook(ledger.database)
         batches = {b.id: b for b in book.select()}
         rows = {}
@@ -167,21 +182,23 @@ def landed(home: Path, answered: list[dict[str, object]], events: Sequence[objec
     return Landed(len(ids), len(rows), pinned, len(good), len(ids) - len(good), twice, len(batches))
 
 
-def wait_until_landed(home: Path, answered: list[dict[str, object]], timeout_s: float) -> None:
+def wait_until_landed(
+    home: Path, answered: list[dict[str, object]], timeout_s: float, server: Postgres | None = None
+) -> None:
     """Until every answered record is in an asserted batch and none is left queued (the restarted server's
-    flusher), or the timeout."""
+    flusher, or the servers that go on), or the timeout."""
     ids = [int(str(a["id"])) for a in answered]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with Ledger(home / "ledger.sqlite") as ledger:
+        with _ledger_of(home, server) as ledger:
             if all(ledger.get(i).status == "asserted" for i in ids) and not BatchBook(ledger.database).queued():
                 return
         time.sleep(0.5)
 
 
-def statuses(home: Path) -> dict[str, int]:
+def statuses(home: Path, server: Postgres | None = None) -> dict[str, int]:
     """How many records of the ledger are in each status: answered at the client or not (a kill cuts responses
     already committed)."""
-    with Ledger(home / "ledger.sqlite") as ledger:
+    with _ledger_of(home, server) as ledger:
         rows = ledger.database.conn.execute("SELECT status, count(*) FROM attestations GROUP BY status")
         return {str(status): int(n) for status, n in rows}
