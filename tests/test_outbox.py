@@ -151,3 +151,27 @@ def test_a_lost_mined_transaction_is_rebroadcast_or_signed_again(log: tuple[TxLo
     anew = send(outbox, subject)
     assert anew.mined and anew.row.tx_hash != first.row.tx_hash and len(sender.signed) == 2
     assert reopened == ["a reorg removed it from the chain"]
+
+
+def test_an_intent_another_process_signed_while_we_waited_for_the_lock_is_not_signed_again(
+    log: tuple[TxLog[Any], Any],
+) -> None:
+    """Both read the intent unsigned; the rival takes the signing lock first and sends. Under the lock the row is
+    read again, so the second settles the rival's transaction instead of signing another (a second assertion)."""
+    book, subject = log
+    sender = ScriptedSender()
+    rival = Outbox(book, sender, resign_lost=False)
+    waited: list[bool] = []
+
+    class RivalFirst(ScriptedSender):
+        def signing(self) -> AbstractContextManager[object]:
+            if not waited:
+                waited.append(True)
+                send(rival, subject)  # the other process, holding the lock before us
+            return nullcontext()
+
+    ours = RivalFirst(landed=sender.landed, signed=sender.signed)
+    ours.nonce = 100
+    result = send(Outbox(book, ours, resign_lost=False), subject)
+    assert waited and result.mined and len(sender.signed) == 1
+    assert result.row.nonce == sender.signed[0].nonce == 0  # the rival's transaction, settled

@@ -78,6 +78,32 @@ def test_a_batch_takes_each_queued_record_once(store_at: StoreAt) -> None:
         assert book.create(network="devnet", chain_id=1, account="dev", asserter=ACCOUNT, plan=plan, limit=2) is None
 
 
+def test_the_same_record_twice_is_one_leaf_and_both_rows_follow_it(store_at: StoreAt) -> None:
+    """Two servers answering one question in the same microsecond sign the same bytes: one claim, one leaf."""
+    with Ledger(store_at("ledger.sqlite")) as ledger:
+        book = BatchBook(ledger.database)
+        ids = [begin(ledger) for _ in range(4)]
+        for i, cid in zip(ids, ("bafysame", "bafyother", "bafysame", "bafysame"), strict=True):
+            ledger.update(i, "pinned", status="pinned", cid=cid)
+        for i in ids[:3]:
+            book.queue(i)
+        plan = {"bond": 2**200}
+        batch = book.create(network="devnet", chain_id=1, account="dev", asserter=ACCOUNT, plan=plan, limit=10)
+        assert batch is not None and batch.count == 2
+        assert [(m.attestation_id, m.cid) for m in book.members(batch.id)] == [
+            (ids[0], "bafysame"),
+            (ids[1], "bafyother"),
+        ]
+        # The same record queued after its leaf was batched joins that batch; no new batch is made for it.
+        book.queue(ids[3])
+        assert book.create(network="devnet", chain_id=1, account="dev", asserter=ACCOUNT, plan=plan, limit=10) is None
+        rows = {a.id: a for a in ledger.select()}
+        assert all(rows[i].batch_id == batch.id for i in ids)
+        assert [rows[i].leaf_index for i in ids] == [0, 1, None, None]
+        book.update(batch.id, records_status="asserted", assertion_id="0x" + "ab" * 32)
+        assert {a.status for a in ledger.select()} == {"asserted"}
+
+
 def test_stakes_read_a_batch_plan_on_both(store_at: StoreAt) -> None:
     """`Ledger.stakes` reads each batch's plan (JSON) on both backends, and a plan without the currency's
     decimals and symbol takes them from the latest single ask in that currency on that network."""

@@ -28,7 +28,7 @@ from attest.ledger import Ledger
 from attest.locks import SigningLock
 from disputer.store import DisputerStore
 from tests.conftest import LocalChain
-from tests.test_chaos import Asserter, Daemon, _waiting_for, log_lines
+from tests.test_chaos import Asserter, Daemon, log_lines, waiting_for
 
 KB_DOCS = Path(__file__).parent / "fixtures" / "kb" / "good"
 ASKS = 5
@@ -99,7 +99,7 @@ def test_a_second_daemon_on_one_home_is_refused_and_each_wrong_answer_disputed_o
         asserter.assert_batch(planned)
         deadline = time.monotonic() + 60
         with DisputerStore(local_chain.home / "disputer.sqlite") as store:
-            while (waiting := _waiting_for(store, asserter, ctx)) is not None:
+            while (waiting := waiting_for(store, asserter, ctx)) is not None:
                 assert first.proc.poll() is None, first.log.read_text()[-3000:]
                 assert time.monotonic() < deadline, waiting
                 time.sleep(0.2)

@@ -206,31 +206,54 @@ class BatchBook:
         self, *, network: str, chain_id: int, account: str, asserter: str, plan: dict[str, Any], limit: int
     ) -> Batch | None:
         """Move up to `limit` queued records of (network, account) into one new batch, atomically; None when
-        none is queued."""
+        none is queued.
+
+        The same record made twice (two servers answering one question in the same microsecond sign the same
+        bytes) is one claim, asserted once: a row whose record is already a leaf (of this batch or an earlier one)
+        joins that leaf's batch without a leaf of its own and shares its rows' fate; a manifest never lists a
+        record twice."""
         with self.transaction() as db:
-            ids = [
-                int(r[0])
-                for r in db.execute(
-                    "SELECT id FROM attestations WHERE status = ? AND network = ? AND account = ? ORDER BY id LIMIT ?",
-                    (QUEUED, network, account, limit),
-                )
-            ]
-            if not ids:
-                return None
             now = utc_now()
+            self._join_leaves(db, network, account, now)
+            leaves: dict[str, int] = {}  # record CID -> the row that is its leaf
+            for r in db.execute(
+                "SELECT id, cid FROM attestations WHERE status = ? AND network = ? AND account = ? ORDER BY id",
+                (QUEUED, network, account),
+            ):
+                if len(leaves) < limit:
+                    leaves.setdefault(str(r[1]), int(r[0]))
+            if not leaves:
+                return None
             cursor = db.execute(
                 "INSERT INTO batches(status, network, chain_id, account, asserter, plan, count, created_at, "
                 "updated_at) VALUES ('building', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (network, chain_id, account, asserter, json.dumps(_plain(plan), sort_keys=True), len(ids), now, now),
+                (network, chain_id, account, asserter, json.dumps(_plain(plan), sort_keys=True), len(leaves), now, now),
             )
             batch_id = int(cursor.fetchone()[0])
-            for index, attestation_id in enumerate(ids):
+            for index, attestation_id in enumerate(leaves.values()):
                 db.execute(
                     "UPDATE attestations SET status = ?, batch_id = ?, leaf_index = ?, updated_at = ? WHERE id = ?",
                     (IN_BATCH, batch_id, index, now, attestation_id),
                 )
                 _step(db, attestation_id, IN_BATCH, {"batch": batch_id, "leaf_index": index})
+            self._join_leaves(db, network, account, now)  # the other rows of this batch's records
         return self.get(batch_id)
+
+    @staticmethod
+    def _join_leaves(db: Connection, network: str, account: str, now: str) -> None:
+        """Every queued row of (network, account) whose record is already a batch's leaf joins that batch."""
+        rows = db.execute(
+            "SELECT q.id, leaf.batch_id, leaf.status, leaf.id FROM attestations q JOIN attestations leaf "
+            "ON leaf.cid = q.cid AND leaf.leaf_index IS NOT NULL "
+            "WHERE q.status = ? AND q.network = ? AND q.account = ? AND q.batch_id IS NULL",
+            (QUEUED, network, account),
+        ).fetchall()
+        for attestation_id, batch_id, status, leaf_id in rows:
+            db.execute(
+                "UPDATE attestations SET status = ?, batch_id = ?, updated_at = ? WHERE id = ?",
+                (status, batch_id, now, attestation_id),
+            )
+            _step(db, int(attestation_id), str(status), {"batch": int(batch_id), "same_record_as": int(leaf_id)})
 
     def update(self, batch_id: int, *, records_status: str | None = None, **fields: Any) -> Batch:
         """Change the batch's fields (and, with `records_status`, its records' status) in one transaction."""
@@ -246,13 +269,14 @@ class BatchBook:
                 )
             if records_status is not None:
                 detail = {"batch": batch_id} | {k: v for k, v in fields.items() if k in ("assertion_id", "outcome")}
-                for member in self.members(batch_id):
+                rows = db.execute("SELECT id FROM attestations WHERE batch_id = ? ORDER BY id", (batch_id,)).fetchall()
+                for (attestation_id,) in rows:  # leaves and the rows that joined them
                     db.execute(
                         "UPDATE attestations SET status = ?, outcome = coalesce(?, outcome), updated_at = ? "
                         "WHERE id = ?",
-                        (records_status, fields.get("outcome"), now, member.attestation_id),
+                        (records_status, fields.get("outcome"), now, attestation_id),
                     )
-                    _step(db, member.attestation_id, records_status, detail)
+                    _step(db, int(attestation_id), records_status, detail)
         return self.get(batch_id)
 
     def get(self, batch_id: int) -> Batch:
@@ -269,8 +293,11 @@ class BatchBook:
         return [_batch(r) for r in self._db.execute(sql + " ORDER BY id", args)]
 
     def members(self, batch_id: int) -> list[Member]:
+        """The batch's leaves, in order (rows that joined a leaf of the same record are not leaves)."""
         rows = self._db.execute(
-            "SELECT id, leaf_index, cid, digest FROM attestations WHERE batch_id = ? ORDER BY leaf_index", (batch_id,)
+            "SELECT id, leaf_index, cid, digest FROM attestations WHERE batch_id = ? AND leaf_index IS NOT NULL "
+            "ORDER BY leaf_index",
+            (batch_id,),
         )
         return [Member(int(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in rows]
 

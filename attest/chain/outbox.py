@@ -253,7 +253,7 @@ class Outbox(Generic[S]):
                 row, receipt = self.reconcile(row, action)
                 if row.status != "dropped":
                     return self._result(row, receipt, action)
-            return self._sign_and_send(row, kind, build, action, wait=wait)
+            return self._sign_and_send(row, kind, build, action, wait=wait, spent=spent, repeatable=repeatable)
         except ChainError as err:
             return SendResult(self.log.tx_intent(subject, kind), str(err), failure=err)
 
@@ -359,10 +359,27 @@ class Outbox(Generic[S]):
         return self.log.tx_record(row, "dropped", error=why), None
 
     def _sign_and_send(
-        self, row: TxRow[S], kind: str, build: Callable[[], Call], action: str, *, wait: bool = True
+        self,
+        row: TxRow[S],
+        kind: str,
+        build: Callable[[], Call],
+        action: str,
+        *,
+        wait: bool,
+        spent: Callable[[TxReceipt], str | None] | None,
+        repeatable: bool,
     ) -> SendResult[S]:
         for attempt in range(NONCE_RETRIES + 1):
             with self.sender.signing():
+                # A repeatable intent is signed again by design: its caller read the chain and needs another.
+                if attempt == 0 and not repeatable:
+                    fresh = self.log.tx_intent(row.subject, kind)
+                    if fresh.status not in SIGNABLE:
+                        # Another process signed this intent while we waited for the lock (the row was read
+                        # before it): settle what it sent rather than sign a second transaction.
+                        taken = True
+                        break
+                taken = False
                 try:
                     signed = self.sender.prepare(build(), action)
                 except TransactionRejected as err:
@@ -386,6 +403,8 @@ class Outbox(Generic[S]):
                     row = self.log.tx_record(row, "sent")
                 checkpoint(f"{kind}-sent")
             break
+        if taken:
+            return self.send(row.subject, kind, build, action, spent=spent, wait=wait)
         if not wait:
             return SendResult(row)
         row, receipt = self._await(row, action)

@@ -287,7 +287,8 @@ def status(ref: str, as_json: bool) -> None:
     if a.assertion_id:
         click.echo(f"  assertion  {a.assertion_id}")
     if batch is not None:
-        click.echo(f"  batch      #{batch.id} {batch.status}, leaf {a.leaf_index} of {batch.count}, root {batch.root}")
+        leaf = f"leaf {a.leaf_index}" if a.leaf_index is not None else "its record is another row's leaf"
+        click.echo(f"  batch      #{batch.id} {batch.status}, {leaf} of {batch.count}, root {batch.root}")
         click.echo(f"  manifest   ipfs://{batch.manifest_cid}" if batch.manifest_cid else "  manifest   not pinned yet")
         if batch.assertion_id:
             click.echo(f"  assertion  {batch.assertion_id} (the batch's)")

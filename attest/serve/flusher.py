@@ -7,9 +7,11 @@ and queue. A server that starts, or takes over from a leader that died, first fi
 building and asserted and asserts what is queued, at once rather than when it would have come due. On SQLite
 every server leads, as before.
 
-The limit: a leader learns that its lock's session ended only at its next poll, so one whose session the database
-ends while the process lives on (a network partition, a database restart) finishes the flush it is in while
-another may already lead. A leader that dies, the case the lock is for, leaves no such overlap.
+A leader learns that its lock's session ended only at its next poll, so one whose session the database ends while
+the process lives on (a network partition, a database restart) may finish the flush it is in while another
+already leads. Both then drive the same batches through the one outbox, which reads each intent again once it
+holds the signing lock (shared through the same server) and settles a transaction another process signed rather
+than sign a second: the overlap costs a little work, not a second assertion.
 """
 
 from __future__ import annotations
