@@ -510,10 +510,16 @@ def worker(network: str | None, concurrency: int) -> None:
     from disputer.workers import run_worker
 
     handler = json_logging()
+    # The engine's warnings and errors (a job that raised, and is retried) as JSON lines too, the error on one line.
+    engine = logging.getLogger("procrastinate")
+    engine.addHandler(handler)
+    engine.setLevel(logging.WARNING)
+    engine.propagate = False
     try:
         run_worker(network, concurrency)
     finally:
         logging.getLogger("disputer").removeHandler(handler)
+        engine.removeHandler(handler)
 
 
 def main() -> None:
