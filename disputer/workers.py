@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
 from attest.config import Config
@@ -56,6 +57,10 @@ def run_worker(network: str | None, concurrency: int) -> None:
         app = judge_app(where)
 
         async def main() -> None:
+            # Each running job holds a thread while it judges (and briefly for the store): asyncio's default pool
+            # of min(32, cpus + 4) threads would cap `concurrency` at 6 on a 2-core machine.
+            pool = ThreadPoolExecutor(2 * concurrency + 2, thread_name_prefix="judge")
+            asyncio.get_running_loop().set_default_executor(pool)
             async with app.open_async():
                 log.info("judge worker started", extra={"network": ctx.network.name, "concurrency": concurrency})
                 await app.run_worker_async(
