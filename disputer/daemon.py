@@ -4,8 +4,10 @@ One `step()` is one pass: the watcher's poll, then every undecided assertion of 
 threads, at most `concurrency` at once), decided by the pure policy and recorded once, then the jobs
 (disputer/jobs/): disputes sent through the outbox, votes cast on disputed assertions, due assertions settled.
 `run()` repeats `step()` every `poll_interval_s` until its stop event is set, or until the state cannot be
-written. The SQLite store and every transaction stay on the loop's thread: only judging, which is slow and
-touches no state, runs elsewhere. The wiring from the config is disputer/wiring.py.
+written. With a judge queue (`disputer run --workers`, disputer/judgequeue.py) the judging goes to worker
+processes instead: a step defers their jobs and decides on the judgements they have kept. The SQLite store and
+every transaction stay on the loop's thread: only judging, which is slow and touches no state, runs elsewhere.
+The wiring from the config is disputer/wiring.py.
 
 Restarts: open outbox rows are reconciled first; a decision to dispute whose transaction never landed is acted
 on again (the outbox makes that idempotent); assertions made while the daemon was down are found by the
