@@ -501,8 +501,13 @@ cli.add_command(eval_)
 
 @cli.command()
 @NETWORK
-@click.option("--concurrency", type=click.IntRange(1, 64), default=1, help="Judge jobs this process runs at once.")
-def worker(network: str | None, concurrency: int) -> None:
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Judge jobs this process runs at once (default: [disputer] concurrency).",
+)
+def worker(network: str | None, concurrency: int | None) -> None:
     """Run judge jobs from the queue of `disputer run --workers` until SIGTERM or SIGINT (needs [storage] url:
     PostgreSQL). The first signal lets the jobs in progress finish; a job left unfinished is redone by another
     worker."""

@@ -35,9 +35,10 @@ def queue_server(attest_config: Config, command: str) -> Postgres:
     return Postgres(url)
 
 
-def run_worker(network: str | None, concurrency: int) -> None:
-    """Run judge jobs until SIGTERM or SIGINT: the first lets the jobs in progress finish (procrastinate's own
-    handlers), a second abandons them (they are redone by another worker)."""
+def run_worker(network: str | None, concurrency: int | None) -> None:
+    """Run judge jobs, `concurrency` at once (default: `[disputer] concurrency`, as the daemon's judge threads),
+    until SIGTERM or SIGINT: the first lets the jobs in progress finish (procrastinate's own handlers), a second
+    abandons them (they are redone by another worker)."""
     from attest.connect import connect
     from disputer.config import load_attest_config, load_disputer_config
     from disputer.wiring import build_evaluator
@@ -45,6 +46,7 @@ def run_worker(network: str | None, concurrency: int) -> None:
     config = load_disputer_config()
     attest_config = load_attest_config()
     where = queue_server(attest_config, "disputer worker")
+    at_once = config.concurrency if concurrency is None else concurrency
     ctx = connect(network, config=attest_config)
     install_schema(where)
     with DisputerStore(where) as store:
@@ -59,12 +61,12 @@ def run_worker(network: str | None, concurrency: int) -> None:
         async def main() -> None:
             # Each running job holds a thread while it judges (and briefly for the store): asyncio's default pool
             # of min(32, cpus + 4) threads would cap `concurrency` at 6 on a 2-core machine.
-            pool = ThreadPoolExecutor(2 * concurrency + 2, thread_name_prefix="judge")
+            pool = ThreadPoolExecutor(2 * at_once + 2, thread_name_prefix="judge")
             asyncio.get_running_loop().set_default_executor(pool)
             async with app.open_async():
-                log.info("judge worker started", extra={"network": ctx.network.name, "concurrency": concurrency})
+                log.info("judge worker started", extra={"network": ctx.network.name, "concurrency": at_once})
                 await app.run_worker_async(
-                    queues=[QUEUE], name=f"judge-{os.getpid()}", concurrency=concurrency,
+                    queues=[QUEUE], name=f"judge-{os.getpid()}", concurrency=at_once,
                     additional_context=worker.context(), delete_jobs="always",
                     update_heartbeat_interval=HEARTBEAT_S, stalled_worker_timeout=STALLED_AFTER_S,
                 )  # fmt: skip
