@@ -23,11 +23,13 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import procrastinate
 import psycopg
+from procrastinate.exceptions import ConnectorException
 from procrastinate.job_context import JobContext
 from procrastinate.schema import SchemaManager
 
@@ -140,7 +142,8 @@ class JudgeWorker:
 
 
 class JudgeQueue:
-    """The leader's side: defer judge jobs, see which assertions have one, send stalled jobs back."""
+    """The leader's side: defer judge jobs, see which assertions have one, send stalled jobs back. A queue that
+    does not answer raises `StorageError` (one line): the daemon reports it and its next poll tries again."""
 
     def __init__(self, app: procrastinate.App) -> None:
         self.app = app
@@ -148,20 +151,22 @@ class JudgeQueue:
     async def recover_stalled(self) -> int:
         """Put the jobs of workers silent for `STALLED_AFTER_S` back in the queue; how many."""
         manager = self.app.job_manager
-        stalled = list(await manager.get_stalled_jobs(queue=QUEUE, seconds_since_heartbeat=STALLED_AFTER_S))
-        for job in stalled:
-            await manager.retry_job(job)
-            log.warning("judge job of a silent worker queued again", extra={"job": job.id, "lock": job.lock})
+        with _answering():
+            stalled = list(await manager.get_stalled_jobs(queue=QUEUE, seconds_since_heartbeat=STALLED_AFTER_S))
+            for job in stalled:
+                await manager.retry_job(job)
+                log.warning("judge job of a silent worker queued again", extra={"job": job.id, "lock": job.lock})
         return len(stalled)
 
     async def busy_assertions(self) -> set[bytes]:
         """The assertions with a job waiting or running."""
         manager = self.app.job_manager
         found: set[bytes] = set()
-        for status in ("todo", "doing"):
-            for job in await manager.list_jobs_async(queue=QUEUE, status=status):
-                if job.lock and job.lock.startswith(LOCK_PREFIX):
-                    found.add(bytes.fromhex(job.lock.removeprefix(LOCK_PREFIX)))
+        with _answering():
+            for status in ("todo", "doing"):
+                for job in await manager.list_jobs_async(queue=QUEUE, status=status):
+                    if job.lock and job.lock.startswith(LOCK_PREFIX):
+                        found.add(bytes.fromhex(job.lock.removeprefix(LOCK_PREFIX)))
         return found
 
     async def defer(self, wanted: Iterable[tuple[bytes, int]]) -> int:
@@ -172,5 +177,16 @@ class JudgeQueue:
             for aid, sample in wanted
         ]
         if jobs:
-            await self.app.job_manager.batch_defer_jobs_async(jobs)
+            with _answering():
+                await self.app.job_manager.batch_defer_jobs_async(jobs)
         return len(jobs)
+
+
+@contextmanager
+def _answering() -> Iterator[None]:
+    """procrastinate's database errors as our one-line error (its own carries the driver's as its cause)."""
+    try:
+        yield
+    except ConnectorException as err:
+        cause = err.__cause__ or err
+        raise StorageError(f"the judge queue did not answer: {one_line(cause)}; the next poll tries again") from None

@@ -5,6 +5,7 @@ another; every wrong answer is disputed exactly once."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -13,11 +14,13 @@ from pathlib import Path
 import pytest
 
 from attest.connect import connect
+from attest.errors import StorageError
 from attest.storage import Postgres
+from attest.storage.postgres import connect as connect_postgres
 from attest.verify import Check
 from disputer.evaluate import Evaluation, evaluation_json, evaluation_of
 from disputer.judge import Verdict
-from disputer.judgequeue import STALLED_AFTER_S
+from disputer.judgequeue import STALLED_AFTER_S, JudgeQueue, install_schema, judge_app
 from disputer.store import DisputerStore
 from tests.conftest import LocalChain
 from tests.test_disputer_cli_run import (
@@ -147,3 +150,25 @@ def test_a_judgement_is_kept_and_read_back_whole() -> None:
     assert evaluation_of(evaluation_json(evaluation)) == evaluation
     undecided = Evaluation(assertion_id=b"\x08" * 32, record_cid=None, checks=(), verdict=None, unavailable="down")
     assert evaluation_of(evaluation_json(undecided)) == undecided
+
+
+def test_a_queue_that_does_not_answer_is_one_line_for_the_next_poll(postgres_url: str) -> None:
+    where = Postgres(postgres_url)
+    install_schema(where)
+    install_schema(where)  # a second starter finds it made
+    queue = JudgeQueue(judge_app(where))
+
+    async def poll_twice() -> tuple[set[bytes], str]:
+        async with queue.app.open_async():
+            await queue.defer([(b"\x09" * 32, 0)])
+            busy = await queue.busy_assertions()
+            with connect_postgres(where, what="test") as conn:  # the queue's tables gone under it
+                conn.execute("DROP SCHEMA judge_queue CASCADE")
+            with pytest.raises(StorageError) as failed:
+                await queue.busy_assertions()
+            return busy, str(failed.value)
+
+    busy, message = asyncio.run(poll_twice())
+    assert busy == {b"\x09" * 32}
+    assert message.startswith("the judge queue did not answer: ") and message.endswith("the next poll tries again")
+    assert "\n" not in message and "procrastinate_jobs" in message
