@@ -79,6 +79,9 @@ def test_wrong_answers_are_judged_by_local_workers_and_disputed_once(
             decided = lambda: len(decisions(postgres_url, aids)) == len(aids)  # noqa: E731
             wait_for("three decisions", decided, leader, log, START_BOUND_S + 60)
             wait_for("three disputes", lambda: len(env.disputes()) == len(aids), leader, log, 60)
+            # One worker may judge all three before the other has loaded: both are up before the leader stops.
+            both = lambda: [line["msg"] for line in log_lines(log)].count("judge worker started") == 2  # noqa: E731
+            wait_for("both workers", both, leader, log, START_BOUND_S)
         finally:
             code = stop(leader)
         assert code == 0, log.read_text()[-3000:]
