@@ -49,7 +49,8 @@ STALLED_AFTER_S = 15.0  # a worker silent this long is taken for dead: its jobs 
 # those first): a job still running then is stuck, and its retry may find a source that answers.
 TIME_LIMIT_S = 600.0
 # A job that raises is run again after 2, 4 and 8 s; after the fourth failure it is dropped (see the module doc).
-RETRY = procrastinate.RetryStrategy(max_attempts=4, exponential_wait=2)
+# (`max_attempts` counts the retries: a job runs at most max_attempts + 1 times.)
+RETRY = procrastinate.RetryStrategy(max_attempts=3, exponential_wait=2)
 LOCK_PREFIX = "judge:"  # then the assertion id in hex: one job of an assertion runs at a time
 _WORKER = "judge_worker"  # the key of the JudgeWorker in a job's context
 

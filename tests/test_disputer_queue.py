@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from procrastinate.jobs import Job
 
 from attest.connect import connect
 from attest.errors import StorageError
@@ -20,7 +21,7 @@ from attest.storage.postgres import connect as connect_postgres
 from attest.verify import Check
 from disputer.evaluate import Evaluation, evaluation_json, evaluation_of
 from disputer.judge import Verdict
-from disputer.judgequeue import STALLED_AFTER_S, JudgeQueue, install_schema, judge_app
+from disputer.judgequeue import QUEUE, STALLED_AFTER_S, JudgeQueue, install_schema, judge_app
 from disputer.store import DisputerStore
 from tests.conftest import LocalChain
 from tests.test_disputer_cli_run import (
@@ -175,3 +176,45 @@ def test_a_queue_that_does_not_answer_is_one_line_for_the_next_poll(postgres_url
     assert busy == {b"\x09" * 32}
     assert message.startswith("the judge queue did not answer: ") and message.endswith("the next poll tries again")
     assert "\n" not in message and "procrastinate_jobs" in message
+
+
+def test_a_job_that_raises_is_retried_later_then_dropped_with_one_error_line(
+    kb_home: LocalChain, tmp_path: Path, postgres_url: str
+) -> None:
+    (kb_home.home / "config.toml").write_text(f'[disputer]\nsamples = 1\n\n[storage]\nurl = "{postgres_url}"\n')
+    where = Postgres(postgres_url)
+    install_schema(where)
+    DisputerStore(where).close()  # the state's schema, as the leader makes it
+    unknown = b"\x0a" * 32  # not in the state: its job raises
+    queue = JudgeQueue(judge_app(where))
+
+    async def jobs() -> list[Job]:
+        async with queue.app.open_async():
+            return list(await queue.app.job_manager.list_jobs_async(queue=QUEUE))
+
+    async def defer() -> None:
+        async with queue.app.open_async():
+            await queue.defer([(unknown, 0)])
+
+    seen: list[tuple[str, int, bool]] = []  # (status, attempts, scheduled for later) as polled
+
+    def gone() -> bool:
+        found = asyncio.run(jobs())
+        seen.extend((str(j.status), j.attempts, j.scheduled_at is not None) for j in found)
+        return not found
+
+    log = tmp_path / "worker.log"
+    worker = start(["worker", "--concurrency", "2"], log)
+    try:
+        started = lambda: "judge worker started" in [line["msg"] for line in log_lines(log)]  # noqa: E731
+        wait_for("the worker", started, worker, log, START_BOUND_S)
+        asyncio.run(defer())
+        wait_for("the job dropped after its last attempt", gone, worker, log, 90)  # retried after 2, 4 and 8 s
+    finally:
+        code = stop(worker)
+    assert code == 0
+    # After each of the first three failures the job waited, scheduled for later, with one more attempt counted.
+    assert {(a, later) for status, a, later in seen if status == "todo" and a > 0} == {(1, True), (2, True), (3, True)}
+    errors = [line for line in log_lines(log) if line["level"] == "error"]
+    assert len(errors) == 1 and errors[0]["logger"].startswith("procrastinate")
+    assert errors[0]["error"] == f"DisputerStateError: assertion 0x{unknown.hex()} is not in the disputer's state"
