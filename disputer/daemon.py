@@ -273,6 +273,10 @@ class Daemon:
         Sample n+1 of an assertion is asked for only once the policy said "retry" on sample n; a restarted leader
         starts by deciding on the newest judgement kept, as the daemon without a queue judges again after a
         restart."""
+        stats = await queue.stats()  # as this pass finds it: its own jobs show at the next
+        self.metrics.set("judge_jobs", stats.waiting, {"status": "waiting"})
+        self.metrics.set("judge_jobs", stats.running, {"status": "running"})
+        self.metrics.set("judge_oldest_waiting_seconds", stats.oldest_waiting_s)
         todo = self.undecided()
         if not todo:
             return

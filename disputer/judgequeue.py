@@ -25,6 +25,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import procrastinate
@@ -142,6 +143,24 @@ class JudgeWorker:
             return call(*args)
 
 
+@dataclass(frozen=True)
+class QueueStats:
+    waiting: int  # jobs deferred and not started (or queued again)
+    running: int
+    oldest_waiting_s: float  # since the oldest waiting job was deferred; 0 when none waits
+
+
+# One statement: the jobs of the judge queue waiting and running, and the age of the oldest waiting one.
+_STATS = """
+SELECT count(*) FILTER (WHERE j.status = 'todo') AS waiting,
+       count(*) FILTER (WHERE j.status = 'doing') AS running,
+       coalesce(extract(epoch FROM now() - min(e.at) FILTER (WHERE j.status = 'todo')), 0)::float AS oldest
+FROM procrastinate_jobs j
+LEFT JOIN procrastinate_events e ON e.job_id = j.id AND e.type = 'deferred'
+WHERE j.queue_name = %(queue)s AND j.status IN ('todo', 'doing')
+"""
+
+
 class JudgeQueue:
     """The leader's side: defer judge jobs, see which assertions have one, send stalled jobs back. A queue that
     does not answer raises `StorageError` (one line): the daemon reports it and its next poll tries again."""
@@ -169,6 +188,12 @@ class JudgeQueue:
                     if job.lock and job.lock.startswith(LOCK_PREFIX):
                         found.add(bytes.fromhex(job.lock.removeprefix(LOCK_PREFIX)))
         return found
+
+    async def stats(self) -> QueueStats:
+        """How deep the queue is and how long its oldest waiting job has waited (for /metrics)."""
+        with _answering():
+            row = await self.app.connector.execute_query_one_async(_STATS, queue=QUEUE)
+        return QueueStats(int(row["waiting"]), int(row["running"]), float(row["oldest"]))
 
     async def defer(self, wanted: Iterable[tuple[bytes, int]]) -> int:
         """One job per (assertion id, sample), in one statement; how many."""

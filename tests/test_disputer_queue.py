@@ -21,7 +21,7 @@ from attest.storage.postgres import connect as connect_postgres
 from attest.verify import Check
 from disputer.evaluate import Evaluation, evaluation_json, evaluation_of
 from disputer.judge import Verdict
-from disputer.judgequeue import QUEUE, STALLED_AFTER_S, JudgeQueue, install_schema, judge_app
+from disputer.judgequeue import QUEUE, STALLED_AFTER_S, JudgeQueue, QueueStats, install_schema, judge_app
 from disputer.store import DisputerStore
 from tests.conftest import LocalChain
 from tests.test_disputer_cli_run import (
@@ -164,8 +164,12 @@ def test_a_queue_that_does_not_answer_is_one_line_for_the_next_poll(postgres_url
 
     async def poll_twice() -> tuple[set[bytes], str]:
         async with queue.app.open_async():
+            assert await queue.stats() == QueueStats(0, 0, 0.0)
             await queue.defer([(b"\x09" * 32, 0)])
             busy = await queue.busy_assertions()
+            await asyncio.sleep(0.2)
+            stats = await queue.stats()  # what /metrics shows: one job waiting, for at least the 0.2 s slept
+            assert (stats.waiting, stats.running) == (1, 0) and 0.2 <= stats.oldest_waiting_s < 60
             with connect_postgres(where, what="test") as conn:  # the queue's tables gone under it
                 conn.execute("DROP SCHEMA judge_queue CASCADE")
             with pytest.raises(StorageError) as failed:
