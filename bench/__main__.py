@@ -1,7 +1,7 @@
 """Run the benchmarks: `python -m bench [NAME ...] [--quick] [--write]`.
 
 NAME picks benches (gas, batch_gas, anchor_gas, batch_build, batch_judge, cid, kb, kb_gas, answers, judge, ask,
-rpc, disputer, ui_list, serve_load, serve_shared; all when none is named).
+rpc, disputer, judge_workers, ui_list, serve_load, serve_shared; all when none is named).
 `--write` updates docs/benchmarks.md, full runs of every bench only.
 """
 
@@ -21,6 +21,7 @@ from bench import (
     disputer,
     gas,
     judge,
+    judge_workers,
     kb,
     kb_gas,
     rpc,
@@ -41,6 +42,7 @@ BENCHES: dict[str, Callable[..., list[Table]]] = {
     "kb_gas": kb_gas.run,
     "answers": answers.run,
     "judge": judge.run,
+    "judge_workers": judge_workers.run,
     "ask": ask.run,
     "rpc": rpc.run,
     "disputer": disputer.run,

@@ -22,6 +22,8 @@ from attest.errors import AttestError, ConfigError
 from disputer.evalcli import eval_
 
 if TYPE_CHECKING:
+    import procrastinate
+
     from attest.connect import ChainContext
     from disputer.config import DisputerConfig
     from disputer.judge import Judge
@@ -176,6 +178,13 @@ def voting_for(ctx: ChainContext, address: str) -> dict[str, Any] | None:
 @click.option("--once", is_flag=True, help="One pass (poll, judge, act), then exit.")
 @click.option("--metrics-port", type=int, default=None, help="Serve /metrics and /healthz on 127.0.0.1:PORT.")
 @click.option("--poll-interval", "poll_interval_s", type=float, default=None, help="Seconds between polls.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Judge on the job queue ([storage] url: PostgreSQL), with this many local worker processes (0: only "
+    "`disputer worker` processes elsewhere).",
+)
 def run(
     network: str | None,
     account: str | None,
@@ -183,8 +192,12 @@ def run(
     once: bool,
     metrics_port: int | None,
     poll_interval_s: float | None,
+    workers: int | None,
 ) -> None:
     """Run the disputer until SIGTERM or SIGINT (JSON log lines on stderr).
+
+    Without --workers it judges in its own threads; with it, it stays the one leader (watching, deciding,
+    sending) and judge jobs go to worker processes through the queue; its local workers stop with it.
 
     The first signal lets the step in progress finish (its decisions recorded, its transactions mined or left in
     the outbox), then exits 0; a second signal exits at once (128 + signal number), as does one during shutdown.
@@ -215,8 +228,9 @@ def run(
                 log.info("voting for %s", voter["voting_for"], extra={**voter, "account": daemon.address})
                 if warning:
                     log.warning(warning, extra={"alert": "voting_stake"})
+            queue_app = None if workers is None else _judge_on_queue(stack, session, workers)
 
-            async def main() -> None:
+            async def loop() -> None:
                 stop = asyncio.Event()
                 _stop_gracefully(asyncio.get_running_loop(), stop)
                 if once:
@@ -225,6 +239,13 @@ def run(
                         raise AttestError("; ".join(report.errors))
                     return
                 await daemon.run(stop)
+
+            async def main() -> None:
+                if queue_app is None:
+                    await loop()
+                    return
+                async with queue_app.open_async():
+                    await loop()
 
             # From here on the loop's handlers take over; once it ends (it puts back the defaults), shutting down
             # is only closing files: a signal then exits at once.
@@ -237,6 +258,20 @@ def run(
         log.info("disputer stopped", extra={"signal": str(stopped), "before_start": True})
     finally:
         logging.getLogger("disputer").removeHandler(handler)
+
+
+def _judge_on_queue(stack: ExitStack, session: _Session, workers: int) -> procrastinate.App:
+    """Hand the daemon's judging to the queue and start `workers` local workers; the queue's app, to open in the
+    daemon's event loop."""
+    from disputer.judgequeue import JudgeQueue, install_schema, judge_app
+    from disputer.workers import queue_server, start_local_workers
+
+    where = queue_server(session.attest_config, "disputer run --workers")
+    install_schema(where)
+    app = judge_app(where)
+    session.daemon.judge_queue = JudgeQueue(app)
+    start_local_workers(stack, workers, session.ctx.network.name)
+    return app
 
 
 def _warn_if_offline(judge: Judge) -> None:
@@ -292,9 +327,10 @@ def score_one(
     """`disputer score`: judge one assertion, decide by the policy and, with `dispute` / `vote`, act through the
     daemon's own jobs and outbox; what happened, as `--json` prints it. `attest ui` disputes through this too."""
     from attest.verify import ASSERTION_ID
-    from disputer.daemon import StepReport, made_of
+    from disputer.daemon import StepReport
     from disputer.policy import decide
     from disputer.status import hex_or_none
+    from disputer.store import made_of
 
     if not ASSERTION_ID.fullmatch(assertion_id):
         raise ConfigError(f"{assertion_id[:80]!r} is not an assertion id (0x and 64 hex digits)")
@@ -461,6 +497,34 @@ def _status_of(assertion_id: str, as_json: bool) -> None:
 
 
 cli.add_command(eval_)
+
+
+@cli.command()
+@NETWORK
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Judge jobs this process runs at once (default: [disputer] concurrency).",
+)
+def worker(network: str | None, concurrency: int | None) -> None:
+    """Run judge jobs from the queue of `disputer run --workers` until SIGTERM or SIGINT (needs [storage] url:
+    PostgreSQL). The first signal lets the jobs in progress finish; a job left unfinished is redone by another
+    worker."""
+    from disputer.telemetry import json_logging
+    from disputer.workers import run_worker
+
+    handler = json_logging()
+    # The engine's warnings and errors (a job that raised, and is retried) as JSON lines too, the error on one line.
+    engine = logging.getLogger("procrastinate")
+    engine.addHandler(handler)
+    engine.setLevel(logging.WARNING)
+    engine.propagate = False
+    try:
+        run_worker(network, concurrency)
+    finally:
+        logging.getLogger("disputer").removeHandler(handler)
+        engine.removeHandler(handler)
 
 
 def main() -> None:

@@ -4,8 +4,10 @@ One `step()` is one pass: the watcher's poll, then every undecided assertion of 
 threads, at most `concurrency` at once), decided by the pure policy and recorded once, then the jobs
 (disputer/jobs/): disputes sent through the outbox, votes cast on disputed assertions, due assertions settled.
 `run()` repeats `step()` every `poll_interval_s` until its stop event is set, or until the state cannot be
-written. The SQLite store and every transaction stay on the loop's thread: only judging, which is slow and
-touches no state, runs elsewhere. The wiring from the config is disputer/wiring.py.
+written. With a judge queue (`disputer run --workers`, disputer/judgequeue.py) the judging goes to worker
+processes instead: a step defers their jobs and decides on the judgements they have kept. The SQLite store and
+every transaction stay on the loop's thread: only judging, which is slow and touches no state, runs elsewhere.
+The wiring from the config is disputer/wiring.py.
 
 Restarts: open outbox rows are reconciled first; a decision to dispute whose transaction never landed is acted
 on again (the outbox makes that idempotent); assertions made while the daemon was down are found by the
@@ -23,24 +25,27 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from attest.chain.oov3 import AssertionMade
 from attest.connect import ChainContext
 from attest.errors import AttestError, RpcUnavailable, StateUnwritable, StorageError
 from attest.oracle import Oracle, oracle_for
 from attest.storage import DATABASE_ERRORS, DatabaseFailure
 from disputer.actions import Actor, SendResult
 from disputer.config import DisputerConfig
-from disputer.evaluate import Evaluation, Evaluator
+from disputer.evaluate import Evaluation, Evaluator, evaluation_of
 from disputer.jobs.dispute import Judged, decide_batch, resume_disputes, send_disputes
 from disputer.jobs.evidence import publish_evidence_due
 from disputer.jobs.settle import settle_due
 from disputer.jobs.vote import VOTED_ELSEWHERE, vote_on
 from disputer.policy import Facts, PolicyDecision
-from disputer.store import Decision, DisputerStore, StoredAssertion
+from disputer.store import Decision, DisputerStore, StoredAssertion, made_of
 from disputer.telemetry import Metrics, alert, standard_metrics
 from disputer.wallet import Wallet
 from disputer.watcher import ScanResult, Watcher
+
+if TYPE_CHECKING:  # procrastinate is loaded only when judging goes to a queue
+    from disputer.judgequeue import JudgeQueue
 
 log = logging.getLogger(__name__)
 CHECKS_JUDGE = "deterministic-checks"
@@ -76,25 +81,6 @@ def _drain(results: queue.SimpleQueue[_Finished]) -> list[_Finished]:
     return taken
 
 
-def made_of(a: StoredAssertion) -> AssertionMade:
-    return AssertionMade(
-        assertion_id=a.assertion_id,
-        domain_id=a.domain_id,
-        claim=a.claim,
-        asserter=a.asserter,
-        callback_recipient=a.callback_recipient,
-        escalation_manager=a.escalation_manager,
-        caller=a.caller,
-        expiration_time=a.expiration_time,
-        currency=a.currency,
-        bond=a.bond,
-        identifier=a.identifier,
-        tx_hash=a.tx_hash,
-        log_index=a.log_index,
-        block_number=a.block_number,
-    )
-
-
 class Daemon:
     def __init__(
         self,
@@ -107,6 +93,7 @@ class Daemon:
         config: DisputerConfig,
         *,
         metrics: Metrics | None = None,
+        judge_queue: JudgeQueue | None = None,
     ) -> None:
         self.ctx = ctx
         self.store = store
@@ -116,6 +103,8 @@ class Daemon:
         self.wallet = wallet
         self.config = config
         self.metrics = metrics or standard_metrics()
+        self.judge_queue = judge_queue  # None: judged in this process's threads
+        self.samples_handled: dict[bytes, int] = {}  # with a queue: the last judgement decided on, per assertion
         self.attempts: dict[bytes, int] = {}  # evaluations so far of assertions not decided yet
         self._now: tuple[float, int] | None = None  # (monotonic time read, chain time)
         self._reconciled = False
@@ -234,6 +223,9 @@ class Daemon:
         An evaluation that raises leaves its assertion undecided for the next step; the others are still
         handled, and the first error is raised once they all are.
         """
+        if self.judge_queue is not None:
+            await self._judge_on_queue(self.judge_queue, report)
+            return
         todo = self.undecided()
         if not todo:
             return
@@ -283,6 +275,52 @@ class Daemon:
             pool.shutdown(wait=False, cancel_futures=True)
         if failure is not None:
             raise failure
+
+    async def _judge_on_queue(self, queue: JudgeQueue, report: StepReport) -> None:
+        """Decide on the judgements workers have kept, and defer a job for each undecided assertion that has
+        neither a judgement not decided on yet nor a job waiting or running (disputer/judgequeue.py).
+
+        Sample n+1 of an assertion is asked for only once the policy said "retry" on sample n; a restarted leader
+        starts by deciding on the newest judgement kept, as the daemon without a queue judges again after a
+        restart."""
+        stats = await queue.stats()  # as this pass finds it: its own jobs show at the next
+        self.metrics.set("judge_jobs", stats.waiting, {"status": "waiting"})
+        self.metrics.set("judge_jobs", stats.running, {"status": "running"})
+        self.metrics.set("judge_oldest_waiting_seconds", stats.oldest_waiting_s)
+        todo = self.undecided()
+        if not todo:
+            return
+        self._now = None  # chain time is read afresh each step (tests and idle hours move it)
+        await queue.recover_stalled()
+        busy = (
+            await queue.busy_assertions()
+        )  # read before the judgements: a job finishing in between is only deferred twice
+        kept = self.store.latest_judgements(s.assertion_id for s in todo)
+        judged: list[Judged] = []
+        samples: dict[bytes, int] = {}
+        wanted: list[tuple[bytes, int]] = []
+        for stored in todo:
+            aid = stored.assertion_id
+            handled = self.samples_handled.get(aid, -1)
+            found = kept.get(aid)
+            if found is not None and found[0] > handled:
+                judged.append((stored, evaluation_of(found[1])))
+                samples[aid] = found[0]
+            elif aid not in busy:
+                wanted.append((aid, handled + 1))
+        if wanted:
+            await queue.defer(wanted)
+            log.info("judge jobs deferred", extra={"jobs": len(wanted)})
+        if not judged:
+            return
+        report.evaluated.extend(stored.assertion_id for stored, _evaluation in judged)
+        self.handle_many(judged, report)
+        retried = set(report.retried)
+        for aid, sample in samples.items():
+            if aid in retried:
+                self.samples_handled[aid] = sample
+            else:  # decided for good
+                self.samples_handled.pop(aid, None)
 
     def handle(self, stored: StoredAssertion, evaluation: Evaluation, report: StepReport) -> PolicyDecision:
         """Decide on one evaluated assertion, record the decision and act on it."""

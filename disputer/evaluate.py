@@ -12,6 +12,7 @@ block, so the record itself is that large, and the download stops at the limit i
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -85,6 +86,42 @@ class Evaluation:
             "verdict": None if self.verdict is None else self.verdict.as_dict(),
             **self.extra,  # a batch's manifest, failing records and weakest record: what the decision names
         }
+
+
+def evaluation_json(evaluation: Evaluation) -> str:
+    """`evaluation` as the JSON a queue worker keeps for the leader (`evaluation_of` reads it back whole)."""
+    verdict = evaluation.verdict
+    return json.dumps(
+        {
+            "assertion_id": evaluation.assertion_id.hex(),
+            "record_cid": evaluation.record_cid,
+            "checks": [[c.name, c.ok, c.detail] for c in evaluation.checks],
+            "verdict": None if verdict is None else verdict.as_dict(),
+            "unavailable": evaluation.unavailable,
+            "latency_ms": evaluation.latency_ms,
+            "judge_calls": evaluation.judge_calls,
+            "extra": evaluation.extra,
+            "out_of_time": evaluation.out_of_time,
+        },
+        ensure_ascii=False,
+    )
+
+
+def evaluation_of(text: str) -> Evaluation:
+    """The evaluation `evaluation_json` wrote (the disputer's own state: trusted, not hostile input)."""
+    data = json.loads(text)
+    verdict = data["verdict"]
+    return Evaluation(
+        assertion_id=bytes.fromhex(data["assertion_id"]),
+        record_cid=data["record_cid"],
+        checks=tuple(Check(name, ok, detail) for name, ok, detail in data["checks"]),
+        verdict=None if verdict is None else Verdict(**{**verdict, "samples": tuple(verdict["samples"])}),
+        unavailable=data["unavailable"],
+        latency_ms=data["latency_ms"],
+        judge_calls=data["judge_calls"],
+        extra=data["extra"],
+        out_of_time=data["out_of_time"],
+    )
 
 
 class Evaluator:

@@ -134,6 +134,8 @@ def standard_metrics() -> Metrics:
         ("checkpoint_block", "gauge", "the last block scanned", ()),
         ("pending_assertions", "gauge", "our assertions seen but not decided", ()),
         ("up", "gauge", "1 while the daemon runs", ()),
+        ("judge_jobs", "gauge", "judge jobs on the queue (`run --workers`), by status: waiting, running", ("status",)),
+        ("judge_oldest_waiting_seconds", "gauge", "how long the oldest waiting judge job has waited", ()),
     )
     for name, kind, text, labels in declared:
         metrics.describe(name, kind, text, labels)

@@ -65,12 +65,6 @@ def build_daemon(
             "the chain was reset: %d assertions seen on its earlier history are gone", retired,
             extra={"chain_id": ctx.chain_id, "genesis": ctx.genesis_hash},
         )  # fmt: skip
-    if judge is None:
-        path = config.calibration_path(calibration_base or config_path().parent)
-        calibration = CalibrationMap.load(path) if path is not None else None
-        judge = judge_from_config(
-            attest_config.llm, config.samples, calibration=calibration, offline=config.offline_judge
-        )
     confirmations = config.confirmations
     if confirmations is None:
         confirmations = ctx.settings.confirmations
@@ -83,8 +77,33 @@ def build_daemon(
             ctx, store, confirmations=confirmations, backfill_s=config.backfill_s,
             accept_claims_as_ours=True, claim_is_ours=_is_llm_attest_claim,
         )  # fmt: skip
+    evaluator = build_evaluator(ctx, config, attest_config, judge=judge, calibration_base=calibration_base)
+    actor = Actor(ctx, store, ctx.sender(account))
+    wallet = Wallet(
+        ctx.w3, store, ctx.chain_id, owner=actor.sender.address, spender=ctx.oov3.address,
+        max_bond_per_dispute=config.amount("max_bond_per_dispute"), total_budget=config.amount("total_budget"),
+    )  # fmt: skip
+    return Daemon(ctx, store, watcher, evaluator, actor, wallet, config, metrics=metrics)
+
+
+def build_evaluator(
+    ctx: ChainContext,
+    config: DisputerConfig,
+    attest_config: Config,
+    *,
+    judge: Judge | None = None,
+    calibration_base: Path | None = None,
+) -> Evaluator:
+    """The evaluator the daemon (or a queue worker) judges with: the judge from `[llm]` (the offline judge without
+    a key) over the configured IPFS readers."""
+    if judge is None:
+        path = config.calibration_path(calibration_base or config_path().parent)
+        calibration = CalibrationMap.load(path) if path is not None else None
+        judge = judge_from_config(
+            attest_config.llm, config.samples, calibration=calibration, offline=config.offline_judge
+        )
     ipfs = attest_config.ipfs_for(ctx.network.name)
-    evaluator = Evaluator(
+    return Evaluator(
         judge,
         readers_for(attest_config, ctx.network.name),
         registry=ctx.registry if config.ours_only else None,
@@ -93,12 +112,6 @@ def build_daemon(
         record_judge_s=config.record_judge_s,
         approved_at=approval_reader(ctx.w3, ctx.chain_id),
     )
-    actor = Actor(ctx, store, ctx.sender(account))
-    wallet = Wallet(
-        ctx.w3, store, ctx.chain_id, owner=actor.sender.address, spender=ctx.oov3.address,
-        max_bond_per_dispute=config.amount("max_bond_per_dispute"), total_budget=config.amount("total_budget"),
-    )  # fmt: skip
-    return Daemon(ctx, store, watcher, evaluator, actor, wallet, config, metrics=metrics)
 
 
 def startup_checks(ctx: ChainContext, config: DisputerConfig, address: str) -> list[Finding]:

@@ -194,6 +194,7 @@ def test_a_v1_state_file_is_migrated_in_place(tmp_path: Path) -> None:
         db.execute("DROP TABLE chains")  # and what later migrations made
         db.execute("ALTER TABLE assertions DROP COLUMN genesis_hash")
         db.execute("ALTER TABLE txs DROP COLUMN earlier")
+        db.execute("DROP TABLE judgements")
         db.execute("DELETE FROM migrations WHERE version > 1")
     with DisputerStore(path) as s:
         assert s.schema_version() == SCHEMA_VERSION

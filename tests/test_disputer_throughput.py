@@ -15,8 +15,8 @@ from hexbytes import HexBytes
 from attest.connect import ChainContext, connect
 from bench import disputer as bench
 from bench.fake_judge import Rule, judge_server
-from disputer.daemon import StepReport, made_of
-from disputer.store import DisputerStore
+from disputer.daemon import StepReport
+from disputer.store import DisputerStore, made_of
 from tests.conftest import LocalChain
 
 LATENCY_S = 1.0

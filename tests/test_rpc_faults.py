@@ -33,9 +33,9 @@ from attest.flow.ask import AskRequest, ask
 from attest.flow.token import Token
 from attest.ledger import Ledger
 from disputer.config import DisputerConfig, load_attest_config
-from disputer.daemon import Daemon, StepReport, made_of
+from disputer.daemon import Daemon, StepReport
 from disputer.grounding import GroundingJudge
-from disputer.store import DisputerStore
+from disputer.store import DisputerStore, made_of
 from disputer.wiring import build_daemon
 from tests.conftest import LocalChain
 from tests.support.faultproxy import FaultProxy

@@ -23,6 +23,7 @@ from attest.ledger import Ledger
 from attest.storage import Migration, Postgres, open_database
 from attest.ui.pages import mine_view
 from attest.units import format_units
+from disputer.judgequeue import install_schema
 from disputer.store import SCHEMA_VERSION, DisputerStore
 from disputer.store.schema import MIGRATIONS
 from tests.support.ports import free_port
@@ -272,6 +273,11 @@ def test_doctor_checks_the_database(
     assert storage["database"][0] == "pass" and "PostgreSQL 1" in storage["database"][1]
     assert storage["ledger schema"] == ("warn", "not created yet; the next command that opens it migrates it")
     assert storage["database writes"][0] == "pass"
+    queue = next(c for c in checks if c["name"] == "judge queue")
+    assert queue["status"] == "pass" and queue["detail"].startswith("not made yet")
+    install_schema(Postgres(postgres_url))  # as the first `disputer run --workers` does
+    queue = next(c for c in doctor()[0] if c["name"] == "judge queue")
+    assert queue["detail"] == "0 judge job(s) waiting, 0 running"
     Ledger().close()  # the first command makes the ledger's schema
     with psycopg.connect(postgres_url, password=postgres_server.password) as conn:
         conn.execute("DELETE FROM ledger.migrations WHERE version > 2")  # as an older release left it
@@ -287,6 +293,8 @@ def test_doctor_checks_the_database(
     checks, _ = doctor()
     writes = next(c for c in checks if c["name"] == "database writes")
     assert writes["status"] == "fail" and "permission denied" in writes["detail"]
+    queue = next(c for c in checks if c["name"] == "judge queue")
+    assert queue["status"] == "warn" and "permission denied for schema judge_queue" in queue["detail"]
     monkeypatch.setenv("ATTEST_DB_PASSWORD", "wrong-secret-5150")
     checks, output = doctor()
     assert checks[0]["name"] == "database" and checks[0]["status"] == "fail"

@@ -111,7 +111,7 @@ def test_a_legacy_disputer_state_upgrades_in_place(tmp_path: Path) -> None:
         with store.transaction():
             assert store.tx_intent(AID, "evidence").status == "intent"
     rows_, tables = bookkeeping(path)
-    assert [v for v, _n in rows_] == [1, 2, 3, 4, 5] and "schema_version" not in tables  # moved into the one table
+    assert [v for v, _n in rows_] == [1, 2, 3, 4, 5, 6] and "schema_version" not in tables  # moved into the one table
     with DisputerStore(path) as store:
         assert store.schema_version() == SCHEMA_VERSION
     assert bookkeeping(path) == (rows_, tables)

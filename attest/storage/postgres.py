@@ -310,7 +310,22 @@ def inspect(where: Postgres, schemas: dict[str, int], *, what: str = "database")
                 state = f"v{current}, older than v{latest}" if current else "not created yet"
                 found.append((f"{schema} schema", "warn", f"{state}; the next command that opens it migrates it"))
         found.append(("database writes", *_write_check(conn, write_to)))
+        found.append(("judge queue", *_judge_queue(conn)))
         return found
+
+
+def _judge_queue(conn: PgConnection) -> tuple[str, str]:
+    """The disputer's judge queue (`disputer run --workers`: procrastinate's tables in the `judge_queue` schema)."""
+    try:
+        if conn.execute("SELECT to_regclass(?)", ("judge_queue.procrastinate_jobs",)).fetchone()[0] is None:
+            return "pass", "not made yet (the first `disputer run --workers` or `disputer worker` makes it)"
+        waiting, running = conn.execute(
+            "SELECT count(*) FILTER (WHERE status = 'todo'), count(*) FILTER (WHERE status = 'doing') "
+            "FROM judge_queue.procrastinate_jobs WHERE queue_name = 'judge'"
+        ).fetchone()
+    except DatabaseFailure as err:
+        return "warn", f"cannot read it: {err}; a disputer with workers needs this user's rights on it"
+    return "pass", f"{waiting} judge job(s) waiting, {running} running"
 
 
 def _write_check(conn: PgConnection, schema: str | None) -> tuple[str, str]:

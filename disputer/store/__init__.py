@@ -2,8 +2,9 @@
 
 One SQLite file (default `ATTEST_HOME/disputer.sqlite`), or the `disputer` schema of the configured PostgreSQL
 server, opened through attest/storage, in parts by idea:
-checkpoints and assertions (assertions.py), decisions (decisions.py), the outbox rows (txs.py) and votes
-(votes.py); `DisputerStore` is all of them on one connection. A vote's salt is stored before its commit is sent.
+checkpoints and assertions (assertions.py), decisions (decisions.py), queue workers' judgements
+(judgements.py), the outbox rows (txs.py) and votes (votes.py); `DisputerStore` is all of them on one
+connection. A vote's salt is stored before its commit is sent.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from disputer.store.assertions import (
     AssertionTables,
     Checkpoint,
     StoredAssertion,
+    made_of,
 )
 from disputer.store.base import hex_or_none
 from disputer.store.decisions import ACTIONS, Action, Decision, DecisionTables
+from disputer.store.judgements import JudgementTable
 from disputer.store.schema import MIGRATIONS, SCHEMA_VERSION
 from disputer.store.txs import TX_KINDS, TxKind, TxTable
 from disputer.store.votes import VOTE_PROGRESS, Vote, VoteProgress, VoteTable
@@ -51,6 +54,7 @@ __all__ = [
     "Vote",
     "VoteProgress",
     "kept_state",
+    "made_of",
 ]
 
 STATE_FILE = "disputer.sqlite"
@@ -66,7 +70,7 @@ def kept_state(home: Path) -> Path | Postgres | None:
     return path if path.exists() else None
 
 
-class DisputerStore(AssertionTables, DecisionTables, TxTable, VoteTable):
+class DisputerStore(AssertionTables, DecisionTables, JudgementTable, TxTable, VoteTable):
     """The disputer's state (default `ATTEST_HOME/disputer.sqlite`, or the `[storage] url` server). A context
     manager, or call `close()`.
 

@@ -353,3 +353,23 @@ class AssertionTables(StoreBase):
     def pending(self, chain_id: int) -> list[StoredAssertion]:
         """Our assertions seen but not evaluated yet, oldest first."""
         return self.assertions(chain_id, statuses=("new",), ours=True)
+
+
+def made_of(a: StoredAssertion) -> AssertionMade:
+    """The event a stored assertion was read from (what the evaluator judges)."""
+    return AssertionMade(
+        assertion_id=a.assertion_id,
+        domain_id=a.domain_id,
+        claim=a.claim,
+        asserter=a.asserter,
+        callback_recipient=a.callback_recipient,
+        escalation_manager=a.escalation_manager,
+        caller=a.caller,
+        expiration_time=a.expiration_time,
+        currency=a.currency,
+        bond=a.bond,
+        identifier=a.identifier,
+        tx_hash=a.tx_hash,
+        log_index=a.log_index,
+        block_number=a.block_number,
+    )

@@ -166,5 +166,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX txs_by_status ON txs(status)
         """,
     ),
+    Migration(
+        "judgements: evaluations made by queue workers, per (assertion, sample), until the leader decides",
+        """
+        CREATE TABLE judgements(
+            assertion_id BLOB NOT NULL,
+            sample INTEGER NOT NULL,
+            evaluation TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY(assertion_id, sample)
+        )
+        """,
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
