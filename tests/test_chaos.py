@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -229,7 +230,7 @@ class Outcome:
 class Daemon:
     """One `disputer run` subprocess (the console script) with its JSON log in a file."""
 
-    def __init__(self, home: Path, log: Path, crash_at: str | None) -> None:
+    def __init__(self, home: Path, log: Path, crash_at: str | None, args: Sequence[str] = ("run",)) -> None:
         env = {**os.environ, "ATTEST_HOME": str(home)}
         env.pop("ATTEST_CRASH_AT", None)
         if crash_at is not None:
@@ -237,7 +238,7 @@ class Daemon:
         self.log = log
         self._out = log.open("w")
         self.proc = subprocess.Popen(
-            [str(DISPUTER), "run"], env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._out
+            [str(DISPUTER), *args], env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._out
         )
 
     def wait_started(self, timeout_s: float = 30.0) -> bool:
