@@ -323,7 +323,7 @@ def measure_stream(
         stream_digests = backlog.digests[n:]
         wrong = sum(1 for d in stream_digests if d in backlog.wrong)
         sender = threading.Thread(
-            target=_stream, args=(w3, stream_raw, stream_digests, sizes.stream_rate, made_at), daemon=True
+            target=send_at_rate, args=(w3, stream_raw, stream_digests, sizes.stream_rate, made_at), daemon=True
         )
         reset_peak()
         stream_started = time.time()
@@ -363,7 +363,9 @@ def measure_stream(
     return ours, stream
 
 
-def _stream(w3: Web3, raw: Sequence[bytes], digests: Sequence[str], rate: float, made_at: dict[str, float]) -> None:
+def send_at_rate(
+    w3: Web3, raw: Sequence[bytes], digests: Sequence[str], rate: float, made_at: dict[str, float]
+) -> None:
     """Send one assertTruth every 1/rate seconds; with automine the send returns once it is mined."""
     begin = time.monotonic()
     for i, (data, digest) in enumerate(zip(raw, digests, strict=True)):

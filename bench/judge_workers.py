@@ -10,17 +10,27 @@ queue's `JudgeQueue`, `run()` polling every `POLL_S`), from its start to the n-t
 runs as a dry run: it decides and records, sends nothing, so the rate is the judging's and the deciding's, not
 the disputes'.
 
+Then the stream latency: assertions arriving at `STREAM_RATE` while a leader polls every `STREAM_POLL_S`, each from
+its AssertionMade (the send's return: anvil automines) to the leader's decision; with 2 workers on the queue, and
+with the leader's own threads, over fresh databases.
+
     python -m bench judge_workers [--quick]
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+from web3 import Web3
 
 from attest.accounts import dev_account
 from attest.config import Config, LlmConfig
@@ -28,8 +38,8 @@ from attest.connect import ChainContext, connect
 from attest.llm.registry import provider_from_config
 from attest.storage import Postgres
 from attest.storage.postgres import PASSWORD_ENV
-from bench.common import Table, env_var, throwaway_home
-from bench.disputer import MODEL, WRONG_MARKER, prepare, recording, send_all
+from bench.common import Table, env_var, percentile, throwaway_home
+from bench.disputer import MODEL, WRONG_MARKER, prepare, recording, send_all, send_at_rate
 from bench.fake_judge import Rule, judge_process
 from disputer.config import DisputerConfig
 from disputer.judge import LlmJudge
@@ -49,6 +59,11 @@ POLL_S = 0.5
 FULL_N = 1000  # 2,000 assertTruths sent in a row failed to land in setup once (docs/benchmarks.md)
 QUICK_N = 300
 GOAL = 1.8  # judged/s with 2 workers over 1
+STREAM_POLL_S = 1.0  # the poll of the issue's goal: AssertionMade -> decision p50 <= poll + judge + 0.2 s
+STREAM_RATE = 5.0  # assertions a second
+STREAM_N, QUICK_STREAM_N = 100, 30
+STREAM_WORKERS, STREAM_CONCURRENCY = 2, 8
+RESCAN_GAP = 100  # empty blocks mined before a stream leader starts: more than the watcher's rescan_blocks (64)
 KEY_ENV = "BENCH_JUDGE_KEY"
 START_BOUND_S = 180.0
 
@@ -117,16 +132,72 @@ def _leader_rate(ctx: ChainContext, where: Postgres, judge_url: str, n: int, *, 
         return n / (max(rec.decided.values()) - started)
 
 
+def _stream_latency(
+    ctx: ChainContext,
+    w3: Web3,
+    where: Postgres,
+    judge_url: str,
+    raw: Sequence[bytes],
+    digests: Sequence[str],
+    *,
+    queued: bool,
+) -> list[float]:
+    """Seconds from each assertion's AssertionMade to the leader's decision, the assertions sent at `STREAM_RATE`
+    while the leader runs (a fresh database whose checkpoint is the head: the backlog stays behind it)."""
+    config = DisputerConfig(
+        samples=1, attempts=1, poll_interval_s=STREAM_POLL_S, backfill_s=86400, vote=False, settle=False, dry_run=True,
+        concurrency=BASELINE_CONCURRENCY,
+    )  # fmt: skip
+    llm = LlmConfig(provider="openai", base_url=judge_url, model=MODEL, key_env=KEY_ENV)
+    judge = LlmJudge(provider_from_config(llm), MODEL, samples=1)
+    made_at: dict[str, float] = {}
+    with DisputerStore(where) as store, recording() as rec:
+        # The leader starts past the backlog: a checkpoint at the head, after more empty blocks than the watcher
+        # re-scans below its checkpoint each poll.
+        w3.provider.make_request("anvil_mine", [hex(RESCAN_GAP)])  # type: ignore[arg-type]
+        head = w3.eth.get_block("latest")
+        store.save_checkpoint(ctx.chain_id, ctx.oov3.address, int(head["number"]), bytes(head["hash"]))
+        daemon = build_daemon(ctx, store, config, Config(), dev_account(2), judge=judge)
+        app = judge_app(where) if queued else None
+        if app is not None:
+            daemon.judge_queue = JudgeQueue(app)
+        sender = threading.Thread(target=send_at_rate, args=(w3, raw, digests, STREAM_RATE, made_at), daemon=True)
+
+        async def drive() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(daemon.run(stop))
+            await asyncio.sleep(2 * STREAM_POLL_S)  # its first scan done: the stream is all new to it
+            sender.start()
+            deadline = time.monotonic() + len(raw) / STREAM_RATE + 60
+            while len(rec.decided) < len(raw) and time.monotonic() < deadline and not task.done():
+                await asyncio.sleep(0.05)
+            stop.set()
+            await asyncio.wait_for(task, timeout=120)
+
+        async def lead() -> None:
+            async with app.open_async() if app is not None else contextlib.nullcontext():
+                await drive()
+
+        asyncio.run(lead())
+        sender.join(timeout=30)
+        if len(rec.decided) < len(raw):
+            raise RuntimeError(f"the stream: {len(rec.decided)} of {len(raw)} assertions decided")
+        domain = {a: "0x" + s.domain_id.hex() for a in rec.decided if (s := store.get(a)) is not None}
+        return [t - made_at[domain[a]] for a, t in rec.decided.items() if domain.get(a) in made_at]
+
+
 Rates = dict[tuple[int, int], float]  # (worker processes, jobs at once per worker) -> judged/s; (0, 0): no queue
+Latencies = dict[str, list[float]]  # "queue" | "no queue" -> AssertionMade -> decision, s
 
 
-def measure(n: int) -> Rates:
+def measure(n: int, stream_n: int) -> tuple[Rates, Latencies]:
     bindir = find_bindir()
     if bindir is None:
         raise RuntimeError(INSTALL_HINT)
     server = PostgresServer(bindir)
     server.start()
     rates: Rates = {}
+    latencies: Latencies = {}
     try:
         with (
             throwaway_home() as (home, w3, deployment),
@@ -134,7 +205,8 @@ def measure(n: int) -> Rates:
             env_var(PASSWORD_ENV, server.password),
             env_var(KEY_ENV, "bench-key"),
         ):
-            send_all(w3, prepare(w3, deployment, n).raw)
+            backlog = prepare(w3, deployment, n + stream_n)  # one nonce sequence: the stream's are sent last
+            send_all(w3, backlog.raw[:n])
             ctx = connect("local")
             with judge_process([Rule(WRONG_MARKER, 0.05)], latency_s=LATENCY_S) as judge:
                 where = Postgres(server.new_database())
@@ -149,12 +221,25 @@ def measure(n: int) -> Rates:
                             rates[count, concurrency] = _leader_rate(ctx, where, judge.base_url, n, queued=True)
                         finally:
                             stop_local_workers(workers)
+                cut = (n, n + stream_n // 2, n + stream_n)
+                halves = [(backlog.raw[i:j], backlog.digests[i:j]) for i, j in itertools.pairwise(cut)]
+                where = Postgres(server.new_database())
+                latencies["no queue"] = _stream_latency(ctx, w3, where, judge.base_url, *halves[0], queued=False)
+                where = Postgres(server.new_database())
+                _config(home, where.url, judge.base_url)
+                install_schema(where)
+                log = home / "workers-stream.log"
+                workers = _start_workers(STREAM_WORKERS, STREAM_CONCURRENCY, log)
+                try:
+                    latencies["queue"] = _stream_latency(ctx, w3, where, judge.base_url, *halves[1], queued=True)
+                finally:
+                    stop_local_workers(workers)
     finally:
         server.stop()
-    return rates
+    return rates, latencies
 
 
-def tables(n: int, rates: Rates) -> list[Table]:
+def tables(n: int, rates: Rates, latencies: Latencies) -> list[Table]:
     rows = [("no queue: the leader's own threads", "-", str(BASELINE_CONCURRENCY), f"{rates[0, 0]:.1f}", "-")]
     for concurrency in CONCURRENCIES:
         one = rates[1, concurrency]
@@ -178,13 +263,36 @@ def tables(n: int, rates: Rates) -> list[Table]:
             "the same leader without the queue (`disputer run` without --workers). The judge is `LlmJudge` "
             f"(OpenAI SDK, 1 sample) against a local server that waits {LATENCY_S:g} s per request; the leader, "
             "PostgreSQL, anvil and the judge server share this machine's CPUs with the workers.",
-        )
+        ),
+        _latency_table(latencies),
     ]
 
 
+def _latency_table(latencies: Latencies) -> Table:
+    bound = STREAM_POLL_S + LATENCY_S + 0.2
+    rows = []
+    for name, label in (("no queue", "the leader's own threads"), ("queue", f"queue, {STREAM_WORKERS} workers")):
+        values = latencies[name]
+        rows.append(
+            (label, str(len(values)), *(f"{percentile(values, p):.2f}" for p in (50, 95)), f"{max(values):.2f}")
+        )
+    p50 = percentile(latencies["queue"], 50)
+    met = "met" if p50 <= bound else "NOT met"
+    return Table(
+        f"Stream latency: assertions arriving at {STREAM_RATE:g}/s, poll {STREAM_POLL_S:g} s, judge {LATENCY_S:g} s",
+        ("judging", "assertions", "p50 (s)", "p95 (s)", "max (s)"),
+        rows,
+        f"From each assertion's AssertionMade (its send returning: anvil automines) to the leader's decision log "
+        f"line. Goal with the queue: p50 <= poll + judge + 0.2 s = {bound:g} s — {met} ({p50:.2f} s). Each row over "
+        "a fresh database whose leader starts at the head; half of the stream each, the no-queue row first. With the "
+        "queue the leader defers the job in the pass that sees the assertion, a worker takes it at once (LISTEN), "
+        "and the leader, which between polls looks for kept judgements every 0.1 s, decides at once.",
+    )
+
+
 def run(quick: bool = False) -> list[Table]:
-    n = QUICK_N if quick else FULL_N
-    return tables(n, measure(n))
+    n, stream_n = (QUICK_N, QUICK_STREAM_N) if quick else (FULL_N, STREAM_N)
+    return tables(n, *measure(n, stream_n))
 
 
 def main(argv: list[str]) -> None:

@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # procrastinate is loaded only when judging goes to a queue
 
 log = logging.getLogger(__name__)
 CHECKS_JUDGE = "deterministic-checks"
+JUDGEMENT_CHECK_S = 0.1  # with a judge queue: how often a leader between polls looks for judgements kept
 NOW_TTL_S = 1.0  # how old a chain time decisions that send nothing may use
 
 
@@ -126,11 +127,31 @@ class Daemon:
         try:
             while not stop.is_set():
                 await self.step()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.config.poll_interval_s)
+                await self._pause(stop)
         finally:
             self.metrics.set("up", 0)
             log.info("disputer stopped")
+
+    async def _pause(self, stop: asyncio.Event) -> None:
+        """Until the next poll, or `stop`. With a judge queue, also until a worker keeps a judgement: its decision
+        then waits `JUDGEMENT_CHECK_S` at most, not the rest of a poll."""
+        if self.judge_queue is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.config.poll_interval_s)
+            return
+        deadline = time.monotonic() + self.config.poll_interval_s
+        kept = self._judgements_kept()
+        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=min(left, JUDGEMENT_CHECK_S))
+            if self._judgements_kept() > kept:
+                return
+
+    def _judgements_kept(self) -> int:
+        try:
+            return self.store.judgements_kept()
+        except _STEP_ERRORS:  # the state's server away: the next pass reports it
+            return -1
 
     async def step(self) -> StepReport:
         """One pass. Chain, RPC and model errors are reported and the next pass tries again, and so is a state

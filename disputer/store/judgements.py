@@ -24,6 +24,11 @@ class JudgementTable(StoreBase):
         )
         return cur.rowcount > 0
 
+    def judgements_kept(self) -> int:
+        """How many judgements were ever kept: a leader that sees it grow has one to decide on."""
+        row = self._one("SELECT count(*) FROM judgements")
+        return 0 if row is None else int(row[0])
+
     def has_judgement(self, assertion_id: bytes, sample: int) -> bool:
         found = self._one("SELECT 1 FROM judgements WHERE assertion_id = ? AND sample = ?", (assertion_id, sample))
         return found is not None
