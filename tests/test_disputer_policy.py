@@ -177,7 +177,8 @@ def test_each_daemon_has_its_own_metrics() -> None:
     assert set(families) == {
         "disputer_" + n.removesuffix("_total")
         for n in ("polls_total", "assertions_seen_total", "evaluations_total", "decisions_total", "judge_calls_total",
-                  "undecided_total", "txs_total", "alerts_total", "checkpoint_block", "pending_assertions", "up")
+                  "undecided_total", "txs_total", "alerts_total", "checkpoint_block", "pending_assertions", "up",
+                  "judge_jobs", "judge_oldest_waiting_seconds")
     }  # fmt: skip
     assert [(s.name, s.labels, s.value) for s in families["disputer_txs"].samples] == [
         ("disputer_txs_total", {"kind": "dispute", "result": "mined"}, 1.0)
