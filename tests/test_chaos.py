@@ -193,6 +193,11 @@ def _sha256(text: str) -> str:
 
 
 # -- the run ---------------------------------------------------------------------------------------------------
+# The daemon of every chaos run: the offline judge, one sample, a fast poll, no votes or settling.
+CHAOS_CONFIG = (
+    '[llm]\nprovider = "extractive"\n\n[disputer]\nsamples = 1\nattempts = 1\nbackfill_s = 86400\n'
+    "confirmations = 0\npoll_interval_s = 0.2\nvote = false\nsettle = false\nconcurrency = 8\n"
+)
 CRASH_POINTS = ("dispute-signed", "dispute-sent", "approve-signed", "approve-sent")
 
 
@@ -283,10 +288,7 @@ def run_chaos(chain: LocalChain, plan: Chaos, logs: Path) -> tuple[Asserter, Out
     asserter.fund(dev_account(2).address, plan.total)
     rng = random.Random(plan.seed)
     planned = [asserter.plan(rng.random() >= plan.wrong_share) for _ in range(plan.total)]
-    (chain.home / "config.toml").write_text(
-        '[llm]\nprovider = "extractive"\n\n[disputer]\nsamples = 1\nattempts = 1\nbackfill_s = 86400\n'
-        "confirmations = 0\npoll_interval_s = 0.2\nvote = false\nsettle = false\nconcurrency = 8\n"
-    )
+    (chain.home / "config.toml").write_text(CHAOS_CONFIG)
     # Every life but the last brings a batch of new assertions, sent while that life runs.
     lives_planned = plan.kills + len(plan.crash_points)
     batches = [planned[i::lives_planned] for i in range(lives_planned)]

@@ -20,7 +20,7 @@ from attest.connect import connect
 from attest.storage import Postgres
 from disputer.store import DisputerStore
 from tests.conftest import LocalChain
-from tests.test_chaos import Asserter, Daemon, log_lines, waiting_for
+from tests.test_chaos import CHAOS_CONFIG, Asserter, Daemon, log_lines, waiting_for
 
 TOTAL = 60
 KILLS = 4
@@ -39,11 +39,7 @@ def test_the_leader_killed_at_random_moments_on_the_queue_misses_nothing_and_dis
     asserter.fund(dev_account(2).address, TOTAL)
     rng = random.Random(31)
     planned = [asserter.plan(rng.random() >= 0.3) for _ in range(TOTAL)]
-    (local_chain.home / "config.toml").write_text(
-        f'[storage]\nurl = "{postgres_url}"\n\n[llm]\nprovider = "extractive"\n\n[disputer]\nsamples = 1\n'
-        "attempts = 1\nbackfill_s = 86400\nconfirmations = 0\npoll_interval_s = 0.2\nvote = false\nsettle = false\n"
-        "concurrency = 8\n"
-    )
+    (local_chain.home / "config.toml").write_text(f'[storage]\nurl = "{postgres_url}"\n\n' + CHAOS_CONFIG)
     workers = [Daemon(local_chain.home, tmp_path / f"worker-{i}.log", None, args=("worker",)) for i in range(2)]
     logs: list[Path] = []
     try:

@@ -25,7 +25,7 @@ from attest.storage.postgres import PASSWORD_ENV
 from disputer.store import DisputerStore
 from tests.conftest import LocalChain
 from tests.support.postgres import PostgresServer, running_server
-from tests.test_chaos import Asserter, Daemon, log_lines, waiting_for
+from tests.test_chaos import CHAOS_CONFIG, Asserter, Daemon, log_lines, waiting_for
 
 OUTAGE_S = 10.0
 TOTAL = 60
@@ -47,10 +47,7 @@ def test_postgres_stopped_for_10_s_mid_run_misses_nothing_and_disputes_once(
     asserter.fund(dev_account(2).address, TOTAL)
     rng = random.Random(23)
     planned = [asserter.plan(rng.random() >= 0.3) for _ in range(TOTAL)]
-    (local_chain.home / "config.toml").write_text(
-        f'[storage]\nurl = "{url}"\n\n[llm]\nprovider = "extractive"\n\n[disputer]\nsamples = 1\nattempts = 1\n'
-        "backfill_s = 86400\nconfirmations = 0\npoll_interval_s = 0.2\nvote = false\nsettle = false\nconcurrency = 8\n"
-    )
+    (local_chain.home / "config.toml").write_text(f'[storage]\nurl = "{url}"\n\n' + CHAOS_CONFIG)
     log = tmp_path / "disputer.log"
     daemon = Daemon(local_chain.home, log, None)
     try:
